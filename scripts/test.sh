@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs, builds, and runs every test through ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+build_dir=${LEMA_BUILD_DIR:-build}
+cd "$build_dir"
+ctest --output-on-failure -j "$(nproc)" --timeout 900 "$@"

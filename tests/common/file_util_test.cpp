@@ -1,0 +1,111 @@
+#include "common/file_util.h"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace lema {
+namespace {
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/lema_file_util_XXXXXX";
+  char* d = mkdtemp(tmpl);
+  EXPECT_NE(d, nullptr);
+  return d;
+}
+
+TEST(FileUtil, AtomicWriteReplacesWholeFileAndLeavesNoTemp) {
+  std::string dir = temp_dir();
+  std::string path = path_join(dir, "a.txt");
+  ASSERT_TRUE(write_file_atomic(path, "first").ok());
+  ASSERT_TRUE(write_file_atomic(path, "second version").ok());
+  auto got = read_file(path);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, "second version");
+  int entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1);
+  remove_all(dir).ok();
+}
+
+TEST(FileUtil, AbandonedWriterLeavesOldContent) {
+  std::string dir = temp_dir();
+  std::string path = path_join(dir, "b.txt");
+  ASSERT_TRUE(write_file_atomic(path, "old").ok());
+  {
+    AtomicFileWriter w;
+    ASSERT_TRUE(w.open(path).ok());
+    ASSERT_TRUE(w.append("new", 3).ok());
+    // destroyed without commit
+  }
+  EXPECT_EQ(*read_file(path), "old");
+  int entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1);
+  remove_all(dir).ok();
+}
+
+TEST(FileUtil, MissingFileIsNotFoundAndNamesThePath) {
+  auto r = read_file("/nonexistent/lema/file");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(r.status().message().find("/nonexistent/lema/file"), std::string::npos);
+}
+
+TEST(FileUtil, WriteIntoMissingDirectoryFailsWithPath) {
+  Status s = write_file_atomic("/nonexistent/lema/dir/x", "data");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("/nonexistent/lema/dir/x"), std::string::npos);
+}
+
+TEST(FileUtil, FullDiskIsAnIOError) {
+  if (!path_exists("/dev/full")) GTEST_SKIP() << "/dev/full not present";
+  // /dev/full fails every write with ENOSPC: the writer must report it.
+  int fd = ::open("/dev/full", O_WRONLY);
+  ASSERT_GE(fd, 0);
+  char buf[4096] = {0};
+  ssize_t n = ::write(fd, buf, sizeof(buf));
+  int err = errno;
+  ::close(fd);
+  ASSERT_LT(n, 0);
+  Status s = status_from_errno("write /dev/full", err);
+  EXPECT_EQ(s.code(), Status::Code::kIOError);
+  EXPECT_NE(s.message().find("No space left"), std::string::npos);
+}
+
+TEST(FileUtil, MappedFileSeesBytes) {
+  std::string dir = temp_dir();
+  std::string path = path_join(dir, "m.bin");
+  ASSERT_TRUE(write_file_atomic(path, std::string("\x01\x02\x03", 3)).ok());
+  MappedFile m;
+  ASSERT_TRUE(m.open(path).ok());
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m.data()[2], 3);
+  MappedFile empty;
+  ASSERT_TRUE(write_file_atomic(path, "").ok());
+  ASSERT_TRUE(empty.open(path).ok());
+  EXPECT_EQ(empty.size(), 0u);
+  remove_all(dir).ok();
+}
+
+TEST(FileUtil, ParseBytes) {
+  EXPECT_EQ(*parse_bytes("4GiB"), 4ull << 30);
+  EXPECT_EQ(*parse_bytes("512MiB"), 512ull << 20);
+  EXPECT_EQ(*parse_bytes("8GB"), 8000000000ull);
+  EXPECT_EQ(*parse_bytes("1024"), 1024ull);
+  EXPECT_EQ(*parse_bytes("1.5G"), 3ull << 29);
+  EXPECT_FALSE(parse_bytes("lots").ok());
+  EXPECT_FALSE(parse_bytes("4 parsecs").ok());
+}
+
+}  // namespace
+}  // namespace lema
