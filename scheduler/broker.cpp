@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <map>
 #include <vector>
 
@@ -107,7 +108,7 @@ struct Broker::Impl {
   void handle_client(const std::vector<std::string>& env, const std::string& payload);
   Result<json> client_request(const Message& m);
 
-  // Reads every queued message of one socket; returns false on a zmq error.
+  // Reads up to 1000 queued messages of one socket and hands each to `handle`.
   template <typename F>
   void drain(zmq::socket_t& sock, F&& handle) {
     for (int i = 0; i < 1000; ++i) {
@@ -286,7 +287,7 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
 Result<json> Broker::Impl::client_request(const Message& m) {
   switch (m.type) {
     case MessageType::kSubmit: {
-      LEMA_ASSIGN_OR_RETURN(JobSpec spec, JobSpec::parse(m.str("spec"), "spec"));
+      LEMA_ASSIGN_OR_RETURN(JobSpec spec, JobSpec::parse(m.str("spec"), m.str("source", "spec").substr(0, 256)));
       LEMA_ASSIGN_OR_RETURN(int64_t id, store->submit(m.str("spec"), spec, now()));
       work_may_exist = true;
       return json{{"job_id", id}};
@@ -461,7 +462,12 @@ Status Broker::run() {
   try {
     while (!d.stop) {
       zmq::pollitem_t items[] = {{d.workers.handle(), 0, ZMQ_POLLIN, 0}, {d.clients.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::chrono::milliseconds(tick_ms));
+      try {
+        zmq::poll(items, 2, std::chrono::milliseconds(tick_ms));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;  // a signal (SIGINT/SIGTERM sets stop)
+        throw;
+      }
       if (items[0].revents & ZMQ_POLLIN) {
         d.drain(d.workers, [&](const auto& env, const auto& payload) { d.handle_worker(env, payload); });
       }
