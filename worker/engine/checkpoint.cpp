@@ -90,6 +90,37 @@ Status save_adapter(const std::string& dir, const LoraAdapter& adapter, const st
                        {{"format", "pt"}});
 }
 
+Result<LoraConfig> read_adapter_config(const std::string& dir) {
+  const std::string path = path_join(dir, "adapter_config.json");
+  LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Status::invalid_argument(path + ": not a JSON object");
+  LoraConfig c;
+  try {
+    if (j.value("peft_type", "LORA") != "LORA") return Status::unsupported(path + ": peft_type is not LORA");
+    if (j.value("bias", "none") != "none") return Status::unsupported(path + ": bias other than \"none\"");
+    if (j.contains("use_dora") && j["use_dora"].is_boolean() && j["use_dora"].get<bool>()) {
+      return Status::unsupported(path + ": DoRA adapters");
+    }
+    c.r = j.at("r").get<int64_t>();
+    c.alpha = j.at("lora_alpha").get<double>();
+    c.dropout = j.value("lora_dropout", 0.0);
+    c.use_rslora = j.contains("use_rslora") && j["use_rslora"].is_boolean() && j["use_rslora"].get<bool>();
+    std::string targets;
+    const auto& tm = j.at("target_modules");
+    if (tm.is_string()) {
+      targets = tm.get<std::string>();
+    } else {
+      for (const auto& t : tm) targets += (targets.empty() ? "" : ",") + t.get<std::string>();
+    }
+    LEMA_ASSIGN_OR_RETURN(c.targets, parse_lora_targets(targets));
+  } catch (const std::exception& e) {
+    return Status::invalid_argument(path + ": " + e.what());
+  }
+  if (c.r < 1) return Status::invalid_argument(path + ": r must be >= 1");
+  return c;
+}
+
 Status load_adapter_weights(const std::string& dir, LoraAdapter& adapter) {
   LEMA_ASSIGN_OR_RETURN(auto reader, SafetensorsReader::open(path_join(dir, "adapter_model.safetensors")));
   const auto names = adapter.parameter_names();

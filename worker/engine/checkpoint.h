@@ -36,6 +36,9 @@ struct CheckpointState {
 // Writes the adapter in PEFT form into `dir` (created if needed):
 // adapter_config.json + adapter_model.safetensors.
 Status save_adapter(const std::string& dir, const LoraAdapter& adapter, const std::string& base_model);
+// Reads r, lora_alpha, lora_dropout, target_modules and use_rslora from a
+// PEFT adapter_config.json; refuses what lema cannot apply (bias, DoRA, ...).
+Result<LoraConfig> read_adapter_config(const std::string& dir);
 // Reads a PEFT adapter's weights into `adapter` (same r, targets and layers).
 Status load_adapter_weights(const std::string& dir, LoraAdapter& adapter);
 
