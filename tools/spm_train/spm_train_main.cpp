@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
 
   // Train under a temporary prefix, then rename: a crash leaves no half model.
   const std::string tmp_prefix = lema::path_join(out, ".tokenizer.tmp");
-  auto status = sentencepiece::SentencePieceTrainer::Train(lema::spm_train_args(corpus, tmp_prefix, vocab, pad));
+  auto status = sentencepiece::SentencePieceTrainer::Train(lema::spm_train_args(corpus, tmp_prefix, vocab, pad) + " --minloglevel=1");
   if (!status.ok()) return fail(std::string("sentencepiece training failed: ") + status.ToString() +
                                 (status.ToString().find("Vocabulary size") != std::string::npos ? " (use a smaller --vocab or a larger corpus)" : ""));
   std::remove((tmp_prefix + ".vocab").c_str());
