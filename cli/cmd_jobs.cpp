@@ -9,6 +9,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "scheduler/client.h"
+#include "scheduler/curve_keys.h"
 
 namespace {
 
@@ -21,6 +22,8 @@ struct ClientArgs {
   std::string state;
   int64_t job_id = 0;
   bool follow = false;
+  std::string curve_server_file;
+  std::string curve_key_stem;
 };
 
 void add_client_options(CLI::App* cmd, ClientArgs& a) {
@@ -31,6 +34,17 @@ void add_client_options(CLI::App* cmd, ClientArgs& a) {
   cmd->add_option("--token", a.options.token, "Shared secret")->envname("LEMA_TOKEN");
   cmd->add_option("--timeout-ms", a.options.timeout_ms, "How long to wait for the scheduler")->capture_default_str();
   cmd->add_flag("--json", a.as_json, "Print the reply as JSON");
+  cmd->add_option("--curve-server-key", a.curve_server_file, "Scheduler's CURVE public key file (.pub)");
+  cmd->add_option("--curve-key", a.curve_key_stem, "This client's key pair: path without .pub/.key");
+}
+
+lema::Status load_curve(ClientArgs& a) {
+  if (a.curve_server_file.empty()) return lema::Status();
+  if (a.curve_key_stem.empty()) return lema::Status::invalid_argument("--curve-server-key needs --curve-key");
+  LEMA_ASSIGN_OR_RETURN(a.options.curve_server_key, lema::read_curve_key(a.curve_server_file));
+  LEMA_ASSIGN_OR_RETURN(a.options.curve_public_key, lema::read_curve_key(a.curve_key_stem + ".pub"));
+  LEMA_ASSIGN_OR_RETURN(a.options.curve_secret_key, lema::read_curve_key(a.curve_key_stem + ".key"));
+  return lema::Status();
 }
 
 std::string format_time_ms(int64_t ms) {
@@ -43,6 +57,7 @@ std::string format_time_ms(int64_t ms) {
 }
 
 lema::Status run_verb(const std::string& verb, ClientArgs& a) {
+  LEMA_RETURN_IF_ERROR(load_curve(a));
   LEMA_ASSIGN_OR_RETURN(auto client, lema::Client::connect(a.options));
   json reply;
   if (verb == "submit") {

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "scheduler/broker.h"
+#include "scheduler/curve_keys.h"
 
 namespace {
 
@@ -19,6 +20,8 @@ void on_signal(int) {
 struct SchedulerArgs {
   lema::BrokerOptions options;
   std::string token_file;
+  std::string curve_secret_file;
+  std::string curve_authorized_file;
 };
 
 lema::Status run_scheduler(SchedulerArgs& args) {
@@ -28,8 +31,15 @@ lema::Status run_scheduler(SchedulerArgs& args) {
     if (token.empty()) return lema::Status::invalid_argument(args.token_file + ": empty token");
     args.options.token = token;
   }
-  if (args.options.allow_remote_clients && args.options.token.empty()) {
-    return lema::Status::invalid_argument("--allow-remote-clients needs --token or --token-file");
+  if (!args.curve_secret_file.empty()) {
+    LEMA_ASSIGN_OR_RETURN(args.options.curve_secret_key, lema::read_curve_key(args.curve_secret_file));
+    if (args.curve_authorized_file.empty()) {
+      return lema::Status::invalid_argument("--curve-secret-file needs --curve-authorized (the peers' .pub keys)");
+    }
+    LEMA_ASSIGN_OR_RETURN(args.options.curve_authorized_keys, lema::read_curve_key_list(args.curve_authorized_file));
+  }
+  if (args.options.allow_remote_clients && args.options.token.empty() && args.options.curve_secret_key.empty()) {
+    return lema::Status::invalid_argument("--allow-remote-clients needs a token or CURVE keys");
   }
   std::fprintf(stderr, "%s\n", LEMA_VERSION_STRING);
   LEMA_ASSIGN_OR_RETURN(auto broker, lema::Broker::create(args.options));
@@ -54,6 +64,9 @@ void setup_scheduler(CLI::App& app) {
   cmd->add_option("--token", args->options.token, "Shared secret required in HELLO and client requests")
       ->envname("LEMA_TOKEN");
   cmd->add_option("--token-file", args->token_file, "Read the shared secret from this file");
+  cmd->add_option("--curve-secret-file", args->curve_secret_file, "Scheduler CURVE secret key (from `lema keys`)");
+  cmd->add_option("--curve-authorized", args->curve_authorized_file,
+                  "File listing the public keys (Z85, one a line) of workers and clients allowed in");
   cmd->add_option("--heartbeat-ms", args->options.heartbeat_interval_ms, "Heartbeat interval")
       ->capture_default_str();
   cmd->add_option("--liveness", args->options.heartbeat_liveness, "Missed heartbeats before a lease lapses")

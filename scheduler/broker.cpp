@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <map>
+#include <set>
 #include <vector>
 
 #include <zmq.hpp>
@@ -59,6 +60,9 @@ struct Broker::Impl {
   const Clock* clock = nullptr;
   std::unique_ptr<JobStore> store;
   zmq::context_t ctx{1};
+  // ZAP handler for CURVE: libzmq asks it whether a client key may connect.
+  zmq::socket_t zap{ctx, zmq::socket_type::rep};
+  std::set<std::string> authorized_keys;  // Z85
   zmq::socket_t workers{ctx, zmq::socket_type::router};
   zmq::socket_t clients{ctx, zmq::socket_type::router};
   std::string workers_ep, clients_ep;
@@ -383,6 +387,26 @@ void Broker::Impl::handle_client(const std::vector<std::string>& env, const std:
   send(clients, env, protocol::make_reply(std::move(*r), req));
 }
 
+// ZAP request frames (RFC 27): version, request id, domain, address,
+// identity, mechanism, then for CURVE the 32-byte client public key.
+void handle_zap(zmq::socket_t& zap, const std::set<std::string>& authorized) {
+  std::vector<zmq::message_t> frames;
+  if (!zmq::recv_multipart(zap, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
+  std::string version = frames.size() > 0 ? frames[0].to_string() : "1.0";
+  std::string request_id = frames.size() > 1 ? frames[1].to_string() : "";
+  bool ok = false;
+  if (frames.size() >= 7 && frames[5].to_string() == "CURVE" && frames[6].size() == 32) {
+    char z85[41] = {0};
+    zmq_z85_encode(z85, static_cast<const uint8_t*>(frames[6].data()), 32);
+    ok = authorized.count(z85) > 0;
+    if (!ok) log_warn("broker: CURVE key %s refused (not in the authorized keys)", z85);
+  }
+  std::vector<std::string> reply = {version, request_id, ok ? "200" : "400", ok ? "OK" : "unauthorized key", "", ""};
+  for (size_t i = 0; i < reply.size(); ++i) {
+    zap.send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+}
+
 void Broker::Impl::purge() {
   auto lapsed = store->expire_leases(now());
   if (!lapsed.ok()) {
@@ -436,6 +460,18 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerOptions& options) {
   impl->clock = options.clock ? options.clock : &impl->system_clock;
   LEMA_ASSIGN_OR_RETURN(impl->store, JobStore::open(options.db_path, options.store));
   try {
+    if (!options.curve_secret_key.empty()) {
+      if (zmq_has("curve") != 1) return Status::unsupported("CURVE keys given but this libzmq lacks CURVE");
+      if (options.curve_secret_key.size() != 40) return Status::invalid_argument("CURVE secret key must be 40 Z85 characters");
+      impl->zap.set(zmq::sockopt::linger, 0);
+      impl->zap.bind("inproc://zeromq.zap.01");
+      impl->authorized_keys.insert(options.curve_authorized_keys.begin(), options.curve_authorized_keys.end());
+      for (zmq::socket_t* s : {&impl->workers, &impl->clients}) {
+        s->set(zmq::sockopt::curve_server, 1);
+        s->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
+        s->set(zmq::sockopt::zap_domain, "lema");
+      }
+    }
     for (zmq::socket_t* s : {&impl->workers, &impl->clients}) {
       s->set(zmq::sockopt::linger, 0);
       s->set(zmq::sockopt::maxmsgsize, protocol::kMaxMessageBytes);
@@ -480,13 +516,17 @@ Status Broker::run() {
   int64_t next_heartbeat = d.now() + d.options.heartbeat_interval_ms;
   try {
     while (!d.stop) {
-      zmq::pollitem_t items[] = {{d.workers.handle(), 0, ZMQ_POLLIN, 0}, {d.clients.handle(), 0, ZMQ_POLLIN, 0}};
+      bool curve = !d.options.curve_secret_key.empty();
+      zmq::pollitem_t items[] = {{d.workers.handle(), 0, ZMQ_POLLIN, 0},
+                                 {d.clients.handle(), 0, ZMQ_POLLIN, 0},
+                                 {d.zap.handle(), 0, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, 2, std::chrono::milliseconds(tick_ms));
+        zmq::poll(items, curve ? 3 : 2, std::chrono::milliseconds(tick_ms));
       } catch (const zmq::error_t& e) {
         if (e.num() == EINTR) continue;  // a signal (SIGINT/SIGTERM sets stop)
         throw;
       }
+      if (curve && (items[2].revents & ZMQ_POLLIN)) handle_zap(d.zap, d.authorized_keys);
       // Everything this iteration does to the store is one transaction; the
       // replies go out after it commits.
       Status begun = d.store->begin_batch();

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/protocol.h"
 #include "common/status.h"
@@ -27,6 +28,10 @@ struct BrokerOptions {
   bool allow_remote_clients = false;
   // Shared secret that HELLO and every client request must carry; empty: none.
   std::string token;
+  // ZeroMQ CURVE (both sockets) when curve_secret_key is set (Z85). Only
+  // peers whose public key is in curve_authorized_keys may connect (ZAP).
+  std::string curve_secret_key;
+  std::vector<std::string> curve_authorized_keys;
   int64_t heartbeat_interval_ms = protocol::kHeartbeatIntervalMs;
   int heartbeat_liveness = protocol::kHeartbeatLiveness;
   StoreOptions store;

@@ -26,6 +26,11 @@ Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& options) {
   impl->options = options;
   try {
     impl->sock.set(zmq::sockopt::linger, 0);
+    if (!options.curve_server_key.empty()) {
+      impl->sock.set(zmq::sockopt::curve_serverkey, options.curve_server_key);
+      impl->sock.set(zmq::sockopt::curve_publickey, options.curve_public_key);
+      impl->sock.set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
+    }
     impl->sock.connect(options.endpoint);
   } catch (const zmq::error_t& e) {
     return Status::invalid_argument("connecting to " + options.endpoint + ": " + e.what());

@@ -21,6 +21,10 @@ struct ClientOptions {
   std::string endpoint = "tcp://127.0.0.1:7501";
   std::string token;  // sent with every request when not empty
   int timeout_ms = 5000;
+  // CURVE: the scheduler's public key and this client's key pair (Z85).
+  std::string curve_server_key;
+  std::string curve_public_key;
+  std::string curve_secret_key;
 };
 
 class Client {
