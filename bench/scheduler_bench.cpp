@@ -83,7 +83,12 @@ int main(int argc, char** argv) {
   o.db_path = db;
   o.workers_bind = "tcp://127.0.0.1:*";
   o.clients_bind = "tcp://127.0.0.1:*";
-  auto broker = Broker::create(o).value();
+  auto created = Broker::create(o);
+  if (!created.ok()) {
+    std::fprintf(stderr, "scheduler: %s\n", created.status().to_string().c_str());
+    return 1;
+  }
+  auto broker = std::move(created).value();
   std::string ep = broker->workers_endpoint();
   double sched_cpu_s = 0;
   std::thread sched([&] {
