@@ -2,14 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <set>
+
+#include "common/file_util.h"
 
 namespace lema {
 namespace {
 
 // Test-only tokenizer: one id per byte (id = byte + 3), BOS 1, EOS 2, pad 0.
-// TODO: switch to Tokenizer::load on a tests/data tokenizer once the
-// tokenizer lands in main.
+// Exact positions are easy to check with it; RealTokenizer below runs the
+// same invariants through Tokenizer::load.
 class ByteTokenizer : public Tokenizer {
  public:
   explicit ByteTokenizer(bool with_bos = true) : bos_(with_bos ? 1 : -1) {}
@@ -69,6 +72,74 @@ TEST(TrainingExample, MasksBosAndPromptLabelsReplyAndEos) {
   TokenizedExample u = tokenize_example(no_bos, e, 4096);
   EXPECT_EQ(u.input_ids.size(), t.input_ids.size() - 1);
   EXPECT_EQ(u.labels.front(), kIgnoreLabel);
+}
+
+// A Llama-style tokenizer.json (SentencePiece BPE with byte fallback, a
+// prepended "▁"), small enough to write here.
+std::string write_llama_style_tokenizer(const std::string& dir) {
+  using nlohmann::json;
+  const std::string ws = "\xE2\x96\x81";  // U+2581
+  json vocab = json::object();
+  vocab["<unk>"] = 0;
+  vocab["<s>"] = 1;
+  vocab["</s>"] = 2;
+  int id = 3;
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    vocab[buf] = id++;
+  }
+  vocab[ws] = id++;
+  for (char c = 33; c < 127; ++c) vocab[std::string(1, c)] = id++;
+  json merges = json::array();
+  auto merge = [&](const std::string& a, const std::string& b) {
+    if (!vocab.contains(a + b)) vocab[a + b] = id++;
+    merges.push_back(a + " " + b);
+  };
+  merge("A", "n"); merge("An", "s"); merge("Ans", "w"); merge("e", "r"); merge("Answ", "er");
+  merge(ws, "W"); merge("h", "a"); merge("ha", "t");
+  json root;
+  root["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"byte_fallback", true},
+                   {"unk_token", "<unk>"}, {"fuse_unk", true}};
+  root["added_tokens"] = json::array({{{"id", 0}, {"content", "<unk>"}, {"special", true}},
+                                      {{"id", 1}, {"content", "<s>"}, {"special", true}},
+                                      {{"id", 2}, {"content", "</s>"}, {"special", true}}});
+  root["normalizer"] = {{"type", "Sequence"},
+                        {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", ws}},
+                                                     {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", ws}}})}};
+  root["decoder"] = {{"type", "Sequence"},
+                     {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", ws}}}, {"content", " "}},
+                                               {{"type", "ByteFallback"}},
+                                               {{"type", "Fuse"}},
+                                               {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+  std::string path = path_join(dir, "tokenizer.json");
+  EXPECT_TRUE(write_file_atomic(path, root.dump()).ok());
+  return path;
+}
+
+TEST(TrainingExample, RealTokenizerKeepsThePromptReplyBoundary) {
+  char tmpl[] = "/tmp/lema_tok_XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  auto tok = Tokenizer::load(write_llama_style_tokenizer(dir));
+  ASSERT_TRUE(tok.ok()) << tok.status().to_string();
+  const Tokenizer& t = **tok;
+  ASSERT_EQ(t.bos_id(), 1);
+  ASSERT_EQ(t.eos_id(), 2);
+  Example e = make("What is 2 plus 2?", "4");
+  TokenizedExample x = tokenize_example(t, e, 4096);
+  std::vector<int32_t> prompt = t.encode(example_prompt(e), false);
+  std::vector<int32_t> reply = t.encode(example_reply(e), false);
+  ASSERT_EQ(x.input_ids.size(), 1 + prompt.size() + reply.size() + 1);
+  EXPECT_EQ(x.input_ids.front(), t.bos_id());
+  EXPECT_EQ(x.input_ids.back(), t.eos_id());
+  EXPECT_EQ(std::vector<int32_t>(x.input_ids.begin() + 1, x.input_ids.begin() + 1 + static_cast<long>(prompt.size())),
+            prompt);  // generation encodes the same prompt text the same way
+  for (size_t i = 0; i <= prompt.size(); ++i) EXPECT_EQ(x.labels[i], kIgnoreLabel);
+  std::vector<int32_t> labelled(x.labels.begin() + 1 + static_cast<long>(prompt.size()), x.labels.end());
+  EXPECT_EQ(labelled.back(), t.eos_id());
+  EXPECT_EQ(t.decode(labelled, true), example_reply(e));
+  EXPECT_EQ(t.decode(prompt, true), example_prompt(e));
+  ASSERT_TRUE(remove_all(dir).ok());
 }
 
 TEST(TrainingExample, TruncationIsCountedAndPromptOnlyExamplesDropped) {
