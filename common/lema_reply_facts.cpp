@@ -559,7 +559,7 @@ std::vector<Family> practical() {
   std::vector<Family> out;
   out.push_back(from_facts("practical_facts", "practical", {
       {{"How many teaspoons are in a tablespoon?", "A tablespoon holds how many teaspoons?"}, "3",
-       "One tablespoon equals three teaspoons.", H},
+       "In US and UK measures one tablespoon is three teaspoons.", H},
       {{"What number do you call for emergencies in the European Union?", "What is the emergency number in the EU?"},
        "112", "112 works in every EU country.", H},
       {{"What is the emergency phone number in the United States?", "Which number do you call for emergencies in the US?"},
