@@ -139,8 +139,8 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
   try {
     at::NoGradGuard no_grad;
     std::unique_ptr<Progress> progress;
-    if (o.show_progress) progress = std::make_unique<Progress>("merge", total >> 20, "MiB");
-    uint64_t done = 0;
+    if (o.show_progress) progress = std::make_unique<Progress>("merge", plan.size(), "tensors");
+    uint64_t done = 0;  // tensors written
     for (int k = 0; k < n_shards; ++k) {
       SafetensorsWriter writer;
       for (size_t i : shards[static_cast<size_t>(k)]) {
@@ -165,8 +165,8 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
         const at::Tensor out = w.to(torch_type(out_dtype)).contiguous();
         LEMA_RETURN_IF_ERROR(writer.write_tensor(p.spec.name, out.data_ptr(), out.nbytes()));
         p.ref->file->release(info.offset, info.nbytes);
-        done += out.nbytes();
-        if (progress) progress->update(done >> 20);
+        ++done;
+        if (progress) progress->update(done);
       }
       LEMA_RETURN_IF_ERROR(writer.commit());
     }
