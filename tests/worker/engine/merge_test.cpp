@@ -22,10 +22,25 @@
 namespace lema::engine {
 namespace {
 
+std::vector<std::string>& temp_dirs() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+
+// Removes every temp dir when the test program ends.
+class TempDirCleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    for (const auto& d : temp_dirs()) (void)remove_all(d);
+  }
+};
+const auto* const kCleanup = ::testing::AddGlobalTestEnvironment(new TempDirCleanup);
+
 std::string temp_dir(const std::string& name) {
   const std::string dir = "/tmp/lema_merge_test_" + std::to_string(::getpid()) + "_" + name;
   (void)remove_all(dir);
   EXPECT_TRUE(make_dirs(dir).ok());
+  temp_dirs().push_back(dir);
   return dir;
 }
 
