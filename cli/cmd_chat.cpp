@@ -1,0 +1,103 @@
+// `lema chat MODEL [--adapter DIR] [--prompt TEXT]`: renders the LEMA chat
+// template around each question, generates with a KV cache (text streamed as
+// it comes), stops at [/LEMA_REPLY] or EOS, and marks the reply valid or
+// with the strict validator's reason (common/chat_format.h).
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "cli/command.h"
+#include "common/chat_format.h"
+#include "common/file_util.h"
+#include "common/tokenizer.h"
+#include "worker/engine/generator.h"
+#include "worker/engine/layer_source.h"
+#include "worker/engine/model_loader.h"
+#include "worker/engine/peft_adapter.h"
+
+namespace {
+
+struct ChatArgs {
+  std::string model, adapter, prompt, tokenizer, system = lema::kSystemPrompt;
+  std::string dtype = "float32", device = "cpu";
+  int64_t max_new_tokens = 200;
+  double temperature = 0.0, top_p = 1.0, repetition_penalty = 1.0;
+  int64_t top_k = 0;
+  uint64_t seed = 0;
+  int threads = 0;
+};
+
+lema::Status answer(lema::engine::Generator& gen, const lema::Tokenizer& tok, const ChatArgs& a,
+                    const std::string& question) {
+  const std::vector<int32_t> ids = tok.encode(lema::render_prompt(question, a.system), /*add_special=*/true);
+  lema::engine::GenerateOptions o;
+  o.max_new_tokens = a.max_new_tokens;
+  o.stop_strings = {lema::kReplyCloseTag};
+  o.sampling.temperature = a.temperature;
+  o.sampling.top_k = a.top_k;
+  o.sampling.top_p = a.top_p;
+  o.sampling.repetition_penalty = a.repetition_penalty;
+  o.sampling.seed = a.seed;
+  LEMA_ASSIGN_OR_RETURN(auto out, gen.generate({ids}, o, [](int64_t, const std::string& piece) {
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+  }));
+  const lema::ReplyCheck check = lema::validate_reply(out[0].text);
+  std::printf("\n-- %s (%zu tokens, stop: %s)\n", check.ok() ? "valid" : ("invalid: " + std::string(lema::reply_error_name(check.error)) + ": " + check.detail).c_str(),
+              out[0].tokens.size(), lema::engine::stop_reason_name(out[0].stop));
+  return lema::Status();
+}
+
+lema::Status run_chat(const ChatArgs& a) {
+  at::set_num_threads(a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  LEMA_ASSIGN_OR_RETURN(at::ScalarType dtype, lema::engine::parse_dtype(a.dtype));
+  LEMA_ASSIGN_OR_RETURN(at::Device device, lema::engine::parse_device(a.device));
+  LEMA_ASSIGN_OR_RETURN(auto source, lema::engine::open_model_source(a.model, dtype, device));
+  std::string tok_path = a.tokenizer;
+  if (tok_path.empty()) tok_path = lema::path_exists(lema::path_join(a.model, "config.json")) ? a.model : lema::path_dirname(a.model);
+  LEMA_ASSIGN_OR_RETURN(auto tok, lema::Tokenizer::load(tok_path));
+  std::unique_ptr<lema::engine::LoraAdapter> adapter;
+  if (!a.adapter.empty()) {
+    const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;
+    LEMA_ASSIGN_OR_RETURN(adapter, lema::engine::load_peft_adapter(a.adapter, source->config(), master, device));
+  }
+  lema::engine::Generator gen(*source, adapter.get(), tok.get());
+  if (!a.prompt.empty()) return answer(gen, *tok, a, a.prompt);
+  std::fprintf(stderr, "lema chat: one question per line; empty line or EOF ends.\n");
+  std::string line;
+  while (true) {
+    std::printf("> ");
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line) || line.empty()) break;
+    LEMA_RETURN_IF_ERROR(answer(gen, *tok, a, line));
+  }
+  return lema::Status();
+}
+
+void setup_chat(CLI::App& app) {
+  auto a = std::make_shared<ChatArgs>();
+  CLI::App* cmd = app.add_subcommand("chat", "Chat with a model (LEMA reply format), optionally with a LoRA adapter");
+  cmd->add_option("model", a->model, "HF model directory or layer file")->required();
+  cmd->add_option("--adapter", a->adapter, "PEFT adapter directory");
+  cmd->add_option("--prompt", a->prompt, "one question, answered once (no REPL)");
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer file or directory (default: the model's directory)");
+  cmd->add_option("--system", a->system, "system prompt")->capture_default_str();
+  cmd->add_option("--max-new-tokens", a->max_new_tokens, "longest reply in tokens")->capture_default_str();
+  cmd->add_option("--temperature", a->temperature, "0: greedy")->capture_default_str();
+  cmd->add_option("--top-k", a->top_k, "0: off")->capture_default_str();
+  cmd->add_option("--top-p", a->top_p, "1: off")->capture_default_str();
+  cmd->add_option("--repetition-penalty", a->repetition_penalty, "1: off")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16")->capture_default_str();
+  cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)");
+  cmd->callback([a] { lema::cli::finish(run_chat(*a)); });
+}
+
+}  // namespace
+
+LEMA_REGISTER_COMMAND(setup_chat);
