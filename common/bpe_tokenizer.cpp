@@ -40,7 +40,7 @@ std::string byte_piece(uint8_t b) {
 // "<0xNN>" -> NN, or -1.
 int parse_byte_piece(const std::string& s) {
   if (s.size() != 6 || s[0] != '<' || s[1] != '0' || s[2] != 'x' || s[5] != '>') return -1;
-  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1; };  // HF parses either case
   int hi = hex(s[3]), lo = hex(s[4]);
   return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }

@@ -13,7 +13,7 @@ Result<std::shared_ptr<RegexSplitter>> RegexSplitter::compile(const std::string&
   int err = 0;
   PCRE2_SIZE err_off = 0;
   uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK;
-  if (literal) opts |= PCRE2_LITERAL;
+  if (literal) opts = (opts & ~PCRE2_UCP) | PCRE2_LITERAL;  // LITERAL refuses UCP
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), opts,
                                    &err, &err_off, nullptr);
   if (code == nullptr) {

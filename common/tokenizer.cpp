@@ -27,8 +27,12 @@ std::string config_token(const json& cfg, const char* key) {
   return "";
 }
 
+struct SpecialIds {
+  int32_t bos_id, eos_id, pad_id;
+};
+
 // Applies tokenizer_config.json next to the tokenizer file, when present.
-Status apply_config(const std::string& path, BpeTokenizer* tok, BpeSpec* spec_out) {
+Status apply_config(const std::string& path, BpeTokenizer* tok, SpecialIds* spec_out) {
   if (!path_exists(path)) return Status();
   LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
   json cfg = json::parse(text, nullptr, false);
@@ -75,7 +79,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::load(const std::string& path) {
   if (!spec.ok()) return spec.status();
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<BpeTokenizer> tok, BpeTokenizer::create(std::move(spec).value()));
   // The config may rename BOS/EOS/PAD and change what add_special adds.
-  BpeSpec ids = tok->spec();  // copy of the ids only matters; cheap enough at load
+  SpecialIds ids{tok->bos_id(), tok->eos_id(), tok->pad_id()};
   LEMA_RETURN_IF_ERROR(apply_config(path_join(path_dirname(file), "tokenizer_config.json"), tok.get(), &ids));
   if (ids.bos_id != tok->bos_id() || ids.eos_id != tok->eos_id() || ids.pad_id != tok->pad_id())
     tok->set_special_ids(ids.bos_id, ids.eos_id, ids.pad_id);
