@@ -12,11 +12,12 @@
 #include <zmq_addon.hpp>
 
 #include "common/log.h"
-#include "worker/worker_messages.h"
 
 namespace lema::worker {
 
 using Clock = std::chrono::steady_clock;
+using protocol::Message;
+using protocol::MessageType;
 
 struct WorkerSession::Impl {
   SessionOptions options;
@@ -25,7 +26,7 @@ struct WorkerSession::Impl {
   mutable std::mutex mu;
   std::condition_variable cv;
   std::deque<Message> outbox;               // guarded by mu
-  std::optional<Message> final_report;      // guarded by mu: DONE/FAILED until ACK
+  std::optional<Message> final_report;      // guarded by mu: DONE/FAILED, resent after reconnects
   std::optional<StageAssignment> assigned;  // guarded by mu: delivered by wait_for_assignment
   std::optional<StageAssignment> current;   // guarded by mu: the stage being run
   bool want_ready = false;                  // guarded by mu
@@ -33,6 +34,8 @@ struct WorkerSession::Impl {
   bool connected = false;                   // guarded by mu
   int64_t connections = 0;                  // guarded by mu
   std::string worker_id;                    // guarded by mu
+  std::string last_error;                   // guarded by mu
+  bool hello_needed = false;                // guarded by mu: the scheduler forgot us
   std::atomic<bool> cancel{false};
   std::atomic<bool> stopping{false};
   std::thread io_thread;
@@ -46,11 +49,45 @@ struct WorkerSession::Impl {
 
 namespace {
 // Sleeps up to `ms`, waking early when the session stops.
-void interruptible_sleep(const std::atomic<bool>& stopping, int ms) {
+void interruptible_sleep(const std::atomic<bool>& stopping, int64_t ms) {
   auto until = Clock::now() + std::chrono::milliseconds(ms);
   while (!stopping.load() && Clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 20)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ms, 20)));
   }
+}
+Message hello_message(const SessionOptions& o) {
+  const WorkerCapabilities& caps = o.capabilities;
+  uint64_t vram = 0;
+  nlohmann::json gpus = nlohmann::json::array();
+  for (const GpuInfo& g : caps.gpus) {
+    vram = std::max(vram, g.vram_bytes);
+    gpus.push_back({{"index", g.index}, {"name", g.name}, {"vram_bytes", g.vram_bytes}});
+  }
+  Message m(MessageType::kHello);
+  m.fields = {{"worker_id", o.worker_id},
+              {"host", caps.host},
+              {"gpus", static_cast<int64_t>(caps.gpus.size())},
+              {"vram_bytes", vram},
+              {"cpu_only", caps.cpu_only},
+              {"version", caps.version},
+              {"cpu_cores", caps.cpu_cores},
+              {"ram_bytes", caps.ram_bytes},
+              {"gpu_list", gpus}};
+  if (!o.token.empty()) m.fields["token"] = o.token;
+  return m;
+}
+
+// decode() already checked the required fields and their types.
+StageAssignment assignment_from(const Message& m) {
+  StageAssignment a;
+  a.job_id = m.i64("job_id");
+  a.stage_id = m.i64("stage_id");
+  a.attempt = m.i64("attempt");
+  a.kind = m.str("kind");
+  a.spec_json = m.fields.at("spec").dump();
+  a.work_dir = m.str("work_dir");
+  a.resume_checkpoint = m.str("resume_checkpoint");
+  return a;
 }
 }  // namespace
 
@@ -67,17 +104,14 @@ std::unique_ptr<zmq::socket_t> WorkerSession::Impl::open_socket() {
 }
 
 void WorkerSession::Impl::send(zmq::socket_t& socket, const Message& m) {
-  std::string bytes = encode_message(m);
-  // An empty delimiter frame, as a REQ socket would add: the broker's ROUTER
-  // sees [identity, "", payload] from workers and clients alike.
-  socket.send(zmq::const_buffer("", 0), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-  socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+  // One frame per message (protocol.h); the ROUTER prepends our identity.
+  std::string bytes = protocol::encode(m);
+  (void)socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
 }
 
 Message WorkerSession::Impl::stage_message(MessageType type) const {
   Message m(type);
   if (current) {
-    m.fields["job_id"] = current->job_id;
     m.fields["stage_id"] = current->stage_id;
     m.fields["attempt"] = current->attempt;
   }
@@ -88,57 +122,61 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
   std::unique_lock<std::mutex> lock(mu);
   switch (m.type) {
     case MessageType::kWelcome: {
-      worker_id = m.fields.value("worker_id", std::string());
+      worker_id = m.str("worker_id");
+      if (m.i64("heartbeat_interval_ms") > 0) options.heartbeat_interval_ms = m.i64("heartbeat_interval_ms");
+      if (m.i64("liveness") > 0) options.heartbeat_liveness = static_cast<int>(m.i64("liveness"));
       connected = true;
+      hello_needed = false;
       ++connections;
       ready_sent = false;
-      // After a reconnect the scheduler learns again what we are doing.
+      // After a reconnect the scheduler hears again how the stage ended.
       if (final_report) send(socket, *final_report);
       break;
     }
     case MessageType::kHeartbeat:
       break;
     case MessageType::kAssign: {
-      Result<StageAssignment> a = assignment_from_message(m);
-      if (!a.ok()) {
-        log_warn("worker: bad ASSIGN dropped: %s", a.status().message().c_str());
-        break;
-      }
       final_report.reset();
       cancel = false;
-      current = a.value();
-      assigned = std::move(a).value();
+      current = assignment_from(m);
+      assigned = current;
       want_ready = false;
       cv.notify_all();
       break;
     }
     case MessageType::kCancel: {
-      if (current && m.fields.value("job_id", std::string()) == current->job_id) {
-        log_info("worker: CANCEL for job %s", current->job_id.c_str());
+      bool ours = current && ((m.has("stage_id") && m.i64("stage_id") == current->stage_id) ||
+                              (m.has("job_id") && m.i64("job_id") == current->job_id));
+      if (ours && !final_report) {
+        log_info("worker: CANCEL for job %lld", static_cast<long long>(current->job_id));
         cancel = true;
       }
       break;
     }
-    case MessageType::kAck: {
-      if (final_report && current &&
-          m.fields.value("stage_id", std::string()) == current->stage_id &&
-          m.fields.value("attempt", int64_t{-1}) == current->attempt) {
-        final_report.reset();
-        current.reset();
-        cv.notify_all();
+    case MessageType::kError: {
+      std::string code = m.str("code");
+      last_error = code + ": " + m.str("error");
+      if (code == protocol::error_code::kHelloRequired) {
+        // The scheduler restarted and lost its memory of us: introduce again.
+        hello_needed = true;
+        connected = false;
+      } else if (code == protocol::error_code::kStaleAttempt && current && !final_report) {
+        // Our lease is gone (the stage went to another worker): stop working on it.
+        log_warn("worker: scheduler fenced stage %lld attempt %lld: stopping it",
+                 static_cast<long long>(current->stage_id), static_cast<long long>(current->attempt));
+        cancel = true;
+      } else {
+        log_warn("worker: scheduler says %s", last_error.c_str());
       }
       break;
     }
-    case MessageType::kError:
-      log_warn("worker: scheduler says: %s", m.fields.value("error", std::string("?")).c_str());
-      break;
     default:
-      log_warn("worker: unexpected %s from the scheduler dropped", message_type_name(m.type));
+      log_warn("worker: unexpected %s from the scheduler dropped", protocol::message_type_name(m.type));
   }
 }
 
 void WorkerSession::Impl::io_loop() {
-  int backoff_ms = options.reconnect_initial_ms;
+  int64_t backoff_ms = options.reconnect_initial_ms;
   while (!stopping.load()) {
     std::unique_ptr<zmq::socket_t> socket;
     try {
@@ -149,11 +187,19 @@ void WorkerSession::Impl::io_loop() {
       backoff_ms = std::min(backoff_ms * 2, options.reconnect_max_ms);
       continue;
     }
+    auto say_hello = [&] {
+      Message hello = hello_message(options);
+      if (current) {
+        hello.fields["running"] = {{"job_id", current->job_id},
+                                   {"stage_id", current->stage_id},
+                                   {"attempt", current->attempt}};
+      }
+      send(*socket, hello);
+      hello_needed = false;
+    };
     {
       std::lock_guard<std::mutex> lock(mu);
-      Message hello = hello_message(options.capabilities);
-      if (current) hello.fields["running"] = stage_message(MessageType::kHello).fields;
-      send(*socket, hello);
+      say_hello();
     }
     int liveness = options.heartbeat_liveness;
     auto next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
@@ -171,7 +217,7 @@ void WorkerSession::Impl::io_loop() {
             liveness = options.heartbeat_liveness;
             backoff_ms = options.reconnect_initial_ms;
             if (frames.empty()) continue;
-            Result<Message> m = decode_message(frames.back().to_string());
+            Result<Message> m = protocol::decode(frames.back().data(), frames.back().size());
             if (!m.ok()) {
               log_warn("worker: malformed message dropped: %s", m.status().message().c_str());
               continue;
@@ -181,6 +227,7 @@ void WorkerSession::Impl::io_loop() {
         }
         {
           std::lock_guard<std::mutex> lock(mu);
+          if (hello_needed) say_hello();
           if (connected) {
             while (!outbox.empty()) {
               send(*socket, outbox.front());
@@ -201,9 +248,6 @@ void WorkerSession::Impl::io_loop() {
           std::lock_guard<std::mutex> lock(mu);
           Message hb = stage_message(MessageType::kHeartbeat);
           send(*socket, hb);
-          // Resend the unacknowledged end of the stage with every heartbeat:
-          // the scheduler ignores duplicates (fencing by attempt).
-          if (final_report && connected) send(*socket, *final_report);
           next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
         }
       } catch (const zmq::error_t& e) {
@@ -218,8 +262,8 @@ void WorkerSession::Impl::io_loop() {
     }
     socket.reset();
     if (stopping.load()) break;
-    log_warn("worker: scheduler at %s silent, reconnecting in %d ms", options.endpoint.c_str(),
-             backoff_ms);
+    log_warn("worker: scheduler at %s silent, reconnecting in %lld ms", options.endpoint.c_str(),
+             static_cast<long long>(backoff_ms));
     interruptible_sleep(stopping, backoff_ms);
     backoff_ms = std::min(backoff_ms * 2, options.reconnect_max_ms);
   }
@@ -227,6 +271,11 @@ void WorkerSession::Impl::io_loop() {
 
 Result<std::unique_ptr<WorkerSession>> WorkerSession::start(SessionOptions options) {
   if (options.endpoint.empty()) return Status::invalid_argument("worker: no scheduler endpoint");
+  if (options.worker_id.empty()) return Status::invalid_argument("worker: no worker id");
+  if (options.heartbeat_interval_ms <= 0) options.heartbeat_interval_ms = protocol::kHeartbeatIntervalMs;
+  if (options.heartbeat_liveness <= 0) options.heartbeat_liveness = protocol::kHeartbeatLiveness;
+  if (options.reconnect_initial_ms <= 0) options.reconnect_initial_ms = protocol::kReconnectBackoffInitMs;
+  if (options.reconnect_max_ms <= 0) options.reconnect_max_ms = protocol::kReconnectBackoffMaxMs;
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   Impl* raw = impl.get();
@@ -262,7 +311,8 @@ void WorkerSession::send_progress(int64_t step, int64_t total_steps, const std::
   Message m = impl_->stage_message(MessageType::kProgress);
   m.fields["step"] = step;
   m.fields["total_steps"] = total_steps;
-  m.fields["metrics"] = json_or_string(metrics_json);
+  nlohmann::json metrics = nlohmann::json::parse(metrics_json, nullptr, false);
+  if (metrics.is_object()) m.fields["metrics"] = std::move(metrics);
   // While the scheduler is away, keep only recent progress: it is a gauge.
   if (impl_->outbox.size() > 1000) impl_->outbox.pop_front();
   impl_->outbox.push_back(std::move(m));
@@ -289,7 +339,8 @@ void WorkerSession::send_checkpoint(int64_t step, const std::string& path, const
 void WorkerSession::send_done(const std::string& result_json) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Message m = impl_->stage_message(MessageType::kDone);
-  m.fields["result"] = json_or_string(result_json);
+  nlohmann::json result = nlohmann::json::parse(result_json, nullptr, false);
+  m.fields["result"] = result.is_discarded() ? nlohmann::json(result_json) : result;
   impl_->final_report = m;
   impl_->outbox.push_back(std::move(m));
 }
@@ -306,11 +357,16 @@ void WorkerSession::send_failed(const std::string& error, bool retryable) {
 bool WorkerSession::flush(int timeout_ms) {
   std::unique_lock<std::mutex> lock(impl_->mu);
   return impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] {
-    return impl_->outbox.empty() && !impl_->final_report;
+    return impl_->outbox.empty() && impl_->connected;
   });
 }
 
 bool WorkerSession::cancel_requested() const { return impl_->cancel.load(); }
+
+std::string WorkerSession::last_error() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->last_error;
+}
 
 bool WorkerSession::connected() const {
   std::lock_guard<std::mutex> lock(impl_->mu);

@@ -6,8 +6,10 @@
 // backoff (kReconnectInitialMs -> kReconnectMaxMs), saying HELLO again.
 //
 // Stage messages (PROGRESS, LOG, CHECKPOINT, DONE, FAILED) are queued by the
-// caller and sent by the I/O thread; the final DONE/FAILED is kept and sent
-// again after a reconnect until the scheduler acknowledges it.
+// caller and sent by the I/O thread once the scheduler has said WELCOME; the
+// final DONE/FAILED is sent again after every reconnect until the next ASSIGN
+// (the scheduler fences duplicates by attempt). Messages are those of
+// common/protocol.h.
 //
 // Thread-safety: every public method may be called from any thread. The
 // zmq socket is touched only by the I/O thread. No zmq type leaks out.
@@ -20,15 +22,11 @@
 #include <string>
 #include <vector>
 
+#include "common/protocol.h"
 #include "common/status.h"
 
 namespace lema::worker {
 
-// Timing of the session, in one place with units in the names.
-constexpr int kHeartbeatIntervalMs = 1000;
-constexpr int kHeartbeatLiveness = 3;      // silent intervals before reconnecting
-constexpr int kReconnectInitialMs = 250;
-constexpr int kReconnectMaxMs = 8000;
 
 struct GpuInfo {
   int index = 0;
@@ -48,28 +46,30 @@ struct WorkerCapabilities {
 
 // One stage handed out by ASSIGN.
 struct StageAssignment {
-  std::string job_id;
-  std::string stage_id;
+  int64_t job_id = 0;
+  int64_t stage_id = 0;
   std::string kind;       // "dataset" | "train" | "eval" | "merge"
   int64_t attempt = 0;    // fencing: every report carries it
   std::string spec_json;  // the job spec, normalised JSON
   std::string work_dir;   // the job's directory, on a filesystem every worker sees
   std::string resume_checkpoint;  // "" or the path of checkpoints/step-N
-  int64_t resume_step = 0;
 };
 
 struct SessionOptions {
-  std::string endpoint;  // tcp://host:7500
+  std::string endpoint;   // tcp://host:7500
+  std::string worker_id;  // stable name of this worker ("host/gpu0")
+  std::string token;      // shared secret, when the scheduler asks for one
   WorkerCapabilities capabilities;
   // Optional CURVE (Z85, 40 chars each): the scheduler's public key and this
   // worker's key pair. Empty server key = no encryption (loopback, trusted LAN).
   std::string curve_server_public_key;
   std::string curve_public_key;
   std::string curve_secret_key;
-  int heartbeat_interval_ms = kHeartbeatIntervalMs;
-  int heartbeat_liveness = kHeartbeatLiveness;
-  int reconnect_initial_ms = kReconnectInitialMs;
-  int reconnect_max_ms = kReconnectMaxMs;
+  // Defaults from common/protocol.h; WELCOME may change the first two.
+  int64_t heartbeat_interval_ms = -1;
+  int heartbeat_liveness = -1;
+  int64_t reconnect_initial_ms = -1;
+  int64_t reconnect_max_ms = -1;
 };
 
 class WorkerSession {
@@ -90,21 +90,23 @@ class WorkerSession {
   void send_progress(int64_t step, int64_t total_steps, const std::string& metrics_json);
   void send_log(const std::string& level, const std::string& line);
   void send_checkpoint(int64_t step, const std::string& path, const std::string& sha256);
-  // Ends the current stage. Kept until acknowledged (or the next ASSIGN).
+  // Ends the current stage.
   void send_done(const std::string& result_json);
   void send_failed(const std::string& error, bool retryable);
 
-  // Waits until the queue is empty and the final report acknowledged, at
-  // most timeout_ms. Returns false on timeout (the scheduler is away).
+  // Waits until every queued message has been handed to a connected socket,
+  // at most timeout_ms. Returns false on timeout (the scheduler is away).
   bool flush(int timeout_ms);
 
   // True once the scheduler sent CANCEL for the current stage.
   bool cancel_requested() const;
+  // The last ERROR the scheduler sent ("code: text"), for diagnostics.
+  std::string last_error() const;
   // True while the scheduler answers heartbeats.
   bool connected() const;
   // How many times the session has (re)connected: 1 after the first WELCOME.
   int64_t connections() const;
-  // The worker id the scheduler gave in WELCOME ("" before).
+  // The worker id the scheduler confirmed in WELCOME ("" before).
   std::string worker_id() const;
 
  private:

@@ -10,10 +10,13 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "worker/worker_messages.h"
+#include "common/protocol.h"
 
 namespace lema::worker {
 namespace {
+
+using protocol::Message;
+using protocol::MessageType;
 
 using namespace std::chrono_literals;
 
@@ -36,7 +39,7 @@ class ScriptedBroker {
       (void)zmq::recv_multipart(socket_, std::back_inserter(frames));
       if (frames.size() < 2) continue;
       peer_ = frames.front().to_string();
-      Result<Message> m = decode_message(frames.back().to_string());
+      Result<Message> m = protocol::decode(frames.back().to_string());
       EXPECT_TRUE(m.ok()) << m.status().message();
       if (!m.ok()) continue;
       if (std::find(skip.begin(), skip.end(), m->type) != skip.end()) {
@@ -49,9 +52,8 @@ class ScriptedBroker {
     return std::nullopt;
   }
   void reply(const Message& m) {
-    std::string bytes = encode_message(m);
+    std::string bytes = protocol::encode(m);
     socket_.send(zmq::buffer(peer_), zmq::send_flags::sndmore);
-    socket_.send(zmq::const_buffer("", 0), zmq::send_flags::sndmore);
     socket_.send(zmq::buffer(bytes));
   }
   int skipped() const { return skipped_; }
@@ -64,21 +66,22 @@ class ScriptedBroker {
 
 Message welcome() {
   Message m(MessageType::kWelcome);
-  m.fields["worker_id"] = "w-1";
+  m.fields = {{"worker_id", "w-1"}, {"heartbeat_interval_ms", 100}, {"liveness", 3}};
   return m;
 }
 
 Message assign(int64_t attempt) {
   Message m(MessageType::kAssign);
-  m.fields = {{"job_id", "j1"}, {"stage_id", "j1/train"}, {"kind", "train"}, {"attempt", attempt},
+  m.fields = {{"job_id", 7}, {"stage_id", 12}, {"kind", "train"}, {"attempt", attempt},
               {"spec", {{"name", "tiny"}}}, {"work_dir", "/tmp/x"},
-              {"resume_checkpoint", "/tmp/x/checkpoints/step-4"}, {"resume_step", 4}};
+              {"resume_checkpoint", "/tmp/x/checkpoints/step-4"}};
   return m;
 }
 
 SessionOptions options_for(const std::string& endpoint) {
   SessionOptions o;
   o.endpoint = endpoint;
+  o.worker_id = "testhost/gpu0";
   o.capabilities.host = "testhost";
   o.capabilities.version = "test";
   o.capabilities.gpus = {{0, "FakeGPU", 80ull << 30}};
@@ -92,7 +95,7 @@ SessionOptions options_for(const std::string& endpoint) {
 
 const std::vector<MessageType> kSkipHeartbeats = {MessageType::kHeartbeat};
 
-TEST(WorkerSession, HelloReadyAssignProgressDoneAck) {
+TEST(WorkerSession, HelloReadyAssignProgressDone) {
   zmq::context_t ctx;
   const std::string ep = "tcp://127.0.0.1:47611";
   ScriptedBroker broker(ctx, ep);
@@ -102,6 +105,8 @@ TEST(WorkerSession, HelloReadyAssignProgressDoneAck) {
   ASSERT_TRUE(hello);
   EXPECT_EQ(hello->type, MessageType::kHello);
   EXPECT_EQ(hello->fields["host"], "testhost");
+  EXPECT_EQ(hello->fields["worker_id"], "testhost/gpu0");
+  EXPECT_EQ(hello->fields["gpus"], 1);
   EXPECT_EQ(hello->fields["vram_bytes"].get<uint64_t>(), 80ull << 30);
   EXPECT_FALSE(hello->fields["cpu_only"].get<bool>());
   broker.reply(welcome());
@@ -118,10 +123,10 @@ TEST(WorkerSession, HelloReadyAssignProgressDoneAck) {
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE(a->has_value());
   const StageAssignment& s = **a;
-  EXPECT_EQ(s.job_id, "j1");
+  EXPECT_EQ(s.job_id, 7);
+  EXPECT_EQ(s.stage_id, 12);
   EXPECT_EQ(s.kind, "train");
   EXPECT_EQ(s.attempt, 2);
-  EXPECT_EQ(s.resume_step, 4);
   EXPECT_EQ(s.resume_checkpoint, "/tmp/x/checkpoints/step-4");
   EXPECT_EQ((*session)->worker_id(), "w-1");
 
@@ -137,18 +142,9 @@ TEST(WorkerSession, HelloReadyAssignProgressDoneAck) {
   auto d = broker.recv(3s, kSkipHeartbeats);
   ASSERT_TRUE(d);
   EXPECT_EQ(d->type, MessageType::kDone);
-  // Without an ACK the DONE stays pending (and is resent with heartbeats).
-  std::atomic<bool> flushed{false};
-  std::thread flusher([&] { flushed = (*session)->flush(3000); });
-  auto again = broker.recv(3s, kSkipHeartbeats);
-  ASSERT_TRUE(again);
-  EXPECT_EQ(again->type, MessageType::kDone);
-  EXPECT_FALSE(flushed.load()) << "DONE must wait for its ACK";
-  Message ack(MessageType::kAck);
-  ack.fields = {{"stage_id", "j1/train"}, {"attempt", 2}};
-  broker.reply(ack);
-  flusher.join();
-  EXPECT_TRUE(flushed.load());
+  EXPECT_EQ(d->fields["stage_id"], 12);
+  EXPECT_EQ(d->fields["result"]["adapter"], "a");
+  EXPECT_TRUE((*session)->flush(3000));
 }
 
 TEST(WorkerSession, HeartbeatsFlowWhileCallerIsBusyAndCancelArrives) {
@@ -176,7 +172,7 @@ TEST(WorkerSession, HeartbeatsFlowWhileCallerIsBusyAndCancelArrives) {
     auto m = broker.recv(200ms);
     if (m && m->type == MessageType::kHeartbeat) {
       ++heartbeats;
-      EXPECT_EQ(m->fields["job_id"], "j1");
+      EXPECT_EQ(m->fields["stage_id"], 12);
       broker.reply(Message(MessageType::kHeartbeat));
     }
   }
@@ -184,7 +180,7 @@ TEST(WorkerSession, HeartbeatsFlowWhileCallerIsBusyAndCancelArrives) {
   EXPECT_TRUE((*session)->connected());
   EXPECT_FALSE((*session)->cancel_requested());
   Message cancel(MessageType::kCancel);
-  cancel.fields["job_id"] = "j1";
+  cancel.fields["job_id"] = 7;
   broker.reply(cancel);
   for (int i = 0; i < 100 && !(*session)->cancel_requested(); ++i) std::this_thread::sleep_for(10ms);
   EXPECT_TRUE((*session)->cancel_requested());
@@ -218,33 +214,33 @@ TEST(WorkerSession, ReconnectsWithBackoffAndResendsUnacknowledgedDone) {
   auto hello = broker->recv(5s, kSkipHeartbeats);
   ASSERT_TRUE(hello);
   ASSERT_EQ(hello->type, MessageType::kHello);
-  EXPECT_EQ(hello->fields["running"]["stage_id"], "j1/train");
+  EXPECT_EQ(hello->fields["running"]["stage_id"], 12);
   EXPECT_EQ(hello->fields["running"]["attempt"], 3);
   broker->reply(welcome());
   auto done = broker->recv(3s, kSkipHeartbeats);
   ASSERT_TRUE(done);
   EXPECT_EQ(done->type, MessageType::kDone);
   EXPECT_EQ(done->fields["result"]["ok"], true);
-  Message ack(MessageType::kAck);
-  ack.fields = {{"stage_id", "j1/train"}, {"attempt", 3}};
-  broker->reply(ack);
   EXPECT_TRUE((*session)->flush(3000));
   EXPECT_GE((*session)->connections(), 2);
 }
 
-TEST(WorkerMessages, DecodeRejectsGarbage) {
-  EXPECT_FALSE(decode_message("").ok());
-  EXPECT_FALSE(decode_message("\xc1\xff\x00").ok());
-  Message m(MessageType::kHeartbeat);
-  std::string good = encode_message(m);
-  EXPECT_TRUE(decode_message(good).ok());
-  EXPECT_FALSE(decode_message(good.substr(0, good.size() - 1)).ok());
-  nlohmann::json wrong_version = {{"v", 99}, {"type", "HEARTBEAT"}};
-  auto bytes = nlohmann::json::to_msgpack(wrong_version);
-  EXPECT_FALSE(decode_message(std::string(bytes.begin(), bytes.end())).ok());
-  Message bad_assign(MessageType::kAssign);
-  bad_assign.fields = {{"job_id", 3}};
-  EXPECT_FALSE(assignment_from_message(bad_assign).ok());
+TEST(WorkerSession, SaysHelloAgainWhenTheSchedulerForgotIt) {
+  zmq::context_t ctx;
+  const std::string ep = "tcp://127.0.0.1:47614";
+  ScriptedBroker broker(ctx, ep);
+  auto session = WorkerSession::start(options_for(ep));
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(broker.recv(3s));
+  broker.reply(welcome());
+  auto hb = broker.recv(3s);
+  ASSERT_TRUE(hb);
+  EXPECT_EQ(hb->type, MessageType::kHeartbeat);
+  broker.reply(protocol::make_error(protocol::error_code::kHelloRequired, "who are you"));
+  auto hello = broker.recv(3s, kSkipHeartbeats);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->type, MessageType::kHello);
+  EXPECT_EQ((*session)->last_error(), "hello_required: who are you");
 }
 
 }  // namespace
