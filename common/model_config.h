@@ -42,11 +42,19 @@ struct ModelConfig {
   std::string torch_dtype = "float32";       // float32 | float16 | bfloat16
   double initializer_range = 0.02;
   bool attention_bias = false;  // refused when true: Llama-family projections have no bias
+  // Mistral's sliding-window attention span in tokens; 0 = none. Recorded,
+  // not refused: attention equals full causal attention for sequences of at
+  // most sliding_window tokens, so the engine must refuse longer sequences.
+  int64_t sliding_window = 0;
+
+  int64_t q_dim() const { return n_heads * head_dim; }    // rows of q_proj / cols of o_proj
+  int64_t kv_dim() const { return n_kv_heads * head_dim; }  // rows of k_proj and v_proj
 };
 
 // Parses a config.json text. `source` names the file in error messages.
-// Refuses architectures other than Llama/Mistral, sliding windows shorter
-// than max_position_embeddings, and unknown rope_scaling types.
+// Refuses architectures other than Llama/Mistral, biases, activations other
+// than SiLU and rope_scaling types other than none/linear/llama3. Errors name
+// `source` and the key.
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
 Result<ModelConfig> load_model_config(const std::string& path);
 // A config.json text that transformers' LlamaConfig accepts.

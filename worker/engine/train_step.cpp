@@ -1,0 +1,105 @@
+#include "worker/engine/train_step.h"
+
+#include "common/log.h"
+
+namespace lema::engine {
+
+uint64_t layer_dropout_seed(uint64_t step_seed, int64_t micro_batch, int64_t layer) {
+  return mix_seed(mix_seed(step_seed, static_cast<uint64_t>(micro_batch)), static_cast<uint64_t>(layer) + 0x10000);
+}
+
+Status status_from_exception(const std::exception& e, const std::string& context) {
+  std::string what = e.what();
+  // LibTorch appends a C++ backtrace after the first line; keep the message.
+  const size_t nl = what.find("\nException raised from");
+  if (nl != std::string::npos) what.resize(nl);
+  return Status::internal(context + ": " + what);
+}
+
+Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& adapter,
+                                            const std::vector<MicroBatch>& micro_batches, uint64_t dropout_seed,
+                                            const StepOptions& options) {
+  const ModelConfig& config = source.config();
+  const at::ScalarType dtype = source.dtype();
+  const at::Device device = source.device();
+  const int64_t n_layers = config.n_layers;
+  const int64_t n_micro = static_cast<int64_t>(micro_batches.size());
+  const Rope rope(config);
+  const HeadWeights& head = source.head();
+
+  // The loss is a mean over the label tokens of the whole step, so every
+  // micro-batch's loss is divided by the same total.
+  StepLoss result;
+  std::vector<at::Tensor> ids(n_micro);
+  std::vector<LayerContext> contexts(n_micro);
+  for (int64_t m = 0; m < n_micro; ++m) {
+    const MicroBatch& mb = micro_batches[m];
+    ids[m] = mb.input_ids.to(device);
+    result.n_label_tokens += (shift_labels(mb.labels) != -100).sum().item<int64_t>();
+    result.n_input_tokens += mb.input_ids.numel();
+    contexts[m].config = &config;
+    std::tie(contexts[m].cos, contexts[m].sin) = rope.cos_sin(mb.input_ids.size(1), dtype, device);
+  }
+  if (result.n_label_tokens == 0) return Status::invalid_argument("the batch has no label tokens (every label is -100)");
+
+  // boundary[i][m]: the input of layer i for micro-batch m ([B, T, H]);
+  // boundary[n_layers][m] is the last layer's output.
+  std::vector<std::vector<at::Tensor>> boundary(n_layers + 1, std::vector<at::Tensor>(n_micro));
+
+  // 1. Forward, layer by layer, no autograd: each layer is fetched once and
+  //    runs every micro-batch.
+  {
+    at::NoGradGuard no_grad;
+    for (int64_t m = 0; m < n_micro; ++m) boundary[0][m] = embed_tokens(ids[m], head);
+    for (int64_t layer = 0; layer < n_layers; ++layer) {
+      LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
+      if (layer + 1 < n_layers) source.prefetch(layer + 1);
+      const LayerLora lora = adapter.layer(layer, dtype, options.dropout);
+      for (int64_t m = 0; m < n_micro; ++m) {
+        contexts[m].dropout_seed = layer_dropout_seed(dropout_seed, m, layer);
+        boundary[layer + 1][m] = decoder_layer_forward(boundary[layer][m], w, lora, contexts[m]);
+      }
+      // The last layer stays: backward starts with it.
+      if (layer + 1 < n_layers) source.release(layer);
+    }
+  }
+
+  // 2. Head: final norm, lm_head, cross-entropy in chunks; gives the
+  //    gradient flowing into the last layer's output.
+  std::vector<at::Tensor> grad(n_micro);  // [B, T, H] d loss / d boundary
+  double loss_sum = 0.0;
+  for (int64_t m = 0; m < n_micro; ++m) {
+    HeadLossResult h = head_loss_backward(boundary[n_layers][m], micro_batches[m].labels, head, config,
+                                          static_cast<double>(result.n_label_tokens), options.loss_chunk_tokens);
+    loss_sum += h.loss_sum;
+    grad[m] = h.grad_hidden;
+    boundary[n_layers][m].reset();
+  }
+  result.loss = loss_sum / static_cast<double>(result.n_label_tokens);
+
+  // 3. Backward, last layer first: recompute each layer from its saved input
+  //    with autograd on, backpropagate the incoming gradient; the LoRA masters
+  //    accumulate their gradients, the input gradient goes down a layer.
+  {
+    at::AutoGradMode grad_on(true);
+    for (int64_t layer = n_layers - 1; layer >= 0; --layer) {
+      LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
+      if (layer > 0) source.prefetch(layer - 1);
+      for (int64_t m = 0; m < n_micro; ++m) {
+        // Fresh compute copies per micro-batch: each backward frees its graph.
+        const LayerLora lora = adapter.layer(layer, dtype, options.dropout);
+        // Layer 0's input is the embedding, which has no LoRA: no input grad needed.
+        const at::Tensor x = boundary[layer][m].detach().requires_grad_(layer > 0);
+        contexts[m].dropout_seed = layer_dropout_seed(dropout_seed, m, layer);
+        const at::Tensor y = decoder_layer_forward(x, w, lora, contexts[m]);
+        y.backward(grad[m]);
+        grad[m] = layer > 0 ? x.grad() : at::Tensor();
+        boundary[layer][m].reset();
+      }
+      source.release(layer);
+    }
+  }
+  return result;
+}
+
+}  // namespace lema::engine
