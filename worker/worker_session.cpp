@@ -95,6 +95,14 @@ std::unique_ptr<zmq::socket_t> WorkerSession::Impl::open_socket() {
   auto socket = std::make_unique<zmq::socket_t>(context, zmq::socket_type::dealer);
   socket->set(zmq::sockopt::linger, 0);
   if (!options.curve_server_public_key.empty()) {
+    if (options.curve_public_key.empty()) {
+      // No key pair of our own: an ephemeral one (the scheduler authenticates
+      // workers by token; CURVE here gives encryption and server identity).
+      char pub[41] = {0}, sec[41] = {0};
+      if (zmq_curve_keypair(pub, sec) != 0) throw zmq::error_t();
+      options.curve_public_key = pub;
+      options.curve_secret_key = sec;
+    }
     socket->set(zmq::sockopt::curve_serverkey, options.curve_server_public_key);
     socket->set(zmq::sockopt::curve_publickey, options.curve_public_key);
     socket->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
@@ -189,7 +197,7 @@ void WorkerSession::Impl::io_loop() {
     }
     auto say_hello = [&] {
       Message hello = hello_message(options);
-      if (current) {
+      if (current && !final_report) {
         hello.fields["running"] = {{"job_id", current->job_id},
                                    {"stage_id", current->stage_id},
                                    {"attempt", current->attempt}};
