@@ -2,7 +2,9 @@
 // embedded scheduler (database <work_dir>/lema.db) and local workers, queues
 // the job (or picks up the one already there: running the same command again
 // resumes), draws progress, and on Ctrl-C checkpoints and stops.
+#include <atomic>
 #include <csignal>
+#include <map>
 #include <cstdio>
 #include <thread>
 

@@ -1,6 +1,7 @@
 // `lema worker --scheduler tcp://HOST:7500 [--gpu N] [--workdir DIR]`: one
 // worker process (one GPU, or the CPU). SIGTERM/Ctrl-C checkpoints a running
 // training stage and exits cleanly.
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 
