@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,8 +68,10 @@ Status LocalCluster::spawn(size_t index) {
       dup2(fd, 2);
       close(fd);
     }
-    // Ctrl-C goes to `lema run`, which stops the workers in order.
+    // Ctrl-C goes to `lema run`, which stops the workers in order; if
+    // `lema run` itself dies, the workers get SIGTERM (checkpoint, exit).
     setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     execv("/proc/self/exe", argv.data());
     _exit(127);
   }
