@@ -99,7 +99,7 @@ class [[nodiscard]] Result {
 #define LEMA_CONCAT_(a, b) LEMA_CONCAT_INNER_(a, b)
 // LEMA_ASSIGN_OR_RETURN(auto x, make_x()); returns the Status on failure.
 #define LEMA_ASSIGN_OR_RETURN(lhs, expr) \
-  LEMA_ASSIGN_OR_RETURN_IMPL_(LEMA_CONCAT_(lema_result_, __COUNTER__), lhs, expr)
+  LEMA_ASSIGN_OR_RETURN_IMPL_(LEMA_CONCAT_(lema_result_, __LINE__), lhs, expr)
 #define LEMA_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                \
   if (!tmp.ok()) return tmp.status();               \
