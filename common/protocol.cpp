@@ -82,12 +82,12 @@ const TypeInfo& info_for(MessageType type) {
 
 const char* kind_name(Kind k) {
   switch (k) {
-    case Kind::kStr: return "string";
-    case Kind::kInt: return "integer";
-    case Kind::kNum: return "number";
-    case Kind::kBool: return "boolean";
-    case Kind::kObj: return "map";
-    case Kind::kAny: return "any";
+    case Kind::kStr: return "a string";
+    case Kind::kInt: return "an integer";
+    case Kind::kNum: return "a number";
+    case Kind::kBool: return "a boolean";
+    case Kind::kObj: return "a map";
+    case Kind::kAny: return "any value";
   }
   return "?";
 }
@@ -221,7 +221,7 @@ Result<Message> decode(const void* data, size_t size) {
       return Status();
     }
     if (!kind_matches(f.kind, *it)) {
-      return Status::invalid_argument(str_printf("%s: field '%s' must be a %s", info.name, f.name, kind_name(f.kind)));
+      return Status::invalid_argument(str_printf("%s: field '%s' must be %s", info.name, f.name, kind_name(f.kind)));
     }
     return Status();
   };

@@ -53,7 +53,9 @@ Status debug_step(const DebugStepOptions& o) {
   lora.r = o.lora_r;
   lora.alpha = o.lora_alpha;
   LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o.targets));
-  if (!o.adapter.empty()) LEMA_ASSIGN_OR_RETURN(lora, read_adapter_config(o.adapter));
+  if (!o.adapter.empty()) {
+    LEMA_ASSIGN_OR_RETURN(lora, read_adapter_config(o.adapter));
+  }
   lora.dropout = 0.0;  // parity runs compare without dropout
   const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;
   LoraAdapter adapter = LoraAdapter::init(config, lora, o.seed, master, device);
