@@ -58,7 +58,7 @@ const std::vector<TypeInfo>& type_table() {
         {"retryable", Kind::kBool, false}}},
       {MessageType::kCancel, "CANCEL", true,
        {{"job_id", Kind::kInt, false}, {"stage_id", Kind::kInt, false}, {"attempt", Kind::kInt, false}}},
-      {MessageType::kSubmit, "SUBMIT", true, {{"spec", Kind::kStr, true}}},
+      {MessageType::kSubmit, "SUBMIT", true, {{"spec", Kind::kStr, true}, {"source", Kind::kStr, false}}},
       {MessageType::kList, "LIST", true, {{"state", Kind::kStr, false}, {"limit", Kind::kInt, false}}},
       {MessageType::kShow, "SHOW", true, {{"job_id", Kind::kInt, true}}},
       {MessageType::kLogs, "LOGS", true,

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <map>
 #include <vector>
 
@@ -78,13 +79,32 @@ struct Broker::Impl {
   int64_t lease_ms() const { return options.heartbeat_interval_ms * options.heartbeat_liveness; }
 
   // --- sending
+  // Replies wait in the outbox while a batch is open: a peer must never see
+  // an ASSIGN or a job id that a crash could still take back.
+  struct Outgoing {
+    zmq::socket_t* sock;
+    std::vector<std::string> envelope;
+    std::string body;
+    MessageType type;
+  };
+  bool batching = false;
+  std::vector<Outgoing> outbox;
+
   void send(zmq::socket_t& sock, const std::vector<std::string>& envelope, const Message& m) {
     std::string body = protocol::encode(m);
+    if (batching) {
+      outbox.push_back({&sock, envelope, std::move(body), m.type});
+      return;
+    }
+    send_bytes(sock, envelope, body, m.type);
+  }
+  void send_bytes(zmq::socket_t& sock, const std::vector<std::string>& envelope, const std::string& body,
+                  MessageType type) {
     try {
       for (const std::string& frame : envelope) sock.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
       sock.send(zmq::buffer(body), zmq::send_flags::dontwait);
     } catch (const zmq::error_t& e) {
-      log_warn("broker: send %s failed: %s", protocol::message_type_name(m.type), e.what());
+      log_warn("broker: send %s failed: %s", protocol::message_type_name(type), e.what());
     }
   }
   void send_error(zmq::socket_t& sock, const std::vector<std::string>& envelope, const std::string& code,
@@ -107,7 +127,7 @@ struct Broker::Impl {
   void handle_client(const std::vector<std::string>& env, const std::string& payload);
   Result<json> client_request(const Message& m);
 
-  // Reads every queued message of one socket; returns false on a zmq error.
+  // Reads up to 1000 queued messages of one socket and hands each to `handle`.
   template <typename F>
   void drain(zmq::socket_t& sock, F&& handle) {
     for (int i = 0; i < 1000; ++i) {
@@ -286,7 +306,7 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
 Result<json> Broker::Impl::client_request(const Message& m) {
   switch (m.type) {
     case MessageType::kSubmit: {
-      LEMA_ASSIGN_OR_RETURN(JobSpec spec, JobSpec::parse(m.str("spec"), "spec"));
+      LEMA_ASSIGN_OR_RETURN(JobSpec spec, JobSpec::parse(m.str("spec"), m.str("source", "spec").substr(0, 256)));
       LEMA_ASSIGN_OR_RETURN(int64_t id, store->submit(m.str("spec"), spec, now()));
       work_may_exist = true;
       return json{{"job_id", id}};
@@ -461,7 +481,20 @@ Status Broker::run() {
   try {
     while (!d.stop) {
       zmq::pollitem_t items[] = {{d.workers.handle(), 0, ZMQ_POLLIN, 0}, {d.clients.handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::chrono::milliseconds(tick_ms));
+      try {
+        zmq::poll(items, 2, std::chrono::milliseconds(tick_ms));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;  // a signal (SIGINT/SIGTERM sets stop)
+        throw;
+      }
+      // Everything this iteration does to the store is one transaction; the
+      // replies go out after it commits.
+      Status begun = d.store->begin_batch();
+      if (!begun.ok()) {
+        log_error("broker: %s", begun.to_string().c_str());
+        continue;
+      }
+      d.batching = true;
       if (items[0].revents & ZMQ_POLLIN) {
         d.drain(d.workers, [&](const auto& env, const auto& payload) { d.handle_worker(env, payload); });
       }
@@ -475,6 +508,16 @@ Status Broker::run() {
         next_purge = now + tick_ms;
       }
       d.assign_idle();
+      d.batching = false;
+      Status committed = d.store->commit_batch();
+      if (committed.ok()) {
+        for (const auto& out : d.outbox) d.send_bytes(*out.sock, out.envelope, out.body, out.type);
+      } else {
+        // Nothing was recorded: drop the replies; peers retry, leases lapse.
+        log_error("broker: commit failed, %zu replies dropped: %s", d.outbox.size(), committed.to_string().c_str());
+        d.work_may_exist = true;
+      }
+      d.outbox.clear();
       if (now >= next_heartbeat) {
         d.heartbeat();
         next_heartbeat = now + d.options.heartbeat_interval_ms;

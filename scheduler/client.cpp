@@ -72,8 +72,8 @@ Result<json> Client::call(MessageType type, json fields) {
                                         d.options.endpoint.c_str(), d.options.timeout_ms));
 }
 
-Result<int64_t> Client::submit(const std::string& spec_toml) {
-  LEMA_ASSIGN_OR_RETURN(json r, call(MessageType::kSubmit, {{"spec", spec_toml}}));
+Result<int64_t> Client::submit(const std::string& spec_toml, const std::string& source) {
+  LEMA_ASSIGN_OR_RETURN(json r, call(MessageType::kSubmit, {{"spec", spec_toml}, {"source", source}}));
   if (!r.contains("job_id") || !r["job_id"].is_number_integer()) return Status::internal("SUBMIT reply without job_id");
   return r["job_id"].get<int64_t>();
 }

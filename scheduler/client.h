@@ -34,7 +34,8 @@ class Client {
   // scheduler does not answer in time).
   Result<nlohmann::json> call(protocol::MessageType type, nlohmann::json fields = nlohmann::json::object());
 
-  Result<int64_t> submit(const std::string& spec_toml);
+  // `source` names the spec in error messages ("job.toml:4: ...").
+  Result<int64_t> submit(const std::string& spec_toml, const std::string& source = "spec");
   Result<nlohmann::json> list(const std::string& state = "", int64_t limit = 100);
   Result<nlohmann::json> show(int64_t job_id);
   Result<nlohmann::json> logs(int64_t job_id, int64_t after_id = 0, int64_t limit = 1000);

@@ -30,20 +30,24 @@ Status status_from_sqlite(const std::string& context, int rc, const char* what) 
   return Status::internal(msg);
 }
 
-// BEGIN IMMEDIATE ... COMMIT, rolled back unless committed.
+// BEGIN IMMEDIATE ... COMMIT, rolled back unless committed. Inside a batch
+// (JobStore::begin_batch) it is a savepoint instead, so one failed operation
+// rolls back alone and the batch commits once.
 class Tx {
  public:
-  explicit Tx(SQLite::Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+  Tx(SQLite::Database& db, bool nested) : db_(db), nested_(nested) {
+    db_.exec(nested_ ? "SAVEPOINT op" : "BEGIN IMMEDIATE");
+  }
   ~Tx() {
     if (!done_) {
       try {
-        db_.exec("ROLLBACK");
+        db_.exec(nested_ ? "ROLLBACK TO op; RELEASE op" : "ROLLBACK");
       } catch (...) {
       }
     }
   }
   void commit() {
-    db_.exec("COMMIT");
+    db_.exec(nested_ ? "RELEASE op" : "COMMIT");
     done_ = true;
   }
   Tx(const Tx&) = delete;
@@ -51,6 +55,7 @@ class Tx {
 
  private:
   SQLite::Database& db_;
+  bool nested_;
   bool done_ = false;
 };
 
@@ -104,6 +109,7 @@ struct JobStore::Impl {
   int schema_version = 0;
   std::map<const char*, std::unique_ptr<SQLite::Statement>> cache;
   std::vector<LeaseRef> cut_leases;
+  bool in_batch = false;
 
   // A cached prepared statement, reset and unbound. Keyed by the literal's
   // address: callers pass string literals only.
@@ -322,7 +328,7 @@ Status JobStore::Impl::apply_migrations(const std::vector<Migration>& migrations
       schema_version = m.version;
       continue;
     }
-    Tx tx(db);
+    Tx tx(db, false);
     try {
       db.exec(m.sql);
     } catch (const SQLite::Exception& e) {
@@ -365,6 +371,31 @@ Result<std::unique_ptr<JobStore>> JobStore::open(const std::string& path, StoreO
 
 int JobStore::schema_version() const { return impl_->schema_version; }
 
+Status JobStore::begin_batch() {
+  LEMA_CHECK(!impl_->in_batch);
+  return impl_->guard("begin batch", [&]() -> Status {
+    impl_->db.exec("BEGIN IMMEDIATE");
+    impl_->in_batch = true;
+    return Status();
+  });
+}
+
+Status JobStore::commit_batch() {
+  LEMA_CHECK(impl_->in_batch);
+  impl_->in_batch = false;
+  Status s = impl_->guard("commit batch", [&]() -> Status {
+    impl_->db.exec("COMMIT");
+    return Status();
+  });
+  if (!s.ok()) {
+    try {
+      impl_->db.exec("ROLLBACK");
+    } catch (...) {
+    }
+  }
+  return s;
+}
+
 std::vector<LeaseRef> JobStore::take_cut_leases() {
   std::vector<LeaseRef> out;
   out.swap(impl_->cut_leases);
@@ -375,7 +406,7 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
   int64_t job_id = 0;
   Status s = impl_->guard("submit", [&]() -> Status {
     auto& db = impl_->db;
-    Tx tx(db);
+    Tx tx(db, impl_->in_batch);
     auto& ins = impl_->stmt(
         "INSERT INTO jobs (name, state, priority, max_attempts, work_dir, spec_toml, spec_json, created_ms, "
         "updated_ms) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)");
@@ -427,7 +458,7 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
 
 Status JobStore::cancel_job(int64_t job_id, int64_t now_ms) {
   return impl_->guard("cancel", [&]() -> Status {
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     LEMA_RETURN_IF_ERROR(impl_->set_job_state(job_id, "cancelled", now_ms, "cancelled by user"));
     LEMA_RETURN_IF_ERROR(impl_->cancel_open_stages(job_id, now_ms));
     impl_->event(job_id, 0, 0, "info", "job cancelled", now_ms);
@@ -438,7 +469,7 @@ Status JobStore::cancel_job(int64_t job_id, int64_t now_ms) {
 
 Status JobStore::retry_job(int64_t job_id, int64_t now_ms) {
   return impl_->guard("retry", [&]() -> Status {
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     LEMA_RETURN_IF_ERROR(impl_->set_job_state(job_id, "queued", now_ms));
     auto& st = impl_->stmt(
         "SELECT s.id, s.attempt, j.max_attempts, "
@@ -467,7 +498,7 @@ Status JobStore::retry_job(int64_t job_id, int64_t now_ms) {
 Result<std::optional<Assignment>> JobStore::assign_next(const WorkerInfo& worker, int64_t lease_ms, int64_t now_ms) {
   std::optional<Assignment> out;
   Status s = impl_->guard("assign", [&]() -> Status {
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     // The WHERE repeats the partial index's condition so SQLite walks
     // stages_runnable in (priority DESC, job_id, id) order without sorting.
     auto& pick = impl_->stmt(
@@ -561,7 +592,7 @@ Result<std::vector<LeaseRef>> JobStore::expire_leases(int64_t now_ms) {
       }
     }
     if (lapsed.empty()) return Status();
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     for (const LeaseRef& ref : lapsed) {
       LEMA_RETURN_IF_ERROR(impl_->lose_lease(ref, "lease lapsed: worker '" + ref.worker_id + "' went silent", now_ms));
     }
@@ -576,7 +607,7 @@ Result<std::vector<LeaseRef>> JobStore::release_worker_leases(const std::string&
                                                               int64_t now_ms) {
   std::vector<LeaseRef> released;
   Status s = impl_->guard("release", [&]() -> Status {
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     {
       auto& st = impl_->stmt("SELECT stage_id, attempt FROM leases WHERE worker_id = ? AND stage_id != ?");
       st.bind(1, worker_id);
@@ -600,7 +631,7 @@ Status JobStore::check_lease(int64_t stage_id, int64_t attempt, const std::strin
 Status JobStore::record_progress(int64_t stage_id, int64_t attempt, const std::string& worker_id, int64_t step,
                                  int64_t total_steps, const json& metrics, int64_t now_ms) {
   return impl_->guard("progress", [&]() -> Status {
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
     if (impl_->stage_state(stage_id) == "assigned") {
       LEMA_RETURN_IF_ERROR(impl_->set_stage_state(stage_id, "running", now_ms));
@@ -630,7 +661,7 @@ Status JobStore::record_progress(int64_t stage_id, int64_t attempt, const std::s
 Status JobStore::record_checkpoint(int64_t stage_id, int64_t attempt, const std::string& worker_id, int64_t step,
                                    const std::string& path, const std::string& sha256, int64_t now_ms) {
   return impl_->guard("checkpoint", [&]() -> Status {
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
     auto& st = impl_->stmt(
         "INSERT INTO checkpoints (stage_id, attempt, step, path, sha256, created_ms) VALUES (?, ?, ?, ?, ?, ?)");
@@ -651,7 +682,7 @@ Status JobStore::record_checkpoint(int64_t stage_id, int64_t attempt, const std:
 Status JobStore::complete_stage(int64_t stage_id, int64_t attempt, const std::string& worker_id, const json& result,
                                 int64_t now_ms) {
   return impl_->guard("complete", [&]() -> Status {
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
     LEMA_RETURN_IF_ERROR(impl_->set_stage_state(stage_id, "succeeded", now_ms));
     auto& up = impl_->stmt("UPDATE stages SET result_json = ?, error = NULL WHERE id = ?");
@@ -691,7 +722,7 @@ Status JobStore::complete_stage(int64_t stage_id, int64_t attempt, const std::st
 Status JobStore::fail_stage(int64_t stage_id, int64_t attempt, const std::string& worker_id, const std::string& error,
                             bool retryable, int64_t now_ms) {
   return impl_->guard("fail", [&]() -> Status {
-    Tx tx(impl_->db);
+    Tx tx(impl_->db, impl_->in_batch);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
     impl_->end_attempt(stage_id, attempt, "failed", error, now_ms);
     impl_->delete_lease(stage_id);

@@ -77,6 +77,12 @@ class JobStore {
 
   int schema_version() const;
 
+  // Group commit: between begin_batch() and commit_batch() every call runs in
+  // a savepoint of one outer transaction, so N operations cost one commit.
+  // Nothing is durable (and no reply may be sent) before commit_batch().
+  Status begin_batch();
+  Status commit_batch();
+
   // --- jobs
   Result<int64_t> submit(const std::string& spec_toml, const JobSpec& spec, int64_t now_ms);
   // Cancels the job and its unfinished stages (their leases are cut: see

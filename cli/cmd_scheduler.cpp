@@ -1,0 +1,66 @@
+// `lema scheduler`: runs the scheduler process (SQLite store + ZeroMQ broker).
+#include <csignal>
+#include <cstdio>
+
+#include "cli/command.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "scheduler/broker.h"
+
+namespace {
+
+lema::Broker* g_broker = nullptr;  // for the signal handler only
+
+void on_signal(int) {
+  if (g_broker) g_broker->request_stop();  // sets an atomic flag: async-signal-safe
+}
+
+struct SchedulerArgs {
+  lema::BrokerOptions options;
+  std::string token_file;
+};
+
+lema::Status run_scheduler(SchedulerArgs& args) {
+  if (!args.token_file.empty()) {
+    LEMA_ASSIGN_OR_RETURN(std::string token, lema::read_file(args.token_file));
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (token.empty()) return lema::Status::invalid_argument(args.token_file + ": empty token");
+    args.options.token = token;
+  }
+  if (args.options.allow_remote_clients && args.options.token.empty()) {
+    return lema::Status::invalid_argument("--allow-remote-clients needs --token or --token-file");
+  }
+  std::fprintf(stderr, "%s\n", LEMA_VERSION_STRING);
+  LEMA_ASSIGN_OR_RETURN(auto broker, lema::Broker::create(args.options));
+  g_broker = broker.get();
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  lema::Status s = broker->run();
+  g_broker = nullptr;
+  return s;
+}
+
+void setup_scheduler(CLI::App& app) {
+  auto args = std::make_shared<SchedulerArgs>();
+  CLI::App* cmd = app.add_subcommand("scheduler", "Run the job scheduler (SQLite store, ZeroMQ broker)");
+  cmd->add_option("--db", args->options.db_path, "SQLite database file (created if missing)")->required();
+  cmd->add_option("--workers-bind", args->options.workers_bind, "ZeroMQ endpoint for workers")
+      ->capture_default_str();
+  cmd->add_option("--clients-bind", args->options.clients_bind, "ZeroMQ endpoint for clients (loopback by default)")
+      ->capture_default_str();
+  cmd->add_flag("--allow-remote-clients", args->options.allow_remote_clients,
+                "Allow a non-loopback client endpoint (requires a token)");
+  cmd->add_option("--token", args->options.token, "Shared secret required in HELLO and client requests")
+      ->envname("LEMA_TOKEN");
+  cmd->add_option("--token-file", args->token_file, "Read the shared secret from this file");
+  cmd->add_option("--heartbeat-ms", args->options.heartbeat_interval_ms, "Heartbeat interval")
+      ->capture_default_str();
+  cmd->add_option("--liveness", args->options.heartbeat_liveness, "Missed heartbeats before a lease lapses")
+      ->capture_default_str();
+  cmd->callback([args] { lema::cli::finish(run_scheduler(*args)); });
+}
+
+}  // namespace
+
+LEMA_REGISTER_COMMAND(setup_scheduler);
