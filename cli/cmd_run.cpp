@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <thread>
 
-#include "cli/client_util.h"
 #include "cli/command.h"
 #include "cli/local_cluster.h"
 #include "common/file_util.h"
@@ -42,7 +41,7 @@ lema::Result<int64_t> find_or_submit(lema::Client& client, const lema::JobSpec& 
     }
   }
   if (id == 0) {
-    LEMA_ASSIGN_OR_RETURN(id, client.submit(text));
+    LEMA_ASSIGN_OR_RETURN(id, client.submit(text, spec.job.name));
     lema::log_info("run: job %lld queued", static_cast<long long>(id));
   } else if (state == "failed" || state == "cancelled") {
     LEMA_RETURN_IF_ERROR(client.retry(id).status());
@@ -119,7 +118,7 @@ lema::Status run_pipeline(const RunArgs& args) {
     cluster->restart_dead_workers();
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
-  if (args.json) lema::cli::print_json(job);
+  if (args.json) std::printf("%s\n", job.dump().c_str());
   const std::string state = job.value("state", std::string());
   if (state != "succeeded") {
     return lema::Status::internal("job " + std::to_string(job_id) + " " + state + ": " +

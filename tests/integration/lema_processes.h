@@ -109,7 +109,7 @@ inline nlohmann::json show_job(const std::string& clients, int64_t job) {
   if (r.exit_code != 0) return nullptr;
   size_t brace = r.output.find('{');
   if (brace == std::string::npos) return nullptr;
-  return nlohmann::json::parse(r.output.substr(brace, r.output.find('\n', brace) - brace), nullptr, false);
+  return nlohmann::json::parse(r.output.substr(brace), nullptr, false);
 }
 
 inline nlohmann::json stage_of(const nlohmann::json& job, const std::string& kind) {
@@ -164,8 +164,8 @@ struct SchedulerProcess {
   std::string db, log, workers, clients;
   pid_t pid = -1;
   void start() {
-    pid = spawn_lema({"scheduler", "--db", db, "--workers", workers, "--clients", clients, "--heartbeat-ms", "300",
-                      "--retry-backoff-ms", "100"},
+    pid = spawn_lema({"scheduler", "--db", db, "--workers-bind", workers, "--clients-bind", clients, "--heartbeat-ms",
+                      "300"},
                      log);
   }
   void stop(int sig = SIGTERM) {
