@@ -14,6 +14,7 @@
 #include "common/job_spec.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "scheduler/client.h"
 
 namespace {
 
