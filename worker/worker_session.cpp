@@ -36,6 +36,7 @@ struct WorkerSession::Impl {
   std::string worker_id;                    // guarded by mu
   std::string last_error;                   // guarded by mu
   bool hello_needed = false;                // guarded by mu: the scheduler forgot us
+  Clock::time_point next_heartbeat;         // I/O thread only
   std::atomic<bool> cancel{false};
   std::atomic<bool> stopping{false};
   std::thread io_thread;
@@ -133,6 +134,8 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
       worker_id = m.str("worker_id");
       if (m.i64("heartbeat_interval_ms") > 0) options.heartbeat_interval_ms = m.i64("heartbeat_interval_ms");
       if (m.i64("liveness") > 0) options.heartbeat_liveness = static_cast<int>(m.i64("liveness"));
+      // The scheduler's interval counts from now (it may be shorter than ours).
+      next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
       connected = true;
       hello_needed = false;
       ++connections;
@@ -210,7 +213,7 @@ void WorkerSession::Impl::io_loop() {
       say_hello();
     }
     int liveness = options.heartbeat_liveness;
-    auto next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
+    next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
     bool lost = false;
     while (!stopping.load() && !lost) {
       zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0}};

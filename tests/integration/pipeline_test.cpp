@@ -22,7 +22,14 @@ class PipelineTest : public ::testing::Test {
     sched_.start();
   }
   void TearDown() override {
-    for (pid_t p : workers_) kill_and_reap(p, SIGKILL);
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      int st = 0;
+      if (HasFailure() && waitpid(workers_[i], &st, WNOHANG) == workers_[i]) {
+        std::fprintf(stderr, "worker %zu had ended: %s %d\n", i, WIFSIGNALED(st) ? "signal" : "exit",
+                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+      }
+      kill_and_reap(workers_[i], SIGKILL);
+    }
     sched_.stop(SIGKILL);
     if (HasFailure()) {
       std::fprintf(stderr, "--- scheduler log\n%s\n", slurp(sched_.log).c_str());
@@ -98,7 +105,7 @@ TEST_F(PipelineTest, TinyJobPassesEveryStageThatExists) {
 }
 
 TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
-  const int kSteps = 30;
+  const int kSteps = 150;
   // Uninterrupted reference run.
   start_worker();
   int64_t ref = submit("ref", kSteps, 5);
@@ -108,7 +115,7 @@ TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
   // The same job again; its worker is killed after a checkpoint.
   size_t first = start_worker();
   int64_t job = submit("killed", kSteps, 5);
-  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 12; }, 60, 50));
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 12; }, 60, 20));
   kill_and_reap(workers_[first], SIGKILL);
   nlohmann::json at_kill = show_job(sched_.clients, job);
   ASSERT_LT(train_step(at_kill), kSteps) << "training finished before the kill; make the job longer";
@@ -127,8 +134,9 @@ TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
 
 TEST_F(PipelineTest, SchedulerKilledMidTrainingJobStillSucceeds) {
   start_worker();
-  int64_t job = submit("s", 40, 5);
-  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 5; }, 60, 50));
+  int64_t job = submit("s", 150, 5);
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 5; }, 60, 20));
+  ASSERT_LT(train_step(show_job(sched_.clients, job)), 150) << "training finished before the kill";
   sched_.stop(SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   sched_.start();
@@ -165,8 +173,8 @@ TEST_F(PipelineTest, CancelStopsARunningJobWithinSeconds) {
 TEST_F(PipelineTest, TwoWorkersRunTwoJobsInParallel) {
   start_worker();
   start_worker();
-  int64_t a = submit("p1", 30, 0);
-  int64_t b = submit("p2", 30, 0);
+  int64_t a = submit("p1", 150, 0);
+  int64_t b = submit("p2", 150, 0);
   bool overlapped = false;
   ASSERT_TRUE(wait_until(
       [&] {
