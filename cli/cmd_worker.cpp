@@ -3,6 +3,7 @@
 // training stage and exits cleanly.
 #include <atomic>
 #include <csignal>
+#include <execinfo.h>
 #include <cstdlib>
 
 #include "cli/command.h"
@@ -13,6 +14,14 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop = true; }
+// A crash leaves a backtrace in the worker's log (then the default action).
+extern "C" void on_crash_signal(int sig) {
+  void* frames[64];
+  int n = backtrace(frames, 64);
+  backtrace_symbols_fd(frames, n, 2);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
 
 void setup_worker(CLI::App& app) {
   auto* cmd = app.add_subcommand("worker", "Run a worker: take stages from a scheduler and run them");
@@ -37,6 +46,8 @@ void setup_worker(CLI::App& app) {
     sa.sa_handler = on_stop_signal;
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
+    signal(SIGSEGV, on_crash_signal);
+    signal(SIGABRT, on_crash_signal);
     lema::Status s = lema::worker::run_worker(*opts, g_stop);
     if (s.ok() && g_stop) lema::log_info("worker stopped");
     lema::cli::finish(s);
