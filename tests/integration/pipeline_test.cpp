@@ -170,6 +170,16 @@ TEST_F(PipelineTest, CancelStopsARunningJobWithinSeconds) {
   EXPECT_EQ(train_step(show_job(sched_.clients, job)), step) << "training went on after cancel";
 }
 
+// A worker whose training was stopped mid-run (CANCEL) runs the next job.
+TEST_F(PipelineTest, WorkerRunsANewJobAfterACancelledOne) {
+  start_worker();
+  int64_t job = submit("x1", 100000, 0);
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 2; }, 60, 50));
+  ASSERT_EQ(run_lema({"cancel", std::to_string(job), "--scheduler", sched_.clients}).exit_code, 0);
+  int64_t next = submit("x2", 10, 5);
+  ASSERT_TRUE(wait_state(next, "succeeded", 60)) << show_job(sched_.clients, next).dump(1);
+}
+
 TEST_F(PipelineTest, TwoWorkersRunTwoJobsInParallel) {
   start_worker();
   start_worker();
