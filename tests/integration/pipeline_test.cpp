@@ -170,6 +170,27 @@ TEST_F(PipelineTest, CancelStopsARunningJobWithinSeconds) {
   EXPECT_EQ(train_step(show_job(sched_.clients, job)), step) << "training went on after cancel";
 }
 
+// SIGTERM: the worker checkpoints the step it is on, exits 0, and the next
+// worker resumes from that checkpoint (checkpoint_every = 0: no other).
+TEST_F(PipelineTest, SigtermCheckpointsAndTheNextWorkerResumes) {
+  size_t first = start_worker();
+  int64_t job = submit("t", 300, 0);
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 5; }, 60, 20));
+  kill(workers_[first], SIGTERM);
+  int status = -1;
+  ASSERT_TRUE(wait_until([&] { return waitpid(workers_[first], &status, WNOHANG) == workers_[first]; }, 30, 50));
+  workers_[first] = -1;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(slurp(worker_log(first)).find("checkpoint " + dir_ + "/t/train/checkpoints/step-"), std::string::npos)
+      << slurp(worker_log(first));
+  start_worker();
+  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  RunResult logs = run_lema({"logs", std::to_string(job), "--scheduler", sched_.clients});
+  EXPECT_NE(logs.output.find("resuming from " + dir_ + "/t/train/checkpoints/step-"), std::string::npos)
+      << logs.output;
+}
+
 // A worker whose training was stopped mid-run (CANCEL) runs the next job.
 TEST_F(PipelineTest, WorkerRunsANewJobAfterACancelledOne) {
   start_worker();
