@@ -105,7 +105,7 @@ TEST_F(PipelineTest, TinyJobPassesEveryStageThatExists) {
 }
 
 TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
-  const int kSteps = 150;
+  const int kSteps = 80;
   // Uninterrupted reference run.
   start_worker();
   int64_t ref = submit("ref", kSteps, 5);
