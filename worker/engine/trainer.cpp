@@ -252,7 +252,13 @@ Status Trainer::run() {
     nlohmann::json m = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
                         {"tokens_per_s", r.tokens_per_s}, {"memory_bytes", r.memory_bytes}};
     LEMA_RETURN_IF_ERROR(append_line(metrics_path, m.dump()));
-    if (observer_) LEMA_RETURN_IF_ERROR(observer_->on_step(r));
+    if (observer_) {
+      Status stop = observer_->on_step(r);
+      if (!stop.ok()) {
+        if (observer_->checkpoint_before_stop()) LEMA_RETURN_IF_ERROR(save(step_, loss));
+        return stop;
+      }
+    }
     const bool periodic = o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0;
     if (periodic || step_ == last) LEMA_RETURN_IF_ERROR(save(step_, loss));
   }

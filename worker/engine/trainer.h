@@ -30,6 +30,9 @@ class TrainObserver {
   virtual ~TrainObserver() = default;
   virtual Status on_step(const StepReport& report) { return Status(); }
   virtual Status on_checkpoint(int64_t step, const std::string& dir) { return Status(); }
+  // Asked after on_step stopped the run: true writes a checkpoint of the
+  // step just done before returning (the worker on SIGTERM).
+  virtual bool checkpoint_before_stop() const { return false; }
 };
 
 // Runs training as `options` says; observer may be null.

@@ -1,0 +1,251 @@
+// End-to-end: the real `lema` binary as scheduler, workers and client on
+// loopback, a tiny model on the CPU. Covers issue 9's acceptance: a job
+// through every stage that exists, kill -9 of a worker (resume from a
+// checkpoint, adapter byte-identical to an uninterrupted run), kill -9 of
+// the scheduler, cancel within seconds, two workers running two jobs.
+#include <gtest/gtest.h>
+
+#include "tests/integration/lema_processes.h"
+
+namespace lema::test {
+namespace {
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = make_temp_dir("pipeline");
+    make_model_and_data(dir_, 48);
+    sched_.db = dir_ + "/sched.db";
+    sched_.log = dir_ + "/scheduler.log";
+    sched_.workers = "tcp://127.0.0.1:" + std::to_string(free_port());
+    sched_.clients = "tcp://127.0.0.1:" + std::to_string(free_port());
+    sched_.start();
+  }
+  void TearDown() override {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      int st = 0;
+      if (HasFailure() && waitpid(workers_[i], &st, WNOHANG) == workers_[i]) {
+        std::fprintf(stderr, "worker %zu had ended: %s %d\n", i, WIFSIGNALED(st) ? "signal" : "exit",
+                     WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+      }
+      kill_and_reap(workers_[i], SIGKILL);
+    }
+    sched_.stop(SIGKILL);
+    if (HasFailure()) {
+      std::fprintf(stderr, "--- scheduler log\n%s\n", slurp(sched_.log).c_str());
+      for (size_t i = 0; i < workers_.size(); ++i) {
+        std::fprintf(stderr, "--- worker %zu log\n%s\n", i, slurp(worker_log(i)).c_str());
+      }
+    }
+  }
+  std::string worker_log(size_t i) const { return dir_ + "/worker" + std::to_string(i) + ".log"; }
+  size_t start_worker() {
+    size_t i = workers_.size();
+    workers_.push_back(spawn_lema({"worker", "--scheduler", sched_.workers, "--cpu", "--threads", "1", "--id",
+                                   "w" + std::to_string(i)},
+                                  worker_log(i)));
+    return i;
+  }
+  int64_t submit(const std::string& name, int steps, int checkpoint_every) {
+    const std::string spec = dir_ + "/" + name + ".toml";
+    write_text(spec, tiny_spec(dir_, name, steps, checkpoint_every));
+    RunResult r = run_lema({"submit", spec, "--json", "--scheduler", sched_.clients});
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')), nullptr, false);
+    return j.is_object() ? j.value("job_id", int64_t{0}) : 0;
+  }
+  std::string state(int64_t job) {
+    nlohmann::json j = show_job(sched_.clients, job);
+    return j.is_object() ? j.value("state", std::string()) : "";
+  }
+  bool wait_state(int64_t job, const std::string& want, double timeout_s) {
+    return wait_until([&] { return state(job) == want; }, timeout_s, 200);
+  }
+  std::string adapter(const std::string& name) {
+    return slurp(dir_ + "/" + name + "/train/adapter/adapter_model.safetensors");
+  }
+
+  std::string dir_;
+  SchedulerProcess sched_;
+  std::vector<pid_t> workers_;
+};
+
+TEST_F(PipelineTest, TinyJobPassesEveryStageThatExists) {
+  start_worker();
+  int64_t job = submit("a", 12, 4);
+  ASSERT_GT(job, 0);
+  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  nlohmann::json j = show_job(sched_.clients, job);
+  EXPECT_EQ(stage_of(j, "dataset")["state"], "succeeded");
+  EXPECT_EQ(stage_of(j, "train")["state"], "succeeded");
+  EXPECT_EQ(train_step(j), 12);
+  // Outputs exist and validate: the dataset copy, checkpoints, a PEFT adapter.
+  EXPECT_EQ(slurp(dir_ + "/a/data/train.jsonl"), slurp(dir_ + "/tokens.jsonl"));
+  EXPECT_TRUE(std::ifstream(dir_ + "/a/train/checkpoints/step-8/DONE").good());
+  auto config = nlohmann::json::parse(slurp(dir_ + "/a/train/adapter/adapter_config.json"), nullptr, false);
+  ASSERT_TRUE(config.is_object());
+  EXPECT_EQ(config.value("r", 0), 4);
+  std::string weights = adapter("a");
+  ASSERT_GT(weights.size(), 8u);
+  // safetensors: 8-byte little-endian header length, then a JSON header with PEFT keys.
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(weights[i]);
+  ASSERT_LE(8 + header_len, weights.size());
+  auto header = nlohmann::json::parse(weights.substr(8, header_len), nullptr, false);
+  ASSERT_TRUE(header.is_object());
+  EXPECT_TRUE(header.contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")) << header.dump();
+  // The client verbs answer for it.
+  RunResult jobs = run_lema({"jobs", "--scheduler", sched_.clients});
+  EXPECT_EQ(jobs.exit_code, 0);
+  EXPECT_NE(jobs.output.find("succeeded"), std::string::npos) << jobs.output;
+  RunResult logs = run_lema({"logs", std::to_string(job), "--scheduler", sched_.clients});
+  EXPECT_NE(logs.output.find("stage train (job"), std::string::npos) << logs.output;
+  RunResult workers = run_lema({"workers", "--json", "--scheduler", sched_.clients});
+  EXPECT_NE(workers.output.find("\"w0\""), std::string::npos) << workers.output;
+}
+
+TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
+  const int kSteps = 80;
+  // Uninterrupted reference run.
+  start_worker();
+  int64_t ref = submit("ref", kSteps, 5);
+  ASSERT_TRUE(wait_state(ref, "succeeded", 60));
+  kill_and_reap(workers_[0], SIGKILL);
+
+  // The same job again; its worker is killed after a checkpoint.
+  size_t first = start_worker();
+  int64_t job = submit("killed", kSteps, 5);
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 12; }, 60, 20));
+  kill_and_reap(workers_[first], SIGKILL);
+  nlohmann::json at_kill = show_job(sched_.clients, job);
+  ASSERT_LT(train_step(at_kill), kSteps) << "training finished before the kill; make the job longer";
+  start_worker();
+  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  nlohmann::json j = show_job(sched_.clients, job);
+  EXPECT_GE(stage_of(j, "train")["attempt"].get<int64_t>(), 2);
+  RunResult logs = run_lema({"logs", std::to_string(job), "--scheduler", sched_.clients});
+  EXPECT_NE(logs.output.find("resuming from " + dir_ + "/killed/train/checkpoints/step-"), std::string::npos)
+      << logs.output;
+  EXPECT_EQ(logs.output.find("checkpoints/step-0"), std::string::npos);
+  const std::string a = adapter("ref"), b = adapter("killed");
+  ASSERT_FALSE(a.empty());
+  EXPECT_TRUE(a == b) << "adapter after kill + resume differs from the uninterrupted run";
+}
+
+TEST_F(PipelineTest, SchedulerKilledMidTrainingJobStillSucceeds) {
+  start_worker();
+  int64_t job = submit("s", 150, 5);
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 5; }, 60, 20));
+  ASSERT_LT(train_step(show_job(sched_.clients, job)), 150) << "training finished before the kill";
+  sched_.stop(SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  sched_.start();
+  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  EXPECT_FALSE(adapter("s").empty());
+}
+
+TEST_F(PipelineTest, CancelStopsARunningJobWithinSeconds) {
+  start_worker();
+  int64_t job = submit("c", 100000, 0);
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 2; }, 60, 50));
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult r = run_lema({"cancel", std::to_string(job), "--scheduler", sched_.clients});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(state(job), "cancelled");
+  // The worker stops training and is idle again.
+  bool idle = wait_until(
+      [&] {
+        RunResult w = run_lema({"workers", "--json", "--scheduler", sched_.clients});
+        auto j = nlohmann::json::parse(w.output.substr(std::min(w.output.size(), w.output.find('{'))), nullptr, false);
+        if (!j.is_object() || !j.contains("workers") || j["workers"].empty()) return false;
+        return j["workers"][0].value("idle", false);
+      },
+      10, 100);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_TRUE(idle) << "worker still busy " << seconds << " s after cancel";
+  EXPECT_LT(seconds, 5.0);
+  std::fprintf(stderr, "cancel -> worker idle in %.2f s\n", seconds);
+  int64_t step = train_step(show_job(sched_.clients, job));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_EQ(train_step(show_job(sched_.clients, job)), step) << "training went on after cancel";
+}
+
+// SIGTERM: the worker checkpoints the step it is on, exits 0, and the next
+// worker resumes from that checkpoint (checkpoint_every = 0: no other).
+TEST_F(PipelineTest, SigtermCheckpointsAndTheNextWorkerResumes) {
+  size_t first = start_worker();
+  int64_t job = submit("t", 300, 0);
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 5; }, 60, 20));
+  kill(workers_[first], SIGTERM);
+  int status = -1;
+  ASSERT_TRUE(wait_until([&] { return waitpid(workers_[first], &status, WNOHANG) == workers_[first]; }, 30, 50));
+  workers_[first] = -1;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(slurp(worker_log(first)).find("checkpoint " + dir_ + "/t/train/checkpoints/step-"), std::string::npos)
+      << slurp(worker_log(first));
+  start_worker();
+  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  RunResult logs = run_lema({"logs", std::to_string(job), "--scheduler", sched_.clients});
+  EXPECT_NE(logs.output.find("resuming from " + dir_ + "/t/train/checkpoints/step-"), std::string::npos)
+      << logs.output;
+}
+
+// A worker whose training was stopped mid-run (CANCEL) runs the next job.
+TEST_F(PipelineTest, WorkerRunsANewJobAfterACancelledOne) {
+  start_worker();
+  int64_t job = submit("x1", 100000, 0);
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 2; }, 60, 50));
+  ASSERT_EQ(run_lema({"cancel", std::to_string(job), "--scheduler", sched_.clients}).exit_code, 0);
+  int64_t next = submit("x2", 10, 5);
+  ASSERT_TRUE(wait_state(next, "succeeded", 60)) << show_job(sched_.clients, next).dump(1);
+}
+
+TEST_F(PipelineTest, TwoWorkersRunTwoJobsInParallel) {
+  start_worker();
+  start_worker();
+  int64_t a = submit("p1", 150, 0);
+  int64_t b = submit("p2", 150, 0);
+  bool overlapped = false;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        nlohmann::json ja = show_job(sched_.clients, a), jb = show_job(sched_.clients, b);
+        if (stage_of(ja, "train")["state"] == "running" && stage_of(jb, "train")["state"] == "running") {
+          overlapped = true;
+        }
+        return ja.value("state", std::string()) == "succeeded" && jb.value("state", std::string()) == "succeeded";
+      },
+      60, 100));
+  EXPECT_TRUE(overlapped) << "the two train stages never ran at the same time";
+}
+
+TEST_F(PipelineTest, OneWorkerRunsTwoJobsInARow) {
+  start_worker();
+  int64_t a = submit("q1", 20, 5);
+  ASSERT_TRUE(wait_state(a, "succeeded", 60));
+  int64_t b = submit("q2", 20, 5);
+  ASSERT_TRUE(wait_state(b, "succeeded", 60)) << show_job(sched_.clients, b).dump(1);
+  EXPECT_EQ(adapter("q1"), adapter("q2")) << "same spec and data, same bytes";
+}
+
+TEST(RunCommand, RunsTheJobAndRunningAgainIsANoOp) {
+  std::string dir = make_temp_dir("run");
+  make_model_and_data(dir, 32);
+  write_text(dir + "/r.toml", tiny_spec(dir, "r", 8, 4));
+  RunResult r = run_lema({"run", dir + "/r.toml", "--cpu", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output << slurp(dir + "/r/logs/worker-0.log");
+  EXPECT_NE(r.output.find("succeeded"), std::string::npos);
+  EXPECT_FALSE(slurp(dir + "/r/train/adapter/adapter_model.safetensors").empty());
+  RunResult again = run_lema({"run", dir + "/r.toml", "--cpu"});
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+}
+
+TEST(ClientVerbs, NoSchedulerSaysWhatToDo) {
+  RunResult r = run_lema({"jobs", "--scheduler", "tcp://127.0.0.1:" + std::to_string(free_port()), "--timeout-ms",
+                          "300"});
+  EXPECT_EQ(r.exit_code, 6) << r.output;
+  EXPECT_NE(r.output.find("`lema scheduler`"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace lema::test

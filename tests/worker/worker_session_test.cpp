@@ -1,0 +1,260 @@
+// WorkerSession against a scripted broker (a real ROUTER socket on loopback):
+// HELLO/WELCOME, READY/ASSIGN, heartbeats while the caller is busy, CANCEL,
+// DONE resent until ACK, and reconnection after the broker goes away.
+#include "worker/worker_session.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/protocol.h"
+
+namespace lema::worker {
+namespace {
+
+using protocol::Message;
+using protocol::MessageType;
+
+using namespace std::chrono_literals;
+
+// A broker the test drives by hand: receive one message, reply to its sender.
+class ScriptedBroker {
+ public:
+  ScriptedBroker(zmq::context_t& ctx, const std::string& endpoint)
+      : socket_(ctx, zmq::socket_type::router) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind(endpoint);
+  }
+  // Next message within timeout, skipping `skip` types (e.g. heartbeats).
+  std::optional<Message> recv(std::chrono::milliseconds timeout, std::vector<MessageType> skip = {}) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, 20ms);
+      if (!(items[0].revents & ZMQ_POLLIN)) continue;
+      std::vector<zmq::message_t> frames;
+      (void)zmq::recv_multipart(socket_, std::back_inserter(frames));
+      if (frames.size() < 2) continue;
+      peer_ = frames.front().to_string();
+      Result<Message> m = protocol::decode(frames.back().to_string());
+      EXPECT_TRUE(m.ok()) << m.status().message();
+      if (!m.ok()) continue;
+      if (std::find(skip.begin(), skip.end(), m->type) != skip.end()) {
+        ++skipped_;
+        if (m->type == MessageType::kHeartbeat) reply(Message(MessageType::kHeartbeat));
+        continue;
+      }
+      return m.value();
+    }
+    return std::nullopt;
+  }
+  void reply(const Message& m) {
+    std::string bytes = protocol::encode(m);
+    socket_.send(zmq::buffer(peer_), zmq::send_flags::sndmore);
+    socket_.send(zmq::buffer(bytes));
+  }
+  int skipped() const { return skipped_; }
+
+ private:
+  zmq::socket_t socket_;
+  std::string peer_;
+  int skipped_ = 0;
+};
+
+Message welcome() {
+  Message m(MessageType::kWelcome);
+  m.fields = {{"worker_id", "w-1"}, {"heartbeat_interval_ms", 100}, {"liveness", 3}};
+  return m;
+}
+
+Message assign(int64_t attempt) {
+  Message m(MessageType::kAssign);
+  m.fields = {{"job_id", 7}, {"stage_id", 12}, {"kind", "train"}, {"attempt", attempt},
+              {"spec", {{"name", "tiny"}}}, {"work_dir", "/tmp/x"},
+              {"resume_checkpoint", "/tmp/x/checkpoints/step-4"}};
+  return m;
+}
+
+SessionOptions options_for(const std::string& endpoint) {
+  SessionOptions o;
+  o.endpoint = endpoint;
+  o.worker_id = "testhost/gpu0";
+  o.capabilities.host = "testhost";
+  o.capabilities.version = "test";
+  o.capabilities.gpus = {{0, "FakeGPU", 80ull << 30}};
+  o.capabilities.cpu_only = false;
+  o.heartbeat_interval_ms = 100;
+  o.heartbeat_liveness = 3;
+  o.reconnect_initial_ms = 50;
+  o.reconnect_max_ms = 200;
+  return o;
+}
+
+const std::vector<MessageType> kSkipHeartbeats = {MessageType::kHeartbeat};
+
+TEST(WorkerSession, HelloReadyAssignProgressDone) {
+  zmq::context_t ctx;
+  const std::string ep = "tcp://127.0.0.1:47611";
+  ScriptedBroker broker(ctx, ep);
+  auto session = WorkerSession::start(options_for(ep));
+  ASSERT_TRUE(session.ok());
+  auto hello = broker.recv(3s);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->type, MessageType::kHello);
+  EXPECT_EQ(hello->fields["host"], "testhost");
+  EXPECT_EQ(hello->fields["worker_id"], "testhost/gpu0");
+  EXPECT_EQ(hello->fields["gpus"], 1);
+  EXPECT_EQ(hello->fields["vram_bytes"].get<uint64_t>(), 80ull << 30);
+  EXPECT_FALSE(hello->fields["cpu_only"].get<bool>());
+  broker.reply(welcome());
+
+  std::atomic<bool> stop{false};
+  std::thread waiter([&] {
+    auto ready = broker.recv(3s, kSkipHeartbeats);
+    ASSERT_TRUE(ready);
+    EXPECT_EQ(ready->type, MessageType::kReady);
+    broker.reply(assign(2));
+  });
+  auto a = (*session)->wait_for_assignment(stop, 5000);
+  waiter.join();
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a->has_value());
+  const StageAssignment& s = **a;
+  EXPECT_EQ(s.job_id, 7);
+  EXPECT_EQ(s.stage_id, 12);
+  EXPECT_EQ(s.kind, "train");
+  EXPECT_EQ(s.attempt, 2);
+  EXPECT_EQ(s.resume_checkpoint, "/tmp/x/checkpoints/step-4");
+  EXPECT_EQ((*session)->worker_id(), "w-1");
+
+  (*session)->send_progress(5, 10, R"({"loss":1.5})");
+  auto p = broker.recv(3s, kSkipHeartbeats);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->type, MessageType::kProgress);
+  EXPECT_EQ(p->fields["attempt"], 2);
+  EXPECT_EQ(p->fields["step"], 5);
+  EXPECT_DOUBLE_EQ(p->fields["metrics"]["loss"].get<double>(), 1.5);
+
+  (*session)->send_done(R"({"adapter":"a"})");
+  auto d = broker.recv(3s, kSkipHeartbeats);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->type, MessageType::kDone);
+  EXPECT_EQ(d->fields["stage_id"], 12);
+  EXPECT_EQ(d->fields["result"]["adapter"], "a");
+  EXPECT_TRUE((*session)->flush(3000));
+}
+
+TEST(WorkerSession, HeartbeatsFlowWhileCallerIsBusyAndCancelArrives) {
+  zmq::context_t ctx;
+  const std::string ep = "tcp://127.0.0.1:47612";
+  ScriptedBroker broker(ctx, ep);
+  auto session = WorkerSession::start(options_for(ep));
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(broker.recv(3s));
+  broker.reply(welcome());
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    auto ready = broker.recv(3s, kSkipHeartbeats);
+    ASSERT_TRUE(ready);
+    broker.reply(assign(1));
+  });
+  auto a = (*session)->wait_for_assignment(stop, 5000);
+  t.join();
+  ASSERT_TRUE(a.ok() && a->has_value());
+  // The caller is now "in a long GPU step": it does not touch the session.
+  // The broker answers heartbeats and counts them.
+  int heartbeats = 0;
+  auto until = std::chrono::steady_clock::now() + 1s;
+  while (std::chrono::steady_clock::now() < until) {
+    auto m = broker.recv(200ms);
+    if (m && m->type == MessageType::kHeartbeat) {
+      ++heartbeats;
+      EXPECT_EQ(m->fields["stage_id"], 12);
+      broker.reply(Message(MessageType::kHeartbeat));
+    }
+  }
+  EXPECT_GE(heartbeats, 5);
+  EXPECT_TRUE((*session)->connected());
+  EXPECT_FALSE((*session)->cancel_requested());
+  Message cancel(MessageType::kCancel);
+  cancel.fields["job_id"] = 7;
+  broker.reply(cancel);
+  for (int i = 0; i < 100 && !(*session)->cancel_requested(); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE((*session)->cancel_requested());
+}
+
+TEST(WorkerSession, ReconnectsWithBackoffAndResendsUnacknowledgedDone) {
+  zmq::context_t ctx;
+  const std::string ep = "tcp://127.0.0.1:47613";
+  auto broker = std::make_unique<ScriptedBroker>(ctx, ep);
+  auto session = WorkerSession::start(options_for(ep));
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(broker->recv(3s));
+  broker->reply(welcome());
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    auto ready = broker->recv(3s, kSkipHeartbeats);
+    ASSERT_TRUE(ready);
+    broker->reply(assign(3));
+  });
+  auto a = (*session)->wait_for_assignment(stop, 5000);
+  t.join();
+  ASSERT_TRUE(a.ok() && a->has_value());
+  // The scheduler dies (no more replies, socket gone) while the stage runs.
+  broker.reset();
+  for (int i = 0; i < 100 && (*session)->connected(); ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE((*session)->connected());
+  // A restarted scheduler on the same port receives a new HELLO that names
+  // the running stage.
+  broker = std::make_unique<ScriptedBroker>(ctx, ep);
+  auto hello = broker->recv(5s, kSkipHeartbeats);
+  ASSERT_TRUE(hello);
+  ASSERT_EQ(hello->type, MessageType::kHello);
+  EXPECT_EQ(hello->fields["running"]["stage_id"], 12);
+  EXPECT_EQ(hello->fields["running"]["attempt"], 3);
+  broker->reply(welcome());
+  (*session)->send_done(R"({"ok":true})");
+  auto done = broker->recv(3s, kSkipHeartbeats);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->type, MessageType::kDone);
+  // It dies again before recording the DONE: the next scheduler hears HELLO
+  // without a running stage, then the DONE once more.
+  broker.reset();
+  for (int i = 0; i < 100 && (*session)->connected(); ++i) std::this_thread::sleep_for(20ms);
+  broker = std::make_unique<ScriptedBroker>(ctx, ep);
+  hello = broker->recv(5s, kSkipHeartbeats);
+  ASSERT_TRUE(hello);
+  ASSERT_EQ(hello->type, MessageType::kHello);
+  EXPECT_FALSE(hello->fields.contains("running"));
+  broker->reply(welcome());
+  done = broker->recv(3s, kSkipHeartbeats);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->type, MessageType::kDone);
+  EXPECT_EQ(done->fields["result"]["ok"], true);
+  EXPECT_TRUE((*session)->flush(3000));
+  EXPECT_GE((*session)->connections(), 3);
+}
+
+TEST(WorkerSession, SaysHelloAgainWhenTheSchedulerForgotIt) {
+  zmq::context_t ctx;
+  const std::string ep = "tcp://127.0.0.1:47614";
+  ScriptedBroker broker(ctx, ep);
+  auto session = WorkerSession::start(options_for(ep));
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(broker.recv(3s));
+  broker.reply(welcome());
+  auto hb = broker.recv(3s);
+  ASSERT_TRUE(hb);
+  EXPECT_EQ(hb->type, MessageType::kHeartbeat);
+  broker.reply(protocol::make_error(protocol::error_code::kHelloRequired, "who are you"));
+  auto hello = broker.recv(3s, kSkipHeartbeats);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->type, MessageType::kHello);
+  EXPECT_EQ((*session)->last_error(), "hello_required: who are you");
+}
+
+}  // namespace
+}  // namespace lema::worker

@@ -1,0 +1,58 @@
+// Stage runners: what a worker does with an ASSIGN. Each kind of stage calls
+// the same library code as its standalone command (`lema dataset build`,
+// `lema train`), so a job run through the scheduler and a run by hand give
+// the same bytes. Stages whose code has not landed (eval, merge) fail with
+// kUnsupported, which the worker reports as FAILED retryable=false.
+//
+// Job directory layout (docs/WORKER.md): <work_dir>/data/{train,eval}.jsonl,
+// <work_dir>/train/{checkpoints/step-N,adapter,metrics.jsonl}.
+//
+// Thread-safety: run_stage runs on the caller's thread; the reporter must be
+// thread-safe (the session is).
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "common/status.h"
+#include "worker/worker_session.h"
+
+namespace lema::worker {
+
+// Where a runner sends its reports; implemented by the worker over its session.
+class StageReporter {
+ public:
+  virtual ~StageReporter() = default;
+  virtual void progress(int64_t step, int64_t total_steps, const std::string& metrics_json) = 0;
+  virtual void log(const std::string& level, const std::string& line) = 0;
+  virtual void checkpoint(int64_t step, const std::string& path, const std::string& sha256) = 0;
+  // CANCEL from the scheduler (or the stage was fenced): stop within a step.
+  virtual bool cancel_requested() const = 0;
+};
+
+struct StageEnv {
+  std::string device = "cpu";    // "cpu" or "cuda:N"
+  std::string base_dir;          // a relative work_dir is resolved against it
+  int64_t threads = 0;           // CPU threads for training; 0: all cores
+  // SIGTERM/Ctrl-C: the train runner checkpoints, then the stage returns kCancelled.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+struct StageOutcome {
+  Status status;
+  std::string result_json = "{}";  // DONE's result
+  bool retryable = true;           // for FAILED
+  bool stopped = false;            // ended by `stop` (not a failure of the stage)
+};
+
+StageOutcome run_stage(const StageAssignment& assignment, const StageEnv& env, StageReporter& reporter);
+
+// The job's directory for an assignment (absolute, or relative to base_dir).
+std::string resolve_work_dir(const std::string& work_dir, const std::string& base_dir);
+
+// Per-kind runners (stage_<kind>.cpp).
+StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, StageReporter& reporter);
+StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
+                             StageReporter& reporter);
+
+}  // namespace lema::worker

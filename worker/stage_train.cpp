@@ -1,0 +1,144 @@
+// The train stage: engine::run_training, the code of `lema train`, with an
+// observer that streams PROGRESS and CHECKPOINT, stops on CANCEL within one
+// step, and on SIGTERM checkpoints before it stops.
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/sha256.h"
+#include "worker/engine/trainer.h"
+#include "worker/stage_runner.h"
+
+namespace lema::worker {
+
+namespace {
+
+class StageObserver : public engine::TrainObserver {
+ public:
+  StageObserver(StageReporter& reporter, const std::atomic<bool>* stop, int64_t total_steps)
+      : reporter_(reporter), stop_(stop), total_steps_(total_steps) {}
+
+  Status on_step(const engine::StepReport& r) override {
+    nlohmann::json m = {{"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
+                        {"tokens_per_s", r.tokens_per_s}, {"memory_bytes", r.memory_bytes}};
+    reporter_.progress(r.step, total_steps_, m.dump());
+    if (reporter_.cancel_requested()) {
+      cancelled_ = true;
+      return Status::cancelled(str_printf("cancelled at step %lld", static_cast<long long>(r.step)));
+    }
+    if (stop_ && stop_->load()) {
+      stopped_ = true;
+      return Status::cancelled(str_printf("worker stopping at step %lld", static_cast<long long>(r.step)));
+    }
+    return Status();
+  }
+  // SIGTERM: write a checkpoint of the step just done before stopping.
+  bool checkpoint_before_stop() const override { return stopped_; }
+
+  Status on_checkpoint(int64_t step, const std::string& dir) override {
+    // The digest covers the file that resuming trusts most: the LoRA weights.
+    Result<std::string> bytes = read_file(path_join(dir, "adapter_model.safetensors"));
+    std::string digest = bytes.ok() ? sha256_hex(bytes.value()) : std::string();
+    reporter_.checkpoint(step, dir, digest);
+    return Status();
+  }
+
+  bool cancelled() const { return cancelled_; }
+  bool stopped() const { return stopped_; }
+
+ private:
+  StageReporter& reporter_;
+  const std::atomic<bool>* stop_;
+  int64_t total_steps_;
+  bool cancelled_ = false;
+  bool stopped_ = false;
+};
+
+std::string join(const nlohmann::json& list) {
+  std::string out;
+  for (const auto& t : list) {
+    if (!t.is_string()) continue;
+    if (!out.empty()) out += ",";
+    out += t.get<std::string>();
+  }
+  return out;
+}
+
+// The job spec's dtype names ("fp32") -> the engine's ("float32").
+std::string engine_dtype(const std::string& spec_dtype) {
+  if (spec_dtype == "fp32") return "float32";
+  if (spec_dtype == "bf16") return "bfloat16";
+  if (spec_dtype == "fp16") return "float16";
+  return spec_dtype;
+}
+
+int64_t count_lines(const std::string& path) {
+  Result<std::string> text = read_file(path);
+  if (!text.ok()) return 0;
+  int64_t n = 0;
+  for (char c : text.value()) n += c == '\n';
+  return n;
+}
+
+}  // namespace
+
+StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
+                             StageReporter& reporter) {
+  nlohmann::json spec = nlohmann::json::parse(a.spec_json, nullptr, false);
+  if (!spec.is_object() || !spec.contains("train") || !spec.contains("model")) {
+    return {Status::invalid_argument("ASSIGN spec has no [train] or [model] section"), "{}", false};
+  }
+  const nlohmann::json& t = spec["train"];
+  engine::TrainOptions o;
+  o.model = spec["model"].value("path", std::string());
+  o.data = path_join(path_join(work_dir, "data"), "train.jsonl");
+  o.out = path_join(work_dir, "train");
+  o.resume = a.resume_checkpoint;
+  o.seed = static_cast<uint64_t>(t.value("seed", int64_t{0}));
+  o.steps = t.value("steps", int64_t{0});
+  o.epochs = t.value("epochs", 1.0);
+  o.lr = t.value("lr", o.lr);
+  o.schedule = t.value("schedule", o.schedule);
+  o.warmup = t.value("warmup", o.warmup);
+  o.batch = t.value("batch", o.batch);
+  o.micro_batch = t.value("micro_batch", o.micro_batch);
+  o.seq_len = t.value("seq_len", o.seq_len);
+  o.lora_r = t.value("lora_r", o.lora_r);
+  o.lora_alpha = t.value("lora_alpha", o.lora_alpha);
+  o.lora_dropout = t.value("lora_dropout", o.lora_dropout);
+  if (t.contains("targets")) o.targets = join(t["targets"]);
+  o.dtype = engine_dtype(t.value("dtype", std::string("auto")));
+  const std::string device = t.value("device", std::string("auto"));
+  o.device = device == "auto" ? env.device : device;
+  if (device == "cuda" && env.device.rfind("cuda", 0) == 0) o.device = env.device;  // this worker's GPU
+  o.checkpoint_every = t.value("checkpoint_every", o.checkpoint_every);
+  o.threads = env.threads;
+  o.quiet = true;
+  if (o.model.empty()) return {Status::invalid_argument("model.path is empty in the job spec"), "{}", false};
+  if (!o.resume.empty() && !path_exists(o.resume)) {
+    // The checkpoint the scheduler recorded is not visible here: the shared
+    // directory is missing on this machine; another worker may see it.
+    return {Status::not_found("checkpoint " + o.resume + " named in ASSIGN is not visible on this worker"), "{}",
+            true};
+  }
+  const int64_t total = o.steps > 0 ? o.steps
+                                    : static_cast<int64_t>(std::ceil(o.epochs * count_lines(o.data) /
+                                                                     std::max<int64_t>(1, o.batch)));
+  if (!o.resume.empty()) reporter.log("info", "resuming from " + o.resume);
+  StageObserver observer(reporter, env.stop, total);
+  Status s = engine::run_training(o, &observer);
+  if (observer.stopped()) return {Status::cancelled(s.message()), "{}", true, true};
+  if (observer.cancelled()) return {s, "{}", false};
+  if (!s.ok()) {
+    // Bad input will fail again anywhere; the rest (I/O, device) may not.
+    bool retryable = s.code() != Status::Code::kInvalidArgument && s.code() != Status::Code::kUnsupported &&
+                     s.code() != Status::Code::kCorruption;
+    return {s, "{}", retryable};
+  }
+  nlohmann::json result = {{"adapter", path_join(o.out, "adapter")}, {"steps", total}};
+  return {Status(), result.dump(), false};
+}
+
+}  // namespace lema::worker

@@ -1,0 +1,141 @@
+#include "worker/worker_loop.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/version.h"
+#include "worker/stage_runner.h"
+
+namespace lema::worker {
+
+namespace {
+
+class SessionReporter : public StageReporter {
+ public:
+  explicit SessionReporter(WorkerSession& session) : session_(session) {}
+  void progress(int64_t step, int64_t total, const std::string& metrics) override {
+    session_.send_progress(step, total, metrics);
+  }
+  void log(const std::string& level, const std::string& line) override {
+    log_line(level == "warn" ? LogLevel::kWarn : level == "error" ? LogLevel::kError : LogLevel::kInfo, line);
+    session_.send_log(level, line);
+  }
+  void checkpoint(int64_t step, const std::string& path, const std::string& sha256) override {
+    session_.send_checkpoint(step, path, sha256);
+  }
+  bool cancel_requested() const override { return session_.cancel_requested(); }
+
+ private:
+  WorkerSession& session_;
+};
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+uint64_t ram_bytes() {
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+}
+
+}  // namespace
+
+std::vector<GpuInfo> detect_gpus() {
+  std::vector<GpuInfo> gpus;
+  // nvidia-smi rather than the CUDA runtime: the worker library stays free of
+  // LibTorch/CUDA headers, and a CPU build still reports the machine's GPUs.
+  FILE* p = popen("nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits 2>/dev/null", "r");
+  if (!p) return gpus;
+  char line[512];
+  while (std::fgets(line, sizeof(line), p)) {
+    int index = 0;
+    char name[256] = {0};
+    unsigned long long mib = 0;
+    if (std::sscanf(line, "%d, %255[^,], %llu", &index, name, &mib) == 3) {
+      gpus.push_back({index, name, static_cast<uint64_t>(mib) << 20});
+    }
+  }
+  pclose(p);
+  return gpus;
+}
+
+WorkerCapabilities detect_capabilities(int gpu) {
+  WorkerCapabilities caps;
+  caps.host = host_name();
+  caps.version = LEMA_VERSION_STRING;
+  caps.cpu_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  caps.ram_bytes = ram_bytes();
+  if (gpu != -2) {
+    for (const GpuInfo& g : detect_gpus()) {
+      if (gpu < 0 ? caps.gpus.empty() : g.index == gpu) caps.gpus.push_back(g);
+    }
+  }
+  caps.cpu_only = caps.gpus.empty();
+  return caps;
+}
+
+Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
+  if (options.gpu >= 0) {
+    std::vector<GpuInfo> all = detect_gpus();
+    bool found = false;
+    for (const GpuInfo& g : all) found = found || g.index == options.gpu;
+    if (!found) {
+      return Status::invalid_argument(str_printf("--gpu %d: no such GPU here (nvidia-smi lists %zu)", options.gpu,
+                                                 all.size()));
+    }
+  }
+  SessionOptions so;
+  so.endpoint = options.scheduler;
+  so.capabilities = detect_capabilities(options.gpu);
+  so.token = options.token;
+  so.curve_server_public_key = options.curve_server_public_key;
+  so.worker_id = options.worker_id;
+  if (so.worker_id.empty()) {
+    so.worker_id = so.capabilities.cpu_only
+                       ? str_printf("%s/cpu.%d", so.capabilities.host.c_str(), static_cast<int>(getpid()))
+                       : str_printf("%s/gpu%d", so.capabilities.host.c_str(), so.capabilities.gpus[0].index);
+  }
+  StageEnv env;
+  env.device = so.capabilities.cpu_only ? "cpu" : str_printf("cuda:%d", so.capabilities.gpus[0].index);
+  env.base_dir = options.work_dir;
+  if (env.base_dir.empty()) {
+    char cwd[4096];
+    if (getcwd(cwd, sizeof(cwd))) env.base_dir = cwd;
+  }
+  env.threads = options.threads;
+  env.stop = &stop;
+
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<WorkerSession> session, WorkerSession::start(so));
+  log_info("worker %s: %s, scheduler %s", so.worker_id.c_str(),
+           so.capabilities.cpu_only ? "CPU only" : format_bytes(so.capabilities.gpus[0].vram_bytes).c_str(),
+           so.endpoint.c_str());
+  SessionReporter reporter(*session);
+  int64_t stages = 0;
+  while (!stop.load()) {
+    LEMA_ASSIGN_OR_RETURN(std::optional<StageAssignment> a, session->wait_for_assignment(stop));
+    if (!a) break;
+    StageOutcome out = run_stage(*a, env, reporter);
+    if (out.status.ok()) {
+      log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
+      session->send_done(out.result_json);
+    } else {
+      log_warn("stage %s of job %lld: %s", a->kind.c_str(), static_cast<long long>(a->job_id),
+               out.status.to_string().c_str());
+      session->send_failed(out.status.to_string(), out.retryable);
+    }
+    ++stages;
+    if (options.max_stages > 0 && stages >= options.max_stages) break;
+  }
+  // Give the last reports a moment to leave; the scheduler may be away.
+  if (!session->flush(3000)) log_warn("worker: scheduler unreachable, last reports may be lost");
+  return Status();
+}
+
+}  // namespace lema::worker

@@ -1,0 +1,397 @@
+// The only file of the worker that speaks ZeroMQ. One I/O thread owns the
+// DEALER socket; callers talk to it through a queue and a few flags under mu_.
+#include "worker/worker_session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/log.h"
+
+namespace lema::worker {
+
+using Clock = std::chrono::steady_clock;
+using protocol::Message;
+using protocol::MessageType;
+
+struct WorkerSession::Impl {
+  SessionOptions options;
+  zmq::context_t context{1};
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Message> outbox;               // guarded by mu
+  std::optional<Message> final_report;      // guarded by mu: DONE/FAILED, resent after reconnects
+  std::optional<StageAssignment> assigned;  // guarded by mu: delivered by wait_for_assignment
+  std::optional<StageAssignment> current;   // guarded by mu: the stage being run
+  bool want_ready = false;                  // guarded by mu
+  bool ready_sent = false;                  // guarded by mu
+  bool connected = false;                   // guarded by mu
+  int64_t connections = 0;                  // guarded by mu
+  std::string worker_id;                    // guarded by mu
+  std::string last_error;                   // guarded by mu
+  bool hello_needed = false;                // guarded by mu: the scheduler forgot us
+  Clock::time_point next_heartbeat;         // I/O thread only
+  std::atomic<bool> cancel{false};
+  std::atomic<bool> stopping{false};
+  std::thread io_thread;
+
+  void io_loop();
+  std::unique_ptr<zmq::socket_t> open_socket();
+  void send(zmq::socket_t& socket, const Message& m);
+  void handle(zmq::socket_t& socket, const Message& m);
+  Message stage_message(MessageType type) const;  // REQUIRES: mu held
+};
+
+namespace {
+// Sleeps up to `ms`, waking early when the session stops.
+void interruptible_sleep(const std::atomic<bool>& stopping, int64_t ms) {
+  auto until = Clock::now() + std::chrono::milliseconds(ms);
+  while (!stopping.load() && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ms, 20)));
+  }
+}
+Message hello_message(const SessionOptions& o) {
+  const WorkerCapabilities& caps = o.capabilities;
+  uint64_t vram = 0;
+  nlohmann::json gpus = nlohmann::json::array();
+  for (const GpuInfo& g : caps.gpus) {
+    vram = std::max(vram, g.vram_bytes);
+    gpus.push_back({{"index", g.index}, {"name", g.name}, {"vram_bytes", g.vram_bytes}});
+  }
+  Message m(MessageType::kHello);
+  m.fields = {{"worker_id", o.worker_id},
+              {"host", caps.host},
+              {"gpus", static_cast<int64_t>(caps.gpus.size())},
+              {"vram_bytes", vram},
+              {"cpu_only", caps.cpu_only},
+              {"version", caps.version},
+              {"cpu_cores", caps.cpu_cores},
+              {"ram_bytes", caps.ram_bytes},
+              {"gpu_list", gpus}};
+  if (!o.token.empty()) m.fields["token"] = o.token;
+  return m;
+}
+
+// decode() already checked the required fields and their types.
+StageAssignment assignment_from(const Message& m) {
+  StageAssignment a;
+  a.job_id = m.i64("job_id");
+  a.stage_id = m.i64("stage_id");
+  a.attempt = m.i64("attempt");
+  a.kind = m.str("kind");
+  a.spec_json = m.fields.at("spec").dump();
+  a.work_dir = m.str("work_dir");
+  a.resume_checkpoint = m.str("resume_checkpoint");
+  return a;
+}
+}  // namespace
+
+std::unique_ptr<zmq::socket_t> WorkerSession::Impl::open_socket() {
+  auto socket = std::make_unique<zmq::socket_t>(context, zmq::socket_type::dealer);
+  socket->set(zmq::sockopt::linger, 0);
+  if (!options.curve_server_public_key.empty()) {
+    if (options.curve_public_key.empty()) {
+      // No key pair of our own: an ephemeral one (the scheduler authenticates
+      // workers by token; CURVE here gives encryption and server identity).
+      char pub[41] = {0}, sec[41] = {0};
+      if (zmq_curve_keypair(pub, sec) != 0) throw zmq::error_t();
+      options.curve_public_key = pub;
+      options.curve_secret_key = sec;
+    }
+    socket->set(zmq::sockopt::curve_serverkey, options.curve_server_public_key);
+    socket->set(zmq::sockopt::curve_publickey, options.curve_public_key);
+    socket->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
+  }
+  socket->connect(options.endpoint);
+  return socket;
+}
+
+void WorkerSession::Impl::send(zmq::socket_t& socket, const Message& m) {
+  // One frame per message (protocol.h); the ROUTER prepends our identity.
+  std::string bytes = protocol::encode(m);
+  (void)socket.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+}
+
+Message WorkerSession::Impl::stage_message(MessageType type) const {
+  Message m(type);
+  if (current) {
+    m.fields["stage_id"] = current->stage_id;
+    m.fields["attempt"] = current->attempt;
+  }
+  return m;
+}
+
+void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
+  std::unique_lock<std::mutex> lock(mu);
+  switch (m.type) {
+    case MessageType::kWelcome: {
+      worker_id = m.str("worker_id");
+      if (m.i64("heartbeat_interval_ms") > 0) options.heartbeat_interval_ms = m.i64("heartbeat_interval_ms");
+      if (m.i64("liveness") > 0) options.heartbeat_liveness = static_cast<int>(m.i64("liveness"));
+      // The scheduler's interval counts from now (it may be shorter than ours).
+      next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
+      connected = true;
+      hello_needed = false;
+      ++connections;
+      ready_sent = false;
+      // After a reconnect the scheduler hears again how the stage ended.
+      if (final_report) send(socket, *final_report);
+      break;
+    }
+    case MessageType::kHeartbeat:
+      break;
+    case MessageType::kAssign: {
+      final_report.reset();
+      cancel = false;
+      current = assignment_from(m);
+      assigned = current;
+      want_ready = false;
+      cv.notify_all();
+      break;
+    }
+    case MessageType::kCancel: {
+      bool ours = current && ((m.has("stage_id") && m.i64("stage_id") == current->stage_id) ||
+                              (m.has("job_id") && m.i64("job_id") == current->job_id));
+      if (ours && !final_report) {
+        log_info("worker: CANCEL for job %lld", static_cast<long long>(current->job_id));
+        cancel = true;
+      }
+      break;
+    }
+    case MessageType::kError: {
+      std::string code = m.str("code");
+      last_error = code + ": " + m.str("error");
+      if (code == protocol::error_code::kHelloRequired) {
+        // The scheduler restarted and lost its memory of us: introduce again.
+        hello_needed = true;
+        connected = false;
+      } else if (code == protocol::error_code::kStaleAttempt && current && !final_report) {
+        // Our lease is gone (the stage went to another worker): stop working on it.
+        log_warn("worker: scheduler fenced stage %lld attempt %lld: stopping it",
+                 static_cast<long long>(current->stage_id), static_cast<long long>(current->attempt));
+        cancel = true;
+      } else {
+        log_warn("worker: scheduler says %s", last_error.c_str());
+      }
+      break;
+    }
+    default:
+      log_warn("worker: unexpected %s from the scheduler dropped", protocol::message_type_name(m.type));
+  }
+}
+
+void WorkerSession::Impl::io_loop() {
+  int64_t backoff_ms = options.reconnect_initial_ms;
+  while (!stopping.load()) {
+    std::unique_ptr<zmq::socket_t> socket;
+    try {
+      socket = open_socket();
+    } catch (const zmq::error_t& e) {
+      log_error("worker: cannot connect to %s: %s", options.endpoint.c_str(), e.what());
+      interruptible_sleep(stopping, backoff_ms);
+      backoff_ms = std::min(backoff_ms * 2, options.reconnect_max_ms);
+      continue;
+    }
+    auto say_hello = [&] {
+      Message hello = hello_message(options);
+      if (current && !final_report) {
+        hello.fields["running"] = {{"job_id", current->job_id},
+                                   {"stage_id", current->stage_id},
+                                   {"attempt", current->attempt}};
+      }
+      send(*socket, hello);
+      hello_needed = false;
+    };
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      say_hello();
+    }
+    int liveness = options.heartbeat_liveness;
+    next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
+    bool lost = false;
+    while (!stopping.load() && !lost) {
+      zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 1, std::chrono::milliseconds(20));
+        if (items[0].revents & ZMQ_POLLIN) {
+          while (true) {
+            std::vector<zmq::message_t> frames;
+            zmq::recv_result_t r = zmq::recv_multipart(*socket, std::back_inserter(frames),
+                                                       zmq::recv_flags::dontwait);
+            if (!r) break;
+            liveness = options.heartbeat_liveness;
+            backoff_ms = options.reconnect_initial_ms;
+            if (frames.empty()) continue;
+            Result<Message> m = protocol::decode(frames.back().data(), frames.back().size());
+            if (!m.ok()) {
+              log_warn("worker: malformed message dropped: %s", m.status().message().c_str());
+              continue;
+            }
+            handle(*socket, m.value());
+          }
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (hello_needed) say_hello();
+          if (connected) {
+            while (!outbox.empty()) {
+              send(*socket, outbox.front());
+              outbox.pop_front();
+            }
+            if (want_ready && !ready_sent) {
+              send(*socket, Message(MessageType::kReady));
+              ready_sent = true;
+            }
+          }
+          cv.notify_all();
+        }
+        if (Clock::now() >= next_heartbeat) {
+          if (--liveness <= 0) {
+            lost = true;
+            break;
+          }
+          std::lock_guard<std::mutex> lock(mu);
+          Message hb = stage_message(MessageType::kHeartbeat);
+          send(*socket, hb);
+          next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
+        }
+      } catch (const zmq::error_t& e) {
+        log_warn("worker: socket error: %s", e.what());
+        lost = true;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      connected = false;
+      ready_sent = false;
+    }
+    socket.reset();
+    if (stopping.load()) break;
+    log_warn("worker: scheduler at %s silent, reconnecting in %lld ms", options.endpoint.c_str(),
+             static_cast<long long>(backoff_ms));
+    interruptible_sleep(stopping, backoff_ms);
+    backoff_ms = std::min(backoff_ms * 2, options.reconnect_max_ms);
+  }
+}
+
+Result<std::unique_ptr<WorkerSession>> WorkerSession::start(SessionOptions options) {
+  if (options.endpoint.empty()) return Status::invalid_argument("worker: no scheduler endpoint");
+  if (options.worker_id.empty()) return Status::invalid_argument("worker: no worker id");
+  if (options.heartbeat_interval_ms <= 0) options.heartbeat_interval_ms = protocol::kHeartbeatIntervalMs;
+  if (options.heartbeat_liveness <= 0) options.heartbeat_liveness = protocol::kHeartbeatLiveness;
+  if (options.reconnect_initial_ms <= 0) options.reconnect_initial_ms = protocol::kReconnectBackoffInitMs;
+  if (options.reconnect_max_ms <= 0) options.reconnect_max_ms = protocol::kReconnectBackoffMaxMs;
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  Impl* raw = impl.get();
+  impl->io_thread = std::thread([raw] { raw->io_loop(); });
+  return std::unique_ptr<WorkerSession>(new WorkerSession(std::move(impl)));
+}
+
+WorkerSession::WorkerSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+WorkerSession::~WorkerSession() {
+  impl_->stopping = true;
+  if (impl_->io_thread.joinable()) impl_->io_thread.join();
+}
+
+Result<std::optional<StageAssignment>> WorkerSession::wait_for_assignment(
+    const std::atomic<bool>& stop, int timeout_ms) {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  impl_->want_ready = true;
+  impl_->ready_sent = false;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+  while (!impl_->assigned) {
+    if (stop.load()) return std::optional<StageAssignment>();
+    if (timeout_ms >= 0 && Clock::now() >= deadline) return std::optional<StageAssignment>();
+    impl_->cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  std::optional<StageAssignment> a = std::move(impl_->assigned);
+  impl_->assigned.reset();
+  return a;
+}
+
+void WorkerSession::send_progress(int64_t step, int64_t total_steps, const std::string& metrics_json) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Message m = impl_->stage_message(MessageType::kProgress);
+  m.fields["step"] = step;
+  m.fields["total_steps"] = total_steps;
+  nlohmann::json metrics = nlohmann::json::parse(metrics_json, nullptr, false);
+  if (metrics.is_object()) m.fields["metrics"] = std::move(metrics);
+  // While the scheduler is away, keep only recent progress: it is a gauge.
+  if (impl_->outbox.size() > 1000) impl_->outbox.pop_front();
+  impl_->outbox.push_back(std::move(m));
+}
+
+void WorkerSession::send_log(const std::string& level, const std::string& line) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Message m = impl_->stage_message(MessageType::kLog);
+  m.fields["level"] = level;
+  m.fields["line"] = line;
+  if (impl_->outbox.size() > 1000) impl_->outbox.pop_front();
+  impl_->outbox.push_back(std::move(m));
+}
+
+void WorkerSession::send_checkpoint(int64_t step, const std::string& path, const std::string& sha256) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Message m = impl_->stage_message(MessageType::kCheckpoint);
+  m.fields["step"] = step;
+  m.fields["path"] = path;
+  m.fields["sha256"] = sha256;
+  impl_->outbox.push_back(std::move(m));
+}
+
+void WorkerSession::send_done(const std::string& result_json) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Message m = impl_->stage_message(MessageType::kDone);
+  nlohmann::json result = nlohmann::json::parse(result_json, nullptr, false);
+  m.fields["result"] = result.is_discarded() ? nlohmann::json(result_json) : result;
+  impl_->final_report = m;
+  impl_->outbox.push_back(std::move(m));
+}
+
+void WorkerSession::send_failed(const std::string& error, bool retryable) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Message m = impl_->stage_message(MessageType::kFailed);
+  m.fields["error"] = error;
+  m.fields["retryable"] = retryable;
+  impl_->final_report = m;
+  impl_->outbox.push_back(std::move(m));
+}
+
+bool WorkerSession::flush(int timeout_ms) {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  return impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] {
+    return impl_->outbox.empty() && impl_->connected;
+  });
+}
+
+bool WorkerSession::cancel_requested() const { return impl_->cancel.load(); }
+
+std::string WorkerSession::last_error() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->last_error;
+}
+
+bool WorkerSession::connected() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->connected;
+}
+
+int64_t WorkerSession::connections() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->connections;
+}
+
+std::string WorkerSession::worker_id() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->worker_id;
+}
+
+}  // namespace lema::worker
