@@ -105,7 +105,8 @@ TEST(ConvertCli, TruncatedFilesFailCleanly) {
   ASSERT_EQ(run_lema("model init --preset tiny --out " + dir + "/hf").exit_code, 0);
   ASSERT_EQ(run_lema("convert " + dir + "/hf -o " + dir + "/m.lema.safetensors").exit_code, 0);
   auto lf_bytes = read_file(dir + "/m.lema.safetensors");
-  ASSERT_TRUE(write_file_atomic(dir + "/cut.lema.safetensors", lf_bytes->substr(0, lf_bytes->size() / 3)).ok());
+  ASSERT_TRUE(
+      write_file_atomic(dir + "/cut.lema.safetensors", lf_bytes->substr(0, lf_bytes->size() / 3)).ok());
   RunResult a = run_lema("inspect " + dir + "/cut.lema.safetensors");
   EXPECT_FALSE(a.signaled);
   EXPECT_NE(a.exit_code, 0);
