@@ -30,6 +30,23 @@ Result<at::Tensor> get_tensor(const TensorMap& tensors, const std::string& name,
 }
 }  // namespace
 
+Status InMemoryLayerSource::load_head(const TensorMap& tensors) {
+  // The head is copied (contiguous, own memory) so it outlives any file map.
+  const auto opts = at::TensorOptions().dtype(dtype_).device(device_);
+  const int64_t v = config_.vocab_size, h = config_.hidden_size;
+  LEMA_ASSIGN_OR_RETURN(at::Tensor embed, get_tensor(tensors, "model.embed_tokens.weight", {v, h}));
+  LEMA_ASSIGN_OR_RETURN(at::Tensor norm, get_tensor(tensors, "model.norm.weight", {h}));
+  head_.embed = at::empty({v, h}, opts).copy_(embed);
+  head_.final_norm = at::empty({h}, opts).copy_(norm);
+  if (config_.tie_word_embeddings) {
+    head_.lm_head = head_.embed;
+  } else {
+    LEMA_ASSIGN_OR_RETURN(at::Tensor lm_head, get_tensor(tensors, "lm_head.weight", {v, h}));
+    head_.lm_head = at::empty({v, h}, opts).copy_(lm_head);
+  }
+  return Status();
+}
+
 Result<LayerWeights> InMemoryLayerSource::views_of_buffer(const ModelConfig& config, const at::Tensor& buffer) {
   const auto shapes = layer_tensor_shapes(config);
   int64_t total = 0;
@@ -62,17 +79,7 @@ Result<std::unique_ptr<InMemoryLayerSource>> InMemoryLayerSource::create(const M
                                                                          at::ScalarType dtype, at::Device device) {
   std::unique_ptr<InMemoryLayerSource> src(new InMemoryLayerSource(config, dtype, device));
   const auto opts = at::TensorOptions().dtype(dtype).device(device);
-  const int64_t v = config.vocab_size, h = config.hidden_size;
-  LEMA_ASSIGN_OR_RETURN(at::Tensor embed, get_tensor(tensors, "model.embed_tokens.weight", {v, h}));
-  LEMA_ASSIGN_OR_RETURN(at::Tensor norm, get_tensor(tensors, "model.norm.weight", {h}));
-  src->head_.embed = embed.to(opts);
-  src->head_.final_norm = norm.to(opts);
-  if (config.tie_word_embeddings) {
-    src->head_.lm_head = src->head_.embed;
-  } else {
-    LEMA_ASSIGN_OR_RETURN(at::Tensor lm_head, get_tensor(tensors, "lm_head.weight", {v, h}));
-    src->head_.lm_head = lm_head.to(opts);
-  }
+  LEMA_RETURN_IF_ERROR(src->load_head(tensors));
   const auto shapes = layer_tensor_shapes(config);
   int64_t total = 0;
   for (const auto& s : shapes) total += numel_of(s);
@@ -85,6 +92,25 @@ Result<std::unique_ptr<InMemoryLayerSource>> InMemoryLayerSource::create(const M
       buffer.narrow(0, offset, t.numel()).copy_(t.reshape({-1}));
       offset += t.numel();
     }
+    LEMA_ASSIGN_OR_RETURN(LayerWeights w, views_of_buffer(config, buffer));
+    src->buffers_.push_back(buffer);
+    src->layers_.push_back(w);
+  }
+  return src;
+}
+
+Result<std::unique_ptr<InMemoryLayerSource>> InMemoryLayerSource::create_from_layer_buffers(
+    const ModelConfig& config, const TensorMap& tensors, const std::vector<at::Tensor>& buffers, at::ScalarType dtype,
+    at::Device device) {
+  std::unique_ptr<InMemoryLayerSource> src(new InMemoryLayerSource(config, dtype, device));
+  LEMA_RETURN_IF_ERROR(src->load_head(tensors));
+  if (static_cast<int64_t>(buffers.size()) != config.n_layers) {
+    return Status::invalid_argument("got " + std::to_string(buffers.size()) + " layer buffers for " +
+                                    std::to_string(config.n_layers) + " layers");
+  }
+  for (int64_t layer = 0; layer < config.n_layers; ++layer) {
+    at::Tensor buffer = buffers[layer];
+    if (buffer.scalar_type() != dtype || buffer.device() != device) buffer = buffer.to(device, dtype);
     LEMA_ASSIGN_OR_RETURN(LayerWeights w, views_of_buffer(config, buffer));
     src->buffers_.push_back(buffer);
     src->layers_.push_back(w);

@@ -45,6 +45,14 @@ class InMemoryLayerSource : public LayerSource {
   // Checks every tensor is present with its shape; errors name the tensor.
   static Result<std::unique_ptr<InMemoryLayerSource>> create(const ModelConfig& config, const TensorMap& tensors,
                                                              at::ScalarType dtype, at::Device device);
+  // Layers whose bytes already form one buffer each (a layer file's byte
+  // ranges, tensors in layer_tensor_names() order): a buffer already in
+  // dtype on the CPU is used as it is (views into the file map), any other
+  // is converted once, whole. `tensors` must hold the head tensors; the
+  // buffers must outlive the source.
+  static Result<std::unique_ptr<InMemoryLayerSource>> create_from_layer_buffers(
+      const ModelConfig& config, const TensorMap& tensors, const std::vector<at::Tensor>& buffers,
+      at::ScalarType dtype, at::Device device);
   // A layer whose bytes already form one buffer (a layer file's byte range):
   // `buffer` [numel] in the compute dtype; its views are used as they are.
   static Result<LayerWeights> views_of_buffer(const ModelConfig& config, const at::Tensor& buffer);
@@ -58,6 +66,7 @@ class InMemoryLayerSource : public LayerSource {
  private:
   InMemoryLayerSource(const ModelConfig& config, at::ScalarType dtype, at::Device device)
       : config_(config), dtype_(dtype), device_(device) {}
+  Status load_head(const TensorMap& tensors);
   ModelConfig config_;
   at::ScalarType dtype_;
   at::Device device_;

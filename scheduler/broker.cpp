@@ -1,0 +1,490 @@
+// The broker loop. zmq exceptions are caught in run() and create(); store
+// errors become ERROR replies. Conversation state per worker connection lives
+// in memory (conns_); everything that must survive a crash is in the store.
+#include "scheduler/broker.h"
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/job_spec.h"
+#include "common/log.h"
+#include "common/version.h"
+
+namespace lema {
+namespace {
+
+using nlohmann::json;
+using protocol::Message;
+using protocol::MessageType;
+namespace ec = protocol::error_code;
+
+bool is_local_endpoint(const std::string& ep) {
+  for (const char* p : {"ipc://", "inproc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"}) {
+    if (ep.rfind(p, 0) == 0) return true;
+  }
+  return false;
+}
+
+// Compares without an early exit so the token cannot be guessed byte by byte.
+bool token_matches(const std::string& want, const std::string& got) {
+  if (want.size() != got.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < want.size(); ++i) diff |= static_cast<unsigned char>(want[i] ^ got[i]);
+  return diff == 0;
+}
+
+const char* error_code_for(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kNotFound: return ec::kNotFound;
+    case Status::Code::kInvalidArgument: return ec::kInvalid;
+    default: return ec::kInternal;
+  }
+}
+
+struct Counter {
+  std::atomic<uint64_t> messages{0}, errors{0}, malformed{0}, unauthorized{0}, stale{0}, assignments{0};
+};
+
+}  // namespace
+
+struct Broker::Impl {
+  BrokerOptions options;
+  SystemClock system_clock;
+  const Clock* clock = nullptr;
+  std::unique_ptr<JobStore> store;
+  zmq::context_t ctx{1};
+  zmq::socket_t workers{ctx, zmq::socket_type::router};
+  zmq::socket_t clients{ctx, zmq::socket_type::router};
+  std::string workers_ep, clients_ep;
+  std::atomic<bool> stop{false};
+  Counter counter;
+
+  // One connected worker (keyed by its ZeroMQ routing id).
+  struct Conn {
+    WorkerInfo info;
+    int64_t last_seen_ms = 0;
+    bool idle = false;
+  };
+  std::map<std::string, Conn> conns;                // routing id -> connection
+  std::map<std::string, std::string> routing_of;    // worker id -> routing id
+  bool work_may_exist = true;  // set when something may have become runnable
+
+  int64_t now() const { return clock->now_ms(); }
+  int64_t lease_ms() const { return options.heartbeat_interval_ms * options.heartbeat_liveness; }
+
+  // --- sending
+  void send(zmq::socket_t& sock, const std::vector<std::string>& envelope, const Message& m) {
+    std::string body = protocol::encode(m);
+    try {
+      for (const std::string& frame : envelope) sock.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      sock.send(zmq::buffer(body), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      log_warn("broker: send %s failed: %s", protocol::message_type_name(m.type), e.what());
+    }
+  }
+  void send_error(zmq::socket_t& sock, const std::vector<std::string>& envelope, const std::string& code,
+                  const std::string& text, int64_t req = -1) {
+    counter.errors++;
+    send(sock, envelope, protocol::make_error(code, text, req));
+  }
+  void send_worker(const std::string& routing_id, const Message& m) { send(workers, {routing_id}, m); }
+
+  // --- workers
+  void handle_worker(const std::vector<std::string>& env, const std::string& payload);
+  void handle_hello(const std::string& rid, const Message& m);
+  void assign_to(const std::string& rid, Conn& conn);
+  void assign_idle();
+  void send_cancels();
+  void purge();
+  void heartbeat();
+
+  // --- clients
+  void handle_client(const std::vector<std::string>& env, const std::string& payload);
+  Result<json> client_request(const Message& m);
+
+  // Reads every queued message of one socket; returns false on a zmq error.
+  template <typename F>
+  void drain(zmq::socket_t& sock, F&& handle) {
+    for (int i = 0; i < 1000; ++i) {
+      std::vector<zmq::message_t> frames;
+      auto n = zmq::recv_multipart(sock, std::back_inserter(frames), zmq::recv_flags::dontwait);
+      if (!n) return;
+      counter.messages++;
+      std::vector<std::string> env;
+      // ROUTER frames: [routing id][(empty delimiter, REQ peers)][payload].
+      // Anything else is a malformed envelope.
+      if (frames.size() < 2 || frames.size() > 3 || (frames.size() == 3 && frames[1].size() != 0)) {
+        counter.malformed++;
+        env.push_back(frames[0].to_string());
+        if (frames.size() >= 2 && frames[1].size() == 0) env.push_back("");
+        send_error(sock, env, ec::kMalformed, "expected exactly one message frame");
+        continue;
+      }
+      for (size_t f = 0; f + 1 < frames.size(); ++f) env.push_back(frames[f].to_string());
+      handle(env, frames.back().to_string());
+    }
+  }
+};
+
+void Broker::Impl::handle_hello(const std::string& rid, const Message& m) {
+  if (!options.token.empty() && !token_matches(options.token, m.str("token"))) {
+    counter.unauthorized++;
+    send_error(workers, {rid}, ec::kUnauthorized, "HELLO: bad or missing token");
+    return;
+  }
+  WorkerInfo info;
+  info.id = m.str("worker_id");
+  info.host = m.str("host");
+  info.gpus = m.i64("gpus");
+  info.vram_bytes = m.i64("vram_bytes");
+  info.cpu_only = m.flag("cpu_only", info.gpus == 0);
+  info.version = m.str("version");
+  if (info.id.empty() || info.id.size() > 256) {
+    send_error(workers, {rid}, ec::kInvalid, "HELLO: worker_id must be 1..256 characters");
+    return;
+  }
+  // The same worker on a new connection replaces the old one.
+  auto old = routing_of.find(info.id);
+  if (old != routing_of.end() && old->second != rid) conns.erase(old->second);
+  routing_of[info.id] = rid;
+  Conn& conn = conns[rid];
+  conn.info = info;
+  conn.last_seen_ms = now();
+  conn.idle = false;
+  Status s = store->upsert_worker(info, now());
+  // A worker that comes back without naming its running stage has lost it.
+  int64_t keep = 0;
+  if (m.has("running") && m.fields["running"].is_object()) {
+    keep = m.fields["running"].value("stage_id", int64_t(0));
+  }
+  auto released = store->release_worker_leases(info.id, keep, now());
+  if (!s.ok() || !released.ok()) {
+    log_error("broker: HELLO from %s: %s", info.id.c_str(), (!s.ok() ? s : released.status()).to_string().c_str());
+  } else if (!released->empty()) {
+    work_may_exist = true;
+  }
+  if (keep) (void)store->renew_leases(info.id, now() + lease_ms());
+  log_info("broker: worker %s connected (host %s, %lld GPU, %s VRAM%s)", info.id.c_str(), info.host.c_str(),
+           (long long)info.gpus, std::to_string(info.vram_bytes).c_str(), info.cpu_only ? ", cpu only" : "");
+  send_worker(rid, Message(MessageType::kWelcome, {{"worker_id", info.id},
+                                                   {"heartbeat_interval_ms", options.heartbeat_interval_ms},
+                                                   {"liveness", options.heartbeat_liveness}}));
+}
+
+void Broker::Impl::assign_to(const std::string& rid, Conn& conn) {
+  auto a = store->assign_next(conn.info, lease_ms(), now());
+  if (!a.ok()) {
+    log_error("broker: assign: %s", a.status().to_string().c_str());
+    return;
+  }
+  if (!a->has_value()) return;
+  const Assignment& as = **a;
+  json fields = {{"job_id", as.job_id}, {"stage_id", as.stage_id}, {"attempt", as.attempt},
+                 {"kind", as.kind},     {"spec", as.spec},         {"work_dir", as.work_dir}};
+  if (!as.resume_checkpoint.empty()) fields["resume_checkpoint"] = as.resume_checkpoint;
+  conn.idle = false;
+  counter.assignments++;
+  send_worker(rid, Message(MessageType::kAssign, std::move(fields)));
+}
+
+void Broker::Impl::assign_idle() {
+  if (!work_may_exist) return;
+  work_may_exist = false;
+  for (auto& [rid, conn] : conns) {
+    if (conn.idle) assign_to(rid, conn);
+  }
+}
+
+void Broker::Impl::send_cancels() {
+  for (const LeaseRef& ref : store->take_cut_leases()) {
+    auto it = routing_of.find(ref.worker_id);
+    if (it == routing_of.end()) continue;
+    send_worker(it->second, Message(MessageType::kCancel, {{"stage_id", ref.stage_id}, {"attempt", ref.attempt}}));
+  }
+}
+
+void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std::string& payload) {
+  const std::string& rid = env[0];
+  if (env.size() != 1) {
+    counter.malformed++;
+    send_error(workers, env, ec::kMalformed, "workers must use a DEALER socket (no empty delimiter)");
+    return;
+  }
+  Result<Message> decoded = protocol::decode(payload);
+  if (!decoded.ok()) {
+    counter.malformed++;
+    send_error(workers, env, ec::kMalformed, decoded.status().message());
+    return;
+  }
+  const Message& m = *decoded;
+  if (m.type == MessageType::kHello) return handle_hello(rid, m);
+  auto it = conns.find(rid);
+  if (it == conns.end()) {
+    send_error(workers, env, ec::kHelloRequired,
+               std::string(protocol::message_type_name(m.type)) + " before HELLO: say HELLO first");
+    return;
+  }
+  Conn& conn = it->second;
+  conn.last_seen_ms = now();
+  const std::string& wid = conn.info.id;
+  Status s;
+  switch (m.type) {
+    case MessageType::kHeartbeat:
+      s = store->renew_leases(wid, now() + lease_ms());
+      break;
+    case MessageType::kReady:
+      conn.idle = true;
+      assign_to(rid, conn);
+      return;
+    case MessageType::kProgress:
+      s = store->record_progress(m.i64("stage_id"), m.i64("attempt"), wid, m.i64("step"), m.i64("total_steps"),
+                                 m.has("metrics") ? m.fields["metrics"] : json::object(), now());
+      if (s.ok()) s = store->renew_leases(wid, now() + lease_ms());
+      break;
+    case MessageType::kCheckpoint:
+      s = store->record_checkpoint(m.i64("stage_id"), m.i64("attempt"), wid, m.i64("step"), m.str("path"),
+                                   m.str("sha256"), now());
+      break;
+    case MessageType::kLog:
+      if (m.has("stage_id")) s = store->check_lease(m.i64("stage_id"), m.i64("attempt"), wid);
+      if (s.ok()) {
+        s = store->add_event(0, m.i64("stage_id"), m.i64("attempt"), m.str("level"),
+                             m.str("line").substr(0, 8192), now());
+      }
+      break;
+    case MessageType::kDone:
+      s = store->complete_stage(m.i64("stage_id"), m.i64("attempt"), wid,
+                                m.has("result") ? m.fields["result"] : json(nullptr), now());
+      if (s.ok()) work_may_exist = true;
+      break;
+    case MessageType::kFailed:
+      s = store->fail_stage(m.i64("stage_id"), m.i64("attempt"), wid, m.str("error"), m.flag("retryable", true),
+                            now());
+      if (s.ok()) work_may_exist = true;
+      break;
+    default:
+      send_error(workers, env, ec::kOutOfOrder,
+                 std::string(protocol::message_type_name(m.type)) + " is not a worker-to-scheduler message");
+      return;
+  }
+  if (!s.ok()) {
+    bool stale = s.code() == Status::Code::kNotFound && s.message().rfind("stale", 0) == 0;
+    if (stale) counter.stale++;
+    Message err = protocol::make_error(stale ? ec::kStaleAttempt : error_code_for(s), s.message());
+    if (m.has("stage_id")) err.fields["stage_id"] = m.i64("stage_id");
+    if (m.has("attempt")) err.fields["attempt"] = m.i64("attempt");
+    counter.errors++;
+    send(workers, env, err);
+  }
+}
+
+Result<json> Broker::Impl::client_request(const Message& m) {
+  switch (m.type) {
+    case MessageType::kSubmit: {
+      LEMA_ASSIGN_OR_RETURN(JobSpec spec, JobSpec::parse(m.str("spec"), "spec"));
+      LEMA_ASSIGN_OR_RETURN(int64_t id, store->submit(m.str("spec"), spec, now()));
+      work_may_exist = true;
+      return json{{"job_id", id}};
+    }
+    case MessageType::kList: {
+      LEMA_ASSIGN_OR_RETURN(json jobs, store->list_jobs(m.str("state"), m.i64("limit", 100)));
+      LEMA_ASSIGN_OR_RETURN(json counts, store->job_counts());
+      return json{{"jobs", jobs}, {"counts", counts}};
+    }
+    case MessageType::kShow:
+      return store->show_job(m.i64("job_id"));
+    case MessageType::kLogs: {
+      LEMA_ASSIGN_OR_RETURN(json job, store->show_job(m.i64("job_id")));
+      LEMA_ASSIGN_OR_RETURN(json events, store->job_logs(m.i64("job_id"), m.i64("after_id"), m.i64("limit", 1000)));
+      return json{{"events", events}, {"job_state", job["state"]}};
+    }
+    case MessageType::kCancel: {
+      if (!m.has("job_id")) return Status::invalid_argument("CANCEL: field 'job_id' missing");
+      LEMA_RETURN_IF_ERROR(store->cancel_job(m.i64("job_id"), now()));
+      send_cancels();
+      return json{{"job_id", m.i64("job_id")}, {"state", "cancelled"}};
+    }
+    case MessageType::kRetry:
+      LEMA_RETURN_IF_ERROR(store->retry_job(m.i64("job_id"), now()));
+      work_may_exist = true;
+      return json{{"job_id", m.i64("job_id")}, {"state", "queued"}};
+    case MessageType::kWorkers: {
+      LEMA_ASSIGN_OR_RETURN(json workers_json, store->list_workers());
+      for (json& w : workers_json) {
+        auto it = routing_of.find(w["id"].get<std::string>());
+        bool connected = it != routing_of.end() && conns.count(it->second);
+        w["connected"] = connected;
+        w["idle"] = connected && conns[it->second].idle;
+      }
+      return json{{"workers", workers_json}};
+    }
+    case MessageType::kPing: {
+      LEMA_ASSIGN_OR_RETURN(json counts, store->job_counts());
+      return json{{"pong", true},
+                  {"version", LEMA_VERSION_STRING},
+                  {"protocol", protocol::kProtocolVersion},
+                  {"jobs", counts},
+                  {"workers_connected", conns.size()},
+                  {"stats",
+                   {{"messages", counter.messages.load()}, {"errors", counter.errors.load()},
+                    {"malformed", counter.malformed.load()}, {"unauthorized", counter.unauthorized.load()},
+                    {"stale", counter.stale.load()}, {"assignments", counter.assignments.load()}}}};
+    }
+    default:
+      return Status::unsupported(std::string(protocol::message_type_name(m.type)) + " is not a client request");
+  }
+}
+
+void Broker::Impl::handle_client(const std::vector<std::string>& env, const std::string& payload) {
+  Result<Message> decoded = protocol::decode(payload);
+  if (!decoded.ok()) {
+    counter.malformed++;
+    send_error(clients, env, ec::kMalformed, decoded.status().message());
+    return;
+  }
+  const Message& m = *decoded;
+  int64_t req = m.i64("req", -1);
+  if (!options.token.empty() && !token_matches(options.token, m.str("token"))) {
+    counter.unauthorized++;
+    send_error(clients, env, ec::kUnauthorized, "bad or missing token", req);
+    return;
+  }
+  Result<json> r = client_request(m);
+  if (!r.ok()) {
+    const char* code = r.status().code() == Status::Code::kUnsupported ? ec::kOutOfOrder : error_code_for(r.status());
+    send_error(clients, env, code, r.status().message(), req);
+    return;
+  }
+  send(clients, env, protocol::make_reply(std::move(*r), req));
+}
+
+void Broker::Impl::purge() {
+  auto lapsed = store->expire_leases(now());
+  if (!lapsed.ok()) {
+    log_error("broker: expiring leases: %s", lapsed.status().to_string().c_str());
+  } else {
+    for (const LeaseRef& ref : *lapsed) {
+      log_warn("broker: lease of stage %lld attempt %lld on %s lapsed; requeued", (long long)ref.stage_id,
+               (long long)ref.attempt, ref.worker_id.c_str());
+      work_may_exist = true;
+    }
+  }
+  int64_t cutoff = now() - lease_ms();
+  for (auto it = conns.begin(); it != conns.end();) {
+    if (it->second.last_seen_ms < cutoff) {
+      log_warn("broker: worker %s silent for %lld ms; dropped", it->second.info.id.c_str(),
+               (long long)(now() - it->second.last_seen_ms));
+      (void)store->mark_worker_lost(it->second.info.id, now());
+      routing_of.erase(it->second.info.id);
+      it = conns.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  send_cancels();
+}
+
+void Broker::Impl::heartbeat() {
+  std::string body = protocol::encode(Message(MessageType::kHeartbeat));
+  for (auto& [rid, conn] : conns) {
+    try {
+      workers.send(zmq::buffer(rid), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      workers.send(zmq::buffer(body), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+  }
+}
+
+Broker::Broker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Broker::~Broker() = default;
+
+Result<std::unique_ptr<Broker>> Broker::create(const BrokerOptions& options) {
+  if (!options.allow_remote_clients && !is_local_endpoint(options.clients_bind)) {
+    return Status::invalid_argument("client endpoint " + options.clients_bind +
+                                    " is not loopback/ipc; pass --allow-remote-clients (and set a token) to allow it");
+  }
+  if (options.heartbeat_interval_ms <= 0 || options.heartbeat_liveness <= 0) {
+    return Status::invalid_argument("heartbeat interval and liveness must be positive");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->clock = options.clock ? options.clock : &impl->system_clock;
+  LEMA_ASSIGN_OR_RETURN(impl->store, JobStore::open(options.db_path, options.store));
+  try {
+    for (zmq::socket_t* s : {&impl->workers, &impl->clients}) {
+      s->set(zmq::sockopt::linger, 0);
+      s->set(zmq::sockopt::maxmsgsize, protocol::kMaxMessageBytes);
+      s->set(zmq::sockopt::sndhwm, 100000);
+    }
+    impl->workers.bind(options.workers_bind);
+    impl->clients.bind(options.clients_bind);
+    impl->workers_ep = impl->workers.get(zmq::sockopt::last_endpoint);
+    impl->clients_ep = impl->clients.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return Status::unavailable(std::string("binding ") + options.workers_bind + " / " + options.clients_bind + ": " +
+                               e.what());
+  }
+  // After a restart, running stages keep their leases long enough for their
+  // workers to reconnect and name them in HELLO.
+  LEMA_RETURN_IF_ERROR(impl->store->extend_all_leases(impl->now() + impl->lease_ms()));
+  return std::unique_ptr<Broker>(new Broker(std::move(impl)));
+}
+
+std::string Broker::workers_endpoint() const { return impl_->workers_ep; }
+std::string Broker::clients_endpoint() const { return impl_->clients_ep; }
+void Broker::request_stop() { impl_->stop = true; }
+
+BrokerStats Broker::stats() const {
+  const Counter& c = impl_->counter;
+  BrokerStats s;
+  s.messages = c.messages;
+  s.errors = c.errors;
+  s.malformed = c.malformed;
+  s.unauthorized = c.unauthorized;
+  s.stale = c.stale;
+  s.assignments = c.assignments;
+  return s;
+}
+
+Status Broker::run() {
+  Impl& d = *impl_;
+  log_info("scheduler: workers on %s, clients on %s", d.workers_ep.c_str(), d.clients_ep.c_str());
+  // The poll timeout bounds how late a lapsed lease or a stop request is seen.
+  const int64_t tick_ms = std::min<int64_t>(d.options.heartbeat_interval_ms / 4 + 1, 100);
+  int64_t next_purge = d.now();
+  int64_t next_heartbeat = d.now() + d.options.heartbeat_interval_ms;
+  try {
+    while (!d.stop) {
+      zmq::pollitem_t items[] = {{d.workers.handle(), 0, ZMQ_POLLIN, 0}, {d.clients.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(tick_ms));
+      if (items[0].revents & ZMQ_POLLIN) {
+        d.drain(d.workers, [&](const auto& env, const auto& payload) { d.handle_worker(env, payload); });
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        d.drain(d.clients, [&](const auto& env, const auto& payload) { d.handle_client(env, payload); });
+      }
+      int64_t now = d.now();
+      if (now >= next_purge) {
+        d.purge();
+        d.work_may_exist = true;  // retry backoffs may have ended
+        next_purge = now + tick_ms;
+      }
+      d.assign_idle();
+      if (now >= next_heartbeat) {
+        d.heartbeat();
+        next_heartbeat = now + d.options.heartbeat_interval_ms;
+      }
+    }
+  } catch (const zmq::error_t& e) {
+    return Status::unavailable(std::string("scheduler socket: ") + e.what());
+  }
+  log_info("scheduler: stopped");
+  return Status();
+}
+
+}  // namespace lema

@@ -1,0 +1,52 @@
+// Client: the CLI's connection to a running scheduler (the clients ROUTER).
+// Owns a ZeroMQ context and DEALER socket; each call sends one request with a
+// fresh "req" id and waits up to timeout_ms for the REPLY carrying that id.
+// Replies are the JSON documented in docs/PROTOCOL.md.
+//
+// Thread-safety: not thread-safe; one Client per thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/protocol.h"
+#include "common/status.h"
+
+namespace lema {
+
+struct ClientOptions {
+  std::string endpoint = "tcp://127.0.0.1:7501";
+  std::string token;  // sent with every request when not empty
+  int timeout_ms = 5000;
+};
+
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> connect(const ClientOptions& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // One request/reply. ERROR replies become a Status (kUnavailable when the
+  // scheduler does not answer in time).
+  Result<nlohmann::json> call(protocol::MessageType type, nlohmann::json fields = nlohmann::json::object());
+
+  Result<int64_t> submit(const std::string& spec_toml);
+  Result<nlohmann::json> list(const std::string& state = "", int64_t limit = 100);
+  Result<nlohmann::json> show(int64_t job_id);
+  Result<nlohmann::json> logs(int64_t job_id, int64_t after_id = 0, int64_t limit = 1000);
+  Result<nlohmann::json> cancel(int64_t job_id);
+  Result<nlohmann::json> retry(int64_t job_id);
+  Result<nlohmann::json> workers();
+  Result<nlohmann::json> ping();
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lema

@@ -1,0 +1,207 @@
+// `lema train` end to end on a tiny random model (lema model init) and
+// LEMA_REPLY-format data: the loss falls by half; 20 steps straight equal
+// 10 steps + a new process resuming for 10 more, byte for byte; a resume
+// with another configuration is refused.
+//
+// The data is tokenized here byte by byte (id = byte + 3) until the dataset
+// module's tokenization lands; the text is the chat format of DESIGN.md.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "common/model_config.h"
+#include "common/safetensors.h"
+
+#include <random>
+
+namespace lema {
+namespace {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+RunResult run_lema(const std::string& args) {
+  const std::string cmd = std::string(LEMA_BINARY) + " " + args + " 2>&1";
+  RunResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int st = ::pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/lema_train_it_XXXXXX";
+  char* d = mkdtemp(tmpl);
+  EXPECT_NE(d, nullptr);
+  return d;
+}
+
+std::vector<int> byte_ids(const std::string& s) {
+  std::vector<int> ids;
+  for (unsigned char c : s) ids.push_back(static_cast<int>(c) + 3);
+  return ids;
+}
+
+// LEMA_REPLY examples; the loss covers the reply only.
+std::string write_data(const std::string& dir, int n) {
+  const char* conf[] = {"High", "Medium", "Low"};
+  std::string text;
+  for (int i = 0; i < n; ++i) {
+    const int a = i % 7, b = (i * 3) % 5;
+    const std::string prompt = "<|system|>\nYou are a precise assistant trained using LEMA.\n\n<|user|>\nWhat is " +
+                               std::to_string(a) + "+" + std::to_string(b) + "?\n\n<|assistant|>\n";
+    const std::string reply = "[LEMA_REPLY]\nAnswer: " + std::to_string(a + b) + "\nExplanation: " + std::to_string(a) +
+                              " plus " + std::to_string(b) + ".\nConfidence: " + conf[i % 3] + "\n[/LEMA_REPLY]";
+    std::vector<int> ids = {1}, labels = {-100};  // BOS
+    for (int id : byte_ids(prompt)) { ids.push_back(id); labels.push_back(-100); }
+    for (int id : byte_ids(reply)) { ids.push_back(id); labels.push_back(id); }
+    ids.push_back(2);  // EOS
+    labels.push_back(2);
+    text += nlohmann::json({{"input_ids", ids}, {"labels", labels}}).dump() + "\n";
+  }
+  const std::string path = dir + "/train.jsonl";
+  EXPECT_TRUE(write_file_atomic(path, text).ok());
+  return path;
+}
+
+std::vector<double> losses(const std::string& metrics_path) {
+  std::vector<double> out;
+  auto text = read_file(metrics_path);
+  EXPECT_TRUE(text.ok());
+  size_t start = 0;
+  while (start < text->size()) {
+    const size_t end = text->find('\n', start);
+    const auto j = nlohmann::json::parse(text->substr(start, end - start));
+    EXPECT_TRUE(j.contains("tokens_per_s") && j.contains("lr") && j.contains("step"));
+    out.push_back(j["loss"].get<double>());
+    start = end + 1;
+  }
+  return out;
+}
+
+// A tiny HF model whose embedding and lm_head are large enough (std 0.3)
+// that logits can become confident: with `lema model init`'s std 0.02 the
+// normalised hidden state times lm_head stays near uniform whatever LoRA
+// learns, and the loss cannot fall by half.
+void write_tiny_model(const std::string& dir) {
+  ModelConfig c;
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 16;
+  c.vocab_size = 300;
+  c.rms_norm_eps = 1e-5;
+  ASSERT_TRUE(make_dirs(dir).ok());
+  ASSERT_TRUE(write_file_atomic(dir + "/config.json", model_config_to_json(c)).ok());
+  std::vector<std::pair<std::string, std::vector<int64_t>>> specs = {{"model.embed_tokens.weight", {300, 64}}};
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    for (auto& s : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"input_layernorm.weight", {64}}, {"self_attn.q_proj.weight", {64, 64}}, {"self_attn.k_proj.weight", {32, 64}},
+             {"self_attn.v_proj.weight", {32, 64}}, {"self_attn.o_proj.weight", {64, 64}},
+             {"post_attention_layernorm.weight", {64}}, {"mlp.gate_proj.weight", {128, 64}},
+             {"mlp.up_proj.weight", {128, 64}}, {"mlp.down_proj.weight", {64, 128}}}) {
+      specs.push_back({p + s.first, s.second});
+    }
+  }
+  specs.push_back({"model.norm.weight", {64}});
+  specs.push_back({"lm_head.weight", {300, 64}});
+  SafetensorsWriter w;
+  for (auto& s : specs) ASSERT_TRUE(w.add_tensor(s.first, DType::kF32, s.second).ok());
+  ASSERT_TRUE(w.open(dir + "/model.safetensors").ok());
+  std::mt19937_64 rng(17);
+  for (auto& s : specs) {
+    size_t n = 1;
+    for (int64_t d : s.second) n *= static_cast<size_t>(d);
+    const bool head = s.first.find("embed") != std::string::npos || s.first.find("lm_head") != std::string::npos;
+    std::normal_distribution<float> normal(0.0f, head ? 0.3f : 0.05f);
+    std::vector<float> v(n, 1.0f);  // norms: 1
+    if (s.second.size() == 2) for (float& x : v) x = normal(rng);
+    ASSERT_TRUE(w.write_tensor(s.first, v.data(), v.size() * sizeof(float)).ok());
+  }
+  ASSERT_TRUE(w.commit().ok());
+}
+
+class TrainCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = temp_dir();
+    write_tiny_model(dir_ + "/model");
+    data_ = write_data(dir_, 48);
+  }
+  void TearDown() override { (void)remove_all(dir_); }
+  std::string common_args() const {
+    return "train --model " + dir_ + "/model --data " + data_ + " --seed 5 --batch 4 --micro-batch 2 --seq-len 128 " +
+           "--lora-r 4 --lora-alpha 8 --threads 1 --quiet ";
+  }
+  std::string dir_, data_;
+};
+
+TEST_F(TrainCli, LossFallsByHalf) {
+  RunResult r = run_lema(common_args() + "--out " + dir_ + "/run --steps 100 --lr 1e-2 --lora-dropout 0 " +
+                         "--schedule cosine --warmup 5 --targets all");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto l = losses(dir_ + "/run/metrics.jsonl");
+  ASSERT_EQ(l.size(), 100u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 5; ++i) first += l[i] / 5;
+  for (size_t i = l.size() - 5; i < l.size(); ++i) last += l[i] / 5;
+  std::printf("loss: first 5 steps %.4f, last 5 steps %.4f\n", first, last);
+  EXPECT_LT(last, 0.5 * first);
+  EXPECT_TRUE(path_exists(dir_ + "/run/adapter/adapter_model.safetensors"));
+  EXPECT_TRUE(path_exists(dir_ + "/run/checkpoints/step-100/DONE"));
+}
+
+TEST_F(TrainCli, ResumeInANewProcessIsBitIdentical) {
+  const std::string args = common_args() + "--steps 20 --lr 5e-3 --schedule linear --warmup 3 --lora-dropout 0.1 ";
+  RunResult straight = run_lema(args + "--out " + dir_ + "/a --checkpoint-every 10");
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  RunResult first = run_lema(args + "--out " + dir_ + "/b --stop-after 10");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  ASSERT_TRUE(path_exists(dir_ + "/b/checkpoints/step-10/DONE"));
+  ASSERT_FALSE(path_exists(dir_ + "/b/checkpoints/step-20"));
+  RunResult second = run_lema(args + "--out " + dir_ + "/b --resume " + dir_ + "/b");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  for (const char* f : {"/checkpoints/step-20/adapter_model.safetensors", "/checkpoints/step-20/optimizer.safetensors",
+                        "/adapter/adapter_model.safetensors"}) {
+    auto a = read_file(dir_ + "/a" + f), b = read_file(dir_ + "/b" + f);
+    ASSERT_TRUE(a.ok() && b.ok()) << f;
+    EXPECT_TRUE(*a == *b) << f << " differs";
+  }
+  // The step-10 checkpoints agree as well, and training moved the adapter.
+  EXPECT_TRUE(*read_file(dir_ + "/a/checkpoints/step-10/adapter_model.safetensors") ==
+              *read_file(dir_ + "/b/checkpoints/step-10/adapter_model.safetensors"));
+  EXPECT_FALSE(*read_file(dir_ + "/a/checkpoints/step-10/adapter_model.safetensors") ==
+               *read_file(dir_ + "/a/checkpoints/step-20/adapter_model.safetensors"));
+
+  // Another learning rate is another run: refused with a message.
+  RunResult refused = run_lema(common_args() + "--steps 20 --lr 1e-3 --schedule linear --warmup 3 --lora-dropout 0.1 --out " +
+                               dir_ + "/b --resume " + dir_ + "/b/checkpoints/step-10");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("another training configuration"), std::string::npos) << refused.output;
+}
+
+TEST_F(TrainCli, BadOptionsAreRefused) {
+  RunResult r = run_lema(common_args() + "--out " + dir_ + "/x --steps 2 --targets q_proj,foo");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("'foo'"), std::string::npos) << r.output;
+  r = run_lema(common_args() + "--out " + dir_ + "/x --steps 2 --schedule wavy");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+}  // namespace
+}  // namespace lema

@@ -1,0 +1,289 @@
+// JobStore against real SQLite files: migrations, state machine, leases,
+// fencing, retries. Times are passed explicitly (the injectable clock).
+#include "scheduler/job_store.h"
+
+#include <gtest/gtest.h>
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "common/sha256.h"
+#include "tests/scheduler/scheduler_test_util.h"
+
+namespace lema {
+namespace {
+
+using namespace lema::testing;
+
+WorkerInfo gpu_worker(const std::string& id, int64_t vram = int64_t(24) << 30) {
+  WorkerInfo w;
+  w.id = id;
+  w.gpus = 1;
+  w.vram_bytes = vram;
+  w.cpu_only = false;
+  return w;
+}
+
+WorkerInfo cpu_worker(const std::string& id) {
+  WorkerInfo w;
+  w.id = id;
+  w.cpu_only = true;
+  return w;
+}
+
+struct StoreFixture : ::testing::Test {
+  void SetUp() override {
+    dir = make_temp_dir("store");
+    StoreOptions o;
+    o.retry_backoff_init_ms = 1000;
+    o.retry_backoff_max_ms = 4000;
+    auto s = JobStore::open(dir + "/s.db", o);
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    store = std::move(*s);
+  }
+  void TearDown() override {
+    store.reset();
+    remove_all(dir).ok();
+  }
+  int64_t submit(const std::string& text) {
+    auto id = store->submit(text, parse_spec(text), now);
+    EXPECT_TRUE(id.ok()) << id.status().to_string();
+    return *id;
+  }
+  Assignment assign(const WorkerInfo& w) {
+    auto a = store->assign_next(w, 300, now);
+    EXPECT_TRUE(a.ok()) << a.status().to_string();
+    EXPECT_TRUE(a->has_value());
+    return a->value_or(Assignment{});
+  }
+  nlohmann::json show(int64_t job) { return *store->show_job(job); }
+
+  std::string dir;
+  std::unique_ptr<JobStore> store;
+  int64_t now = 1'000'000;
+};
+
+TEST(Migrations, ApplyReapplyAndRefuseTampering) {
+  std::string dir = make_temp_dir("migr");
+  std::string db = dir + "/m.db";
+  {
+    auto s = JobStore::open(db);
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    EXPECT_EQ((*s)->schema_version(), embedded_migrations().back().version);
+  }
+  {
+    // Re-open: nothing to apply, same rows.
+    auto s = JobStore::open(db);
+    ASSERT_TRUE(s.ok());
+    SQLite::Database raw(db);
+    EXPECT_EQ(raw.execAndGet("SELECT count(*) FROM schema_migrations").getInt(), int(embedded_migrations().size()));
+    EXPECT_EQ(raw.execAndGet("SELECT sha256 FROM schema_migrations WHERE version = 1").getString(),
+              sha256_hex(embedded_migrations()[0].sql));
+    EXPECT_EQ(raw.execAndGet("PRAGMA journal_mode").getString(), "wal");
+  }
+  {
+    // A migration file edited after it was applied is refused.
+    std::vector<Migration> edited = embedded_migrations();
+    edited[0].sql += "\n-- edited\n";
+    auto s = JobStore::open(db, {}, edited);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.status().message().find("changed after it was applied"), std::string::npos) << s.status().to_string();
+  }
+  {
+    // A new migration applies on top, in its own transaction.
+    std::vector<Migration> more = embedded_migrations();
+    more.push_back({more.back().version + 1, "add_note", "ALTER TABLE jobs ADD COLUMN note TEXT;"});
+    auto s = JobStore::open(db, {}, more);
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    EXPECT_EQ((*s)->schema_version(), more.back().version);
+  }
+  {
+    // The older binary now meets a newer database: refused.
+    auto s = JobStore::open(db);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.status().message().find("newer than this lema binary"), std::string::npos);
+  }
+  {
+    // A failing migration leaves nothing behind.
+    std::string db2 = dir + "/bad.db";
+    std::vector<Migration> bad = embedded_migrations();
+    bad.push_back({bad.back().version + 1, "broken", "CREATE TABLE t (x); SELECT * FROM no_such_table;"});
+    auto s = JobStore::open(db2, {}, bad);
+    ASSERT_FALSE(s.ok());
+    SQLite::Database raw(db2);
+    EXPECT_FALSE(raw.tableExists("t"));
+    EXPECT_EQ(raw.execAndGet("SELECT max(version) FROM schema_migrations").getInt(), embedded_migrations().back().version);
+  }
+  remove_all(dir).ok();
+}
+
+TEST(StateMachine, TransitionTable) {
+  EXPECT_TRUE(stage_transition_allowed("pending", "queued"));
+  EXPECT_TRUE(stage_transition_allowed("running", "retrying"));
+  EXPECT_FALSE(stage_transition_allowed("succeeded", "queued"));
+  EXPECT_FALSE(stage_transition_allowed("pending", "running"));
+  EXPECT_FALSE(stage_transition_allowed("queued", "succeeded"));
+  EXPECT_TRUE(job_transition_allowed("failed", "queued"));
+  EXPECT_FALSE(job_transition_allowed("succeeded", "cancelled"));
+}
+
+TEST_F(StoreFixture, PipelineFollowsDependencies) {
+  int64_t job = submit(small_spec("p"));
+  auto w = gpu_worker("w");
+  Assignment d = assign(w);
+  EXPECT_EQ(d.kind, "dataset");
+  EXPECT_EQ(d.attempt, 1);
+  EXPECT_EQ(d.spec["model"]["path"], "/models/tiny");
+  // Train waits for the dataset.
+  auto none = store->assign_next(w, 300, now);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_EQ(show(job)["state"], "running");
+  ASSERT_TRUE(store->complete_stage(d.stage_id, 1, "w", {{"rows", 10}}, now).ok());
+  Assignment t = assign(w);
+  EXPECT_EQ(t.kind, "train");
+  ASSERT_TRUE(store->record_progress(t.stage_id, 1, "w", 5, 10, {{"loss", 2.5}, {"memory_bytes", 123}}, now).ok());
+  ASSERT_TRUE(store->complete_stage(t.stage_id, 1, "w", nullptr, now).ok());
+  Assignment e = assign(w);
+  Assignment m = assign(w);
+  EXPECT_EQ(e.kind, "eval");
+  EXPECT_EQ(m.kind, "merge");
+  ASSERT_TRUE(store->complete_stage(e.stage_id, 1, "w", nullptr, now).ok());
+  EXPECT_EQ(show(job)["state"], "running");
+  ASSERT_TRUE(store->complete_stage(m.stage_id, 1, "w", nullptr, now).ok());
+  auto j = show(job);
+  EXPECT_EQ(j["state"], "succeeded");
+  EXPECT_EQ(j["stages"][1]["progress"]["loss"], 2.5);
+  EXPECT_EQ(j["stages"][0]["result"]["rows"], 10);
+  // Succeeded is terminal: completing again is refused (no lease).
+  EXPECT_FALSE(store->complete_stage(m.stage_id, 1, "w", nullptr, now).ok());
+}
+
+TEST_F(StoreFixture, DisabledStagesAreNotCreated) {
+  int64_t job = submit(small_spec("x", 0, 3, "[eval]\nenabled = false\n[merge]\nenabled = false\n"));
+  EXPECT_EQ(show(job)["stages"].size(), 2u);
+}
+
+TEST_F(StoreFixture, PriorityThenAgeAndCapabilities) {
+  submit(small_spec("a", 0));
+  int64_t b = submit(small_spec("b", 7));
+  int64_t c = submit(small_spec("c", 7));
+  EXPECT_EQ(assign(gpu_worker("w")).job_id, b);
+  EXPECT_EQ(assign(gpu_worker("w")).job_id, c);
+  // A job needing 40 GiB and no CPU fallback: its train stage goes to the big worker only.
+  int64_t big = submit(small_spec("big", 100, 3, "[resources]\ngpu_memory = \"40GiB\"\ncpu_ok = false\n"));
+  Assignment d = assign(cpu_worker("cpu"));  // datasets run anywhere
+  EXPECT_EQ(d.job_id, big);
+  ASSERT_TRUE(store->complete_stage(d.stage_id, 1, "cpu", nullptr, now).ok());
+  // The small GPU and the CPU worker skip it and take other work.
+  int64_t d_job = submit(small_spec("d", 0));
+  EXPECT_EQ(assign(gpu_worker("small", int64_t(24) << 30)).kind, "dataset");  // job a
+  EXPECT_EQ(assign(cpu_worker("cpu2")).job_id, d_job);
+  EXPECT_FALSE(store->assign_next(cpu_worker("cpu3"), 300, now)->has_value());
+  Assignment t = assign(gpu_worker("large", int64_t(80) << 30));
+  EXPECT_EQ(t.job_id, big);
+  EXPECT_EQ(t.kind, "train");
+}
+
+TEST_F(StoreFixture, LapsedLeaseRequeuesWithCheckpointAndFencesOldAttempt) {
+  int64_t job = submit(small_spec("l"));
+  auto w1 = gpu_worker("w1"), w2 = gpu_worker("w2");
+  Assignment d = assign(w1);
+  ASSERT_TRUE(store->complete_stage(d.stage_id, 1, "w1", nullptr, now).ok());
+  Assignment t = assign(w1);
+  ASSERT_TRUE(store->record_checkpoint(t.stage_id, 1, "w1", 100, "/ck/step-100", "ab", now).ok());
+  ASSERT_TRUE(store->record_checkpoint(t.stage_id, 1, "w1", 200, "/ck/step-200", "cd", now).ok());
+  // Heartbeats keep the lease alive...
+  now += 200;
+  ASSERT_TRUE(store->renew_leases("w1", now + 300).ok());
+  now += 200;
+  EXPECT_TRUE(store->expire_leases(now)->empty());
+  // ...until they stop.
+  now += 400;
+  auto lapsed = store->expire_leases(now);
+  ASSERT_TRUE(lapsed.ok());
+  ASSERT_EQ(lapsed->size(), 1u);
+  EXPECT_EQ((*lapsed)[0].worker_id, "w1");
+  EXPECT_EQ(show(job)["stages"][1]["state"], "retrying");
+  Assignment again = assign(w2);
+  EXPECT_EQ(again.stage_id, t.stage_id);
+  EXPECT_EQ(again.attempt, 2);
+  EXPECT_EQ(again.resume_checkpoint, "/ck/step-200");
+  // w1 comes back with attempt 1: every message is refused.
+  Status s = store->record_progress(t.stage_id, 1, "w1", 201, 0, nullptr, now);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound);
+  EXPECT_NE(s.message().find("stale"), std::string::npos);
+  EXPECT_FALSE(store->record_checkpoint(t.stage_id, 1, "w1", 300, "/ck/bad", "ff", now).ok());
+  EXPECT_FALSE(store->complete_stage(t.stage_id, 1, "w1", nullptr, now).ok());
+  EXPECT_FALSE(store->complete_stage(t.stage_id, 2, "w1", nullptr, now).ok());  // right attempt, wrong worker
+  ASSERT_TRUE(store->complete_stage(t.stage_id, 2, "w2", nullptr, now).ok());
+  EXPECT_EQ(show(job)["stages"][1]["checkpoint"], "/ck/step-200");
+}
+
+TEST_F(StoreFixture, RetriesWithBackoffThenJobFailsWithLastError) {
+  int64_t job = submit(small_spec("r", 0, 2));
+  auto w = gpu_worker("w");
+  Assignment d = assign(w);
+  ASSERT_TRUE(store->fail_stage(d.stage_id, 1, "w", "disk full", true, now).ok());
+  // Backoff: not runnable for 1000 ms.
+  EXPECT_FALSE(store->assign_next(w, 300, now + 999)->has_value());
+  now += 1000;
+  Assignment d2 = assign(w);
+  EXPECT_EQ(d2.attempt, 2);
+  ASSERT_TRUE(store->fail_stage(d2.stage_id, 2, "w", "disk still full", true, now).ok());
+  auto j = show(job);
+  EXPECT_EQ(j["state"], "failed");
+  EXPECT_NE(j["error"].get<std::string>().find("disk still full"), std::string::npos);
+  EXPECT_EQ(j["stages"][1]["state"], "cancelled");
+  // RETRY gives a fresh budget.
+  ASSERT_TRUE(store->retry_job(job, now).ok());
+  EXPECT_EQ(show(job)["state"], "queued");
+  Assignment d3 = assign(w);
+  EXPECT_EQ(d3.stage_id, d.stage_id);
+  EXPECT_EQ(d3.attempt, 3);
+  // A non-retryable failure fails at once.
+  ASSERT_TRUE(store->fail_stage(d3.stage_id, 3, "w", "bad spec", false, now).ok());
+  EXPECT_EQ(show(job)["state"], "failed");
+  auto logs = store->job_logs(job, 0, 100);
+  ASSERT_TRUE(logs.ok());
+  EXPECT_GE(logs->size(), 5u);
+}
+
+TEST_F(StoreFixture, CancelCutsLeasesAndRefusesInvalidTransitions) {
+  int64_t job = submit(small_spec("c"));
+  Assignment d = assign(gpu_worker("w"));
+  ASSERT_TRUE(store->cancel_job(job, now).ok());
+  auto cut = store->take_cut_leases();
+  ASSERT_EQ(cut.size(), 1u);
+  EXPECT_EQ(cut[0].stage_id, d.stage_id);
+  EXPECT_TRUE(store->take_cut_leases().empty());
+  EXPECT_FALSE(store->cancel_job(job, now).ok());
+  EXPECT_EQ(store->cancel_job(999, now).code(), Status::Code::kNotFound);
+  EXPECT_FALSE(store->complete_stage(d.stage_id, 1, "w", nullptr, now).ok());
+}
+
+TEST_F(StoreFixture, WorkerRestartReleasesItsLeasesButKeepsTheNamedOne) {
+  submit(small_spec("a"));
+  submit(small_spec("b"));
+  auto w = gpu_worker("w");
+  Assignment a = assign(w);
+  Assignment b = assign(w);
+  auto released = store->release_worker_leases("w", b.stage_id, now);
+  ASSERT_TRUE(released.ok());
+  ASSERT_EQ(released->size(), 1u);
+  EXPECT_EQ((*released)[0].stage_id, a.stage_id);
+  EXPECT_TRUE(store->complete_stage(b.stage_id, 1, "w", nullptr, now).ok());
+}
+
+TEST_F(StoreFixture, SurvivesReopen) {
+  int64_t job = submit(small_spec("s"));
+  Assignment d = assign(gpu_worker("w"));
+  store.reset();
+  auto s = JobStore::open(dir + "/s.db");
+  ASSERT_TRUE(s.ok());
+  store = std::move(*s);
+  ASSERT_TRUE(store->complete_stage(d.stage_id, 1, "w", nullptr, now).ok());
+  EXPECT_EQ(show(job)["stages"][1]["state"], "queued");
+  EXPECT_EQ(show(job)["spec_toml"], small_spec("s"));
+}
+
+}  // namespace
+}  // namespace lema

@@ -1,0 +1,278 @@
+#include "worker/engine/trainer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <thread>
+
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/model_config.h"
+#include "worker/engine/checkpoint.h"
+#include "worker/engine/data_loader.h"
+#include "worker/engine/model_loader.h"
+#include "worker/engine/optimizer.h"
+#include "worker/engine/train_step.h"
+
+#ifdef LEMA_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace lema::engine {
+
+Status validate_train_options(const TrainOptions& o) {
+  if (o.model.empty()) return Status::invalid_argument("--model is required");
+  if (o.data.empty()) return Status::invalid_argument("--data is required");
+  if (o.out.empty()) return Status::invalid_argument("--out is required");
+  if (o.steps < 0) return Status::invalid_argument("steps must be >= 0");
+  if (o.steps == 0 && !(o.epochs > 0)) return Status::invalid_argument("give steps > 0 or epochs > 0");
+  if (!(o.lr >= 0)) return Status::invalid_argument("lr must be >= 0");
+  if (o.warmup < 0) return Status::invalid_argument("warmup must be >= 0");
+  if (o.batch < 1) return Status::invalid_argument("batch must be >= 1");
+  if (o.micro_batch < 0 || o.micro_batch > o.batch) return Status::invalid_argument("micro_batch must be in [1, batch]");
+  if (o.seq_len < 2) return Status::invalid_argument("seq_len must be >= 2");
+  if (o.lora_r < 1) return Status::invalid_argument("lora_r must be >= 1");
+  if (!(o.lora_dropout >= 0 && o.lora_dropout < 1)) return Status::invalid_argument("lora_dropout must be in [0, 1)");
+  if (o.checkpoint_every < 0) return Status::invalid_argument("checkpoint_every must be >= 0");
+  if (o.loss_chunk_tokens < 1) return Status::invalid_argument("loss_chunk_tokens must be >= 1");
+  LEMA_RETURN_IF_ERROR(parse_lora_targets(o.targets).status());
+  LEMA_RETURN_IF_ERROR(parse_lr_schedule(o.schedule).status());
+  if (o.dtype != "auto") LEMA_RETURN_IF_ERROR(parse_dtype(o.dtype).status());
+  return Status();
+}
+
+namespace {
+
+uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ULL) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+// Everything that changes the numbers a run computes: a checkpoint only
+// resumes a run with the same hash. Device, threads and checkpoint cadence
+// are left out (a run may move to another GPU).
+std::string training_config_hash(const TrainOptions& o, const ModelConfig& model, const std::string& data_bytes,
+                                 int64_t total_steps, at::ScalarType dtype) {
+  nlohmann::json j;
+  j["model"] = model_config_to_json(model);
+  j["data_fnv1a"] = fnv1a(data_bytes);
+  j["seed"] = o.seed;
+  j["steps"] = total_steps;
+  j["lr"] = o.lr;
+  j["schedule"] = o.schedule;
+  j["warmup"] = o.warmup;
+  j["batch"] = o.batch;
+  j["micro_batch"] = o.micro_batch;
+  j["seq_len"] = o.seq_len;
+  j["lora"] = {o.lora_r, o.lora_alpha, o.lora_dropout, o.use_rslora, o.targets};
+  j["dtype"] = dtype_name(dtype);
+  j["adamw"] = {o.weight_decay, o.max_grad_norm};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fnv1a(j.dump())));
+  return buf;
+}
+
+uint64_t memory_in_use(at::Device device) {
+#ifdef LEMA_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    return static_cast<uint64_t>(stats.allocated_bytes[0].peak);
+  }
+#endif
+  return peak_rss_bytes();
+}
+
+Status append_line(const std::string& path, const std::string& line) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return status_from_errno("opening " + path, errno);
+  const std::string data = line + "\n";
+  const ssize_t n = ::write(fd, data.data(), data.size());
+  const int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(data.size())) return status_from_errno("appending to " + path, err);
+  return Status();
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& options, TrainObserver* observer) : o_(options), observer_(observer) {}
+  Status run();
+
+ private:
+  Status setup();
+  Result<StepReport> step();
+  Status save(int64_t step, double loss);
+
+  TrainOptions o_;
+  TrainObserver* observer_;
+  at::ScalarType dtype_ = at::kFloat;
+  at::Device device_ = at::kCPU;
+  std::unique_ptr<LayerSource> source_;
+  std::unique_ptr<DataLoader> data_;
+  std::unique_ptr<LoraAdapter> adapter_;
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  std::string config_hash_;
+  int64_t step_ = 0;  // optimizer steps done
+  int64_t total_steps_ = 0;
+};
+
+Status Trainer::setup() {
+  LEMA_RETURN_IF_ERROR(validate_train_options(o_));
+  if (o_.micro_batch == 0) o_.micro_batch = o_.batch;
+  LEMA_ASSIGN_OR_RETURN(device_, parse_device(o_.device));
+  if (o_.dtype == "auto") {
+    dtype_ = device_.is_cuda() ? at::kBFloat16 : at::kFloat;
+  } else {
+    LEMA_ASSIGN_OR_RETURN(dtype_, parse_dtype(o_.dtype));
+  }
+  if (o_.threads > 0) at::set_num_threads(static_cast<int>(o_.threads));
+  else if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+
+  LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
+  const ModelConfig& model = source_->config();
+  LEMA_ASSIGN_OR_RETURN(std::string data_bytes, read_file(o_.data));
+  LEMA_ASSIGN_OR_RETURN(std::vector<TrainingExample> examples, read_training_jsonl(o_.data));
+  for (size_t i = 0; i < examples.size(); ++i) {
+    for (int32_t id : examples[i].input_ids) {
+      if (id >= model.vocab_size) {
+        return Status::invalid_argument(o_.data + ": example " + std::to_string(i + 1) + " holds token id " +
+                                        std::to_string(id) + ", the model's vocabulary has " +
+                                        std::to_string(model.vocab_size));
+      }
+    }
+  }
+  const int64_t n_examples = static_cast<int64_t>(examples.size());
+  total_steps_ = o_.steps > 0 ? o_.steps
+                              : static_cast<int64_t>(std::ceil(o_.epochs * static_cast<double>(n_examples) /
+                                                               static_cast<double>(o_.batch)));
+  const int32_t pad_id = model.pad_token_id >= 0 ? static_cast<int32_t>(model.pad_token_id) : 0;
+  data_ = std::make_unique<DataLoader>(std::move(examples), o_.seed, o_.batch, o_.micro_batch, o_.seq_len, pad_id);
+
+  LoraConfig lora;
+  lora.r = o_.lora_r;
+  lora.alpha = o_.lora_alpha;
+  lora.dropout = o_.lora_dropout;
+  lora.use_rslora = o_.use_rslora;
+  LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets));
+  const at::ScalarType master = dtype_ == at::kDouble ? at::kDouble : at::kFloat;
+  adapter_ = std::make_unique<LoraAdapter>(LoraAdapter::init(model, lora, o_.seed, master, device_));
+  AdamWOptions adamw;
+  adamw.weight_decay = o_.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(adapter_->parameters(), adamw);
+  LEMA_ASSIGN_OR_RETURN(schedule_.kind, parse_lr_schedule(o_.schedule));
+  schedule_.lr = o_.lr;
+  schedule_.warmup_steps = o_.warmup;
+  schedule_.total_steps = total_steps_;
+  config_hash_ = training_config_hash(o_, model, data_bytes, total_steps_, dtype_);
+
+  if (!o_.resume.empty()) {
+    LEMA_ASSIGN_OR_RETURN(std::string dir, find_latest_checkpoint(o_.resume));
+    LEMA_ASSIGN_OR_RETURN(CheckpointState state, load_checkpoint(dir, config_hash_, *adapter_, *optimizer_));
+    step_ = state.step;
+    data_->set_cursor(state.cursor);
+    log_info("resumed from %s (step %lld, loss %.4f)", dir.c_str(), static_cast<long long>(step_), state.loss);
+  }
+  LEMA_RETURN_IF_ERROR(make_dirs(o_.out));
+
+  // The effective configuration, once, as a table.
+  log_info("train: model %s (%lld layers, hidden %lld, vocab %lld), %s on %s", o_.model.c_str(),
+           static_cast<long long>(model.n_layers), static_cast<long long>(model.hidden_size),
+           static_cast<long long>(model.vocab_size), dtype_name(dtype_), device_.str().c_str());
+  log_info("train: data %s (%lld examples), steps %lld, batch %lld in micro-batches of %lld, seq_len %lld",
+           o_.data.c_str(), static_cast<long long>(n_examples), static_cast<long long>(total_steps_),
+           static_cast<long long>(o_.batch), static_cast<long long>(o_.micro_batch), static_cast<long long>(o_.seq_len));
+  log_info("train: lr %g %s warmup %lld, LoRA r %lld alpha %g dropout %g on %s (%lld parameters), seed %llu, hash %s",
+           o_.lr, o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(o_.lora_r),
+           o_.lora_alpha, o_.lora_dropout, lora_targets_to_string(lora.targets).c_str(),
+           static_cast<long long>(adapter_->parameter_count()), static_cast<unsigned long long>(o_.seed),
+           config_hash_.c_str());
+  return Status();
+}
+
+// One optimizer step: data, layer-wise forward/backward, clip, AdamW.
+Result<StepReport> Trainer::step() {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<MicroBatch> micro_batches = data_->next_step();
+  adapter_->zero_grad();
+  StepOptions options;
+  options.loss_chunk_tokens = o_.loss_chunk_tokens;
+  // Dropout masks derive from (seed, step): a resumed run draws the same ones.
+  LEMA_ASSIGN_OR_RETURN(StepLoss loss, layerwise_forward_backward(*source_, *adapter_, micro_batches,
+                                                                  mix_seed(o_.seed, static_cast<uint64_t>(step_)), options));
+  StepReport report;
+  report.grad_norm = clip_grad_norm(adapter_->parameters(), o_.max_grad_norm);
+  report.lr = schedule_.lr_at(step_);
+  optimizer_->step(report.lr);
+  ++step_;
+  report.step = step_;
+  report.loss = loss.loss;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.tokens_per_s = static_cast<double>(loss.n_input_tokens) / std::max(seconds, 1e-9);
+  report.memory_bytes = memory_in_use(device_);
+  return report;
+}
+
+Status Trainer::save(int64_t step, double loss) {
+  CheckpointState state;
+  state.step = step;
+  state.cursor = data_->cursor();
+  state.seed = o_.seed;
+  state.config_hash = config_hash_;
+  state.loss = loss;
+  LEMA_ASSIGN_OR_RETURN(std::string dir, save_checkpoint(path_join(o_.out, "checkpoints"), *adapter_, *optimizer_,
+                                                         state, o_.model));
+  log_info("checkpoint %s", dir.c_str());
+  if (observer_) LEMA_RETURN_IF_ERROR(observer_->on_checkpoint(step, dir));
+  return Status();
+}
+
+Status Trainer::run() {
+  LEMA_RETURN_IF_ERROR(setup());
+  const std::string metrics_path = path_join(o_.out, "metrics.jsonl");
+  const int64_t last = o_.stop_after > 0 ? std::min(o_.stop_after, total_steps_) : total_steps_;
+  double loss = 0.0;
+  while (step_ < last) {
+    LEMA_ASSIGN_OR_RETURN(StepReport r, step());
+    loss = r.loss;
+    if (!std::isfinite(r.loss)) return Status::internal(str_printf("step %lld: loss is %f", static_cast<long long>(r.step), r.loss));
+    if (!o_.quiet) {
+      std::printf("step %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  mem %s\n",
+                  static_cast<long long>(r.step), static_cast<long long>(total_steps_), r.loss, r.lr, r.grad_norm,
+                  r.tokens_per_s, format_bytes(r.memory_bytes).c_str());
+      std::fflush(stdout);
+    }
+    nlohmann::json m = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
+                        {"tokens_per_s", r.tokens_per_s}, {"memory_bytes", r.memory_bytes}};
+    LEMA_RETURN_IF_ERROR(append_line(metrics_path, m.dump()));
+    if (observer_) LEMA_RETURN_IF_ERROR(observer_->on_step(r));
+    const bool periodic = o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0;
+    if (periodic || step_ == last) LEMA_RETURN_IF_ERROR(save(step_, loss));
+  }
+  if (step_ == total_steps_) {
+    const std::string adapter_dir = path_join(o_.out, "adapter");
+    LEMA_RETURN_IF_ERROR(save_adapter(adapter_dir, *adapter_, o_.model));
+    log_info("adapter written to %s", adapter_dir.c_str());
+  }
+  return Status();
+}
+
+}  // namespace
+
+Status run_training(const TrainOptions& options, TrainObserver* observer) {
+  try {
+    Trainer trainer(options, observer);
+    return trainer.run();
+  } catch (const std::exception& e) {
+    return status_from_exception(e, "training");
+  }
+}
+
+}  // namespace lema::engine
