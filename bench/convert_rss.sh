@@ -13,3 +13,6 @@ du -sh "$work/hf"
   | tee "$work/convert.txt"
 grep -E "Maximum resident set size|Elapsed" "$work/time.txt"
 "$build/cli/lema" inspect "$work/model.lema.safetensors" | sed -n '1,14p'
+# Baseline: the same binary on a tiny model (code + shared libraries, LibTorch included).
+"$build/cli/lema" model init --preset tiny --out "$work/tiny" > /dev/null
+echo "baseline (tiny model): $("$build/cli/lema" convert "$work/tiny" -o "$work/tiny.lema.safetensors" 2>/dev/null | grep 'peak RSS')"

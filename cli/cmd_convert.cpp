@@ -28,7 +28,8 @@ lema::Status run_convert(const ConvertArgs& a) {
     }
     opt.target = d;
   }
-  if (is_directory(a.out)) return Status::invalid_argument(a.out + ": is a directory; give the output file path");
+  if (is_directory(a.out))
+    return Status::invalid_argument(a.out + ": is a directory; give the output file path");
   std::unique_ptr<Progress> bar;
   int shift = 20;
   uint64_t shown = ~0ull;
@@ -56,7 +57,8 @@ lema::Status run_convert(const ConvertArgs& a) {
 void setup_convert(CLI::App& app) {
   auto args = std::make_shared<ConvertArgs>();
   CLI::App* cmd = app.add_subcommand("convert", "Convert a Hugging Face Llama directory into a layer file");
-  cmd->add_option("hf_dir", args->hf_dir, "Hugging Face model directory (config.json + *.safetensors)")->required();
+  cmd->add_option("hf_dir", args->hf_dir, "Hugging Face model directory (config.json + *.safetensors)")
+      ->required();
   cmd->add_option("-o,--out", args->out, "Output layer file (*.lema.safetensors)")->required();
   cmd->add_option("--dtype", args->dtype, "Cast weights to bf16, fp16 or fp32 (default: keep)")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32", "keep"}));

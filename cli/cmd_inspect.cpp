@@ -41,8 +41,9 @@ std::string config_line(const lema::ModelConfig& c) {
       "%s: hidden %lld, intermediate %lld, layers %lld, heads %lld (kv %lld), head_dim %lld, vocab %lld, "
       "rope_theta %g, rope_scaling %s, tied %s, max_position %lld, torch_dtype %s",
       c.architecture.c_str(), (long long)c.hidden_size, (long long)c.intermediate_size, (long long)c.n_layers,
-      (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.head_dim, (long long)c.vocab_size, c.rope_theta,
-      rope, c.tie_word_embeddings ? "yes" : "no", (long long)c.max_position_embeddings, c.torch_dtype.c_str());
+      (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.head_dim, (long long)c.vocab_size,
+      c.rope_theta, rope, c.tie_word_embeddings ? "yes" : "no", (long long)c.max_position_embeddings,
+      c.torch_dtype.c_str());
 }
 
 lema::Result<ojson> describe(const std::string& path, std::string* config_text) {
@@ -113,8 +114,9 @@ Status run_inspect(const InspectArgs& a) {
   std::printf("%s: %s\n", doc["path"].get<std::string>().c_str(), doc["kind"].get<std::string>().c_str());
   if (!config_text.empty()) std::printf("config: %s\n", config_text.c_str());
   if (doc.contains("dtype")) {
-    std::printf("dtype: %s, tied embeddings: %s, layer file version %s\n", doc["dtype"].get<std::string>().c_str(),
-                doc["tied"].get<bool>() ? "yes" : "no", doc["version"].get<std::string>().c_str());
+    std::printf("dtype: %s, tied embeddings: %s, layer file version %s\n",
+                doc["dtype"].get<std::string>().c_str(), doc["tied"].get<bool>() ? "yes" : "no",
+                doc["version"].get<std::string>().c_str());
   }
   if (doc.contains("metadata")) {
     for (auto it = doc["metadata"].begin(); it != doc["metadata"].end(); ++it) {
@@ -131,7 +133,8 @@ Status run_inspect(const InspectArgs& a) {
     }
   }
   const ojson& ts = doc["tensors"];
-  std::printf("tensors: %zu, %s\n", ts.size(), format_bytes(doc["total_tensor_bytes"].get<uint64_t>()).c_str());
+  std::printf("tensors: %zu, %s\n", ts.size(),
+              format_bytes(doc["total_tensor_bytes"].get<uint64_t>()).c_str());
   for (const auto& t : ts) {
     std::printf("  %-48s %-5s %-16s %10s%s%s\n", t["name"].get<std::string>().c_str(),
                 t["dtype"].get<std::string>().c_str(),
@@ -144,7 +147,8 @@ Status run_inspect(const InspectArgs& a) {
 
 void setup_inspect(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
-  CLI::App* cmd = app.add_subcommand("inspect", "Show the config, tensors and layer ranges of a model file or directory");
+  CLI::App* cmd =
+      app.add_subcommand("inspect", "Show the config, tensors and layer ranges of a model file or directory");
   cmd->add_option("path", args->path, "HF model directory, .safetensors file or layer file")->required();
   cmd->add_flag("--json", args->json, "Print JSON");
   cmd->callback([args] { lema::cli::finish(run_inspect(*args)); });

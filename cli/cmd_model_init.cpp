@@ -37,10 +37,13 @@ void setup_model_init(CLI::App& app) {
   auto args = std::make_shared<InitArgs>();
   CLI::App* model = lema::cli::group(app, "model", "Create and train small models");
   CLI::App* cmd = model->add_subcommand("init", "Write a random Hugging Face Llama model of a preset size");
-  cmd->add_option("--preset", args->preset, "tiny or small")->required()->check(CLI::IsMember({"tiny", "small"}));
+  cmd->add_option("--preset", args->preset, "tiny or small")
+      ->required()
+      ->check(CLI::IsMember({"tiny", "small"}));
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->add_option("--seed", args->seed, "Seed of the weights (default 0)");
-  cmd->add_option("--vocab", args->vocab, "Vocabulary size (default: the preset's)")->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--vocab", args->vocab, "Vocabulary size (default: the preset's)")
+      ->check(CLI::Range(1, 1 << 24));
   cmd->add_flag("--force", args->force, "Overwrite an existing model in --out");
   cmd->callback([args] { lema::cli::finish(run_init(*args)); });
 }

@@ -13,11 +13,11 @@ struct DTypeEntry {
   const char* torch_name;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {DType::kF64, "F64", 8, "float64"},  {DType::kF32, "F32", 4, "float32"},
-    {DType::kF16, "F16", 2, "float16"},  {DType::kBF16, "BF16", 2, "bfloat16"},
-    {DType::kI64, "I64", 8, nullptr},    {DType::kI32, "I32", 4, nullptr},
-    {DType::kI16, "I16", 2, nullptr},    {DType::kI8, "I8", 1, nullptr},
-    {DType::kU8, "U8", 1, nullptr},      {DType::kBool, "BOOL", 1, nullptr},
+    {DType::kF64, "F64", 8, "float64"}, {DType::kF32, "F32", 4, "float32"},
+    {DType::kF16, "F16", 2, "float16"}, {DType::kBF16, "BF16", 2, "bfloat16"},
+    {DType::kI64, "I64", 8, nullptr},   {DType::kI32, "I32", 4, nullptr},
+    {DType::kI16, "I16", 2, nullptr},   {DType::kI8, "I8", 1, nullptr},
+    {DType::kU8, "U8", 1, nullptr},     {DType::kBool, "BOOL", 1, nullptr},
 };
 
 const DTypeEntry& entry(DType dtype) {
@@ -101,7 +101,7 @@ uint16_t f32_to_f16(float value) {
     // Result is subnormal (or zero) in f16: value / 2^-24 rounded to nearest even.
     // Adding 0.5f (2^-1) shifts the mantissa so the FPU's RNE does the rounding.
     float f = float_of(abs);
-    float shifted = f * 16777216.0f;  // * 2^24, exact (power of two, no overflow here)
+    float shifted = f * 16777216.0f;    // * 2^24, exact (power of two, no overflow here)
     float r = std::nearbyint(shifted);  // current rounding mode: nearest-even by default
     return static_cast<uint16_t>(sign | static_cast<uint16_t>(r));
   }
@@ -117,8 +117,8 @@ Status convert_dtype(DType from, const void* src, DType to, void* dst, size_t n)
       std::memcpy(dst, src, n * dtype_size(from));
       return Status();
     }
-    return Status::unsupported(std::string("no cast from ") + dtype_name(from) + " to " +
-                               dtype_name(to) + " (only float types are cast)");
+    return Status::unsupported(std::string("no cast from ") + dtype_name(from) + " to " + dtype_name(to) +
+                               " (only float types are cast)");
   }
   if (from == to) {
     std::memcpy(dst, src, n * dtype_size(from));
@@ -136,11 +136,27 @@ Status convert_dtype(DType from, const void* src, DType to, void* dst, size_t n)
     float narrow = 0;
     bool is_wide = false;
     switch (from) {
-      case DType::kF64: std::memcpy(&wide, sp, 8); is_wide = true; break;
-      case DType::kF32: std::memcpy(&narrow, sp, 4); break;
-      case DType::kF16: { uint16_t h; std::memcpy(&h, sp, 2); narrow = f16_to_f32(h); break; }
-      case DType::kBF16: { uint16_t h; std::memcpy(&h, sp, 2); narrow = bf16_to_f32(h); break; }
-      default: break;
+      case DType::kF64:
+        std::memcpy(&wide, sp, 8);
+        is_wide = true;
+        break;
+      case DType::kF32:
+        std::memcpy(&narrow, sp, 4);
+        break;
+      case DType::kF16: {
+        uint16_t h;
+        std::memcpy(&h, sp, 2);
+        narrow = f16_to_f32(h);
+        break;
+      }
+      case DType::kBF16: {
+        uint16_t h;
+        std::memcpy(&h, sp, 2);
+        narrow = bf16_to_f32(h);
+        break;
+      }
+      default:
+        break;
     }
     if (is_wide && to != DType::kF64) narrow = static_cast<float>(wide);
     switch (to) {
@@ -149,10 +165,21 @@ Status convert_dtype(DType from, const void* src, DType to, void* dst, size_t n)
         std::memcpy(dp, &d, 8);
         break;
       }
-      case DType::kF32: std::memcpy(dp, &narrow, 4); break;
-      case DType::kF16: { uint16_t h = f32_to_f16(narrow); std::memcpy(dp, &h, 2); break; }
-      case DType::kBF16: { uint16_t h = f32_to_bf16(narrow); std::memcpy(dp, &h, 2); break; }
-      default: break;
+      case DType::kF32:
+        std::memcpy(dp, &narrow, 4);
+        break;
+      case DType::kF16: {
+        uint16_t h = f32_to_f16(narrow);
+        std::memcpy(dp, &h, 2);
+        break;
+      }
+      case DType::kBF16: {
+        uint16_t h = f32_to_bf16(narrow);
+        std::memcpy(dp, &h, 2);
+        break;
+      }
+      default:
+        break;
     }
   }
   return Status();

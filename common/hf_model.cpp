@@ -49,7 +49,8 @@ Result<std::unique_ptr<HfModel>> HfModel::open(const std::string& dir) {
   std::unique_ptr<HfModel> m(new HfModel());
   m->dir_ = dir;
   std::string config_path = path_join(dir, "config.json");
-  if (!path_exists(config_path)) return Status::not_found(config_path + ": missing (not a Hugging Face model directory?)");
+  if (!path_exists(config_path))
+    return Status::not_found(config_path + ": missing (not a Hugging Face model directory?)");
   LEMA_ASSIGN_OR_RETURN(m->config_, load_model_config(config_path));
   LEMA_RETURN_IF_ERROR(m->load_shards());
   return m;
@@ -104,7 +105,8 @@ Status HfModel::load_shards() {
     }
   } else {
     for (const auto& f : list_dir(dir_)) {
-      if (ends_with(f, ".bin") || ends_with(f, ".bin.index.json") || ends_with(f, ".pt") || ends_with(f, ".pth")) {
+      if (ends_with(f, ".bin") || ends_with(f, ".bin.index.json") || ends_with(f, ".pt") ||
+          ends_with(f, ".pth")) {
         return Status::unsupported(path_join(dir_, f) +
                                    ": PyTorch pickle checkpoints are not read (unsafe and not mappable); "
                                    "lema reads safetensors only. Convert once in Python: "
@@ -118,7 +120,8 @@ Status HfModel::load_shards() {
   for (const TensorSpec& spec : model_tensor_specs(config_)) {
     auto it = found.find(spec.name);
     if (it == found.end()) {
-      return Status::invalid_argument(where + ": tensor '" + spec.name + "' is missing (config.json expects shape " +
+      return Status::invalid_argument(where + ": tensor '" + spec.name +
+                                      "' is missing (config.json expects shape " +
                                       shape_to_string(spec.shape) + ")");
     }
     const SafetensorsReader* file = shards_[it->second.first].get();
@@ -129,8 +132,9 @@ Status HfModel::load_shards() {
                                       shape_to_string(spec.shape));
     }
     if (!dtype_is_float(info.dtype)) {
-      return Status::unsupported(file->path() + ": tensor '" + spec.name + "' has dtype " + dtype_name(info.dtype) +
-                                 "; only F32, F16, BF16 (and F64) weights are supported (quantized models are not)");
+      return Status::unsupported(
+          file->path() + ": tensor '" + spec.name + "' has dtype " + dtype_name(info.dtype) +
+          "; only F32, F16, BF16 (and F64) weights are supported (quantized models are not)");
     }
     index_[spec.name] = tensors_.size();
     tensors_.push_back({file, info});
@@ -142,9 +146,9 @@ Status HfModel::load_shards() {
       // Some exports store the tied head anyway; it must be the embedding's twin.
       if (where_info.second.shape != std::vector<int64_t>{config_.vocab_size, config_.hidden_size}) {
         return Status::invalid_argument(file->path() + ": tensor 'lm_head.weight' has shape " +
-                                        shape_to_string(where_info.second.shape) + " but config.json gives [" +
-                                        std::to_string(config_.vocab_size) + ", " +
-                                        std::to_string(config_.hidden_size) + "]");
+                                        shape_to_string(where_info.second.shape) +
+                                        " but config.json gives [" + std::to_string(config_.vocab_size) +
+                                        ", " + std::to_string(config_.hidden_size) + "]");
       }
       ignored_.push_back(name);
       continue;

@@ -1,5 +1,11 @@
 #include "common/layer_file.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <nlohmann/json.hpp>
 
 #include "common/hf_model.h"
@@ -35,12 +41,38 @@ std::string ranges_to_json(const std::vector<ByteRange>& ranges) {
 
 }  // namespace
 
+LayerFile::~LayerFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status LayerFile::read_range(const ByteRange& range, void* dst) const {
+  if (range.offset > header_.file_size || range.nbytes > header_.file_size - range.offset) {
+    return Status::invalid_argument(path_ + ": range [" + std::to_string(range.offset) + ", +" +
+                                    std::to_string(range.nbytes) + ") is outside the file");
+  }
+  auto* p = static_cast<uint8_t*>(dst);
+  uint64_t off = range.offset, left = range.nbytes;
+  while (left > 0) {
+    ssize_t r = ::pread(fd_, p, left, static_cast<off_t>(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return status_from_errno("read " + path_, errno);
+    if (r == 0) return Status::corruption(path_ + ": file shrank while reading at byte " + std::to_string(off));
+    p += r;
+    off += static_cast<uint64_t>(r);
+    left -= static_cast<uint64_t>(r);
+  }
+  return Status();
+}
+
 Result<std::unique_ptr<LayerFile>> LayerFile::open(const std::string& path, bool map_file) {
   std::unique_ptr<LayerFile> f(new LayerFile());
   f->path_ = path;
+  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f->fd_ < 0) return status_from_errno(path, errno);
   if (map_file) {
     LEMA_RETURN_IF_ERROR(f->map_.open(path));
-    LEMA_ASSIGN_OR_RETURN(f->header_, parse_safetensors_header(f->map_.data(), f->map_.size(), f->map_.size(), path));
+    LEMA_ASSIGN_OR_RETURN(f->header_,
+                          parse_safetensors_header(f->map_.data(), f->map_.size(), f->map_.size(), path));
   } else {
     LEMA_ASSIGN_OR_RETURN(f->header_, read_safetensors_header(path));
   }
@@ -72,8 +104,8 @@ Status LayerFile::validate() {
   const std::vector<TensorSpec> specs = model_tensor_specs(config_);
   const auto& tensors = header_.tensors;
   if (tensors.size() != specs.size()) {
-    return Status::corruption(path_ + ": " + std::to_string(tensors.size()) + " tensors, but the config needs " +
-                              std::to_string(specs.size()));
+    return Status::corruption(path_ + ": " + std::to_string(tensors.size()) +
+                              " tensors, but the config needs " + std::to_string(specs.size()));
   }
   for (size_t i = 0; i < specs.size(); ++i) {
     if (tensors[i].name != specs[i].name) {
@@ -93,7 +125,8 @@ Status LayerFile::validate() {
   const std::string* tied = get(kKeyTied);
   const std::string want_tied = config_.tie_word_embeddings ? "true" : "false";
   if (tied == nullptr || *tied != want_tied) {
-    return Status::corruption(path_ + ": metadata 'lema.tied' disagrees with tie_word_embeddings in lema.config");
+    return Status::corruption(path_ +
+                              ": metadata 'lema.tied' disagrees with tie_word_embeddings in lema.config");
   }
 
   ranges_.clear();
@@ -103,7 +136,8 @@ Status LayerFile::validate() {
     ranges_.push_back(r);
     for (size_t k = 0; k < n_layer_tensors(); ++k) {
       const TensorInfo& t = tensors[1 + l * n_layer_tensors() + k];
-      layer_tensors_[l].push_back({layer_tensor_suffixes()[k], t.dtype, t.shape, t.offset - r.offset, t.nbytes});
+      layer_tensors_[l].push_back(
+          {layer_tensor_suffixes()[k], t.dtype, t.shape, t.offset - r.offset, t.nbytes});
     }
   }
   const std::string* n_layers = get(kKeyNLayers);
@@ -133,6 +167,18 @@ Result<ConvertStats> convert_hf_to_layer_file(const std::string& hf_dir, const s
   LEMA_ASSIGN_OR_RETURN(auto model, HfModel::open(hf_dir));
   ModelConfig config = model->config();
   const auto& src = model->tensors();
+  // Renaming the output over a source shard would destroy the input model.
+  struct stat out_st;
+  if (::stat(out_path.c_str(), &out_st) == 0) {
+    for (const auto& shard : model->shards()) {
+      struct stat in_st;
+      if (::stat(shard->path().c_str(), &in_st) == 0 && in_st.st_dev == out_st.st_dev &&
+          in_st.st_ino == out_st.st_ino) {
+        return Status::invalid_argument(out_path +
+                                        ": is a weight file of the source model; choose another output");
+      }
+    }
+  }
 
   SafetensorsWriter w;
   // src is never empty: it holds at least the embedding and the final norm.

@@ -51,7 +51,9 @@ class LayerFile {
   int64_t n_layers() const { return config_.n_layers; }
   // REQUIRES: 0 <= i < n_layers()
   ByteRange layer_range(int64_t i) const { return ranges_[static_cast<size_t>(i)]; }
-  const std::vector<LayerTensor>& layer_tensors(int64_t i) const { return layer_tensors_[static_cast<size_t>(i)]; }
+  const std::vector<LayerTensor>& layer_tensors(int64_t i) const {
+    return layer_tensors_[static_cast<size_t>(i)];
+  }
   const TensorInfo& embed() const { return embed_; }            // [vocab, hidden]
   const TensorInfo& final_norm() const { return final_norm_; }  // [hidden]
   // nullptr when tied to the embedding.
@@ -63,11 +65,19 @@ class LayerFile {
   const std::string& path() const { return path_; }
   // Start of the mapped file (nullptr when opened without a map).
   const uint8_t* data() const { return map_.data(); }
+  // Reads `range` (e.g. layer_range(i)) into `dst` with pread, whether or
+  // not the file is mapped. Thread-safe. REQUIRES: dst holds range.nbytes.
+  Status read_range(const ByteRange& range, void* dst) const;
+
+  ~LayerFile();
+  LayerFile(const LayerFile&) = delete;
+  LayerFile& operator=(const LayerFile&) = delete;
 
  private:
   LayerFile() = default;
   Status validate();
   std::string path_;
+  int fd_ = -1;  // for read_range
   MappedFile map_;
   SafetensorsHeader header_;
   ModelConfig config_;
@@ -83,13 +93,13 @@ class LayerFile {
 using ConvertProgressFn = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
 
 struct ConvertOptions {
-  std::optional<DType> target;  // nullopt: keep each tensor's dtype
-  ConvertProgressFn progress;   // may be empty
+  std::optional<DType> target;         // nullopt: keep each tensor's dtype
+  ConvertProgressFn progress;          // may be empty
   uint64_t chunk_bytes = 16ull << 20;  // source bytes processed per step
 };
 
 struct ConvertStats {
-  uint64_t bytes_written = 0;     // whole output file
+  uint64_t bytes_written = 0;  // whole output file
   uint64_t largest_layer_bytes = 0;
 };
 

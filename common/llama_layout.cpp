@@ -6,9 +6,9 @@ namespace lema {
 
 const std::vector<std::string>& layer_tensor_suffixes() {
   static const std::vector<std::string> kSuffixes = {
-      "input_layernorm.weight",          "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-      "self_attn.v_proj.weight",         "self_attn.o_proj.weight", "post_attention_layernorm.weight",
-      "mlp.gate_proj.weight",            "mlp.up_proj.weight",      "mlp.down_proj.weight",
+      "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+      "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+      "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight",
   };
   return kSuffixes;
 }
@@ -33,7 +33,8 @@ std::vector<TensorSpec> model_tensor_specs(const ModelConfig& c) {
   std::vector<TensorSpec> out;
   out.push_back({kEmbedName, {c.vocab_size, c.hidden_size}});
   for (int64_t i = 0; i < c.n_layers; ++i) {
-    for (const auto& s : layer_tensor_suffixes()) out.push_back({layer_tensor_name(i, s), layer_tensor_shape(c, s)});
+    for (const auto& s : layer_tensor_suffixes())
+      out.push_back({layer_tensor_name(i, s), layer_tensor_shape(c, s)});
   }
   out.push_back({kFinalNormName, {c.hidden_size}});
   if (!c.tie_word_embeddings) out.push_back({kLmHeadName, {c.vocab_size, c.hidden_size}});

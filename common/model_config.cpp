@@ -36,7 +36,8 @@ class ConfigParser {
     }
     if (!it->is_number_integer()) return error(key, "expected an integer, got " + it->dump());
     int64_t v = it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(max)
-                    ? max + 1 : it->get<int64_t>();
+                    ? max + 1
+                    : it->get<int64_t>();
     if (v < 1 || v > max) {
       return error(key, "value " + it->dump() + " out of range [1, " + std::to_string(max) + "]");
     }
@@ -86,9 +87,13 @@ class ConfigParser {
     } else {
       auto mt = root_.find("model_type");
       std::string model_type = mt != root_.end() && mt->is_string() ? mt->get<std::string>() : "";
-      if (model_type == "llama") arch = "LlamaForCausalLM";
-      else if (model_type == "mistral") arch = "MistralForCausalLM";
-      else return error("architectures", std::string("missing, and model_type is not llama or mistral; ") + kSupported);
+      if (model_type == "llama")
+        arch = "LlamaForCausalLM";
+      else if (model_type == "mistral")
+        arch = "MistralForCausalLM";
+      else
+        return error("architectures",
+                     std::string("missing, and model_type is not llama or mistral; ") + kSupported);
     }
     if (arch != "LlamaForCausalLM" && arch != "MistralForCausalLM") {
       return Status::unsupported(source_ + ": architecture '" + arch + "' is not supported; " + kSupported);
@@ -158,8 +163,9 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
     c.n_kv_heads = c.n_heads;
     LEMA_RETURN_IF_ERROR(p.get_int("num_key_value_heads", 4096, &c.n_kv_heads, false));
     if (c.n_heads % c.n_kv_heads != 0) {
-      return p.error("num_key_value_heads", std::to_string(c.n_kv_heads) + " does not divide num_attention_heads " +
-                                                std::to_string(c.n_heads));
+      return p.error(
+          "num_key_value_heads",
+          std::to_string(c.n_kv_heads) + " does not divide num_attention_heads " + std::to_string(c.n_heads));
     }
     c.head_dim = 0;
     LEMA_RETURN_IF_ERROR(p.get_int("head_dim", 4096, &c.head_dim, false));
@@ -175,7 +181,8 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
     LEMA_RETURN_IF_ERROR(p.rope_scaling(&c));
     LEMA_RETURN_IF_ERROR(p.get_int("vocab_size", kMaxVocab, &c.vocab_size));
     LEMA_RETURN_IF_ERROR(p.get_bool("tie_word_embeddings", &c.tie_word_embeddings));
-    LEMA_RETURN_IF_ERROR(p.get_int("max_position_embeddings", kMaxDim * 64, &c.max_position_embeddings, false));
+    LEMA_RETURN_IF_ERROR(
+        p.get_int("max_position_embeddings", kMaxDim * 64, &c.max_position_embeddings, false));
     LEMA_RETURN_IF_ERROR(p.get_double("initializer_range", &c.initializer_range));
 
     if (auto it = root.find("bos_token_id"); it != root.end()) {
@@ -213,7 +220,8 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
 
     LEMA_RETURN_IF_ERROR(p.get_bool("attention_bias", &c.attention_bias));
     if (c.attention_bias) {
-      return Status::unsupported(source + ": key 'attention_bias': true is not supported (Llama-family "
+      return Status::unsupported(source +
+                                 ": key 'attention_bias': true is not supported (Llama-family "
                                  "projections have no bias)");
     }
     bool mlp_bias = false;
@@ -221,7 +229,8 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
     if (mlp_bias) return Status::unsupported(source + ": key 'mlp_bias': true is not supported");
     if (auto it = root.find("hidden_act"); it != root.end() && !it->is_null()) {
       if (!it->is_string() || (it->get<std::string>() != "silu" && it->get<std::string>() != "swish")) {
-        return Status::unsupported(source + ": key 'hidden_act': " + it->dump() + " is not supported (only silu)");
+        return Status::unsupported(source + ": key 'hidden_act': " + it->dump() +
+                                   " is not supported (only silu)");
       }
     }
     if (auto it = root.find("sliding_window"); it != root.end() && !it->is_null()) {
@@ -271,9 +280,12 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["bos_token_id"] = c.bos_token_id >= 0 ? nlohmann::ordered_json(c.bos_token_id) : nullptr;
-  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
-  else if (c.eos_token_ids.empty()) j["eos_token_id"] = nullptr;
-  else j["eos_token_id"] = c.eos_token_ids;
+  if (c.eos_token_ids.size() == 1)
+    j["eos_token_id"] = c.eos_token_ids[0];
+  else if (c.eos_token_ids.empty())
+    j["eos_token_id"] = nullptr;
+  else
+    j["eos_token_id"] = c.eos_token_ids;
   j["pad_token_id"] = c.pad_token_id >= 0 ? nlohmann::ordered_json(c.pad_token_id) : nullptr;
   j["torch_dtype"] = c.torch_dtype;
   j["initializer_range"] = c.initializer_range;
@@ -282,7 +294,8 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["mlp_bias"] = false;
   j["pretraining_tp"] = 1;
   j["use_cache"] = true;
-  if (mistral) j["sliding_window"] = c.sliding_window > 0 ? nlohmann::ordered_json(c.sliding_window) : nullptr;
+  if (mistral)
+    j["sliding_window"] = c.sliding_window > 0 ? nlohmann::ordered_json(c.sliding_window) : nullptr;
   return j.dump(2) + "\n";
 }
 

@@ -81,7 +81,7 @@ Status write_random_hf_model(const ModelConfig& config, const std::string& dir, 
   nlohmann::ordered_json gen;
   gen["bos_token_id"] = c.bos_token_id;
   gen["eos_token_id"] = c.eos_token_ids.size() == 1 ? nlohmann::ordered_json(c.eos_token_ids[0])
-                                                     : nlohmann::ordered_json(c.eos_token_ids);
+                                                    : nlohmann::ordered_json(c.eos_token_ids);
   if (c.pad_token_id >= 0) gen["pad_token_id"] = c.pad_token_id;
   gen["transformers_version"] = "4.40.0";
   LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(dir, "generation_config.json"), gen.dump(2) + "\n"));

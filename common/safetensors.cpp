@@ -33,11 +33,14 @@ bool json_depth_ok(const char* p, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     char c = p[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
-    if (c == '"') in_string = true;
+    if (c == '"')
+      in_string = true;
     else if (c == '{' || c == '[') {
       if (++depth > kMaxJsonDepth) return false;
     } else if (c == '}' || c == ']') {
@@ -69,8 +72,8 @@ bool as_u64(const json& v, uint64_t* out) {
   return false;
 }
 
-Status parse_entry(const std::string& source, const std::string& name, const json& e,
-                   uint64_t data_size, TensorInfo* out, uint64_t* begin_rel) {
+Status parse_entry(const std::string& source, const std::string& name, const json& e, uint64_t data_size,
+                   TensorInfo* out, uint64_t* begin_rel) {
   if (!e.is_object()) return bad_tensor(source, name, "entry is not a JSON object");
   auto dt = e.find("dtype");
   if (dt == e.end()) return bad_tensor(source, name, "missing 'dtype'");
@@ -88,7 +91,8 @@ Status parse_entry(const std::string& source, const std::string& name, const jso
   for (const json& d : *sh) {
     uint64_t v;
     if (!as_u64(d, &v) || v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return bad_tensor(source, name, "shape " + sh->dump() + " has a dimension that is not a non-negative integer");
+      return bad_tensor(source, name,
+                        "shape " + sh->dump() + " has a dimension that is not a non-negative integer");
     }
     out->shape.push_back(static_cast<int64_t>(v));
     if (__builtin_mul_overflow(numel, v, &numel)) overflow = true;
@@ -107,13 +111,14 @@ Status parse_entry(const std::string& source, const std::string& name, const jso
   }
   if (en < b) return bad_tensor(source, name, "data_offsets end < begin (" + off->dump() + ")");
   if (en > data_size) {
-    return bad_tensor(source, name, "data_offsets " + off->dump() + " end past the data section (" +
-                                        std::to_string(data_size) + " bytes)");
+    return bad_tensor(source, name,
+                      "data_offsets " + off->dump() + " end past the data section (" +
+                          std::to_string(data_size) + " bytes)");
   }
   if (en - b != expect_bytes) {
-    return bad_tensor(source, name, std::string("byte length ") + std::to_string(en - b) + " != shape " +
-                                        sh->dump() + " x " + dtype_name(*dtype) + " = " +
-                                        std::to_string(expect_bytes));
+    return bad_tensor(source, name,
+                      std::string("byte length ") + std::to_string(en - b) + " != shape " + sh->dump() +
+                          " x " + dtype_name(*dtype) + " = " + std::to_string(expect_bytes));
   }
   out->nbytes = expect_bytes;
   *begin_rel = b;
@@ -185,12 +190,13 @@ Result<SafetensorsHeader> parse_header_impl(const uint8_t* bytes, uint64_t avail
   for (const auto& [b, idx] : begins) {
     TensorInfo& t = h.tensors[idx];
     if (b < cursor) {
-      return bad_tensor(source, t.name, "bytes [" + std::to_string(b) + ", " + std::to_string(b + t.nbytes) +
-                                            ") overlap tensor '" + prev + "'");
+      return bad_tensor(source, t.name,
+                        "bytes [" + std::to_string(b) + ", " + std::to_string(b + t.nbytes) +
+                            ") overlap tensor '" + prev + "'");
     }
     if (b > cursor) {
-      return bad_tensor(source, t.name, "hole of " + std::to_string(b - cursor) + " bytes before it (after '" +
-                                            prev + "')");
+      return bad_tensor(source, t.name,
+                        "hole of " + std::to_string(b - cursor) + " bytes before it (after '" + prev + "')");
     }
     cursor = b + t.nbytes;
     prev = t.name;
@@ -268,8 +274,8 @@ Result<SafetensorsHeader> read_safetensors_header(const std::string& path) {
 Result<std::unique_ptr<SafetensorsReader>> SafetensorsReader::open(const std::string& path) {
   std::unique_ptr<SafetensorsReader> r(new SafetensorsReader());
   LEMA_RETURN_IF_ERROR(r->map_.open(path));
-  LEMA_ASSIGN_OR_RETURN(r->header_, parse_safetensors_header(r->map_.data(), r->map_.size(),
-                                                             r->map_.size(), path));
+  LEMA_ASSIGN_OR_RETURN(r->header_,
+                        parse_safetensors_header(r->map_.data(), r->map_.size(), r->map_.size(), path));
   for (size_t i = 0; i < r->header_.tensors.size(); ++i) r->index_[r->header_.tensors[i].name] = i;
   return r;
 }
@@ -294,7 +300,8 @@ void SafetensorsReader::release(uint64_t offset, uint64_t nbytes) const {
 // ---------------------------------------------------------------------------
 // SafetensorsWriter
 
-Status SafetensorsWriter::add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape) {
+Status SafetensorsWriter::add_tensor(const std::string& name, DType dtype,
+                                     const std::vector<int64_t>& shape) {
   if (opened_) return Status::internal("add_tensor('" + name + "') after open()");
   if (name == "__metadata__") return Status::invalid_argument("tensor name '__metadata__' is reserved");
   if (index_.count(name)) return Status::invalid_argument("tensor '" + name + "' declared twice");
@@ -335,7 +342,8 @@ std::string SafetensorsWriter::header_text(const std::map<std::string, std::stri
 
 Status SafetensorsWriter::open(const std::string& path) {
   if (opened_) return Status::internal("SafetensorsWriter::open called twice");
-  if (alignment_ == 0 || alignment_ % 8 != 0) return Status::internal("data alignment must be a multiple of 8");
+  if (alignment_ == 0 || alignment_ % 8 != 0)
+    return Status::internal("data alignment must be a multiple of 8");
   path_ = path;
   // Offsets in the metadata depend on the header length and the header
   // length on the metadata: grow the guess until the text fits, then pad.
@@ -360,7 +368,8 @@ Status SafetensorsWriter::open(const std::string& path) {
     guess = need;
   }
   if (text.size() > kSafetensorsMaxHeaderBytes) {
-    return Status::invalid_argument(path + ": header of " + std::to_string(text.size()) + " bytes is too large");
+    return Status::invalid_argument(path + ": header of " + std::to_string(text.size()) +
+                                    " bytes is too large");
   }
   header_text_ = text;
   data_start_ = guess;
@@ -392,7 +401,8 @@ Status SafetensorsWriter::write_tensor_part(const std::string& name, const void*
   }
   const TensorInfo& t = tensors_[next_];
   if (nbytes > t.nbytes - written_in_next_) {
-    return Status::invalid_argument(path_ + ": tensor '" + name + "': " + std::to_string(written_in_next_ + nbytes) +
+    return Status::invalid_argument(path_ + ": tensor '" + name +
+                                    "': " + std::to_string(written_in_next_ + nbytes) +
                                     " bytes written, declared " + std::to_string(t.nbytes));
   }
   LEMA_RETURN_IF_ERROR(out_.append(data, nbytes));
@@ -421,7 +431,8 @@ Status SafetensorsWriter::write_tensor(const std::string& name, const void* data
 Status SafetensorsWriter::commit() {
   if (!opened_) return Status::internal("commit() before open()");
   if (next_ < tensors_.size()) {
-    return Status::invalid_argument(path_ + ": tensor '" + tensors_[next_].name + "' not (fully) written before commit");
+    return Status::invalid_argument(path_ + ": tensor '" + tensors_[next_].name +
+                                    "' not (fully) written before commit");
   }
   return out_.commit();
 }

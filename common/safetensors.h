@@ -116,7 +116,7 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
   AtomicFileWriter out_;
   bool opened_ = false;
-  size_t next_ = 0;             // index of the tensor being written
+  size_t next_ = 0;               // index of the tensor being written
   uint64_t written_in_next_ = 0;  // bytes of tensors_[next_] written so far
   uint64_t data_start_ = 0;
   uint64_t alignment_ = 8;

@@ -122,14 +122,16 @@ TEST(HfModel, ShardedWithIndex) {
   ASSERT_NE(p, std::string::npos);
   bad.replace(p, std::strlen("\"model.norm.weight\":\"model-00002"), "\"model.norm.weight\":\"model-00001");
   ASSERT_TRUE(write_file_atomic(dir + "/model.safetensors.index.json", bad).ok());
-  expect_open_error(dir, Status::Code::kCorruption, {"model.norm.weight", "model-00001-of-00002.safetensors"});
+  expect_open_error(dir, Status::Code::kCorruption,
+                    {"model.norm.weight", "model-00001-of-00002.safetensors"});
   // A shard that is missing.
   ASSERT_TRUE(remove_all(dir + "/model-00002-of-00002.safetensors").ok());
   ASSERT_TRUE(write_file_atomic(dir + "/model.safetensors.index.json", index).ok());
   expect_open_error(dir, Status::Code::kNotFound, {"model-00002-of-00002.safetensors"});
   // A path outside the directory.
   ASSERT_TRUE(write_file_atomic(dir + "/model.safetensors.index.json",
-                                R"({"weight_map":{"model.norm.weight":"../x.safetensors"}})").ok());
+                                R"({"weight_map":{"model.norm.weight":"../x.safetensors"}})")
+                  .ok());
   expect_open_error(dir, Status::Code::kCorruption, {"../x.safetensors"});
   EXPECT_TRUE(remove_all(dir).ok());
 }

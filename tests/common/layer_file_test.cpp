@@ -114,6 +114,12 @@ TEST_F(LayerFileTest, ConvertKeepIsBitIdentical) {
   ASSERT_TRUE(lf2.ok());
   EXPECT_EQ((*lf2)->data(), nullptr);
   EXPECT_EQ((*lf2)->layer_range(1).offset, (*lf)->layer_range(1).offset);
+  // The pread path returns the same bytes as the map.
+  ByteRange r1 = (*lf2)->layer_range(1);
+  std::vector<uint8_t> buf(r1.nbytes);
+  ASSERT_TRUE((*lf2)->read_range(r1, buf.data()).ok());
+  EXPECT_EQ(std::memcmp(buf.data(), (*lf)->data() + r1.offset, r1.nbytes), 0);
+  EXPECT_FALSE((*lf2)->read_range({r1.offset, (*lf2)->header().file_size}, buf.data()).ok());
   // A plain safetensors reader opens it too (it is a valid safetensors file).
   auto plain = SafetensorsReader::open(dir_ + "/m.lema.safetensors");
   ASSERT_TRUE(plain.ok());
@@ -149,6 +155,11 @@ TEST_F(LayerFileTest, TiedEmbeddingsOmitLmHead) {
 }
 
 TEST_F(LayerFileTest, RejectsOtherFilesAndDamage) {
+  // Converting onto a source shard is refused before anything is written.
+  auto onto = convert_hf_to_layer_file(dir_ + "/hf", dir_ + "/hf/model.safetensors", {});
+  ASSERT_FALSE(onto.ok());
+  EXPECT_NE(onto.status().message().find("source model"), std::string::npos);
+  ASSERT_TRUE(HfModel::open(dir_ + "/hf").ok());
   // A plain HF safetensors file is not a layer file.
   auto r = LayerFile::open(dir_ + "/hf/model.safetensors");
   ASSERT_FALSE(r.ok());

@@ -13,14 +13,16 @@ const char* kLlama2_7B = R"({"architectures":["LlamaForCausalLM"],"bos_token_id"
 "tie_word_embeddings":false,"torch_dtype":"float16","transformers_version":"4.31.0.dev0","use_cache":true,
 "vocab_size":32000})";
 
-const char* kLlama3_8B = R"({"architectures":["LlamaForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
+const char* kLlama3_8B =
+    R"({"architectures":["LlamaForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
 "bos_token_id":128000,"eos_token_id":128001,"hidden_act":"silu","hidden_size":4096,"initializer_range":0.02,
 "intermediate_size":14336,"max_position_embeddings":8192,"model_type":"llama","num_attention_heads":32,
 "num_hidden_layers":32,"num_key_value_heads":8,"pretraining_tp":1,"rms_norm_eps":1e-05,"rope_scaling":null,
 "rope_theta":500000.0,"tie_word_embeddings":false,"torch_dtype":"bfloat16","transformers_version":"4.40.0.dev0",
 "use_cache":true,"vocab_size":128256})";
 
-const char* kLlama31_8B = R"({"architectures":["LlamaForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
+const char* kLlama31_8B =
+    R"({"architectures":["LlamaForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
 "bos_token_id":128000,"eos_token_id":[128001,128008,128009],"hidden_act":"silu","hidden_size":4096,
 "initializer_range":0.02,"intermediate_size":14336,"max_position_embeddings":131072,"mlp_bias":false,
 "model_type":"llama","num_attention_heads":32,"num_hidden_layers":32,"num_key_value_heads":8,"pretraining_tp":1,
@@ -110,7 +112,8 @@ TEST(ModelConfig, TinyLlama) {
 
 TEST(ModelConfig, LinearRopeAndTypeKeyAndHeadDim) {
   std::string t = kLlama2_7B;
-  t.replace(t.find("\"rope_scaling\":null"), 19, R"("rope_scaling":{"type":"linear","factor":2.0},"head_dim":64)");
+  t.replace(t.find("\"rope_scaling\":null"), 19,
+            R"("rope_scaling":{"type":"linear","factor":2.0},"head_dim":64)");
   ModelConfig c = must_parse(t.c_str());
   EXPECT_EQ(c.rope_scaling.type, RopeScalingType::kLinear);
   EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 2.0);
@@ -135,22 +138,27 @@ std::string with(const char* base, const std::string& from, const std::string& t
 
 TEST(ModelConfig, Refusals) {
   expect_refused(R"({"architectures":["GPT2LMHeadModel"],"model_type":"gpt2","n_embd":768,"n_layer":12,
-      "n_head":12,"vocab_size":50257})", "GPT2LMHeadModel");
-  expect_refused(R"({"architectures":["GPT2LMHeadModel"]})", "supported: LlamaForCausalLM and MistralForCausalLM");
+      "n_head":12,"vocab_size":50257})",
+                 "GPT2LMHeadModel");
+  expect_refused(R"({"architectures":["GPT2LMHeadModel"]})",
+                 "supported: LlamaForCausalLM and MistralForCausalLM");
   expect_refused(with(kLlama2_7B, "LlamaForCausalLM", "Qwen2MoeForCausalLM"), "Qwen2MoeForCausalLM");
   expect_refused(with(kLlama3_8B, "\"attention_bias\":false", "\"attention_bias\":true"), "attention_bias");
   expect_refused(with(kLlama31_8B, "\"mlp_bias\":false", "\"mlp_bias\":true"), "mlp_bias");
-  expect_refused(with(kLlama2_7B, "\"rope_scaling\":null", R"("rope_scaling":{"type":"dynamic","factor":2.0})"),
-                 "dynamic");
-  expect_refused(with(kLlama2_7B, "\"rope_scaling\":null", R"("rope_scaling":{"rope_type":"yarn","factor":4.0})"),
-                 "supported: none, linear, llama3");
+  expect_refused(
+      with(kLlama2_7B, "\"rope_scaling\":null", R"("rope_scaling":{"type":"dynamic","factor":2.0})"),
+      "dynamic");
+  expect_refused(
+      with(kLlama2_7B, "\"rope_scaling\":null", R"("rope_scaling":{"rope_type":"yarn","factor":4.0})"),
+      "supported: none, linear, llama3");
   expect_refused(with(kLlama2_7B, "\"rope_scaling\":null", R"("rope_scaling":{"type":"linear"})"),
                  "rope_scaling.factor");
   expect_refused(with(kLlama2_7B, "\"hidden_act\":\"silu\"", "\"hidden_act\":\"gelu\""), "hidden_act");
   expect_refused(with(kLlama2_7B, "\"hidden_size\":4096,", ""), "'hidden_size': missing");
   expect_refused(with(kLlama2_7B, "\"hidden_size\":4096", "\"hidden_size\":-4"), "'hidden_size'");
   expect_refused(with(kLlama2_7B, "\"hidden_size\":4096", "\"hidden_size\":\"4096\""), "'hidden_size'");
-  expect_refused(with(kLlama2_7B, "\"num_key_value_heads\":32", "\"num_key_value_heads\":5"), "num_key_value_heads");
+  expect_refused(with(kLlama2_7B, "\"num_key_value_heads\":32", "\"num_key_value_heads\":5"),
+                 "num_key_value_heads");
   expect_refused(with(kLlama2_7B, "\"torch_dtype\":\"float16\"", "\"torch_dtype\":\"int8\""), "torch_dtype");
   expect_refused(with(kLlama2_7B, "\"eos_token_id\":2", "\"eos_token_id\":\"</s>\""), "eos_token_id");
   expect_refused("{\"hidden_size\":", "not valid JSON");
@@ -176,7 +184,8 @@ TEST(ModelConfig, ToJsonRoundTrip) {
     EXPECT_EQ(a.rope_scaling.factor, b.rope_scaling.factor);
     EXPECT_EQ(a.rope_scaling.low_freq_factor, b.rope_scaling.low_freq_factor);
     EXPECT_EQ(a.rope_scaling.high_freq_factor, b.rope_scaling.high_freq_factor);
-    EXPECT_EQ(a.rope_scaling.original_max_position_embeddings, b.rope_scaling.original_max_position_embeddings);
+    EXPECT_EQ(a.rope_scaling.original_max_position_embeddings,
+              b.rope_scaling.original_max_position_embeddings);
     EXPECT_EQ(a.vocab_size, b.vocab_size);
     EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
     EXPECT_EQ(a.max_position_embeddings, b.max_position_embeddings);

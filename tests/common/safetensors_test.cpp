@@ -78,7 +78,7 @@ TEST(Safetensors, EveryValidationRule) {
   // JSON.
   expect_error(make_file("[1,2]", 0), {"not a JSON object"});
   expect_error(make_file("{\"t\":", 0), {"not valid JSON"});
-  expect_error(make_file("{" + std::string(100, '[') , 0), {"nests too deep"});
+  expect_error(make_file("{" + std::string(100, '['), 0), {"nests too deep"});
   // Entries.
   expect_error(one("5", 0), {"'t'", "not a JSON object"});
   expect_error(one(R"({"shape":[1],"data_offsets":[0,4]})", 4), {"'t'", "missing 'dtype'"});
@@ -97,17 +97,22 @@ TEST(Safetensors, EveryValidationRule) {
   expect_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0]})", 4), {"'t'", "[begin, end]"});
   expect_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0,-4]})", 4), {"'t'", "[begin, end]"});
   expect_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[4,0]})", 4), {"'t'", "end < begin"});
-  expect_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0,8]})", 4), {"'t'", "past the data section"});
-  expect_error(one(R"({"dtype":"F32","shape":[2],"data_offsets":[0,4]})", 4), {"'t'", "byte length 4 != shape"});
+  expect_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0,8]})", 4),
+               {"'t'", "past the data section"});
+  expect_error(one(R"({"dtype":"F32","shape":[2],"data_offsets":[0,4]})", 4),
+               {"'t'", "byte length 4 != shape"});
   // Overlap, hole, trailing bytes, no tensors but data.
   expect_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                         R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8),
+                         R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                         8),
                {"'b'", "overlap tensor 'a'"});
   expect_error(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                         R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12),
+                         R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                         12),
                {"'b'", "hole of 4 bytes"});
   expect_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[4,8]})", 8), {"'t'", "hole"});
-  expect_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})", 9), {"5 bytes after the last tensor 't'"});
+  expect_error(one(R"({"dtype":"F32","shape":[1],"data_offsets":[0,4]})", 9),
+               {"5 bytes after the last tensor 't'"});
   expect_error(make_file("{}", 3), {"no tensors"});
   // Metadata.
   expect_error(make_file(R"({"__metadata__":[1]})", 0), {"__metadata__"});
@@ -115,7 +120,9 @@ TEST(Safetensors, EveryValidationRule) {
   // Accepted edge cases: empty file of tensors, zero-size tensors, scalars.
   EXPECT_TRUE(parse(make_file("{}", 0)).ok());
   EXPECT_TRUE(parse(make_file(R"({"z":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]},)"
-                              R"("s":{"dtype":"I64","shape":[],"data_offsets":[0,8]}})", 8)).ok());
+                              R"("s":{"dtype":"I64","shape":[],"data_offsets":[0,8]}})",
+                              8))
+                  .ok());
   EXPECT_TRUE(parse(make_file(std::string(kGood) + "     ", 24)).ok());
 }
 
@@ -138,8 +145,10 @@ TEST(Safetensors, RandomMutationsNeverCrash) {
     int flips = 1 + static_cast<int>(rng() % 4);
     for (int k = 0; k < flips; ++k) {
       size_t pos = rng() % m.size();
-      if (rng() % 2) m[pos] = static_cast<char>(m[pos] ^ (1 << (rng() % 8)));
-      else m[pos] = static_cast<char>(rng());
+      if (rng() % 2)
+        m[pos] = static_cast<char>(m[pos] ^ (1 << (rng() % 8)));
+      else
+        m[pos] = static_cast<char>(rng());
     }
     if (rng() % 8 == 0) m.resize(rng() % m.size());
     auto r = parse(m);
@@ -197,8 +206,10 @@ TEST(Safetensors, WriterRoundTripAndSpecLayout) {
   std::string hdr = raw->substr(8, n);
   EXPECT_EQ(hdr.front(), '{');
   EXPECT_EQ(hdr.find_last_not_of(' '), hdr.find_last_of('}'));
-  EXPECT_NE(hdr.find(R"("w1":{"dtype":"F32","shape":[3,5],"data_offsets":[0,60]})"), std::string::npos) << hdr;
-  EXPECT_NE(hdr.find(R"("w2":{"dtype":"BF16","shape":[7],"data_offsets":[60,74]})"), std::string::npos) << hdr;
+  EXPECT_NE(hdr.find(R"("w1":{"dtype":"F32","shape":[3,5],"data_offsets":[0,60]})"), std::string::npos)
+      << hdr;
+  EXPECT_NE(hdr.find(R"("w2":{"dtype":"BF16","shape":[7],"data_offsets":[60,74]})"), std::string::npos)
+      << hdr;
   EXPECT_EQ(raw->size(), 8 + n + 74);
   EXPECT_EQ(std::memcmp(raw->data() + 8 + n, a.data(), 60), 0);
 
