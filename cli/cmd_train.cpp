@@ -14,6 +14,7 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--model", o->model, "HF model directory or layer file")->required();
   cmd->add_option("--data", o->data, "training JSONL")->required();
   cmd->add_option("--out", o->out, "run directory (checkpoints/, adapter/, metrics.jsonl)")->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file or directory (default: the model's directory)");
   cmd->add_option("--resume", o->resume, "run directory (newest checkpoint) or a checkpoint step-N directory");
   cmd->add_option("--seed", o->seed, "seed of every random draw")->capture_default_str();
   auto* steps = cmd->add_option("--steps", o->steps, "optimizer steps");
@@ -31,7 +32,7 @@ void setup_train(CLI::App& app) {
   cmd->add_flag("--rslora", o->use_rslora, "scale = alpha / sqrt(r)");
   cmd->add_option("--targets", o->targets, "projections with LoRA, comma-separated, or 'all'")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "auto | float32 | bfloat16 | float16 | float64")->capture_default_str();
-  cmd->add_option("--device", o->device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu | cuda | cuda:N | auto")->capture_default_str();
   cmd->add_option("--checkpoint-every", o->checkpoint_every, "steps between checkpoints (0: only at the end)")
       ->capture_default_str();
   cmd->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();

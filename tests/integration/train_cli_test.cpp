@@ -136,6 +136,43 @@ void write_tiny_model(const std::string& dir) {
   ASSERT_TRUE(w.commit().ok());
 }
 
+// A byte-level BPE tokenizer.json without merges (every byte one token,
+// GPT-2's byte-to-unicode map), <s> = 0 and </s> = 1: enough to run the
+// text path (dataset JSONL -> chat format -> tokenizer -> masks) end to end.
+void write_byte_tokenizer(const std::string& dir) {
+  nlohmann::json vocab = nlohmann::json::object();
+  int next_extra = 0;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    const int cp = printable ? b : 256 + next_extra++;
+    std::string utf8;
+    if (cp < 0x80) {
+      utf8 += static_cast<char>(cp);
+    } else {
+      utf8 += static_cast<char>(0xC0 | (cp >> 6));
+      utf8 += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    vocab[utf8] = b + 2;
+  }
+  vocab["<s>"] = 0;
+  vocab["</s>"] = 1;
+  nlohmann::json tok = {
+      {"version", "1.0"},
+      {"added_tokens", {{{"id", 0}, {"content", "<s>"}, {"special", true}, {"single_word", false}, {"lstrip", false},
+                         {"rstrip", false}, {"normalized", false}},
+                        {{"id", 1}, {"content", "</s>"}, {"special", true}, {"single_word", false}, {"lstrip", false},
+                         {"rstrip", false}, {"normalized", false}}}},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"post_processor", nullptr},
+      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
+  ASSERT_TRUE(write_file_atomic(dir + "/tokenizer.json", tok.dump()).ok());
+  ASSERT_TRUE(write_file_atomic(dir + "/tokenizer_config.json",
+                                R"({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true, "add_eos_token": false})")
+                  .ok());
+}
+
 class TrainCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -152,18 +189,18 @@ class TrainCli : public ::testing::Test {
 };
 
 TEST_F(TrainCli, LossFallsByHalf) {
-  RunResult r = run_lema(common_args() + "--out " + dir_ + "/run --steps 100 --lr 1e-2 --lora-dropout 0 " +
+  RunResult r = run_lema(common_args() + "--out " + dir_ + "/run --steps 60 --lr 1e-2 --lora-dropout 0 " +
                          "--schedule cosine --warmup 5 --targets all");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto l = losses(dir_ + "/run/metrics.jsonl");
-  ASSERT_EQ(l.size(), 100u);
+  ASSERT_EQ(l.size(), 60u);
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i) first += l[i] / 5;
   for (size_t i = l.size() - 5; i < l.size(); ++i) last += l[i] / 5;
   std::printf("loss: first 5 steps %.4f, last 5 steps %.4f\n", first, last);
   EXPECT_LT(last, 0.5 * first);
   EXPECT_TRUE(path_exists(dir_ + "/run/adapter/adapter_model.safetensors"));
-  EXPECT_TRUE(path_exists(dir_ + "/run/checkpoints/step-100/DONE"));
+  EXPECT_TRUE(path_exists(dir_ + "/run/checkpoints/step-60/DONE"));
 }
 
 TEST_F(TrainCli, ResumeInANewProcessIsBitIdentical) {
@@ -193,6 +230,26 @@ TEST_F(TrainCli, ResumeInANewProcessIsBitIdentical) {
                                dir_ + "/b --resume " + dir_ + "/b/checkpoints/step-10");
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.output.find("another training configuration"), std::string::npos) << refused.output;
+}
+
+TEST_F(TrainCli, TrainsOnTextJsonlWithTheModelsTokenizer) {
+  write_byte_tokenizer(dir_ + "/model");
+  std::string text;
+  for (int i = 0; i < 8; ++i) {
+    text += R"({"question": "What is )" + std::to_string(i) + R"( plus 1?", "answer": ")" + std::to_string(i + 1) +
+            R"(", "explanation": "Counting up by one.", "confidence": "High"})" + "\n";
+  }
+  ASSERT_TRUE(write_file_atomic(dir_ + "/text.jsonl", text).ok());
+  RunResult r = run_lema("train --model " + dir_ + "/model --data " + dir_ + "/text.jsonl --out " + dir_ +
+                         "/t --steps 3 --batch 2 --seq-len 256 --lora-r 2 --threads 1 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(losses(dir_ + "/t/metrics.jsonl").size(), 3u);
+  EXPECT_NE(r.output.find("8 examples"), std::string::npos) << r.output;
+  // A bad line is named with its line number.
+  ASSERT_TRUE(write_file_atomic(dir_ + "/bad.jsonl", text + "{\"question\": 3}\n").ok());
+  r = run_lema("train --model " + dir_ + "/model --data " + dir_ + "/bad.jsonl --out " + dir_ + "/u --steps 1 --quiet");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("bad.jsonl:9"), std::string::npos) << r.output;
 }
 
 TEST_F(TrainCli, BadOptionsAreRefused) {

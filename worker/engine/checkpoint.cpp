@@ -154,7 +154,7 @@ Result<std::string> save_checkpoint(const std::string& checkpoints_dir, const Lo
   st["version"] = kCheckpointVersion;
   st["step"] = state.step;
   st["optimizer_step"] = optimizer.step_count();
-  st["data_cursor"] = {{"epoch", state.cursor.epoch}, {"position", state.cursor.position}};
+  st["data_cursor"] = {{"epoch", state.cursor.epoch}, {"index", state.cursor.index}};
   st["rng"] = {{"seed", state.seed}, {"scheme", "splitmix64(seed, step, micro_batch, layer, target)"}};
   st["config_hash"] = state.config_hash;
   st["loss"] = state.loss;
@@ -209,7 +209,7 @@ Result<CheckpointState> load_checkpoint(const std::string& dir, const std::strin
   try {
     state.step = st.at("step").get<int64_t>();
     state.cursor.epoch = st.at("data_cursor").at("epoch").get<int64_t>();
-    state.cursor.position = st.at("data_cursor").at("position").get<int64_t>();
+    state.cursor.index = st.at("data_cursor").at("index").get<int64_t>();
     state.seed = st.at("rng").at("seed").get<uint64_t>();
     state.config_hash = st.at("config_hash").get<std::string>();
     state.loss = st.value("loss", 0.0);

@@ -2,9 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fstream>
-
+#include "common/dataset.h"
 #include "common/file_util.h"
+#include "common/log.h"
+#include "common/tokenizer.h"
 
 namespace lema::engine {
 
@@ -15,16 +16,22 @@ Result<std::vector<int32_t>> int_array(const nlohmann::json& j, const char* key,
   for (const auto& v : j[key]) {
     if (!v.is_number_integer()) return Status::invalid_argument(where + ": '" + key + "' holds a non-integer");
     const int64_t x = v.get<int64_t>();
-    if (x < -100 || x > INT32_MAX) return Status::invalid_argument(where + ": '" + key + "' value out of range");
+    if (x < kIgnoreLabel || x > INT32_MAX) return Status::invalid_argument(where + ": '" + key + "' value out of range");
     out.push_back(static_cast<int32_t>(x));
   }
   return out;
 }
+
+bool is_pretokenized(const std::string& text) {
+  const size_t end = text.find('\n');
+  const nlohmann::json j = nlohmann::json::parse(text.substr(0, end), nullptr, false);
+  return !j.is_discarded() && j.is_object() && j.contains("input_ids");
+}
 }  // namespace
 
-Result<std::vector<TrainingExample>> read_training_jsonl(const std::string& path) {
+Result<std::vector<TokenizedExample>> read_tokenized_jsonl(const std::string& path) {
   LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
-  std::vector<TrainingExample> out;
+  std::vector<TokenizedExample> out;
   size_t start = 0;
   int64_t line_no = 0;
   while (start < text.size()) {
@@ -37,14 +44,8 @@ Result<std::vector<TrainingExample>> read_training_jsonl(const std::string& path
     const std::string where = path + ":" + std::to_string(line_no);
     nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return Status::invalid_argument(where + ": not a JSON object");
-    if (!j.contains("input_ids")) {
-      if (j.contains("question") || j.contains("messages")) {
-        return Status::unsupported(where + ": text examples need the dataset module's tokenization "
-                                           "(common/dataset.h); give pre-tokenized {\"input_ids\",\"labels\"} lines");
-      }
-      return Status::invalid_argument(where + ": no 'input_ids'");
-    }
-    TrainingExample ex;
+    if (!j.contains("input_ids")) return Status::invalid_argument(where + ": no 'input_ids' (the file's first line is pre-tokenized)");
+    TokenizedExample ex;
     LEMA_ASSIGN_OR_RETURN(ex.input_ids, int_array(j, "input_ids", where));
     if (j.contains("labels")) {
       LEMA_ASSIGN_OR_RETURN(ex.labels, int_array(j, "labels", where));
@@ -65,7 +66,7 @@ Result<std::vector<TrainingExample>> read_training_jsonl(const std::string& path
   return out;
 }
 
-Status write_training_jsonl(const std::string& path, const std::vector<TrainingExample>& examples) {
+Status write_tokenized_jsonl(const std::string& path, const std::vector<TokenizedExample>& examples) {
   std::string text;
   for (const auto& ex : examples) {
     nlohmann::json j;
@@ -76,66 +77,70 @@ Status write_training_jsonl(const std::string& path, const std::vector<TrainingE
   return write_file_atomic(path, text);
 }
 
-DataLoader::DataLoader(std::vector<TrainingExample> examples, uint64_t seed, int64_t batch, int64_t micro_batch,
-                       int64_t seq_len, int32_t pad_id)
-    : examples_(std::move(examples)), seed_(seed), batch_(batch), micro_batch_(micro_batch), seq_len_(seq_len),
-      pad_id_(pad_id) {
-  LEMA_CHECK(!examples_.empty() && batch_ >= 1 && micro_batch_ >= 1 && micro_batch_ <= batch_);
-  shuffle_epoch();
-}
-
-void DataLoader::shuffle_epoch() {
-  // Fisher-Yates driven by splitmix64 of (seed, epoch, i): the same order on
-  // every platform and standard library.
-  order_.resize(examples_.size());
-  for (size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<int64_t>(i);
-  const uint64_t epoch_seed = mix_seed(seed_, 0x5eed0000ULL + static_cast<uint64_t>(cursor_.epoch));
-  for (size_t i = order_.size(); i > 1; --i) {
-    const uint64_t r = mix_seed(epoch_seed, i) % i;
-    std::swap(order_[i - 1], order_[r]);
+Result<std::vector<TokenizedExample>> load_training_data(const std::string& path, const std::string& tokenizer_path,
+                                                         int64_t seq_len, std::string* summary) {
+  LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  std::vector<TokenizedExample> examples;
+  if (is_pretokenized(text)) {
+    LEMA_ASSIGN_OR_RETURN(examples, read_tokenized_jsonl(path));
+    int64_t truncated = 0;
+    for (auto& ex : examples) {
+      if (static_cast<int64_t>(ex.input_ids.size()) > seq_len) {
+        ex.input_ids.resize(seq_len);
+        ex.labels.resize(seq_len);
+        ex.truncated = true;
+        ++truncated;
+      }
+    }
+    if (summary) *summary = str_printf("%zu pre-tokenized examples (%lld cut to seq_len)", examples.size(), static_cast<long long>(truncated));
+    return examples;
   }
+  ImportOptions import_options;
+  import_options.strict = true;  // training never silently skips a line
+  LEMA_ASSIGN_OR_RETURN(ImportResult imported, import_jsonl_text(text, path, import_options));
+  if (imported.examples.empty()) return Status::invalid_argument(path + ": no examples");
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::load(tokenizer_path));
+  TokenizeStats stats;
+  examples = tokenize_examples(*tokenizer, imported.examples, static_cast<int32_t>(seq_len), &stats);
+  if (examples.empty()) return Status::invalid_argument(path + ": every example's prompt fills seq_len; raise --seq-len");
+  if (summary) {
+    *summary = str_printf("%lld examples, %lld tokens (%lld with loss), %lld cut to seq_len, %lld dropped (prompt fills seq_len), %lld duplicates removed",
+                          static_cast<long long>(stats.examples), static_cast<long long>(stats.tokens),
+                          static_cast<long long>(stats.label_tokens), static_cast<long long>(stats.truncated),
+                          static_cast<long long>(stats.dropped_no_labels), static_cast<long long>(imported.duplicates));
+  }
+  return examples;
 }
 
-void DataLoader::set_cursor(const DataCursor& cursor) {
-  cursor_ = cursor;
-  shuffle_epoch();
+DataLoader::DataLoader(std::vector<TokenizedExample> examples, uint64_t seed, int64_t batch, int64_t micro_batch,
+                       int64_t seq_len, int32_t pad_id)
+    : micro_batch_(micro_batch) {
+  LEMA_CHECK(!examples.empty() && batch >= 1 && micro_batch >= 1 && micro_batch <= batch);
+  BatcherOptions options;
+  options.batch_size = static_cast<int32_t>(batch);
+  options.seq_len = static_cast<int32_t>(seq_len);
+  options.seed = seed;
+  options.shuffle = true;
+  options.pack = false;
+  options.pad_id = pad_id;
+  batcher_ = std::make_unique<Batcher>(std::move(examples), options);
 }
 
 std::vector<MicroBatch> DataLoader::next_step() {
-  std::vector<int64_t> picked;
-  while (static_cast<int64_t>(picked.size()) < batch_) {
-    if (cursor_.position >= size()) {
-      ++cursor_.epoch;
-      cursor_.position = 0;
-      shuffle_epoch();
-    }
-    picked.push_back(order_[cursor_.position++]);
-  }
+  const Batch b = batcher_->next();
+  const auto opts = at::TensorOptions().dtype(at::kInt);
+  // The Batch vectors are [B, T] row-major int32; the batch is consumed here.
+  const at::Tensor ids = at::from_blob(const_cast<int32_t*>(b.input_ids.data()), {b.batch_size, b.seq_len}, opts).to(at::kLong);
+  const at::Tensor labels = at::from_blob(const_cast<int32_t*>(b.labels.data()), {b.batch_size, b.seq_len}, opts).to(at::kLong);
+  const at::Tensor mask = at::from_blob(const_cast<int32_t*>(b.attention_mask.data()), {b.batch_size, b.seq_len}, opts);
   std::vector<MicroBatch> out;
-  for (int64_t i = 0; i < batch_; i += micro_batch_) {
-    const int64_t n = std::min(micro_batch_, batch_ - i);
-    out.push_back(collate(std::vector<int64_t>(picked.begin() + i, picked.begin() + i + n)));
+  for (int64_t i = 0; i < b.batch_size; i += micro_batch_) {
+    const int64_t n = std::min<int64_t>(micro_batch_, b.batch_size - i);
+    // Each micro-batch is only as long as its longest row.
+    const int64_t t = std::max<int64_t>(1, mask.narrow(0, i, n).sum(1).max().item<int64_t>());
+    out.push_back({ids.narrow(0, i, n).narrow(1, 0, t).contiguous(), labels.narrow(0, i, n).narrow(1, 0, t).contiguous()});
   }
   return out;
-}
-
-MicroBatch DataLoader::collate(const std::vector<int64_t>& indices) const {
-  int64_t t = 1;
-  for (int64_t i : indices) t = std::max<int64_t>(t, std::min<int64_t>(seq_len_, examples_[i].input_ids.size()));
-  const int64_t b = static_cast<int64_t>(indices.size());
-  at::Tensor ids = at::full({b, t}, pad_id_, at::TensorOptions().dtype(at::kLong));
-  at::Tensor labels = at::full({b, t}, -100, at::TensorOptions().dtype(at::kLong));
-  auto ids_a = ids.accessor<int64_t, 2>();
-  auto labels_a = labels.accessor<int64_t, 2>();
-  for (int64_t r = 0; r < b; ++r) {
-    const TrainingExample& ex = examples_[indices[r]];
-    const int64_t n = std::min<int64_t>(t, ex.input_ids.size());
-    for (int64_t k = 0; k < n; ++k) {
-      ids_a[r][k] = ex.input_ids[k];
-      labels_a[r][k] = ex.labels[k];
-    }
-  }
-  return {ids, labels};
 }
 
 }  // namespace lema::engine

@@ -164,6 +164,7 @@ const char* dtype_name(at::ScalarType dtype) {
 
 Result<at::Device> parse_device(const std::string& text) {
   if (text == "cpu") return at::Device(at::kCPU);
+  if (text == "auto") return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
   if (text.rfind("cuda", 0) == 0) {
     if (!at::hasCUDA()) return Status::unsupported("device '" + text + "': this build or machine has no CUDA");
     try {

@@ -15,6 +15,7 @@ struct TrainOptions {
   std::string model;   // HF model directory or layer file
   std::string data;    // training JSONL
   std::string out;     // run directory: checkpoints/, adapter/, metrics.jsonl
+  std::string tokenizer;  // tokenizer file or directory; empty: the model directory (or the layer file's)
   std::string resume;  // run directory or step-N directory; empty: fresh start
 
   uint64_t seed = 42;
@@ -34,7 +35,7 @@ struct TrainOptions {
   bool use_rslora = false;
   std::string targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
   std::string dtype = "auto";  // auto: float32 on cpu, bfloat16 on cuda
-  std::string device = "cpu";
+  std::string device = "cpu";  // cpu | cuda | cuda:N | auto (cuda when present)
   int64_t checkpoint_every = 0;  // 0: only at the end
   double weight_decay = 0.0;
   double max_grad_norm = 1.0;    // 0: no clipping

@@ -139,7 +139,11 @@ Status Trainer::setup() {
   LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
   const ModelConfig& model = source_->config();
   LEMA_ASSIGN_OR_RETURN(std::string data_bytes, read_file(o_.data));
-  LEMA_ASSIGN_OR_RETURN(std::vector<TrainingExample> examples, read_training_jsonl(o_.data));
+  std::string tokenizer_path = o_.tokenizer;
+  if (tokenizer_path.empty()) tokenizer_path = is_directory(o_.model) ? o_.model : path_dirname(o_.model);
+  std::string data_summary;
+  LEMA_ASSIGN_OR_RETURN(std::vector<TokenizedExample> examples,
+                        load_training_data(o_.data, tokenizer_path, o_.seq_len, &data_summary));
   for (size_t i = 0; i < examples.size(); ++i) {
     for (int32_t id : examples[i].input_ids) {
       if (id >= model.vocab_size) {
@@ -186,8 +190,9 @@ Status Trainer::setup() {
   log_info("train: model %s (%lld layers, hidden %lld, vocab %lld), %s on %s", o_.model.c_str(),
            static_cast<long long>(model.n_layers), static_cast<long long>(model.hidden_size),
            static_cast<long long>(model.vocab_size), dtype_name(dtype_), device_.str().c_str());
-  log_info("train: data %s (%lld examples), steps %lld, batch %lld in micro-batches of %lld, seq_len %lld",
-           o_.data.c_str(), static_cast<long long>(n_examples), static_cast<long long>(total_steps_),
+  log_info("train: data %s: %s", o_.data.c_str(), data_summary.c_str());
+  log_info("train: %lld examples, steps %lld, batch %lld in micro-batches of %lld, seq_len %lld",
+           static_cast<long long>(n_examples), static_cast<long long>(total_steps_),
            static_cast<long long>(o_.batch), static_cast<long long>(o_.micro_batch), static_cast<long long>(o_.seq_len));
   log_info("train: lr %g %s warmup %lld, LoRA r %lld alpha %g dropout %g on %s (%lld parameters), seed %llu, hash %s",
            o_.lr, o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(o_.lora_r),

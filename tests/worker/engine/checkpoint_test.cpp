@@ -72,7 +72,7 @@ TEST(Checkpoint, RoundTripAndRefusals) {
   ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
   EXPECT_EQ(loaded->step, 7);
   EXPECT_EQ(loaded->cursor.epoch, 2);
-  EXPECT_EQ(loaded->cursor.position, 5);
+  EXPECT_EQ(loaded->cursor.index, 5);
   EXPECT_EQ(other_opt.step_count(), 1);
   for (size_t i = 0; i < adapter.parameters().size(); ++i) {
     EXPECT_TRUE(at::equal(adapter.parameters()[i], other.parameters()[i]));
@@ -98,10 +98,10 @@ TEST(Checkpoint, RoundTripAndRefusals) {
 }
 
 TEST(DataLoader, EpochsShuffleDeterministicallyAndPad) {
-  std::vector<TrainingExample> ex;
+  std::vector<TokenizedExample> ex;
   for (int i = 0; i < 5; ++i) {
-    TrainingExample e;
-    for (int k = 0; k <= i; ++k) e.input_ids.push_back(10 + i);
+    TokenizedExample e;
+    for (int k = 0; k <= i % 4; ++k) e.input_ids.push_back(10 + i);
     e.labels = e.input_ids;
     e.labels[0] = -100;
     ex.push_back(e);
@@ -138,12 +138,12 @@ TEST(DataLoader, ReadsPretokenizedJsonlAndNamesBadLines) {
   const std::string dir = temp_dir("jsonl");
   const std::string path = path_join(dir, "d.jsonl");
   ASSERT_TRUE(write_file_atomic(path, "{\"input_ids\":[1,2,3],\"labels\":[-100,2,3]}\n\n{\"input_ids\":[4]}\n").ok());
-  auto ex = read_training_jsonl(path);
+  auto ex = read_tokenized_jsonl(path);
   ASSERT_TRUE(ex.ok()) << ex.status().to_string();
   ASSERT_EQ(ex->size(), 2u);
   EXPECT_EQ((*ex)[1].labels, std::vector<int32_t>{4});
   ASSERT_TRUE(write_file_atomic(path, "{\"input_ids\":[1]}\n{\"input_ids\":[1,2],\"labels\":[1]}\n").ok());
-  auto bad = read_training_jsonl(path);
+  auto bad = read_tokenized_jsonl(path);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("d.jsonl:2"), std::string::npos) << bad.status().message();
   ASSERT_TRUE(remove_all(dir).ok());
