@@ -314,11 +314,11 @@ Status SafetensorsWriter::add_tensor(const std::string& name, DType dtype, const
   return Status();
 }
 
-std::string SafetensorsWriter::header_json() const {
+std::string SafetensorsWriter::header_text(const std::map<std::string, std::string>& metadata) const {
   nlohmann::ordered_json root = nlohmann::ordered_json::object();
-  if (!metadata_.empty()) {
+  if (!metadata.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();
-    for (const auto& [k, v] : metadata_) m[k] = v;
+    for (const auto& [k, v] : metadata) m[k] = v;
     root["__metadata__"] = m;
   }
   uint64_t rel = 0;
@@ -330,25 +330,40 @@ std::string SafetensorsWriter::header_json() const {
     root[t.name] = e;
     rel += t.nbytes;
   }
-  std::string text = root.dump();
-  // Pad with spaces so the data section starts at a multiple of 8.
-  while ((text.size() % 8) != 0) text.push_back(' ');
-  return text;
+  return root.dump();
 }
 
 Status SafetensorsWriter::open(const std::string& path) {
   if (opened_) return Status::internal("SafetensorsWriter::open called twice");
+  if (alignment_ == 0 || alignment_ % 8 != 0) return Status::internal("data alignment must be a multiple of 8");
   path_ = path;
-  std::string text = header_json();
+  // Offsets in the metadata depend on the header length and the header
+  // length on the metadata: grow the guess until the text fits, then pad.
+  uint64_t guess = 0;
+  std::string text;
+  for (;;) {
+    uint64_t rel = 0;
+    for (auto& t : tensors_) {
+      t.offset = guess + rel;
+      rel += t.nbytes;
+    }
+    std::map<std::string, std::string> metadata = metadata_;
+    if (layout_fn_) {
+      for (auto& [k, v] : layout_fn_(tensors_)) metadata[k] = v;
+    }
+    text = header_text(metadata);
+    uint64_t need = (8 + text.size() + alignment_ - 1) / alignment_ * alignment_;
+    if (need <= guess) {
+      text.append(guess - 8 - text.size(), ' ');
+      break;
+    }
+    guess = need;
+  }
   if (text.size() > kSafetensorsMaxHeaderBytes) {
     return Status::invalid_argument(path + ": header of " + std::to_string(text.size()) + " bytes is too large");
   }
-  data_start_ = 8 + text.size();
-  uint64_t rel = 0;
-  for (auto& t : tensors_) {
-    t.offset = data_start_ + rel;
-    rel += t.nbytes;
-  }
+  header_text_ = text;
+  data_start_ = guess;
   LEMA_RETURN_IF_ERROR(out_.open(path));
   uint8_t len[8];
   uint64_t n = text.size();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -83,6 +84,15 @@ class SafetensorsWriter {
  public:
   Status add_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape);
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+  // Metadata that depends on the final absolute offsets (a layer file's byte
+  // ranges): open() calls `fn` with the tensors at their absolute offsets,
+  // again if the header grows, until the header length settles.
+  using LayoutMetadataFn =
+      std::function<std::map<std::string, std::string>(const std::vector<TensorInfo>& tensors)>;
+  void set_layout_metadata(LayoutMetadataFn fn) { layout_fn_ = std::move(fn); }
+  // Starts the data section at a multiple of `alignment` (a multiple of 8,
+  // default 8) by padding the header with spaces.
+  void set_data_alignment(uint64_t alignment) { alignment_ = alignment; }
 
   // Computes offsets and writes the header. No add_tensor after this.
   Status open(const std::string& path);
@@ -96,10 +106,11 @@ class SafetensorsWriter {
   // Declared tensors; offsets are absolute and valid after open().
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   uint64_t data_start() const { return data_start_; }
-  // The JSON header text (with padding) that open() writes.
-  std::string header_json() const;
+  // The JSON header text (with padding) that open() wrote.
+  const std::string& header_json() const { return header_text_; }
 
  private:
+  std::string header_text(const std::map<std::string, std::string>& metadata) const;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
@@ -108,6 +119,9 @@ class SafetensorsWriter {
   size_t next_ = 0;             // index of the tensor being written
   uint64_t written_in_next_ = 0;  // bytes of tensors_[next_] written so far
   uint64_t data_start_ = 0;
+  uint64_t alignment_ = 8;
+  LayoutMetadataFn layout_fn_;
+  std::string header_text_;
   std::string path_;
 };
 
