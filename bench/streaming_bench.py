@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Streaming benchmark for the GPU machine (issue 5), one run, ~8 minutes.
+
+  python3 bench/streaming_bench.py --lema build-gpu/cli/lema --out $OUT
+
+1. measures pinned and pageable host->device bandwidth;
+2. writes a Llama-2-7B-shaped model with random bf16 weights straight with
+   torch + safetensors (no download), converts it with `lema convert`;
+3. trains a few steps with lema (--vram 4GiB 8x2048, 16GiB, no limit, disk
+   mode, 1x512) through `lema bench-step` (prints one JSON line of step
+   statistics), then HF PEFT (bf16, r=16 alpha=32 on all 7 projections, sdpa,
+   with and without gradient checkpointing) on the same shapes;
+4. prints one table (tokens/s, peak VRAM, host RSS, ratio to PEFT, achieved
+   copy rate vs pinned bandwidth) and writes $OUT/streaming_bench.json.
+Every configuration runs in try/except; partial results print as they come.
+"""
+import argparse, gc, json, os, resource, subprocess, sys, time, traceback
+
+T0 = time.time()
+def log(msg):
+    print(f"[{time.time() - T0:6.1f}s] {msg}", flush=True)
+
+def h2d_bandwidth(torch, gib=1.0):
+    n = int(gib * (1 << 30))
+    out = {}
+    dev = torch.empty(n, dtype=torch.uint8, device="cuda")
+    for name, pin in (("pinned", True), ("pageable", False)):
+        host = torch.empty(n, dtype=torch.uint8, pin_memory=pin)
+        host.fill_(1)
+        dev.copy_(host, non_blocking=pin); torch.cuda.synchronize()
+        t = time.time()
+        for _ in range(3): dev.copy_(host, non_blocking=pin)
+        torch.cuda.synchronize()
+        out[name] = 3 * n / (time.time() - t) / 1e9
+        del host
+    return out
+
+def write_model(torch, d):
+    """Llama-2-7B shape, bf16, random (std 0.02), HF names, one file per layer group."""
+    from safetensors.torch import save_file
+    os.makedirs(d, exist_ok=True)
+    cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=4096,
+               intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+               num_key_value_heads=32, vocab_size=32000, rms_norm_eps=1e-5, rope_theta=10000.0,
+               max_position_embeddings=4096, tie_word_embeddings=False, torch_dtype="bfloat16",
+               hidden_act="silu", initializer_range=0.02)
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    g = torch.Generator(device="cuda").manual_seed(0)
+    def rnd(*shape):
+        return (torch.randn(*shape, generator=g, device="cuda") * 0.02).to(torch.bfloat16).cpu()
+    index, shard = {}, 0
+    def flush(tensors):
+        nonlocal shard
+        name = f"model-{shard:05d}.safetensors"; shard += 1
+        save_file(tensors, os.path.join(d, name), metadata={"format": "pt"})
+        for k in tensors: index[k] = name
+    flush({"model.embed_tokens.weight": rnd(32000, 4096), "lm_head.weight": rnd(32000, 4096),
+           "model.norm.weight": torch.ones(4096, dtype=torch.bfloat16)})
+    for start in range(0, 32, 4):
+        t = {}
+        for i in range(start, start + 4):
+            p = f"model.layers.{i}."
+            for n in ("q", "k", "v", "o"): t[p + f"self_attn.{n}_proj.weight"] = rnd(4096, 4096)
+            t[p + "mlp.gate_proj.weight"] = rnd(11008, 4096)
+            t[p + "mlp.up_proj.weight"] = rnd(11008, 4096)
+            t[p + "mlp.down_proj.weight"] = rnd(4096, 11008)
+            t[p + "input_layernorm.weight"] = torch.ones(4096, dtype=torch.bfloat16)
+            t[p + "post_attention_layernorm.weight"] = torch.ones(4096, dtype=torch.bfloat16)
+        flush(t)
+        log(f"  wrote layers {start}..{start + 3}")
+    json.dump({"metadata": {}, "weight_map": index}, open(os.path.join(d, "model.safetensors.index.json"), "w"))
+    return cfg
+
+def run_lema(lema, layer_file, name, batch, seq, steps, extra, timeout):
+    cmd = [lema, "bench-step", "--model", layer_file, "--batch", str(batch), "--seq-len", str(seq),
+           "--steps", str(steps), "--device", "cuda", "--dtype", "bf16", "--json"] + extra
+    log(f"lema {name}: {' '.join(cmd)}")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"exit {p.returncode}: {(p.stderr or p.stdout)[-800:]}")
+    line = [l for l in p.stdout.splitlines() if l.startswith("{")][-1]
+    return json.loads(line)
+
+def run_peft(torch, model_dir, batch, seq, steps, checkpointing):
+    from transformers import AutoModelForCausalLM
+    from peft import LoraConfig, get_peft_model
+    torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+    m = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.bfloat16, attn_implementation="sdpa").cuda()
+    if checkpointing:
+        m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        m.enable_input_require_grads()
+    m = get_peft_model(m, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+                                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
+    ids = torch.randint(0, 32000, (batch, seq), device="cuda")
+    times = []
+    for s in range(steps):
+        torch.cuda.synchronize(); t = time.time()
+        loss = m(input_ids=ids, labels=ids).loss
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize(); times.append(time.time() - t)
+    dt = sum(times[1:]) / max(1, len(times) - 1) if len(times) > 1 else times[0]
+    r = dict(tokens_per_s=batch * seq / dt, peak_vram_gib=torch.cuda.max_memory_allocated() / 2**30,
+             host_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    del m, opt; gc.collect(); torch.cuda.empty_cache()
+    return r
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lema", required=True); ap.add_argument("--out", required=True)
+    ap.add_argument("--work", default="/tmp/lema_bench"); ap.add_argument("--steps", type=int, default=3)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    import torch
+    res = {"configs": {}}
+    def save():
+        json.dump(res, open(os.path.join(a.out, "streaming_bench.json"), "w"), indent=1)
+    try:
+        res["h2d_gb_s"] = h2d_bandwidth(torch); log(f"H2D GB/s: {res['h2d_gb_s']}")
+    except Exception as e:
+        log(f"bandwidth failed: {e}")
+    hf = os.path.join(a.work, "hf"); lf = os.path.join(a.work, "model.lema.safetensors")
+    try:
+        if not os.path.exists(os.path.join(hf, "model.safetensors.index.json")):
+            write_model(torch, hf)
+        if not os.path.exists(lf):
+            subprocess.run([a.lema, "convert", hf, "--out", lf], check=True, timeout=300)
+        log("model ready")
+    except Exception as e:
+        log(f"model preparation failed: {e}"); traceback.print_exc()
+    lema_cfgs = [("vram4 8x2048", 8, 2048, ["--vram", "4GiB"]), ("vram16 8x2048", 8, 2048, ["--vram", "16GiB"]),
+                 ("nolimit 4x2048", 4, 2048, []), ("disk 1x512", 1, 512, ["--vram", "4GiB", "--ram", "3GiB"]),
+                 ("vram4 1x512", 1, 512, ["--vram", "4GiB"])]
+    peft_cfgs = [("peft-gc 8x2048", 8, 2048, True), ("peft 4x2048", 4, 2048, False), ("peft-gc 1x512", 1, 512, True)]
+    for name, b, s, extra in lema_cfgs:
+        if time.time() - T0 > 330: log(f"skip {name}: time"); continue
+        try:
+            res["configs"][name] = run_lema(a.lema, lf, name, b, s, a.steps, extra, timeout=150)
+            log(f"{name}: {res['configs'][name]}")
+        except Exception as e:
+            res["configs"][name] = {"error": str(e)[-500:]}; log(f"{name} FAILED: {e}")
+        save()
+    for name, b, s, gc_on in peft_cfgs:
+        if time.time() - T0 > 450: log(f"skip {name}: time"); continue
+        try:
+            res["configs"][name] = run_peft(torch, hf, b, s, a.steps, gc_on); log(f"{name}: {res['configs'][name]}")
+        except Exception as e:
+            res["configs"][name] = {"error": str(e)[-500:]}; log(f"{name} FAILED: {e}")
+        save()
+    ref = {"8x2048": res["configs"].get("peft-gc 8x2048", {}).get("tokens_per_s"),
+           "4x2048": res["configs"].get("peft 4x2048", {}).get("tokens_per_s"),
+           "1x512": res["configs"].get("peft-gc 1x512", {}).get("tokens_per_s")}
+    pinned = res.get("h2d_gb_s", {}).get("pinned")
+    print("\n| config | tokens/s | peak VRAM GiB | host RSS GiB | x PEFT | H2D GB/s (% pinned) | copy hidden |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in res["configs"].items():
+        if "error" in r: print(f"| {name} | FAILED: {r['error'][:80]} |"); continue
+        shape = name.split()[-1]; tps = r.get("tokens_per_s", 0)
+        ratio = f"{tps / ref[shape]:.2f}" if ref.get(shape) else "-"
+        h2d = r.get("h2d_gb_s")
+        h2d_s = f"{h2d:.1f} ({100 * h2d / pinned:.0f}%)" if h2d and pinned else "-"
+        print(f"| {name} | {tps:,.0f} | {r.get('peak_vram_gib', 0):.2f} | {r.get('host_rss_gib', 0):.2f} | {ratio} | {h2d_s} | {r.get('copy_hidden', '-')} |")
+    print(f"pinned H2D {pinned} GB/s; total {time.time() - T0:.0f} s")
+    save()
+
+if __name__ == "__main__":
+    main()

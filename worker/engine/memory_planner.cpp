@@ -1,0 +1,177 @@
+#include "worker/engine/memory_planner.h"
+
+#include <algorithm>
+
+#include "common/file_util.h"
+#include "common/log.h"
+
+namespace lema::engine {
+
+namespace {
+// Allocator fragmentation and the CUDA context's own use, kept free.
+constexpr uint64_t kSlackBytes = 384ull << 20;
+constexpr double kSlackFraction = 0.06;
+
+uint64_t u(int64_t v) { return static_cast<uint64_t>(std::max<int64_t>(v, 0)); }
+}  // namespace
+
+const char* plan_mode_name(PlanMode mode) {
+  switch (mode) {
+    case PlanMode::kResident: return "resident";
+    case PlanMode::kRam: return "ram";
+    case PlanMode::kDisk: return "disk";
+  }
+  return "?";
+}
+
+uint64_t layer_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
+  const int64_t h = c.hidden_size, i = c.intermediate_size, hd = c.head_dim;
+  const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
+  const int64_t numel = 2 * h + h * q + 2 * h * kv + q * h + 3 * h * i;
+  return u(numel * dtype_bytes);
+}
+
+uint64_t lora_parameter_count(const ModelConfig& c, int64_t r, int64_t targets) {
+  const int64_t h = c.hidden_size, i = c.intermediate_size, hd = c.head_dim;
+  const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
+  // in + out of q, k, v, o, gate, up, down; a subset scales by its share.
+  const int64_t all = (h + q) + 2 * (h + kv) + (q + h) + 3 * (h + i);
+  return u(c.n_layers * r * all * std::min<int64_t>(targets, 7) / 7);
+}
+
+std::string MemoryPlan::to_string() const {
+  std::string s = str_printf("memory plan: mode %s, %lld resident layers, %lld device slots, prefetch %lld",
+                             plan_mode_name(mode), static_cast<long long>(resident_layers),
+                             static_cast<long long>(device_slots), static_cast<long long>(prefetch_depth));
+  if (mode == PlanMode::kDisk) s += str_printf(", %lld host slots", static_cast<long long>(host_slots));
+  s += str_printf("\n  micro-batch %lld x %lld, boundary activations in %s\n", static_cast<long long>(micro_batch),
+                  static_cast<long long>(n_micro), activations_on_host ? "pinned host memory" : "device memory");
+  s += "  layer " + format_bytes(layer_bytes) + ", head " + format_bytes(head_bytes) + ", LoRA state " +
+       format_bytes(lora_bytes) + ", activations " + format_bytes(activation_bytes) + ", working " +
+       format_bytes(working_bytes) + "\n";
+  s += "  planned device peak " + format_bytes(device_bytes) + ", host " + format_bytes(host_bytes);
+  return s;
+}
+
+Result<MemoryPlan> plan_memory(const PlanRequest& r) {
+  const ModelConfig& c = r.config;
+  if (r.batch < 1 || r.seq_len < 1 || r.dtype_bytes < 1 || c.n_layers < 1) {
+    return Status::invalid_argument("memory plan: batch, seq_len and the model must be positive");
+  }
+  if (r.micro_batch < 0 || r.micro_batch > r.batch) {
+    return Status::invalid_argument("memory plan: micro_batch must be in 0..batch");
+  }
+  const uint64_t e = u(r.dtype_bytes);
+  const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), t = u(r.seq_len);
+  MemoryPlan p;
+  p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
+  p.head_bytes = (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * e;
+  p.lora_bytes = lora_parameter_count(c, r.lora_r, r.lora_targets) * 16;  // fp32 master, grad, 2 moments
+  const uint64_t vram = r.vram_budget;
+  const uint64_t usable = vram == 0 ? UINT64_MAX
+                                    : (vram > kSlackBytes ? static_cast<uint64_t>((vram - kSlackBytes) * (1.0 - kSlackFraction)) : 0);
+  const uint64_t fixed = p.head_bytes + p.lora_bytes;
+
+  // Largest micro-batch (a divisor of batch) first: fewer, larger GEMMs.
+  std::string why = "nothing";
+  for (int64_t mb = r.micro_batch > 0 ? r.micro_batch : r.batch; mb >= 1; --mb) {
+    if (r.batch % mb != 0) continue;
+    const uint64_t rows = u(mb) * t;
+    // Autograd's saved tensors and temporaries of one layer's recompute and
+    // backward (fp32 norms, q/k/v/o, MLP gate/up/act/product, their grads).
+    uint64_t layer_work = rows * (16 * h + 6 * im) * e + rows * h * 8;
+    if (!r.flash_attention) layer_work += u(mb) * u(c.n_heads) * t * t * 4 * 3;
+    const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
+    const uint64_t head_work = chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2;
+    const uint64_t work = std::max(layer_work, head_work);
+    const uint64_t boundary = u(r.batch) * t * h * e;    // one layer's input, every micro-batch
+    const uint64_t all_acts = (n + 1) * boundary + boundary;  // every boundary + the incoming gradient
+    const uint64_t host_acts_device = 3 * boundary;           // in, out, gradient in flight
+
+    // 1. Everything resident.
+    if (fixed + n * p.layer_bytes + all_acts + work <= usable) {
+      p.mode = PlanMode::kResident;
+      p.resident_layers = c.n_layers;
+      p.activations_on_host = false;
+      p.activation_bytes = all_acts;
+      p.working_bytes = work;
+      p.micro_batch = mb;
+      p.device_bytes = fixed + n * p.layer_bytes + all_acts + work;
+      break;
+    }
+    // 2. Streaming: at least 2 slots. Boundary activations on the device or
+    //    in pinned host memory, whichever leaves more resident layers (ties:
+    //    the device, no extra copies); each option alone is monotone in the
+    //    budget, so the better of the two is too.
+    const uint64_t min_stream = fixed + work + 2 * p.layer_bytes;
+    bool found = false, host_acts = false;
+    int64_t slots = 2, resident = 0;
+    for (bool on_host : {false, true}) {
+      const uint64_t acts_dev = on_host ? std::min(host_acts_device, all_acts) : all_acts;
+      if (min_stream + acts_dev > usable) continue;
+      uint64_t left = usable - (min_stream + acts_dev);
+      int64_t s_slots = 2;
+      // A deeper prefetch (3 slots) first: it hides copy jitter; then resident layers.
+      if (left >= p.layer_bytes) {
+        s_slots = 3;
+        left -= p.layer_bytes;
+      }
+      int64_t s_res = static_cast<int64_t>(std::min<uint64_t>(left / p.layer_bytes, n));
+      if (s_res + s_slots >= c.n_layers) s_res = c.n_layers;  // as good as resident
+      if (!found || s_res > resident) {
+        found = true;
+        host_acts = on_host;
+        slots = s_slots;
+        resident = s_res;
+      }
+    }
+    if (!found) {
+      why = "micro-batch " + std::to_string(mb) + " needs " + format_bytes(min_stream + host_acts_device) +
+            " on the device (head " + format_bytes(p.head_bytes) + ", LoRA state " + format_bytes(p.lora_bytes) +
+            ", 2 layer slots " + format_bytes(2 * p.layer_bytes) + ", working " + format_bytes(work) + ")";
+      continue;
+    }
+    const uint64_t acts_dev = host_acts ? std::min(host_acts_device, all_acts) : all_acts;
+    p.mode = PlanMode::kRam;
+    p.resident_layers = resident;
+    p.device_slots = resident == c.n_layers ? 0 : slots;
+    p.prefetch_depth = resident == c.n_layers ? 0 : slots - 1;
+    p.activations_on_host = host_acts;
+    p.activation_bytes = all_acts;
+    p.working_bytes = work;
+    p.micro_batch = mb;
+    p.device_bytes = fixed + work + acts_dev + u(p.device_slots + std::min<int64_t>(resident, c.n_layers)) * p.layer_bytes;
+    if (resident == c.n_layers) p.mode = PlanMode::kResident;
+    break;
+  }
+  if (p.micro_batch == 0) {
+    return Status::invalid_argument("memory plan: no plan fits in --vram " + format_bytes(vram) + ": at the smallest " +
+                                    why + ", beyond the usable " + format_bytes(usable) +
+                                    " (budget less allocator slack). Raise --vram or shorten --seq-len.");
+  }
+  p.n_micro = r.batch / p.micro_batch;
+
+  // Host side: every streamed layer pinned (kRam), else a disk ring.
+  if (p.mode != PlanMode::kResident) {
+    const uint64_t streamed = u(c.n_layers - p.resident_layers);
+    const uint64_t host_acts = p.activations_on_host ? p.activation_bytes : 0;
+    const uint64_t ram = r.ram_budget == 0 ? UINT64_MAX : r.ram_budget;
+    if (!r.force_disk && streamed * p.layer_bytes + host_acts <= ram) {
+      p.mode = PlanMode::kRam;
+      p.host_slots = static_cast<int64_t>(streamed);
+    } else {
+      if (host_acts + 2 * p.layer_bytes > ram) {
+        return Status::invalid_argument("memory plan: --ram " + format_bytes(r.ram_budget) + " cannot hold 2 host slots (" +
+                                        format_bytes(2 * p.layer_bytes) + ")" +
+                                        (host_acts ? " plus the activations in host memory (" + format_bytes(host_acts) + ")" : std::string()) +
+                                        ". Raise --ram or --vram.");
+      }
+      p.mode = PlanMode::kDisk;
+      p.host_slots = static_cast<int64_t>(std::min<uint64_t>(4, (ram - host_acts) / p.layer_bytes));
+    }
+    p.host_bytes = u(p.host_slots) * p.layer_bytes + host_acts;
+  }
+  return p;
+}
+
+}  // namespace lema::engine
