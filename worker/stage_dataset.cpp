@@ -34,7 +34,7 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
     Result<std::string> text = read_file(jsonl);
     if (!text.ok()) return {text.status().with_context("data.jsonl"), "{}", false};
     if (first_line_is_tokenized(text.value())) {
-      auto examples = engine::read_training_jsonl(jsonl);
+      auto examples = engine::read_tokenized_jsonl(jsonl);
       if (!examples.ok()) return {examples.status(), "{}", false};
       Status s = make_dirs(out_dir);
       if (s.ok()) s = write_file_atomic(path_join(out_dir, "train.jsonl"), text.value());
