@@ -10,22 +10,16 @@
 
 #include <map>
 
+#include "tests/worker/engine/tiny_model.h"
+
 namespace lema::engine {
 namespace {
 
+using test_models::tiny_gqa_config;
+
 ModelConfig tiny_config() {
-  ModelConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 56;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;  // GQA
-  c.head_dim = 8;
-  c.vocab_size = 97;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000.0;
-  c.initializer_range = 0.3;  // peaky logits: generation is not a constant token
-  return c;
+  // Peaky logits (init 0.3): generation is not a constant token.
+  return tiny_gqa_config(3, 97, 0.3);
 }
 
 struct Model {

@@ -17,32 +17,15 @@
 #include "common/model_presets.h"
 #include "worker/engine/train_step.h"
 
+#include "tests/worker/engine/tiny_model.h"
+
 namespace lema::engine {
 namespace {
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 56;
-  c.n_layers = 6;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.vocab_size = 61;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000.0;
-  c.initializer_range = 0.2;
-  return c;
-}
+using test_models::random_padded_batch;
+using test_models::tiny_gqa_config;
 
-MicroBatch random_batch(const ModelConfig& c, int64_t b, int64_t t, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  MicroBatch mb;
-  mb.input_ids = at::randint(0, c.vocab_size, {b, t}, gen, at::TensorOptions().dtype(at::kLong));
-  mb.labels = mb.input_ids.clone();
-  mb.labels.narrow(1, 0, 2).fill_(-100);
-  return mb;
-}
+ModelConfig tiny_config() { return tiny_gqa_config(6, 61, 0.2); }
 
 LoraAdapter make_adapter(const ModelConfig& c) {
   LoraConfig lc;
@@ -68,7 +51,7 @@ std::vector<StepResult> run_steps(LayerSource& source, const ModelConfig& c) {
   LoraAdapter adapter = make_adapter(c);
   std::vector<StepResult> out;
   for (int step = 0; step < 3; ++step) {
-    std::vector<MicroBatch> mbs = {random_batch(c, 2, 9, 100 + step), random_batch(c, 1, 7, 200 + step)};
+    std::vector<MicroBatch> mbs = {random_padded_batch(c, 2, 9, 100 + step), random_padded_batch(c, 1, 7, 200 + step)};
     adapter.zero_grad();
     auto r = layerwise_forward_backward(source, adapter, mbs, 77 + step, StepOptions());
     EXPECT_TRUE(r.ok()) << r.status().to_string();
@@ -236,7 +219,7 @@ TEST(LayerStore, ReaderErrorsBecomeStatus) {
   ASSERT_NE(store, nullptr);
   LoraAdapter adapter = make_adapter(m.config);
   adapter.zero_grad();
-  auto r = layerwise_forward_backward(*store, adapter, {random_batch(m.config, 1, 5, 1)}, 1, StepOptions());
+  auto r = layerwise_forward_backward(*store, adapter, {random_padded_batch(m.config, 1, 5, 1)}, 1, StepOptions());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().to_string().find("disk on fire"), std::string::npos) << r.status().to_string();
 }

@@ -10,22 +10,18 @@
 
 #include "worker/engine/optimizer.h"
 
+#include "tests/worker/engine/tiny_model.h"
+
 namespace lema::engine {
 namespace {
 
+using test_models::random_padded_batch;
+using test_models::tiny_gqa_config;
+
 ModelConfig tiny_config(RopeScalingType rope, bool tied) {
-  ModelConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 56;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;  // GQA
-  c.head_dim = 8;
-  c.vocab_size = 61;
-  c.rms_norm_eps = 1e-5;
+  ModelConfig c = tiny_gqa_config(3, 61, 0.2);  // init large enough that every layer matters
   c.rope_theta = 500000.0;
   c.tie_word_embeddings = tied;
-  c.initializer_range = 0.2;  // large enough that every layer matters
   c.rope_scaling.type = rope;
   if (rope == RopeScalingType::kLinear) c.rope_scaling.factor = 2.0;
   if (rope == RopeScalingType::kLlama3) {
@@ -33,25 +29,6 @@ ModelConfig tiny_config(RopeScalingType rope, bool tied) {
     c.rope_scaling.original_max_position_embeddings = 16;  // puts frequencies in all three bands
   }
   return c;
-}
-
-// Random right-padded micro-batch: lengths vary, labels -100 on a prompt
-// prefix and on padding.
-MicroBatch random_batch(const ModelConfig& c, int64_t b, int64_t t, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  MicroBatch mb;
-  mb.input_ids = at::randint(0, c.vocab_size, {b, t}, gen, at::TensorOptions().dtype(at::kLong));
-  mb.labels = mb.input_ids.clone();
-  for (int64_t i = 0; i < b; ++i) {
-    const int64_t len = t - (i * 3) % (t / 2);  // right padding from len on
-    const int64_t prompt = 1 + i % 3;
-    mb.labels[i].narrow(0, 0, prompt).fill_(-100);
-    if (len < t) {
-      mb.labels[i].narrow(0, len, t - len).fill_(-100);
-      mb.input_ids[i].narrow(0, len, t - len).fill_(0);
-    }
-  }
-  return mb;
 }
 
 struct Fixture {
@@ -124,7 +101,7 @@ double max_rel_diff(const std::vector<at::Tensor>& a, const std::vector<at::Tens
 void check_layerwise_equals_autograd(RopeScalingType rope, bool tied, double dropout, std::vector<LoraTarget> targets,
                                      int64_t chunk) {
   Fixture f = make_fixture(rope, tied, dropout, targets);
-  const std::vector<MicroBatch> mbs = {random_batch(f.config, 3, 12, 1), random_batch(f.config, 2, 9, 2)};
+  const std::vector<MicroBatch> mbs = {random_padded_batch(f.config, 3, 12, 1), random_padded_batch(f.config, 2, 9, 2)};
   const uint64_t seed = 99;
 
   f.adapter.zero_grad();
@@ -163,7 +140,7 @@ TEST(TrainStep, LayerwiseEqualsFullAutogradLinearRopeSubset) {
 
 TEST(TrainStep, MicroBatchesEqualOneBatch) {
   Fixture f = make_fixture(RopeScalingType::kNone, false, 0.0, kAll);
-  const MicroBatch whole = random_batch(f.config, 4, 10, 3);
+  const MicroBatch whole = random_padded_batch(f.config, 4, 10, 3);
   std::vector<MicroBatch> split;
   for (int64_t i = 0; i < 4; i += 2) {
     split.push_back({whole.input_ids.narrow(0, i, 2).clone(), whole.labels.narrow(0, i, 2).clone()});
@@ -212,7 +189,7 @@ TEST(TrainStep, RepeatRunsAreBitIdentical) {
     AdamW opt(adapter.parameters(), AdamWOptions{});
     for (int step = 0; step < 3; ++step) {
       adapter.zero_grad();
-      auto r = layerwise_forward_backward(*src, adapter, {random_batch(c, 2, 8, 100 + step)}, mix_seed(seed, step), StepOptions{});
+      auto r = layerwise_forward_backward(*src, adapter, {random_padded_batch(c, 2, 8, 100 + step)}, mix_seed(seed, step), StepOptions{});
       EXPECT_TRUE(r.ok());
       clip_grad_norm(adapter.parameters(), 1.0);
       opt.step(1e-2);
