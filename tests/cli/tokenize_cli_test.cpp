@@ -11,23 +11,12 @@
 #include "common/file_util.h"
 #include "common/tokenizer.h"
 
+#include "tests/integration/lema_processes.h"
+
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out;
-};
-
-CliRun run(const std::string& args) {
-  std::string cmd = std::string(LEMA_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using CliRun = lema::test::RunResult;
+CliRun run(const std::string& args) { return lema::test::run_lema_shell(args); }
 
 const char kJson[] = R"({"added_tokens":[{"id":7,"content":"<|end|>","special":true}],
   "pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true},
@@ -50,22 +39,22 @@ TEST(TokenizeCli, JsonlMatchesLibraryAndNamesBadLines) {
     return line + "]";
   };
   CliRun r = run("tokenize --tokenizer " + dir + " --jsonl " + dir + "/in.jsonl --special");
-  EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(r.out, expect_ids("abc ab", true) + "\n" + expect_ids("c<|end|>a", true) + "\n");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, expect_ids("abc ab", true) + "\n" + expect_ids("c<|end|>a", true) + "\n");
   r = run("tokenize --tokenizer " + dir + "/tokenizer.json --text 'abc ab'");
-  EXPECT_EQ(r.out, expect_ids("abc ab", false) + "\n");
+  EXPECT_EQ(r.output, expect_ids("abc ab", false) + "\n");
   ASSERT_TRUE(lema::write_file_atomic(dir + "/ids.jsonl", "[5,6,3]\n\"ab\"\n").ok());
   r = run("tokenize --tokenizer " + dir + " --jsonl " + dir + "/ids.jsonl --decode");
-  EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(r.out, "\"abc ab\"\n\"ab\"\n");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "\"abc ab\"\n\"ab\"\n");
   ASSERT_TRUE(lema::write_file_atomic(dir + "/bad.jsonl", "\"ok\"\n{oops\n").ok());
   r = run("tokenize --tokenizer " + dir + " --jsonl " + dir + "/bad.jsonl");
-  EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.out.find("bad.jsonl:2"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("bad.jsonl:2"), std::string::npos) << r.output;
   ASSERT_TRUE(lema::write_file_atomic(dir + "/range.jsonl", "[1,99]\n").ok());
   r = run("tokenize --tokenizer " + dir + " --jsonl " + dir + "/range.jsonl --decode");
-  EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.out.find("range.jsonl:1"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("range.jsonl:1"), std::string::npos) << r.output;
   (void)lema::remove_all(dir);
 }
 
@@ -83,7 +72,7 @@ TEST(TokenizerTrainCli, WritesModelJsonAndConfigThatAgree) {
   for (int i = 0; i < 3000; ++i) corpus += std::string(words[i % 10]) + " " + words[(i * 7) % 10] + " " + std::to_string(i) + ".\n";
   ASSERT_TRUE(lema::write_file_atomic(dir + "/corpus.txt", corpus).ok());
   CliRun r = run("tokenizer train --corpus " + dir + "/corpus.txt --vocab 300 --out " + dir + "/tok");
-  ASSERT_EQ(r.code, 0) << r.out;
+  ASSERT_EQ(r.exit_code, 0) << r.output;
   auto model = lema::Tokenizer::load(dir + "/tok/tokenizer.model");
   auto json = lema::Tokenizer::load(dir + "/tok/tokenizer.json");
   auto from_dir = lema::Tokenizer::load(dir + "/tok");
@@ -94,8 +83,8 @@ TEST(TokenizerTrainCli, WritesModelJsonAndConfigThatAgree) {
     EXPECT_EQ(model.value()->decode(model.value()->encode(s, false), true), s);
   }
   r = run("tokenizer train --corpus " + dir + "/corpus.txt --vocab 100000 --out " + dir + "/tok2");
-  EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.out.find("Vocabulary size"), std::string::npos) << r.out;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("Vocabulary size"), std::string::npos) << r.output;
   (void)lema::remove_all(dir);
 }
 

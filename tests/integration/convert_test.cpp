@@ -13,28 +13,13 @@
 #include "common/layer_file.h"
 #include "common/model_presets.h"
 
+#include "tests/integration/lema_processes.h"
+
 namespace lema {
 namespace {
 
-struct RunResult {
-  int exit_code = -1;
-  bool signaled = false;
-  std::string output;  // stdout and stderr
-};
-
-RunResult run_lema(const std::string& args) {
-  std::string cmd = std::string(LEMA_BINARY) + " " + args + " 2>&1";
-  RunResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  int st = ::pclose(p);
-  r.signaled = WIFSIGNALED(st);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using test::RunResult;
+test::RunResult run_lema(const std::string& args) { return test::run_lema_shell(args); }
 
 std::string temp_dir() {
   char tmpl[] = "/tmp/lema_convert_it_XXXXXX";

@@ -8,26 +8,13 @@
 
 #include "common/file_util.h"
 
+#include "tests/integration/lema_processes.h"
+
 namespace lema {
 namespace {
 
-struct CliRun {
-  int exit_code = -1;
-  std::string output;  // stdout + stderr
-};
-
-CliRun run_lema(const std::string& args) {
-  CliRun r;
-  std::string cmd = std::string(LEMA_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+test::RunResult run_lema(const std::string& args) { return test::run_lema_shell(args); }
+using CliRun = test::RunResult;
 
 class DatasetCli : public ::testing::Test {
  protected:

@@ -61,8 +61,9 @@ inline pid_t spawn_lema(const std::vector<std::string>& args, const std::string&
 }
 
 struct RunResult {
-  int exit_code = -1;
-  std::string output;
+  int exit_code = -1;     // 128 + signal when killed by a signal
+  bool signaled = false;  // the process died of a signal (a crash, not an error exit)
+  std::string output;     // stdout + stderr
 };
 
 // Runs `lema ARGS...` to the end; output is stdout+stderr.
@@ -75,8 +76,25 @@ inline RunResult run_lema(const std::vector<std::string>& args) {
   waitpid(pid, &status, 0);
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.signaled = WIFSIGNALED(status);
   r.output = slurp(tmpl);
   unlink(tmpl);
+  return r;
+}
+
+// Runs `lema ARGS` through the shell: ARGS is one string, so redirections
+// and quoting work as typed.
+inline RunResult run_lema_shell(const std::string& args) {
+  const std::string cmd = std::string(LEMA_BINARY) + " " + args + " 2>&1";
+  RunResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.signaled = WIFSIGNALED(status);
   return r;
 }
 

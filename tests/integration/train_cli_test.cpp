@@ -20,26 +20,13 @@
 
 #include <random>
 
+#include "tests/integration/lema_processes.h"
+
 namespace lema {
 namespace {
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-RunResult run_lema(const std::string& args) {
-  const std::string cmd = std::string(LEMA_BINARY) + " " + args + " 2>&1";
-  RunResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int st = ::pclose(p);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using test::RunResult;
+test::RunResult run_lema(const std::string& args) { return test::run_lema_shell(args); }
 
 std::string temp_dir() {
   char tmpl[] = "/tmp/lema_train_it_XXXXXX";
