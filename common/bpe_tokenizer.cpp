@@ -281,6 +281,23 @@ void BpeTokenizer::bpe_word(const std::string& word, std::vector<int32_t>* out) 
   cache_.emplace(word, std::move(ids));
 }
 
+// Chunks of a normalized SentencePiece word: a run of "▁" plus the
+// characters up to the next run. BPE never merges across such a boundary
+// in these models (chunkable_), so each chunk can go through the word cache.
+void BpeTokenizer::bpe_chunked(const std::string& norm, std::vector<int32_t>* out) const {
+  size_t start = 0;
+  std::string chunk;
+  for (size_t p = 1; p <= norm.size(); ++p) {
+    bool boundary = p == norm.size();
+    if (!boundary && norm.compare(p, 3, kSpaceSymbol) == 0 && !(p >= 3 && norm.compare(p - 3, 3, kSpaceSymbol) == 0)) boundary = true;
+    if (boundary) {
+      chunk.assign(norm, start, p - start);
+      bpe_word(chunk, out);
+      start = p;
+    }
+  }
+}
+
 void BpeTokenizer::bpe_word_uncached(const std::string& word, std::vector<int32_t>* out) const {
   const bool spm = spec_.mode == BpeSpec::Mode::kSentencePiece;
   thread_local std::vector<Symbol> sym;
@@ -432,18 +449,7 @@ void BpeTokenizer::encode_spm(const std::string& raw, std::vector<int32_t>* out)
   if (!chunkable_ || !user_defined_.empty()) {
     bpe_word_uncached(norm, out);
   } else {
-    // Chunks: a run of "▁" plus the characters up to the next run.
-    size_t start = 0;
-    std::string chunk;
-    for (size_t p = 1; p <= norm.size(); ++p) {
-      bool boundary = p == norm.size();
-      if (!boundary && norm.compare(p, 3, kSpaceSymbol) == 0 && !(p >= 3 && norm.compare(p - 3, 3, kSpaceSymbol) == 0)) boundary = true;
-      if (boundary) {
-        chunk.assign(norm, start, p - start);
-        bpe_word(chunk, out);
-        start = p;
-      }
-    }
+    bpe_chunked(norm, out);
   }
   if (!spec_.byte_fallback && spec_.unk_id >= 0) {
     // SentencePiece merges consecutive unknown pieces into one.
@@ -524,19 +530,8 @@ void BpeTokenizer::encode_hf_segment(const std::string& raw, bool first_segment,
   }
   const size_t first = out->size();
   if (spec_.pre_tokenizer.empty() && chunkable_) {
-    // SentencePiece-BPE kind: one word; chunk it at "▁" runs for the cache.
-    const std::string& norm = words[0];
-    size_t start = 0;
-    std::string chunk;
-    for (size_t p = 1; p <= norm.size(); ++p) {
-      bool boundary = p == norm.size();
-      if (!boundary && norm.compare(p, 3, kSpaceSymbol) == 0 && !(p >= 3 && norm.compare(p - 3, 3, kSpaceSymbol) == 0)) boundary = true;
-      if (boundary) {
-        chunk.assign(norm, start, p - start);
-        bpe_word(chunk, out);
-        start = p;
-      }
-    }
+    // SentencePiece-BPE kind: one word, chunked for the cache.
+    bpe_chunked(words[0], out);
     if (spec_.fuse_unk && spec_.unk_id >= 0) {
       size_t w = first;
       for (size_t r = first; r < out->size(); ++r) {

@@ -107,6 +107,7 @@ class BpeTokenizer : public Tokenizer {
   // BPE on one word (SentencePiece: one chunk of the normalized text).
   void bpe_word(const std::string& word, std::vector<int32_t>* out) const;
   void bpe_word_uncached(const std::string& word, std::vector<int32_t>* out) const;
+  void bpe_chunked(const std::string& norm, std::vector<int32_t>* out) const;
   std::string decode_spm(const std::vector<int32_t>& ids) const;
 
   BpeSpec spec_;
