@@ -11,6 +11,11 @@ cd "$(dirname "$0")/.."
 log_dir=${1:-gpu-logs}; shift || true
 steps=("$@"); [[ ${#steps[@]} -eq 0 ]] && steps=(build ctest tokenizer hf merge)
 mkdir -p "$log_dir"
+# The built binaries need the unpacked libraries at run time too.
+if [[ -d ${LEMA_DEBS:-.devdeps} ]]; then
+  # shellcheck disable=SC1090
+  source <(bash "${LEMA_DEBS:-.devdeps}/unpack-debs.sh" "${LEMA_DEBS:-.devdeps}" /opt/lemadeps)
+fi
 lema=build-gpu/cli/lema
 failed=0
 run_step() {
