@@ -102,10 +102,26 @@ class ConfigParser {
     return Status();
   }
 
-  Status rope_scaling(ModelConfig* c) const {
-    auto it = root_.find("rope_scaling");
+  // RoPE settings come in two spellings: top-level rope_theta and
+  // rope_scaling (transformers 4.x), or one rope_parameters object holding
+  // rope_theta and the scaling (transformers 5 writes only this one).
+  Status rope(ModelConfig* c) const {
+    LEMA_RETURN_IF_ERROR(get_double("rope_theta", &c->rope_theta));
+    LEMA_RETURN_IF_ERROR(rope_scaling_object("rope_scaling", c));
+    auto it = root_.find("rope_parameters");
     if (it == root_.end() || it->is_null()) return Status();
-    if (!it->is_object()) return error("rope_scaling", "expected an object or null, got " + it->dump());
+    if (!it->is_object()) return error("rope_parameters", "expected an object or null, got " + it->dump());
+    ConfigParser sub(*it, source_, "rope_parameters.");
+    LEMA_RETURN_IF_ERROR(sub.get_double("rope_theta", &c->rope_theta));
+    c->rope_scaling = RopeScaling{};
+    return rope_scaling_object("rope_parameters", c);
+  }
+
+ private:
+  Status rope_scaling_object(const char* key, ModelConfig* c) const {
+    auto it = root_.find(key);
+    if (it == root_.end() || it->is_null()) return Status();
+    if (!it->is_object()) return error(key, "expected an object or null, got " + it->dump());
     std::string type;
     for (const char* k : {"rope_type", "type"}) {
       auto t = it->find(k);
@@ -115,14 +131,16 @@ class ConfigParser {
       }
     }
     RopeScaling& rs = c->rope_scaling;
-    if (type == "default") return Status();
+    // rope_parameters always exists in transformers 5, with no type meaning none.
+    if (type == "default" || (type.empty() && std::string(key) == "rope_parameters")) return Status();
+    const std::string k = key;
     if (type != "linear" && type != "llama3") {
-      return Status::unsupported(source_ + ": key 'rope_scaling': type '" + type +
+      return Status::unsupported(source_ + ": key '" + k + "': type '" + type +
                                  "' is not supported (supported: none, linear, llama3)");
     }
     rs.type = type == "linear" ? RopeScalingType::kLinear : RopeScalingType::kLlama3;
-    ConfigParser sub(*it, source_, "rope_scaling.");
-    if (it->find("factor") == it->end()) return error("rope_scaling.factor", "missing");
+    ConfigParser sub(*it, source_, k + ".");
+    if (it->find("factor") == it->end()) return error(k + ".factor", "missing");
     LEMA_RETURN_IF_ERROR(sub.get_double("factor", &rs.factor));
     if (rs.type == RopeScalingType::kLlama3) {
       LEMA_RETURN_IF_ERROR(sub.get_double("low_freq_factor", &rs.low_freq_factor));
@@ -130,16 +148,15 @@ class ConfigParser {
       LEMA_RETURN_IF_ERROR(sub.get_int("original_max_position_embeddings", kMaxDim * 64,
                                        &rs.original_max_position_embeddings));
       if (rs.high_freq_factor <= rs.low_freq_factor) {
-        return error("rope_scaling", "high_freq_factor must exceed low_freq_factor");
+        return error(k, "high_freq_factor must exceed low_freq_factor");
       }
     }
     return Status();
   }
 
- private:
   const json& root_;
   std::string source_;
-  std::string prefix_;  // "rope_scaling." for nested keys
+  std::string prefix_;  // "rope_scaling." or "rope_parameters." for nested keys
 };
 
 }  // namespace
@@ -177,8 +194,7 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
     }
     if (c.head_dim % 2 != 0) return p.error("head_dim", "must be even for rotary embeddings");
     LEMA_RETURN_IF_ERROR(p.get_double("rms_norm_eps", &c.rms_norm_eps));
-    LEMA_RETURN_IF_ERROR(p.get_double("rope_theta", &c.rope_theta));
-    LEMA_RETURN_IF_ERROR(p.rope_scaling(&c));
+    LEMA_RETURN_IF_ERROR(p.rope(&c));
     LEMA_RETURN_IF_ERROR(p.get_int("vocab_size", kMaxVocab, &c.vocab_size));
     LEMA_RETURN_IF_ERROR(p.get_bool("tie_word_embeddings", &c.tie_word_embeddings));
     LEMA_RETURN_IF_ERROR(

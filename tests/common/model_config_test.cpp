@@ -44,7 +44,7 @@ const char* kTinyLlama = R"({"architectures":["LlamaForCausalLM"],"attention_bia
 "tie_word_embeddings":false,"torch_dtype":"bfloat16","transformers_version":"4.35.0","use_cache":true,
 "vocab_size":32000})";
 
-ModelConfig must_parse(const char* text) {
+ModelConfig must_parse(const std::string& text) {
   auto r = parse_model_config(text, "config.json");
   EXPECT_TRUE(r.ok()) << r.status().to_string();
   return r.ok() ? *r : ModelConfig();
@@ -91,6 +91,33 @@ TEST(ModelConfig, Llama31_8B_RopeScalingLlama3) {
   EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 8192);
   EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{128001, 128008, 128009}));
   EXPECT_EQ(c.max_position_embeddings, 131072);
+}
+
+// transformers 5 writes RoPE settings only inside rope_parameters.
+TEST(ModelConfig, Transformers5RopeParameters) {
+  const std::string base = R"({"architectures":["LlamaForCausalLM"],"hidden_size":256,"intermediate_size":512,
+"num_attention_heads":8,"num_hidden_layers":3,"num_key_value_heads":2,"vocab_size":1000,"dtype":"float32",)";
+  ModelConfig c = must_parse(base + R"("rope_parameters":{"rope_theta":500000.0,"rope_type":"llama3","factor":8.0,
+"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":64}})");
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.rope_scaling.type, RopeScalingType::kLlama3);
+  EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 8.0);
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 64);
+  EXPECT_EQ(c.torch_dtype, "float32");
+
+  c = must_parse(base + R"("rope_parameters":{"rope_theta":20000.0,"rope_type":"default"}})");
+  EXPECT_DOUBLE_EQ(c.rope_theta, 20000.0);
+  EXPECT_EQ(c.rope_scaling.type, RopeScalingType::kNone);
+
+  auto bad = parse_model_config(base + R"("rope_parameters":{"rope_theta":1e4,"rope_type":"yarn","factor":4}})",
+                                "m/config.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("m/config.json: key 'rope_parameters': type 'yarn'"), std::string::npos)
+      << bad.status().to_string();
+  bad = parse_model_config(base + R"("rope_parameters":{"rope_theta":-1}})", "m/config.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'rope_parameters.rope_theta'"), std::string::npos)
+      << bad.status().to_string();
 }
 
 TEST(ModelConfig, Mistral7B_SlidingWindowRecorded) {

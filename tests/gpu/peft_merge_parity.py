@@ -51,8 +51,10 @@ def check(name, diff, tol=TOL_FP32):
 
 
 def lema_logits(lema, model, adapter, ids, out, device):
-    batch = {"input_ids": ids.tolist(), "labels": ids.tolist()}
-    cmd = [lema, "debug", "step", "--model", model, "--batch", json.dumps(batch), "--out", out,
+    batch_path = out + ".batch.json"
+    with open(batch_path, "w") as f:
+        json.dump({"input_ids": ids.tolist(), "labels": ids.tolist()}, f)
+    cmd = [lema, "debug", "step", "--model", model, "--batch", batch_path, "--out", out,
            "--dtype", "float32", "--device", device]
     if adapter:
         cmd += ["--adapter", adapter]

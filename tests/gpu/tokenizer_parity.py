@@ -253,7 +253,7 @@ def main():
         f.write("\n".join(lines) + "\n")
     prefix = os.path.join(work, "spm")
     spm.SentencePieceTrainer.train(
-        input=corpus, model_prefix=prefix, vocab_size=1200, model_type="bpe", byte_fallback=True, split_digits=True,
+        input=corpus, model_prefix=prefix, vocab_size=1200, hard_vocab_limit=False, model_type="bpe", byte_fallback=True, split_digits=True,
         character_coverage=1.0, normalization_rule_name="identity", remove_extra_whitespaces=False,
         add_dummy_prefix=True, allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
         minloglevel=2)
