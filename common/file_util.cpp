@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
+#include <ftw.h>
 
 namespace lema {
 
@@ -61,17 +61,39 @@ Status fsync_path(const std::string& path) {
   return Status();
 }
 
+// Directory helpers are plain POSIX, not std::filesystem: PyTorch's
+// libtorch.so exports its own build of the std::filesystem functions, and a
+// binary that links it can bind to that copy, which crashed (jump to null in
+// remove_all) with LibTorch 2.11.
 Status make_dirs(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return Status::io_error("create directory " + path + ": " + ec.message());
+  if (path.empty()) return Status::invalid_argument("create directory: empty path");
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    const std::string prefix = path.substr(0, pos);
+    if (::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return status_from_errno("create directory " + prefix, errno);
+    }
+  }
+  if (!is_directory(path)) return Status::io_error("create directory " + path + ": exists and is not a directory");
   return Status();
 }
 
+namespace {
+int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
+  const int rc = (type == FTW_DP) ? ::rmdir(path) : ::unlink(path);
+  return rc != 0 && errno != ENOENT ? errno : 0;
+}
+}  // namespace
+
 Status remove_all(const std::string& path) {
-  std::error_code ec;
-  std::filesystem::remove_all(path, ec);
-  if (ec) return Status::io_error("remove " + path + ": " + ec.message());
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    return errno == ENOENT ? Status() : status_from_errno("remove " + path, errno);
+  }
+  // Depth first, never following symbolic links out of the tree.
+  const int err = ::nftw(path.c_str(), remove_entry, 32, FTW_DEPTH | FTW_PHYS);
+  if (err > 0) return status_from_errno("remove " + path, err);
+  if (err < 0) return status_from_errno("remove " + path, errno);
   return Status();
 }
 
@@ -93,12 +115,15 @@ std::string path_join(const std::string& a, const std::string& b) {
 }
 
 std::string path_dirname(const std::string& path) {
-  auto p = std::filesystem::path(path).parent_path().string();
-  return p.empty() ? "." : p;
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
 }
 
 std::string path_basename(const std::string& path) {
-  return std::filesystem::path(path).filename().string();
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 // ---------------------------------------------------------------------------

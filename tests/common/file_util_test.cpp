@@ -107,5 +107,38 @@ TEST(FileUtil, ParseBytes) {
   EXPECT_FALSE(parse_bytes("4 parsecs").ok());
 }
 
+TEST(FileUtil, MakeDirsAndRemoveAllWithoutFollowingLinks) {
+  const std::string dir = temp_dir();
+  const std::string deep = path_join(dir, "a/b/c");
+  ASSERT_TRUE(make_dirs(deep).ok());
+  ASSERT_TRUE(make_dirs(deep).ok());  // exists already: fine
+  ASSERT_TRUE(write_file_atomic(path_join(deep, "f"), "x").ok());
+  // A link out of the tree: remove_all deletes the link, never the target.
+  const std::string outside = temp_dir();
+  ASSERT_TRUE(write_file_atomic(path_join(outside, "keep"), "k").ok());
+  ASSERT_EQ(::symlink(outside.c_str(), path_join(dir, "a/link").c_str()), 0);
+
+  const Status not_dir = make_dirs(path_join(deep, "f/g"));
+  EXPECT_FALSE(not_dir.ok());
+  EXPECT_NE(not_dir.message().find(path_join(deep, "f")), std::string::npos) << not_dir.to_string();
+
+  ASSERT_TRUE(remove_all(path_join(dir, "a")).ok());
+  EXPECT_FALSE(path_exists(path_join(dir, "a")));
+  EXPECT_TRUE(path_exists(path_join(outside, "keep")));
+  EXPECT_TRUE(remove_all(path_join(dir, "never-existed")).ok());
+  ASSERT_TRUE(remove_all(dir).ok());
+  ASSERT_TRUE(remove_all(outside).ok());
+  EXPECT_FALSE(path_exists(outside));
+}
+
+TEST(FileUtil, DirnameAndBasename) {
+  EXPECT_EQ(path_dirname("/a/b/c.json"), "/a/b");
+  EXPECT_EQ(path_dirname("c.json"), ".");
+  EXPECT_EQ(path_dirname("/c"), "/");
+  EXPECT_EQ(path_basename("/a/b/c.json"), "c.json");
+  EXPECT_EQ(path_basename("c.json"), "c.json");
+  EXPECT_EQ(path_basename("/a/b/"), "");
+}
+
 }  // namespace
 }  // namespace lema
