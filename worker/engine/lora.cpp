@@ -96,15 +96,16 @@ at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& w, const LoraPair&
   if (!lora.defined()) return y;
   at::Tensor xd = x;
   if (lora.dropout > 0.0) {
-    // The mask is drawn on the CPU from a generator seeded per call, so the
-    // no-grad forward and the autograd recompute draw the same mask.
-    // TODO(streaming issue): draw it on the device with a seeded device generator.
-    at::Generator gen = at::detail::createCPUGenerator(dropout_seed);
+    // The mask comes from a generator seeded per call (a copy of the device's
+    // default one, so Philox on CUDA), so the no-grad forward and the
+    // autograd recompute draw the same mask, on the device that uses it.
+    at::Generator gen = at::globalContext().defaultGenerator(x.device()).clone();
+    gen.set_current_seed(dropout_seed);
     const double keep = 1.0 - lora.dropout;
     // uniform_ + compare: LibTorch 1.13's CPU bernoulli_ with an explicit
     // generator is about 10x slower than the whole layer.
-    const at::Tensor keep_mask = at::empty(x.sizes(), at::TensorOptions().dtype(at::kFloat)).uniform_(0.0, 1.0, gen).lt(keep);
-    const at::Tensor mask = keep_mask.to(x.device()).to(x.scalar_type()) / keep;
+    const at::Tensor keep_mask = at::empty(x.sizes(), x.options().dtype(at::kFloat)).uniform_(0.0, 1.0, gen).lt(keep);
+    const at::Tensor mask = keep_mask.to(x.scalar_type()) / keep;
     xd = x * mask;
   }
   return y + at::linear(at::linear(xd, lora.a), lora.b) * lora.scale;
