@@ -19,6 +19,8 @@
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/data_loader.h"
 #include "worker/engine/full_model.h"
+#include "worker/engine/layer_store.h"
+#include "worker/engine/memory_planner.h"
 #include "worker/engine/model_loader.h"
 #include "worker/engine/optimizer.h"
 #include "worker/engine/train_step.h"
@@ -110,6 +112,7 @@ class Trainer {
 
  private:
   Status setup();
+  Status open_streaming_source(int64_t* micro_batch);
   Result<StepReport> step();
   Status save(int64_t step, double loss);
   Status write_output();
@@ -126,6 +129,7 @@ class Trainer {
   std::unique_ptr<LoraAdapter> adapter_;  // LoRA mode
   std::unique_ptr<FullModel> full_;       // --full
   std::string tokenizer_path_;
+  bool activations_on_host_ = false;  // the memory plan's choice
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   std::string config_hash_;
@@ -135,7 +139,11 @@ class Trainer {
 
 Status Trainer::setup() {
   LEMA_RETURN_IF_ERROR(validate_train_options(o_));
-  if (o_.micro_batch == 0) o_.micro_batch = o_.batch;
+  const bool budgets = o_.vram_budget > 0 || o_.ram_budget > 0;
+  if (budgets && o_.full) {
+    return Status::invalid_argument("--full trains the whole model in memory; --vram/--ram apply to LoRA training");
+  }
+  int64_t planned_micro_batch = 0;
   LEMA_ASSIGN_OR_RETURN(device_, parse_device(o_.device));
   if (o_.dtype == "auto") {
     dtype_ = device_.is_cuda() ? at::kBFloat16 : at::kFloat;
@@ -145,7 +153,12 @@ Status Trainer::setup() {
   if (o_.threads > 0) at::set_num_threads(static_cast<int>(o_.threads));
   else if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 
-  LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
+  if (budgets) {
+    LEMA_RETURN_IF_ERROR(open_streaming_source(&planned_micro_batch));
+  } else {
+    LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
+  }
+  if (o_.micro_batch == 0) o_.micro_batch = planned_micro_batch > 0 ? planned_micro_batch : o_.batch;
   const ModelConfig model = source_->config();
   LEMA_ASSIGN_OR_RETURN(std::string data_bytes, read_file(o_.data));
   std::string& tokenizer_path = tokenizer_path_;
@@ -224,12 +237,46 @@ Status Trainer::setup() {
   return Status();
 }
 
+// The base model streamed through a LayerStore within the budgets: the plan
+// is printed before anything large is allocated; `micro_batch` receives the
+// planner's split (used when the user gave none).
+Status Trainer::open_streaming_source(int64_t* micro_batch) {
+  if (is_directory(o_.model)) {
+    return Status::invalid_argument("--vram/--ram stream a layer file; convert " + o_.model +
+                                    " first: lema convert " + o_.model + " --out MODEL.lema.safetensors");
+  }
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(o_.model, /*map_file=*/false));
+  std::shared_ptr<const LayerFile> file(std::move(opened));
+  PlanRequest req;
+  req.config = file->config();
+  req.batch = o_.batch;
+  req.seq_len = o_.seq_len;
+  req.micro_batch = o_.micro_batch;
+  req.lora_r = o_.lora_r;
+  LEMA_ASSIGN_OR_RETURN(std::vector<LoraTarget> targets, parse_lora_targets(o_.targets));
+  req.lora_targets = static_cast<int64_t>(targets.size());
+  req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype_));
+  req.flash_attention = device_.is_cuda();
+  req.cuda = device_.is_cuda();
+  req.loss_chunk_tokens = o_.loss_chunk_tokens;
+  req.vram_budget = o_.vram_budget;
+  req.ram_budget = o_.ram_budget;
+  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(req));
+  log_info("%s", plan.to_string().c_str());
+  activations_on_host_ = plan.activations_on_host;
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store, open_planned_store(file, plan, dtype_, device_));
+  source_ = std::move(store);
+  *micro_batch = plan.micro_batch;
+  return Status();
+}
+
 // One optimizer step: data, layer-wise forward/backward, clip, AdamW.
 Result<StepReport> Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<MicroBatch> micro_batches = data_->next_step();
   StepOptions options;
   options.loss_chunk_tokens = o_.loss_chunk_tokens;
+  options.activations_on_host = activations_on_host_;
   StepLoss loss;
   if (full_) {
     full_->zero_grad();
