@@ -48,7 +48,8 @@ class EvalProgress {
       bar_ = std::make_unique<Progress>(phase + " " + model, static_cast<uint64_t>(total), unit);
   }
   Status update(int64_t done, const std::string& suffix) {
-    if (bar_) bar_->update(static_cast<uint64_t>(done), suffix);
+    // The last update is drawn by finish() (a second identical line otherwise).
+    if (bar_ && done < total_) bar_->update(static_cast<uint64_t>(done), suffix);
     return o_.on_progress ? o_.on_progress(phase_, model_, done, total_) : Status();
   }
   void finish(const std::string& suffix) {
