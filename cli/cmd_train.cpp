@@ -15,6 +15,8 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--data", o->data, "training JSONL")->required();
   cmd->add_option("--out", o->out, "run directory (checkpoints/, adapter/, metrics.jsonl)")->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file or directory (default: the model's directory)");
+  cmd->add_flag("--full", o->full,
+                "train every weight instead of a LoRA adapter (models that fit in memory); writes <out>/model");
   cmd->add_option("--resume", o->resume, "run directory (newest checkpoint) or a checkpoint step-N directory");
   cmd->add_option("--seed", o->seed, "seed of every random draw")->capture_default_str();
   auto* steps = cmd->add_option("--steps", o->steps, "optimizer steps");

@@ -219,6 +219,33 @@ TEST_F(TrainCli, ResumeInANewProcessIsBitIdentical) {
   EXPECT_NE(refused.output.find("another training configuration"), std::string::npos) << refused.output;
 }
 
+TEST_F(TrainCli, FullTrainingResumesBitIdenticalAndWritesAModel) {
+  const std::string args = "train --full --model " + dir_ + "/model --data " + data_ +
+                           " --seed 5 --batch 4 --micro-batch 2 --seq-len 128 --threads 1 --quiet --steps 20 --lr 1e-3 " +
+                           "--schedule linear --warmup 3 ";
+  RunResult straight = run_lema(args + "--out " + dir_ + "/fa --checkpoint-every 10");
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  RunResult first = run_lema(args + "--out " + dir_ + "/fb --stop-after 10");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  ASSERT_FALSE(path_exists(dir_ + "/fb/model"));
+  RunResult second = run_lema(args + "--out " + dir_ + "/fb --resume " + dir_ + "/fb");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  for (const char* f : {"/checkpoints/step-20/model.safetensors", "/checkpoints/step-20/optimizer.safetensors",
+                        "/model/model.safetensors"}) {
+    auto a = read_file(dir_ + "/fa" + f), b = read_file(dir_ + "/fb" + f);
+    ASSERT_TRUE(a.ok() && b.ok()) << f;
+    EXPECT_TRUE(*a == *b) << f << " differs";
+  }
+  // Every weight moved, and the output is a model lema reads.
+  EXPECT_FALSE(*read_file(dir_ + "/fa/checkpoints/step-10/model.safetensors") ==
+               *read_file(dir_ + "/fa/checkpoints/step-20/model.safetensors"));
+  RunResult inspect = run_lema("inspect " + dir_ + "/fa/model");
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
+  const auto l = losses(dir_ + "/fa/metrics.jsonl");
+  ASSERT_EQ(l.size(), 20u);
+  EXPECT_LT(l.back(), l.front());
+}
+
 TEST_F(TrainCli, TrainsOnTextJsonlWithTheModelsTokenizer) {
   write_byte_tokenizer(dir_ + "/model");
   std::string text;

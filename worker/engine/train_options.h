@@ -17,6 +17,7 @@ struct TrainOptions {
   std::string out;     // run directory: checkpoints/, adapter/, metrics.jsonl
   std::string tokenizer;  // tokenizer file or directory; empty: the model directory (or the layer file's)
   std::string resume;  // run directory or step-N directory; empty: fresh start
+  bool full = false;   // train every weight (small models; full_model.h); output <out>/model
 
   uint64_t seed = 42;
   int64_t steps = 0;        // optimizer steps; 0: derived from epochs
