@@ -48,12 +48,11 @@ class EvalProgress {
       bar_ = std::make_unique<Progress>(phase + " " + model, static_cast<uint64_t>(total), unit);
   }
   Status update(int64_t done, const std::string& suffix) {
-    // The last update is drawn by finish() (a second identical line otherwise).
-    if (bar_ && done < total_) bar_->update(static_cast<uint64_t>(done), suffix);
+    if (bar_) bar_->update(static_cast<uint64_t>(done), suffix);
     return o_.on_progress ? o_.on_progress(phase_, model_, done, total_) : Status();
   }
-  void finish(const std::string& suffix) {
-    if (bar_) bar_->finish(suffix);
+  void finish() {
+    if (bar_) bar_->finish();
   }
 
  private:
@@ -114,7 +113,7 @@ Status accumulate_reply_loss(const EvalOptions& o, LayerSource& source, const Lo
     LEMA_RETURN_IF_ERROR(
         progress.update(start + rows, str_printf("loss %.4f", loss_sum / std::max<int64_t>(tokens, 1))));
   }
-  progress.finish(str_printf("loss %.4f", loss_sum / std::max<int64_t>(tokens, 1)));
+  progress.finish();
   if (tokens == 0) return Status::invalid_argument("eval data: no reply token to compute a loss on");
   result->eval_loss = loss_sum / static_cast<double>(tokens);
   result->eval_tokens = tokens;
@@ -160,10 +159,10 @@ Status measure_adherence(const EvalOptions& o, LayerSource& source, const LoraAd
       result->samples.push_back({display_question(e), e.category, outs[r].text, reason});
     }
     LEMA_RETURN_IF_ERROR(
-        progress.update(start + rows, str_printf("%lld valid", static_cast<long long>(result->valid))));
+        progress.update(start + rows, str_printf("%lld/%lld valid", static_cast<long long>(result->valid),
+                                                 static_cast<long long>(result->total))));
   }
-  progress.finish(str_printf("%lld/%lld valid", static_cast<long long>(result->valid),
-                             static_cast<long long>(result->total)));
+  progress.finish();
   return Status();
 }
 
