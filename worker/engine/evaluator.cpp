@@ -215,7 +215,8 @@ Result<EvalModelResult> evaluate_model(const EvalOptions& options, LayerSource& 
         tokenizer, examples, static_cast<int32_t>(std::min<int64_t>(options.seq_len, INT32_MAX)), &stats);
     if (tokenized.empty())
       return Status::invalid_argument("eval data: every example's prompt fills seq_len; raise seq_len");
-    LEMA_RETURN_IF_ERROR(check_vocab(tokenized, source.config(), "eval data"));
+    LEMA_RETURN_IF_ERROR(
+        check_vocab(tokenized, source.config(), options.data.empty() ? "eval data" : options.data));
     if (stats.truncated > 0) {
       log_warn("eval %s: %lld of %lld examples cut to seq_len %lld for the loss", name.c_str(),
                static_cast<long long>(stats.truncated), static_cast<long long>(stats.examples),

@@ -204,26 +204,26 @@ TEST(Evaluator, RandomModelRepliesFailTheValidatorAndAreCounted) {
   ByteTokenizer tok;
   const std::vector<Example> examples = eval_examples();
   EvalOptions o;
-  o.questions = 5;
+  o.questions = 7;  // more than the 6 examples: all of them
   o.max_new_tokens = 20;
-  o.batch = 2;  // three generate calls, the last one with one prompt
+  o.batch = 4;  // two generate calls, the last one with two prompts
   o.show_progress = false;
   std::vector<int64_t> generate_done;
   o.on_progress = [&](const std::string& phase, const std::string& model, int64_t done, int64_t total) {
     EXPECT_EQ(model, "base");
     if (phase == "generate") {
-      EXPECT_EQ(total, 5);
+      EXPECT_EQ(total, 6);
       generate_done.push_back(done);
     }
     return Status();
   };
   Result<EvalModelResult> r = evaluate_model(o, *m.source, nullptr, tok, examples, "base");
   ASSERT_TRUE(r.ok()) << r.status().to_string();
-  EXPECT_EQ(generate_done, (std::vector<int64_t>{2, 4, 5}));
-  EXPECT_EQ(r->total, 5);
+  EXPECT_EQ(generate_done, (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(r->total, 6);
   EXPECT_EQ(r->valid, 0);
   EXPECT_EQ(r->adherence(), 0.0);
-  ASSERT_EQ(r->samples.size(), 5u);
+  ASSERT_EQ(r->samples.size(), 6u);
 
   // Each sample: the reply a single greedy run gives to the training prompt,
   // and the validator's reason for it.
@@ -233,12 +233,12 @@ TEST(Evaluator, RandomModelRepliesFailTheValidatorAndAreCounted) {
   g.stop_strings = {kReplyCloseTag};
   std::map<std::string, int64_t> reasons;
   std::map<std::string, int64_t> categories;
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < 6; ++i) {
     const Example& e = examples[i];
-    auto single = gen.generate({tok.encode(render_prompt(e.question), /*add_special=*/true)}, g);
+    auto single = gen.generate({tok.encode(prompt_and_reply(e).first, /*add_special=*/true)}, g);
     ASSERT_TRUE(single.ok());
     EXPECT_EQ(r->samples[i].output, single.value()[0].text) << i;
-    EXPECT_EQ(r->samples[i].question, e.question);
+    EXPECT_EQ(r->samples[i].question, e.is_chat() ? "Name a prime." : e.question);
     const ReplyCheck check = validate_reply(single.value()[0].text);
     EXPECT_FALSE(check.ok());
     EXPECT_EQ(r->samples[i].reason, reply_error_name(check.error));
@@ -248,7 +248,7 @@ TEST(Evaluator, RandomModelRepliesFailTheValidatorAndAreCounted) {
   EXPECT_EQ(r->failures_by_reason, reasons);
   int64_t failures = 0;
   for (const auto& [reason, n] : r->failures_by_reason) failures += n;
-  EXPECT_EQ(failures, 5);
+  EXPECT_EQ(failures, 6);
   ASSERT_EQ(r->by_category.size(), categories.size());
   for (const auto& [cat, n] : categories) {
     EXPECT_EQ(r->by_category[cat].total, n) << cat;
@@ -256,6 +256,7 @@ TEST(Evaluator, RandomModelRepliesFailTheValidatorAndAreCounted) {
   }
   EXPECT_EQ(r->by_category["math"].total, 2);
   EXPECT_EQ(r->by_category["(none)"].total, 1);
+  EXPECT_EQ(r->by_category["chat"].total, 1);
 }
 
 TEST(Evaluator, ProgressCallbackCancels) {
