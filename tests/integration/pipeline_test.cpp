@@ -292,6 +292,7 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
   RunResult chat = run_lema({"chat", merged, "--prompt", "What is 2 plus 2?", "--max-new-tokens", "4", "--threads", "1"});
   EXPECT_EQ(chat.exit_code, 0) << chat.output;
+  if (!::testing::Test::HasFailure()) (void)remove_all(dir);
 }
 
 TEST(ClientVerbs, NoSchedulerSaysWhatToDo) {
