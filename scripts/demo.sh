@@ -70,8 +70,9 @@ if [[ -f runs/tiny/eval/report.md ]]; then
   cat runs/tiny/eval/report.md
 fi
 
-step "inspect" "lema inspect runs/tiny/merged: the merged Hugging Face directory"
-"$lema" inspect runs/tiny/merged
+step "inspect" "lema inspect runs/tiny/merged: the merged Hugging Face directory (full listing: demo/inspect.txt)"
+"$lema" inspect runs/tiny/merged > demo/inspect.txt
+sed -n 1,3p demo/inspect.txt
 
 step "chat" "lema chat: one answer from the merged model"
 "$lema" chat runs/tiny/merged --prompt "What is the capital of France?" --max-new-tokens 64
