@@ -48,6 +48,7 @@ lema::Status run_bench(const BenchArgs& a) {
   req.lora_r = a.lora_r;
   req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype));
   req.flash_attention = device.is_cuda();
+  req.cuda = device.is_cuda();
   req.force_disk = a.force_disk;
   if (!a.vram.empty()) {
     LEMA_ASSIGN_OR_RETURN(req.vram_budget, parse_bytes(a.vram));
@@ -57,19 +58,8 @@ lema::Status run_bench(const BenchArgs& a) {
   }
   LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(req));
   std::fprintf(stderr, "%s\n", plan.to_string().c_str());
-  if (plan.activations_on_host) log_warn("boundary activations in host memory are not implemented yet: they stay on the device");
 
-  LayerStoreOptions so;
-  so.mode = plan.mode == PlanMode::kResident ? StoreMode::kResident
-            : plan.mode == PlanMode::kRam    ? StoreMode::kRam
-                                             : StoreMode::kDisk;
-  so.resident_layers = plan.resident_layers;
-  so.device_slots = std::max<int64_t>(plan.device_slots, 2);
-  so.prefetch_depth = std::max<int64_t>(plan.prefetch_depth, 1);
-  so.host_slots = std::max<int64_t>(plan.host_slots, 1);
-  LEMA_ASSIGN_OR_RETURN(HeadWeights head, load_head(*file, dtype, device));
-  LEMA_ASSIGN_OR_RETURN(LayerReader reader, layer_file_reader(file, dtype));
-  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store, LayerStore::create(config, head, reader, dtype, device, so));
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store, open_planned_store(file, plan, dtype, device));
 
   try {
     LoraConfig lc;
@@ -79,6 +69,8 @@ lema::Status run_bench(const BenchArgs& a) {
     LoraAdapter adapter = LoraAdapter::init(config, lc, 1, at::kFloat, device);
     AdamW opt(adapter.parameters(), AdamWOptions());
     at::Generator gen = at::detail::createCPUGenerator(7);
+    StepOptions step_options;
+    step_options.activations_on_host = plan.activations_on_host;
     double timed_s = 0.0;
     int64_t timed_tokens = 0;
     LayerStoreStats total;
@@ -92,7 +84,7 @@ lema::Status run_bench(const BenchArgs& a) {
       }
       const auto t0 = std::chrono::steady_clock::now();
       adapter.zero_grad();
-      LEMA_ASSIGN_OR_RETURN(StepLoss loss, layerwise_forward_backward(*store, adapter, mbs, 100 + step, StepOptions()));
+      LEMA_ASSIGN_OR_RETURN(StepLoss loss, layerwise_forward_backward(*store, adapter, mbs, 100 + step, step_options));
       const double norm = clip_grad_norm(adapter.parameters(), 1.0);  // .item(): waits for the device
       opt.step(1e-4);
       (void)adapter.parameters()[0].sum().item<double>();

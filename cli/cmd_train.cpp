@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "common/file_util.h"
 #include "worker/engine/train_options.h"
 #include "worker/engine/trainer.h"
 
@@ -15,6 +16,8 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--data", o->data, "training JSONL")->required();
   cmd->add_option("--out", o->out, "run directory (checkpoints/, adapter/, metrics.jsonl)")->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file or directory (default: the model's directory)");
+  cmd->add_flag("--full", o->full,
+                "train every weight instead of a LoRA adapter (models that fit in memory); writes <out>/model");
   cmd->add_option("--resume", o->resume, "run directory (newest checkpoint) or a checkpoint step-N directory");
   cmd->add_option("--seed", o->seed, "seed of every random draw")->capture_default_str();
   auto* steps = cmd->add_option("--steps", o->steps, "optimizer steps");
@@ -38,8 +41,25 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
   cmd->add_option("--max-grad-norm", o->max_grad_norm, "global gradient-norm clip (0: off)")->capture_default_str();
   cmd->add_option("--threads", o->threads, "CPU threads (default: all cores)");
+  auto budgets = std::make_shared<std::pair<std::string, std::string>>();
+  cmd->add_option("--vram", budgets->first,
+                  "device memory budget, e.g. 4GiB: stream the base model (a layer file) within it");
+  cmd->add_option("--ram", budgets->second, "host memory budget for weights and activations, e.g. 8GiB");
   cmd->add_flag("--quiet", o->quiet, "no per-step lines");
-  cmd->callback([o] { lema::cli::finish(lema::engine::run_training(*o)); });
+  cmd->callback([o, budgets] {
+    lema::Status s;
+    if (!budgets->first.empty()) {
+      auto v = lema::parse_bytes(budgets->first);
+      if (!v.ok()) s = v.status().with_context("--vram");
+      else o->vram_budget = *v;
+    }
+    if (s.ok() && !budgets->second.empty()) {
+      auto v = lema::parse_bytes(budgets->second);
+      if (!v.ok()) s = v.status().with_context("--ram");
+      else o->ram_budget = *v;
+    }
+    lema::cli::finish(s.ok() ? lema::engine::run_training(*o) : s);
+  });
 }
 
 }  // namespace

@@ -50,6 +50,7 @@ std::string eval_report_json(const EvalReport& report) {
   ojson j;
   j["data"] = report.data_path;
   j["model"] = report.model;
+  if (!report.loss_curve.empty()) j["loss_curve"] = report.loss_curve;
   j["models"] = ojson::array();
   for (const auto& m : report.models) {
     ojson o;
@@ -73,7 +74,7 @@ std::string eval_report_json(const EvalReport& report) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-std::string eval_report_markdown(const EvalReport& report) {
+std::string eval_report_summary_markdown(const EvalReport& report) {
   std::string md = "# lema eval report\n\n";
   md += "Eval data: `" + report.data_path + "`, base model: `" + report.model + "`.\n\n";
   std::string header = "| |", rule = "|---|";
@@ -123,6 +124,12 @@ std::string eval_report_markdown(const EvalReport& report) {
       md += "\n";
     }
   }
+  return md;
+}
+
+std::string eval_report_markdown(const EvalReport& report) {
+  std::string md = eval_report_summary_markdown(report);
+  if (!report.loss_curve.empty()) md += "\n## Training loss\n\n![training loss](" + report.loss_curve + ")\n";
   md += "\n## Sample outputs\n";
   for (const auto& m : report.models) {
     md += "\n### " + m.name + "\n";

@@ -46,12 +46,16 @@ struct EvalReport {
   std::string model;      // base model path
   std::vector<EvalModelResult> models;  // usually base then tuned
   int max_samples_in_md = 5;            // example outputs per model in report.md
+  std::string loss_curve;               // SVG file name next to report.md ("" = none)
 };
 
 std::string eval_report_json(const EvalReport& report);
 // A Markdown page: a table with one column per model (loss, perplexity,
 // adherence), failures by reason, adherence by category, sample outputs.
 std::string eval_report_markdown(const EvalReport& report);
+// The part of eval_report_markdown before the sample outputs: the model
+// table, failures by reason, adherence by category (what `lema eval` prints).
+std::string eval_report_summary_markdown(const EvalReport& report);
 // Writes DIR/report.json and DIR/report.md (atomic; creates DIR).
 Status write_eval_report(const EvalReport& report, const std::string& dir);
 

@@ -164,4 +164,18 @@ Status HfModel::load_shards() {
   return Status();
 }
 
+Result<int> copy_hf_side_files(const std::string& from_dir, const std::string& to_dir) {
+  static const char* const kSideFiles[] = {"tokenizer.json",          "tokenizer.model",   "tokenizer_config.json",
+                                           "special_tokens_map.json", "added_tokens.json", "generation_config.json"};
+  int copied = 0;
+  for (const char* name : kSideFiles) {
+    const std::string src = path_join(from_dir, name);
+    if (!path_exists(src)) continue;
+    LEMA_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
+    LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(to_dir, name), bytes));
+    ++copied;
+  }
+  return copied;
+}
+
 }  // namespace lema

@@ -52,4 +52,10 @@ class HfModel {
   std::vector<std::string> ignored_;
 };
 
+// Copies the tokenizer and generation files of a model directory
+// (tokenizer.json, tokenizer.model, tokenizer_config.json,
+// special_tokens_map.json, added_tokens.json, generation_config.json) that
+// exist in `from_dir` into `to_dir`, each atomically; returns how many.
+Result<int> copy_hf_side_files(const std::string& from_dir, const std::string& to_dir);
+
 }  // namespace lema

@@ -31,6 +31,7 @@ Progress::~Progress() {
 void Progress::update(uint64_t done, const std::string& suffix) {
   done_ = done;
   suffix_ = suffix;
+  dirty_ = true;
   auto now = std::chrono::steady_clock::now();
   double since = std::chrono::duration<double>(now - last_draw_).count();
   // A terminal redraws up to 10 times a second; a log file gets a line every 5 s.
@@ -39,14 +40,20 @@ void Progress::update(uint64_t done, const std::string& suffix) {
 
 void Progress::finish(const std::string& suffix) {
   if (finished_) return;
-  if (!suffix.empty()) suffix_ = suffix;
-  draw(true);
+  if (!suffix.empty() && suffix != suffix_) {
+    suffix_ = suffix;
+    dirty_ = true;
+  }
+  // A log that already shows this state gets no second, identical line; a
+  // terminal's bar still needs its newline.
+  if (tty_ || dirty_) draw(true);
   finished_ = true;
 }
 
 void Progress::draw(bool final_line) {
   auto now = std::chrono::steady_clock::now();
   last_draw_ = now;
+  dirty_ = false;
   double elapsed = std::chrono::duration<double>(now - start_).count();
   double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0;
   double eta = (rate > 0 && total_ > done_) ? static_cast<double>(total_ - done_) / rate : 0;

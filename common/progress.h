@@ -32,6 +32,7 @@ class Progress {
   std::string suffix_;
   bool tty_;
   bool finished_ = false;
+  bool dirty_ = true;  // done_/suffix_ changed since the last line drawn
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;
 };

@@ -64,6 +64,20 @@ TEST(EvalReport, MarkdownTableComparesModels) {
   EXPECT_EQ(md.find("4 4 4 ```"), std::string::npos);
 }
 
+TEST(EvalReport, SummaryIsTheMarkdownBeforeTheSamples) {
+  EvalReport r = sample_report();
+  const std::string summary = eval_report_summary_markdown(r);
+  const std::string md = eval_report_markdown(r);
+  EXPECT_EQ(md.compare(0, summary.size(), summary), 0);
+  EXPECT_NE(summary.find("| math | 0/20 (0.0%) | 19/20 (95.0%) |"), std::string::npos) << summary;
+  EXPECT_EQ(summary.find("Sample outputs"), std::string::npos);
+  EXPECT_EQ(md.find("loss_curve"), std::string::npos);
+  r.loss_curve = "loss_curve.svg";
+  EXPECT_NE(eval_report_markdown(r).find("![training loss](loss_curve.svg)"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(eval_report_json(r))["loss_curve"], "loss_curve.svg");
+  EXPECT_FALSE(nlohmann::json::parse(eval_report_json(sample_report())).contains("loss_curve"));
+}
+
 TEST(EvalReport, WritesBothFiles) {
   char tmpl[] = "/tmp/lema_report_XXXXXX";
   std::string dir = mkdtemp(tmpl);

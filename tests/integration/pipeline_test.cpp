@@ -12,6 +12,10 @@
 namespace lema::test {
 namespace {
 
+// Generous: a job takes seconds on an idle machine, but a 2-core CI machine
+// that is also compiling can be 20x slower. Waits end as soon as they can.
+constexpr int kJobTimeoutS = 300;
+
 class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -76,7 +80,7 @@ TEST_F(PipelineTest, TinyJobPassesEveryStageThatExists) {
   start_worker();
   int64_t job = submit("a", 12, 4, /*merge=*/true);
   ASSERT_GT(job, 0);
-  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
   nlohmann::json j = show_job(sched_.clients, job);
   EXPECT_EQ(stage_of(j, "dataset")["state"], "succeeded");
   EXPECT_EQ(stage_of(j, "train")["state"], "succeeded");
@@ -123,7 +127,7 @@ TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
   // Uninterrupted reference run.
   start_worker();
   int64_t ref = submit("ref", kSteps, 5);
-  ASSERT_TRUE(wait_state(ref, "succeeded", 60));
+  ASSERT_TRUE(wait_state(ref, "succeeded", kJobTimeoutS));
   kill_and_reap(workers_[0], SIGKILL);
 
   // The same job again; its worker is killed after a checkpoint.
@@ -132,12 +136,12 @@ TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
   // Watch the file system, not the scheduler's progress: on a fast machine
   // the whole run ends between two progress reports.
   const std::string train_dir = dir_ + "/killed/train";
-  ASSERT_TRUE(wait_until([&] { return path_exists(train_dir + "/checkpoints/step-10"); }, 60, 1));
+  ASSERT_TRUE(wait_until([&] { return path_exists(train_dir + "/checkpoints/step-10"); }, kJobTimeoutS, 1));
   kill_and_reap(workers_[first], SIGKILL);
   ASSERT_FALSE(path_exists(train_dir + "/adapter/adapter_model.safetensors"))
       << "training finished before the kill; make the job longer";
   start_worker();
-  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
   nlohmann::json j = show_job(sched_.clients, job);
   EXPECT_GE(stage_of(j, "train")["attempt"].get<int64_t>(), 2);
   RunResult logs = run_lema({"logs", std::to_string(job), "--scheduler", sched_.clients});
@@ -152,19 +156,19 @@ TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
 TEST_F(PipelineTest, SchedulerKilledMidTrainingJobStillSucceeds) {
   start_worker();
   int64_t job = submit("s", 150, 5);
-  ASSERT_TRUE(wait_until([&] { return path_exists(dir_ + "/s/train/checkpoints/step-5"); }, 60, 1));
+  ASSERT_TRUE(wait_until([&] { return path_exists(dir_ + "/s/train/checkpoints/step-5"); }, kJobTimeoutS, 1));
   ASSERT_FALSE(path_exists(dir_ + "/s/train/adapter/adapter_model.safetensors")) << "training finished before the kill";
   sched_.stop(SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   sched_.start();
-  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
   EXPECT_FALSE(adapter("s").empty());
 }
 
 TEST_F(PipelineTest, CancelStopsARunningJobWithinSeconds) {
   start_worker();
   int64_t job = submit("c", 100000, 0);
-  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 2; }, 60, 50));
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 2; }, kJobTimeoutS, 50));
   auto t0 = std::chrono::steady_clock::now();
   RunResult r = run_lema({"cancel", std::to_string(job), "--scheduler", sched_.clients});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -192,7 +196,7 @@ TEST_F(PipelineTest, CancelStopsARunningJobWithinSeconds) {
 TEST_F(PipelineTest, SigtermCheckpointsAndTheNextWorkerResumes) {
   size_t first = start_worker();
   int64_t job = submit("t", 300, 0);
-  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 5; }, 60, 20));
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 5; }, kJobTimeoutS, 20));
   kill(workers_[first], SIGTERM);
   int status = -1;
   ASSERT_TRUE(wait_until([&] { return waitpid(workers_[first], &status, WNOHANG) == workers_[first]; }, 30, 50));
@@ -202,7 +206,7 @@ TEST_F(PipelineTest, SigtermCheckpointsAndTheNextWorkerResumes) {
   EXPECT_NE(slurp(worker_log(first)).find("checkpoint " + dir_ + "/t/train/checkpoints/step-"), std::string::npos)
       << slurp(worker_log(first));
   start_worker();
-  ASSERT_TRUE(wait_state(job, "succeeded", 60)) << show_job(sched_.clients, job).dump(1);
+  ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
   RunResult logs = run_lema({"logs", std::to_string(job), "--scheduler", sched_.clients});
   EXPECT_NE(logs.output.find("resuming from " + dir_ + "/t/train/checkpoints/step-"), std::string::npos)
       << logs.output;
@@ -212,10 +216,10 @@ TEST_F(PipelineTest, SigtermCheckpointsAndTheNextWorkerResumes) {
 TEST_F(PipelineTest, WorkerRunsANewJobAfterACancelledOne) {
   start_worker();
   int64_t job = submit("x1", 100000, 0);
-  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 2; }, 60, 50));
+  ASSERT_TRUE(wait_until([&] { return train_step(show_job(sched_.clients, job)) >= 2; }, kJobTimeoutS, 50));
   ASSERT_EQ(run_lema({"cancel", std::to_string(job), "--scheduler", sched_.clients}).exit_code, 0);
   int64_t next = submit("x2", 10, 5);
-  ASSERT_TRUE(wait_state(next, "succeeded", 60)) << show_job(sched_.clients, next).dump(1);
+  ASSERT_TRUE(wait_state(next, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, next).dump(1);
 }
 
 TEST_F(PipelineTest, TwoWorkersRunTwoJobsInParallel) {
@@ -239,9 +243,9 @@ TEST_F(PipelineTest, TwoWorkersRunTwoJobsInParallel) {
 TEST_F(PipelineTest, OneWorkerRunsTwoJobsInARow) {
   start_worker();
   int64_t a = submit("q1", 20, 5);
-  ASSERT_TRUE(wait_state(a, "succeeded", 60));
+  ASSERT_TRUE(wait_state(a, "succeeded", kJobTimeoutS));
   int64_t b = submit("q2", 20, 5);
-  ASSERT_TRUE(wait_state(b, "succeeded", 60)) << show_job(sched_.clients, b).dump(1);
+  ASSERT_TRUE(wait_state(b, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, b).dump(1);
   EXPECT_EQ(adapter("q1"), adapter("q2")) << "same spec and data, same bytes";
 }
 

@@ -183,6 +183,66 @@ TEST_F(TrainCli, ResumeInANewProcessIsBitIdentical) {
   EXPECT_NE(refused.output.find("another training configuration"), std::string::npos) << refused.output;
 }
 
+TEST_F(TrainCli, FullTrainingResumesBitIdenticalAndWritesAModel) {
+  const std::string args = "train --full --model " + dir_ + "/model --data " + data_ +
+                           " --seed 5 --batch 4 --micro-batch 2 --seq-len 128 --threads 1 --quiet --steps 20 --lr 1e-3 " +
+                           "--schedule linear --warmup 3 ";
+  RunResult straight = run_lema(args + "--out " + dir_ + "/fa --checkpoint-every 10");
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  RunResult first = run_lema(args + "--out " + dir_ + "/fb --stop-after 10");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  ASSERT_FALSE(path_exists(dir_ + "/fb/model"));
+  RunResult second = run_lema(args + "--out " + dir_ + "/fb --resume " + dir_ + "/fb");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  for (const char* f : {"/checkpoints/step-20/model.safetensors", "/checkpoints/step-20/optimizer.safetensors",
+                        "/model/model.safetensors"}) {
+    auto a = read_file(dir_ + "/fa" + f), b = read_file(dir_ + "/fb" + f);
+    ASSERT_TRUE(a.ok() && b.ok()) << f;
+    EXPECT_TRUE(*a == *b) << f << " differs";
+  }
+  // Every weight moved, and the output is a model lema reads.
+  EXPECT_FALSE(*read_file(dir_ + "/fa/checkpoints/step-10/model.safetensors") ==
+               *read_file(dir_ + "/fa/checkpoints/step-20/model.safetensors"));
+  RunResult inspect = run_lema("inspect " + dir_ + "/fa/model");
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
+  const auto l = losses(dir_ + "/fa/metrics.jsonl");
+  ASSERT_EQ(l.size(), 20u);
+  EXPECT_LT(l.back(), l.front());
+}
+
+// --vram/--ram: the memory plan streams a layer file (ram mode, then disk
+// mode); the adapter is byte-identical to training with every layer in
+// memory, and a budget nothing fits in is refused before training.
+TEST_F(TrainCli, BudgetsStreamTheModelWithIdenticalResults) {
+  ASSERT_EQ(run_lema("model init --preset small --vocab 512 --out " + dir_ + "/small").exit_code, 0);
+  const std::string file = dir_ + "/small.lema.safetensors";
+  ASSERT_EQ(run_lema("convert " + dir_ + "/small --out " + file).exit_code, 0);
+  const std::string args = "train --model " + file + " --data " + data_ +
+                           " --seed 5 --batch 4 --micro-batch 1 --seq-len 192 --lora-r 4 --threads 1 --quiet --steps 3 ";
+  ASSERT_EQ(run_lema(args + "--out " + dir_ + "/mem").exit_code, 0);
+  RunResult ram = run_lema(args + "--out " + dir_ + "/ram --vram 20MiB");
+  ASSERT_EQ(ram.exit_code, 0) << ram.output;
+  EXPECT_NE(ram.output.find("memory plan: mode ram, 0 resident layers, 2 device slots"), std::string::npos) << ram.output;
+  EXPECT_NE(ram.output.find("boundary activations in pinned host memory"), std::string::npos) << ram.output;
+  RunResult disk = run_lema(args + "--out " + dir_ + "/disk --vram 24MiB --ram 9MiB");
+  ASSERT_EQ(disk.exit_code, 0) << disk.output;
+  EXPECT_NE(disk.output.find("memory plan: mode disk, 0 resident layers, 3 device slots, prefetch 2, 2 host slots"),
+            std::string::npos) << disk.output;
+  const auto mem = read_file(dir_ + "/mem/adapter/adapter_model.safetensors");
+  ASSERT_TRUE(mem.ok());
+  EXPECT_TRUE(*read_file(dir_ + "/ram/adapter/adapter_model.safetensors") == *mem);
+  EXPECT_TRUE(*read_file(dir_ + "/disk/adapter/adapter_model.safetensors") == *mem);
+
+  RunResult refused = run_lema(args + "--out " + dir_ + "/no --vram 4MiB");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("no plan fits in --vram 4.0 MiB"), std::string::npos) << refused.output;
+  EXPECT_FALSE(path_exists(dir_ + "/no/checkpoints"));
+  RunResult dir_model = run_lema("train --model " + dir_ + "/small --data " + data_ + " --out " + dir_ +
+                                 "/d --steps 1 --vram 1GiB --quiet");
+  EXPECT_NE(dir_model.exit_code, 0);
+  EXPECT_NE(dir_model.output.find("lema convert"), std::string::npos) << dir_model.output;
+}
+
 TEST_F(TrainCli, TrainsOnTextJsonlWithTheModelsTokenizer) {
   write_byte_tokenizer(dir_ + "/model");
   std::string text;

@@ -26,7 +26,8 @@ Result<DType> dtype_of(const at::Tensor& t) {
   }
 }
 
-// Writes named tensors (moved to CPU, contiguous) to a safetensors file.
+}  // namespace
+
 Status write_tensors(const std::string& path, const std::vector<std::string>& names, const std::vector<at::Tensor>& tensors,
                      const std::map<std::string, std::string>& metadata) {
   SafetensorsWriter writer;
@@ -45,6 +46,7 @@ Status write_tensors(const std::string& path, const std::vector<std::string>& na
   return writer.commit();
 }
 
+namespace {
 // Copies tensor `name` of `reader` into `dst` (same shape and dtype).
 Status read_into(const SafetensorsReader& reader, const std::string& name, at::Tensor& dst) {
   const TensorInfo* info = reader.find(name);
@@ -60,9 +62,16 @@ Status read_into(const SafetensorsReader& reader, const std::string& name, at::T
   dst.copy_(src);
   return Status();
 }
+}  // namespace
 
+Status read_tensors(const std::string& path, const std::vector<std::string>& names, std::vector<at::Tensor>& tensors) {
+  LEMA_ASSIGN_OR_RETURN(auto reader, SafetensorsReader::open(path));
+  for (size_t i = 0; i < names.size(); ++i) LEMA_RETURN_IF_ERROR(read_into(*reader, names[i], tensors[i]));
+  return Status();
+}
+
+namespace {
 Status write_json(const std::string& path, const nlohmann::json& j) { return write_file_atomic(path, j.dump(2) + "\n"); }
-
 }  // namespace
 
 Status save_adapter(const std::string& dir, const LoraAdapter& adapter, const std::string& base_model) {
@@ -122,25 +131,36 @@ Result<LoraConfig> read_adapter_config(const std::string& dir) {
 }
 
 Status load_adapter_weights(const std::string& dir, LoraAdapter& adapter) {
-  LEMA_ASSIGN_OR_RETURN(auto reader, SafetensorsReader::open(path_join(dir, "adapter_model.safetensors")));
-  const auto names = adapter.parameter_names();
   auto params = adapter.parameters();
-  for (size_t i = 0; i < names.size(); ++i) LEMA_RETURN_IF_ERROR(read_into(*reader, names[i], params[i]));
-  return Status();
+  return read_tensors(path_join(dir, "adapter_model.safetensors"), adapter.parameter_names(), params);
+}
+
+CheckpointWeights adapter_checkpoint_weights(LoraAdapter& adapter, const std::string& base_model) {
+  CheckpointWeights w;
+  w.names = adapter.parameter_names();
+  w.save = [&adapter, base_model](const std::string& dir) { return save_adapter(dir, adapter, base_model); };
+  w.load = [&adapter](const std::string& dir) { return load_adapter_weights(dir, adapter); };
+  return w;
 }
 
 Result<std::string> save_checkpoint(const std::string& checkpoints_dir, const LoraAdapter& adapter, const AdamW& optimizer,
                                     const CheckpointState& state, const std::string& base_model) {
+  return save_checkpoint(checkpoints_dir, adapter_checkpoint_weights(const_cast<LoraAdapter&>(adapter), base_model),
+                         optimizer, state);
+}
+
+Result<std::string> save_checkpoint(const std::string& checkpoints_dir, const CheckpointWeights& weights,
+                                    const AdamW& optimizer, const CheckpointState& state) {
   LEMA_RETURN_IF_ERROR(make_dirs(checkpoints_dir));
   const std::string final_dir = path_join(checkpoints_dir, "step-" + std::to_string(state.step));
   const std::string tmp = path_join(checkpoints_dir, ".tmp-step-" + std::to_string(state.step) + "-" + std::to_string(getpid()));
   LEMA_RETURN_IF_ERROR(remove_all(tmp));
   LEMA_RETURN_IF_ERROR(make_dirs(tmp));
 
-  LEMA_RETURN_IF_ERROR(save_adapter(tmp, adapter, base_model));
+  LEMA_RETURN_IF_ERROR(weights.save(tmp));
   std::vector<std::string> names;
   std::vector<at::Tensor> moments;
-  const auto keys = adapter.parameter_names();
+  const auto& keys = weights.names;
   for (size_t i = 0; i < keys.size(); ++i) {
     names.push_back("exp_avg." + keys[i]);
     moments.push_back(optimizer.exp_avg()[i]);
@@ -196,6 +216,11 @@ Result<std::string> find_latest_checkpoint(const std::string& path) {
 
 Result<CheckpointState> load_checkpoint(const std::string& dir, const std::string& expected_config_hash,
                                         LoraAdapter& adapter, AdamW& optimizer) {
+  return load_checkpoint(dir, expected_config_hash, adapter_checkpoint_weights(adapter, ""), optimizer);
+}
+
+Result<CheckpointState> load_checkpoint(const std::string& dir, const std::string& expected_config_hash,
+                                        const CheckpointWeights& weights, AdamW& optimizer) {
   const std::string state_path = path_join(dir, "trainer_state.json");
   LEMA_ASSIGN_OR_RETURN(std::string text, read_file(state_path));
   const nlohmann::json st = nlohmann::json::parse(text, nullptr, false);
@@ -221,9 +246,9 @@ Result<CheckpointState> load_checkpoint(const std::string& dir, const std::strin
                                     state.config_hash + ", this run " + expected_config_hash +
                                     "): resume with the same model, data and options, or start a new run directory");
   }
-  LEMA_RETURN_IF_ERROR(load_adapter_weights(dir, adapter));
+  LEMA_RETURN_IF_ERROR(weights.load(dir));
   LEMA_ASSIGN_OR_RETURN(auto opt_reader, SafetensorsReader::open(path_join(dir, "optimizer.safetensors")));
-  const auto keys = adapter.parameter_names();
+  const auto& keys = weights.names;
   std::vector<at::Tensor> m, v;
   for (size_t i = 0; i < keys.size(); ++i) {
     m.push_back(at::zeros_like(optimizer.exp_avg()[i]));

@@ -597,4 +597,19 @@ LayerStoreStats LayerStore::take_stats() {
   return out;
 }
 
+Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const LayerFile> file, const MemoryPlan& plan,
+                                                       at::ScalarType dtype, at::Device device) {
+  LayerStoreOptions so;
+  so.mode = plan.mode == PlanMode::kResident ? StoreMode::kResident
+            : plan.mode == PlanMode::kRam    ? StoreMode::kRam
+                                             : StoreMode::kDisk;
+  so.resident_layers = plan.resident_layers;
+  so.device_slots = std::max<int64_t>(plan.device_slots, 2);
+  so.prefetch_depth = std::max<int64_t>(plan.prefetch_depth, 1);
+  so.host_slots = std::max<int64_t>(plan.host_slots, 1);
+  LEMA_ASSIGN_OR_RETURN(HeadWeights head, load_head(*file, dtype, device));
+  LEMA_ASSIGN_OR_RETURN(LayerReader reader, layer_file_reader(file, dtype));
+  return LayerStore::create(file->config(), head, reader, dtype, device, so);
+}
+
 }  // namespace lema::engine

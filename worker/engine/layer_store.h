@@ -36,6 +36,7 @@
 
 #include "common/layer_file.h"
 #include "worker/engine/layer_source.h"
+#include "worker/engine/memory_planner.h"
 
 namespace lema::engine {
 
@@ -160,5 +161,11 @@ class LayerStore : public LayerSource {
 #endif
   std::shared_ptr<void> copy_stream_;  // c10::cuda::CUDAStream on CUDA builds
 };
+
+// The store `plan` asks for (mode, resident layers, slots, prefetch depth),
+// streaming the layers of a layer file: what `lema train --vram/--ram` and
+// `lema bench-step` run on.
+Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const LayerFile> file, const MemoryPlan& plan,
+                                                       at::ScalarType dtype, at::Device device);
 
 }  // namespace lema::engine

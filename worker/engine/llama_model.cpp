@@ -155,25 +155,29 @@ at::Tensor shift_labels(const at::Tensor& labels) {
   return at::cat({labels.narrow(1, 1, t - 1), pad}, 1);
 }
 
-HeadLossResult head_loss_backward(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
-                                  const ModelConfig& config, double loss_denominator, int64_t chunk_tokens) {
-  at::AutoGradMode grad_on(true);
+// The chunked head of head_loss_backward and head_loss: one code path, so
+// evaluation reports exactly the loss training optimises. With `backward`
+// false nothing is recorded for autograd and grad_hidden stays undefined.
+static HeadLossResult head_loss_chunked(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
+                                        const ModelConfig& config, double loss_denominator, int64_t chunk_tokens,
+                                        bool backward) {
+  at::AutoGradMode grad_mode(backward);
   const int64_t hsz = hidden.size(-1);
-  const at::Tensor x = hidden.detach().requires_grad_(true);                     // [B, T, H]
+  const at::Tensor x = backward ? hidden.detach().requires_grad_(true) : hidden;                  // [B, T, H]
   const at::Tensor normed = rms_norm(x, head.final_norm, config.rms_norm_eps).reshape({-1, hsz});  // [N, H]
   const at::Tensor targets = shift_labels(labels).reshape({-1}).to(hidden.device());            // [N]
   const at::Tensor valid = (targets != -100).nonzero().squeeze(1);                              // [Nv]
   HeadLossResult result;
   result.n_valid = valid.size(0);
   if (result.n_valid == 0) {
-    result.grad_hidden = at::zeros_like(hidden);
+    if (backward) result.grad_hidden = at::zeros_like(hidden);
     return result;
   }
   const at::Tensor rows = normed.index_select(0, valid);          // [Nv, H]
   const at::Tensor row_targets = targets.index_select(0, valid);  // [Nv]
   // Logits exist chunk by chunk only: each chunk's loss is backpropagated
   // into a detached copy of the rows before the next chunk is computed.
-  const at::Tensor rows_leaf = rows.detach().requires_grad_(true);
+  const at::Tensor rows_leaf = backward ? rows.detach().requires_grad_(true) : rows;
   const at::ScalarType wide = at::promote_types(hidden.scalar_type(), at::kFloat);
   at::Tensor loss_sum = at::zeros({}, hidden.options().dtype(wide));
   for (int64_t start = 0; start < result.n_valid; start += chunk_tokens) {
@@ -181,13 +185,25 @@ HeadLossResult head_loss_backward(const at::Tensor& hidden, const at::Tensor& la
     const at::Tensor logits = at::linear(rows_leaf.narrow(0, start, n), head.lm_head).to(wide);  // [n, V]
     const at::Tensor loss = at::cross_entropy_loss(logits, row_targets.narrow(0, start, n), /*weight=*/{},
                                                    at::Reduction::Sum, /*ignore_index=*/-100, /*label_smoothing=*/0.0);
-    (loss / loss_denominator).backward();
+    if (backward) (loss / loss_denominator).backward();
     loss_sum += loss.detach();
   }
-  rows.backward(rows_leaf.grad());
   result.loss_sum = loss_sum.item<double>();
-  result.grad_hidden = x.grad();
+  if (backward) {
+    rows.backward(rows_leaf.grad());
+    result.grad_hidden = x.grad();
+  }
   return result;
+}
+
+HeadLossResult head_loss_backward(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
+                                  const ModelConfig& config, double loss_denominator, int64_t chunk_tokens) {
+  return head_loss_chunked(hidden, labels, head, config, loss_denominator, chunk_tokens, /*backward=*/true);
+}
+
+HeadLossResult head_loss(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
+                         const ModelConfig& config, int64_t chunk_tokens) {
+  return head_loss_chunked(hidden, labels, head, config, 1.0, chunk_tokens, /*backward=*/false);
 }
 
 at::Tensor head_logits(const at::Tensor& hidden, const HeadWeights& head, const ModelConfig& config) {

@@ -103,6 +103,11 @@ struct HeadLossResult {
 HeadLossResult head_loss_backward(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
                                   const ModelConfig& config, double loss_denominator, int64_t chunk_tokens);
 
+// The same head and cross-entropy without autograd (evaluation): loss_sum
+// and n_valid only, grad_hidden undefined.
+HeadLossResult head_loss(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
+                         const ModelConfig& config, int64_t chunk_tokens);
+
 // Logits for every position (evaluation and parity checks; small inputs).
 // hidden [B, T, H] -> [B, T, V] in the compute dtype.
 at::Tensor head_logits(const at::Tensor& hidden, const HeadWeights& head, const ModelConfig& config);

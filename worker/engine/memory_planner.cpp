@@ -68,8 +68,12 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   p.head_bytes = (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * e;
   p.lora_bytes = lora_parameter_count(c, r.lora_r, r.lora_targets) * 16;  // fp32 master, grad, 2 moments
   const uint64_t vram = r.vram_budget;
+  // The CUDA context and the caching allocator's fragmentation take their
+  // share of a GPU budget; the CPU "device" is plain memory.
+  const uint64_t slack = r.cuda ? kSlackBytes : 0;
+  const double slack_fraction = r.cuda ? kSlackFraction : 0.0;
   const uint64_t usable = vram == 0 ? UINT64_MAX
-                                    : (vram > kSlackBytes ? static_cast<uint64_t>((vram - kSlackBytes) * (1.0 - kSlackFraction)) : 0);
+                                    : (vram > slack ? static_cast<uint64_t>((vram - slack) * (1.0 - slack_fraction)) : 0);
   const uint64_t fixed = p.head_bytes + p.lora_bytes;
 
   // Largest micro-batch (a divisor of batch) first: fewer, larger GEMMs.

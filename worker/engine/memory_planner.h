@@ -25,6 +25,7 @@ struct PlanRequest {
   uint64_t vram_budget = 0;   // bytes; 0: no limit
   uint64_t ram_budget = 0;    // bytes of host memory for weights and activations; 0: no limit
   bool flash_attention = true;  // false: attention scores [T x T] are materialised
+  bool cuda = true;             // false: the "device" is host memory (no CUDA context or allocator slack)
   int64_t loss_chunk_tokens = 1024;
   bool force_disk = false;    // stream from disk even when RAM would hold the model
 };

@@ -17,6 +17,7 @@ struct TrainOptions {
   std::string out;     // run directory: checkpoints/, adapter/, metrics.jsonl
   std::string tokenizer;  // tokenizer file or directory; empty: the model directory (or the layer file's)
   std::string resume;  // run directory or step-N directory; empty: fresh start
+  bool full = false;   // train every weight (small models; full_model.h); output <out>/model
 
   uint64_t seed = 42;
   int64_t steps = 0;        // optimizer steps; 0: derived from epochs
@@ -40,6 +41,11 @@ struct TrainOptions {
   double weight_decay = 0.0;
   double max_grad_norm = 1.0;    // 0: no clipping
   int64_t loss_chunk_tokens = 1024;
+  // Memory budgets (0: none). Either one streams the base model (a layer
+  // file) through a LayerStore as the memory planner decides; the plan is
+  // printed and a run that cannot fit is refused before it starts.
+  uint64_t vram_budget = 0;
+  uint64_t ram_budget = 0;
   int64_t threads = 0;           // CPU intra-op threads; 0: all cores
   bool quiet = false;            // no per-step lines on stdout
 };

@@ -43,21 +43,39 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
   if (result.n_label_tokens == 0) return Status::invalid_argument("the batch has no label tokens (every label is -100)");
 
   // boundary[i][m]: the input of layer i for micro-batch m ([B, T, H]);
-  // boundary[n_layers][m] is the last layer's output.
+  // boundary[n_layers][m] is the last layer's output. With
+  // activations_on_host they wait for the backward in pinned host memory:
+  // the copies are queued on the compute stream (non_blocking), so each
+  // is ordered after the kernel that wrote it and before the one that
+  // reads it back, and the device buffer returns to the allocator at once.
+  const bool to_host = options.activations_on_host && device.is_cuda();
+  auto offload = [&](const at::Tensor& t) {
+    if (!to_host) return t;
+    at::Tensor host = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(true));
+    host.copy_(t, /*non_blocking=*/true);
+    return host;
+  };
+  auto bring_back = [&](const at::Tensor& t) { return t.device() == device ? t : t.to(device, /*non_blocking=*/true); };
   std::vector<std::vector<at::Tensor>> boundary(n_layers + 1, std::vector<at::Tensor>(n_micro));
 
   // 1. Forward, layer by layer, no autograd: each layer is fetched once and
   //    runs every micro-batch.
   {
     at::NoGradGuard no_grad;
-    for (int64_t m = 0; m < n_micro; ++m) boundary[0][m] = embed_tokens(ids[m], head);
+    std::vector<at::Tensor> current(n_micro);  // [B, T, H] on the device: the next layer's input
+    for (int64_t m = 0; m < n_micro; ++m) {
+      current[m] = embed_tokens(ids[m], head);
+      boundary[0][m] = offload(current[m]);
+    }
     for (int64_t layer = 0; layer < n_layers; ++layer) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
       if (layer + 1 < n_layers) source.prefetch(layer + 1);
       const LayerLora lora = adapter.layer(layer, dtype, options.dropout);
       for (int64_t m = 0; m < n_micro; ++m) {
         contexts[m].dropout_seed = layer_dropout_seed(dropout_seed, m, layer);
-        boundary[layer + 1][m] = decoder_layer_forward(boundary[layer][m], w, lora, contexts[m]);
+        current[m] = decoder_layer_forward(current[m], w, lora, contexts[m]);
+        // The last layer's output goes straight into the head.
+        boundary[layer + 1][m] = layer + 1 < n_layers ? offload(current[m]) : current[m];
       }
       // The last layer stays: backward starts with it.
       if (layer + 1 < n_layers) source.release(layer);
@@ -89,7 +107,7 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
         // Fresh compute copies per micro-batch: each backward frees its graph.
         const LayerLora lora = adapter.layer(layer, dtype, options.dropout);
         // Layer 0's input is the embedding, which has no LoRA: no input grad needed.
-        const at::Tensor x = boundary[layer][m].detach().requires_grad_(layer > 0);
+        const at::Tensor x = bring_back(boundary[layer][m]).detach().requires_grad_(layer > 0);
         contexts[m].dropout_seed = layer_dropout_seed(dropout_seed, m, layer);
         const at::Tensor y = decoder_layer_forward(x, w, lora, contexts[m]);
         y.backward(grad[m]);

@@ -33,6 +33,10 @@ struct StepLoss {
 struct StepOptions {
   int64_t loss_chunk_tokens = 1024;  // rows of logits alive at once in the head
   bool dropout = true;               // false: LoRA dropout off (evaluation, tests)
+  // Boundary activations between forward and backward in pinned host
+  // memory instead of device memory (the memory plan decides; CUDA only:
+  // on the CPU they are host memory already).
+  bool activations_on_host = false;
 };
 
 // Accumulates d loss / d master into each LoRA master's .grad() (call

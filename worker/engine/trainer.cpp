@@ -13,10 +13,14 @@
 #include <thread>
 
 #include "common/file_util.h"
+#include "common/hf_model.h"
 #include "common/log.h"
 #include "common/model_config.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/data_loader.h"
+#include "worker/engine/full_model.h"
+#include "worker/engine/layer_store.h"
+#include "worker/engine/memory_planner.h"
 #include "worker/engine/model_loader.h"
 #include "worker/engine/optimizer.h"
 #include "worker/engine/train_step.h"
@@ -71,7 +75,8 @@ std::string training_config_hash(const TrainOptions& o, const ModelConfig& model
   j["batch"] = o.batch;
   j["micro_batch"] = o.micro_batch;
   j["seq_len"] = o.seq_len;
-  j["lora"] = {o.lora_r, o.lora_alpha, o.lora_dropout, o.use_rslora, o.targets};
+  if (o.full) j["full"] = true;
+  else j["lora"] = {o.lora_r, o.lora_alpha, o.lora_dropout, o.use_rslora, o.targets};
   j["dtype"] = dtype_name(dtype);
   j["adamw"] = {o.weight_decay, o.max_grad_norm};
   char buf[17];
@@ -107,8 +112,13 @@ class Trainer {
 
  private:
   Status setup();
+  Status open_streaming_source(int64_t* micro_batch);
   Result<StepReport> step();
   Status save(int64_t step, double loss);
+  Status write_output();
+  // What the optimizer trains: the LoRA masters, or every weight with --full.
+  std::vector<at::Tensor> trained_parameters() const;
+  CheckpointWeights checkpoint_weights();
 
   TrainOptions o_;
   TrainObserver* observer_;
@@ -116,7 +126,10 @@ class Trainer {
   at::Device device_ = at::kCPU;
   std::unique_ptr<LayerSource> source_;
   std::unique_ptr<DataLoader> data_;
-  std::unique_ptr<LoraAdapter> adapter_;
+  std::unique_ptr<LoraAdapter> adapter_;  // LoRA mode
+  std::unique_ptr<FullModel> full_;       // --full
+  std::string tokenizer_path_;
+  bool activations_on_host_ = false;  // the memory plan's choice
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   std::string config_hash_;
@@ -126,7 +139,11 @@ class Trainer {
 
 Status Trainer::setup() {
   LEMA_RETURN_IF_ERROR(validate_train_options(o_));
-  if (o_.micro_batch == 0) o_.micro_batch = o_.batch;
+  const bool budgets = o_.vram_budget > 0 || o_.ram_budget > 0;
+  if (budgets && o_.full) {
+    return Status::invalid_argument("--full trains the whole model in memory; --vram/--ram apply to LoRA training");
+  }
+  int64_t planned_micro_batch = 0;
   LEMA_ASSIGN_OR_RETURN(device_, parse_device(o_.device));
   if (o_.dtype == "auto") {
     dtype_ = device_.is_cuda() ? at::kBFloat16 : at::kFloat;
@@ -136,10 +153,16 @@ Status Trainer::setup() {
   if (o_.threads > 0) at::set_num_threads(static_cast<int>(o_.threads));
   else if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 
-  LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
-  const ModelConfig& model = source_->config();
+  if (budgets) {
+    LEMA_RETURN_IF_ERROR(open_streaming_source(&planned_micro_batch));
+  } else {
+    LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
+  }
+  if (o_.micro_batch == 0) o_.micro_batch = planned_micro_batch > 0 ? planned_micro_batch : o_.batch;
+  const ModelConfig model = source_->config();
   LEMA_ASSIGN_OR_RETURN(std::string data_bytes, read_file(o_.data));
-  std::string tokenizer_path = o_.tokenizer;
+  std::string& tokenizer_path = tokenizer_path_;
+  tokenizer_path = o_.tokenizer;
   if (tokenizer_path.empty()) tokenizer_path = is_directory(o_.model) ? o_.model : path_dirname(o_.model);
   std::string data_summary;
   LEMA_ASSIGN_OR_RETURN(std::vector<TokenizedExample> examples,
@@ -160,17 +183,23 @@ Status Trainer::setup() {
   const int32_t pad_id = model.pad_token_id >= 0 ? static_cast<int32_t>(model.pad_token_id) : 0;
   data_ = std::make_unique<DataLoader>(std::move(examples), o_.seed, o_.batch, o_.micro_batch, o_.seq_len, pad_id);
 
-  LoraConfig lora;
-  lora.r = o_.lora_r;
-  lora.alpha = o_.lora_alpha;
-  lora.dropout = o_.lora_dropout;
-  lora.use_rslora = o_.use_rslora;
-  LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets));
   const at::ScalarType master = dtype_ == at::kDouble ? at::kDouble : at::kFloat;
-  adapter_ = std::make_unique<LoraAdapter>(LoraAdapter::init(model, lora, o_.seed, master, device_));
+  LoraConfig lora;
+  if (o_.full) {
+    LEMA_ASSIGN_OR_RETURN(FullModel full, FullModel::from_source(*source_, master));
+    full_ = std::make_unique<FullModel>(std::move(full));
+    source_.reset();  // the masters are the model now
+  } else {
+    lora.r = o_.lora_r;
+    lora.alpha = o_.lora_alpha;
+    lora.dropout = o_.lora_dropout;
+    lora.use_rslora = o_.use_rslora;
+    LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets));
+    adapter_ = std::make_unique<LoraAdapter>(LoraAdapter::init(model, lora, o_.seed, master, device_));
+  }
   AdamWOptions adamw;
   adamw.weight_decay = o_.weight_decay;
-  optimizer_ = std::make_unique<AdamW>(adapter_->parameters(), adamw);
+  optimizer_ = std::make_unique<AdamW>(trained_parameters(), adamw);
   LEMA_ASSIGN_OR_RETURN(schedule_.kind, parse_lr_schedule(o_.schedule));
   schedule_.lr = o_.lr;
   schedule_.warmup_steps = o_.warmup;
@@ -179,7 +208,7 @@ Status Trainer::setup() {
 
   if (!o_.resume.empty()) {
     LEMA_ASSIGN_OR_RETURN(std::string dir, find_latest_checkpoint(o_.resume));
-    LEMA_ASSIGN_OR_RETURN(CheckpointState state, load_checkpoint(dir, config_hash_, *adapter_, *optimizer_));
+    LEMA_ASSIGN_OR_RETURN(CheckpointState state, load_checkpoint(dir, config_hash_, checkpoint_weights(), *optimizer_));
     step_ = state.step;
     data_->set_cursor(state.cursor);
     log_info("resumed from %s (step %lld, loss %.4f)", dir.c_str(), static_cast<long long>(step_), state.loss);
@@ -194,11 +223,50 @@ Status Trainer::setup() {
   log_info("train: %lld examples, steps %lld, batch %lld in micro-batches of %lld, seq_len %lld",
            static_cast<long long>(n_examples), static_cast<long long>(total_steps_),
            static_cast<long long>(o_.batch), static_cast<long long>(o_.micro_batch), static_cast<long long>(o_.seq_len));
-  log_info("train: lr %g %s warmup %lld, LoRA r %lld alpha %g dropout %g on %s (%lld parameters), seed %llu, hash %s",
-           o_.lr, o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(o_.lora_r),
-           o_.lora_alpha, o_.lora_dropout, lora_targets_to_string(lora.targets).c_str(),
-           static_cast<long long>(adapter_->parameter_count()), static_cast<unsigned long long>(o_.seed),
-           config_hash_.c_str());
+  if (full_) {
+    log_info("train: lr %g %s warmup %lld, full-parameter training (%lld parameters), seed %llu, hash %s", o_.lr,
+             o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(full_->parameter_count()),
+             static_cast<unsigned long long>(o_.seed), config_hash_.c_str());
+  } else {
+    log_info("train: lr %g %s warmup %lld, LoRA r %lld alpha %g dropout %g on %s (%lld parameters), seed %llu, hash %s",
+             o_.lr, o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(o_.lora_r),
+             o_.lora_alpha, o_.lora_dropout, lora_targets_to_string(lora.targets).c_str(),
+             static_cast<long long>(adapter_->parameter_count()), static_cast<unsigned long long>(o_.seed),
+             config_hash_.c_str());
+  }
+  return Status();
+}
+
+// The base model streamed through a LayerStore within the budgets: the plan
+// is printed before anything large is allocated; `micro_batch` receives the
+// planner's split (used when the user gave none).
+Status Trainer::open_streaming_source(int64_t* micro_batch) {
+  if (is_directory(o_.model)) {
+    return Status::invalid_argument("--vram/--ram stream a layer file; convert " + o_.model +
+                                    " first: lema convert " + o_.model + " --out MODEL.lema.safetensors");
+  }
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(o_.model, /*map_file=*/false));
+  std::shared_ptr<const LayerFile> file(std::move(opened));
+  PlanRequest req;
+  req.config = file->config();
+  req.batch = o_.batch;
+  req.seq_len = o_.seq_len;
+  req.micro_batch = o_.micro_batch;
+  req.lora_r = o_.lora_r;
+  LEMA_ASSIGN_OR_RETURN(std::vector<LoraTarget> targets, parse_lora_targets(o_.targets));
+  req.lora_targets = static_cast<int64_t>(targets.size());
+  req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype_));
+  req.flash_attention = device_.is_cuda();
+  req.cuda = device_.is_cuda();
+  req.loss_chunk_tokens = o_.loss_chunk_tokens;
+  req.vram_budget = o_.vram_budget;
+  req.ram_budget = o_.ram_budget;
+  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(req));
+  log_info("%s", plan.to_string().c_str());
+  activations_on_host_ = plan.activations_on_host;
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store, open_planned_store(file, plan, dtype_, device_));
+  source_ = std::move(store);
+  *micro_batch = plan.micro_batch;
   return Status();
 }
 
@@ -206,14 +274,21 @@ Status Trainer::setup() {
 Result<StepReport> Trainer::step() {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<MicroBatch> micro_batches = data_->next_step();
-  adapter_->zero_grad();
   StepOptions options;
   options.loss_chunk_tokens = o_.loss_chunk_tokens;
-  // Dropout masks derive from (seed, step): a resumed run draws the same ones.
-  LEMA_ASSIGN_OR_RETURN(StepLoss loss, layerwise_forward_backward(*source_, *adapter_, micro_batches,
-                                                                  mix_seed(o_.seed, static_cast<uint64_t>(step_)), options));
+  options.activations_on_host = activations_on_host_;
+  StepLoss loss;
+  if (full_) {
+    full_->zero_grad();
+    LEMA_ASSIGN_OR_RETURN(loss, full_forward_backward(*full_, micro_batches, dtype_, options));
+  } else {
+    adapter_->zero_grad();
+    // Dropout masks derive from (seed, step): a resumed run draws the same ones.
+    LEMA_ASSIGN_OR_RETURN(loss, layerwise_forward_backward(*source_, *adapter_, micro_batches,
+                                                           mix_seed(o_.seed, static_cast<uint64_t>(step_)), options));
+  }
   StepReport report;
-  report.grad_norm = clip_grad_norm(adapter_->parameters(), o_.max_grad_norm);
+  report.grad_norm = clip_grad_norm(trained_parameters(), o_.max_grad_norm);
   report.lr = schedule_.lr_at(step_);
   optimizer_->step(report.lr);
   ++step_;
@@ -232,8 +307,8 @@ Status Trainer::save(int64_t step, double loss) {
   state.seed = o_.seed;
   state.config_hash = config_hash_;
   state.loss = loss;
-  LEMA_ASSIGN_OR_RETURN(std::string dir, save_checkpoint(path_join(o_.out, "checkpoints"), *adapter_, *optimizer_,
-                                                         state, o_.model));
+  LEMA_ASSIGN_OR_RETURN(std::string dir,
+                        save_checkpoint(path_join(o_.out, "checkpoints"), checkpoint_weights(), *optimizer_, state));
   log_info("checkpoint %s", dir.c_str());
   if (observer_) LEMA_RETURN_IF_ERROR(observer_->on_checkpoint(step, dir));
   return Status();
@@ -267,11 +342,47 @@ Status Trainer::run() {
     const bool periodic = o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0;
     if (periodic || step_ == last) LEMA_RETURN_IF_ERROR(save(step_, loss));
   }
-  if (step_ == total_steps_) {
+  if (step_ == total_steps_) LEMA_RETURN_IF_ERROR(write_output());
+  return Status();
+}
+
+std::vector<at::Tensor> Trainer::trained_parameters() const {
+  return full_ ? full_->parameters() : adapter_->parameters();
+}
+
+CheckpointWeights Trainer::checkpoint_weights() {
+  if (!full_) return adapter_checkpoint_weights(*adapter_, o_.model);
+  // A full checkpoint is itself a loadable model directory (fp32 masters).
+  CheckpointWeights w;
+  w.names = full_->parameter_names();
+  FullModel* full = full_.get();
+  w.save = [full](const std::string& dir) { return full->save_hf(dir, full->parameters()[0].scalar_type()); };
+  w.load = [full](const std::string& dir) {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> params = full->parameters();
+    return read_tensors(path_join(dir, "model.safetensors"), full->parameter_names(), params);
+  };
+  return w;
+}
+
+// The run's product: <out>/adapter (PEFT) or, with --full, <out>/model (a
+// Hugging Face directory in the compute dtype, with the tokenizer files).
+Status Trainer::write_output() {
+  if (!full_) {
     const std::string adapter_dir = path_join(o_.out, "adapter");
     LEMA_RETURN_IF_ERROR(save_adapter(adapter_dir, *adapter_, o_.model));
     log_info("adapter written to %s", adapter_dir.c_str());
+    return Status();
   }
+  const std::string model_dir = path_join(o_.out, "model");
+  LEMA_RETURN_IF_ERROR(full_->save_hf(model_dir, dtype_));
+  const std::string side_dir = is_directory(tokenizer_path_) ? tokenizer_path_ : path_dirname(tokenizer_path_);
+  LEMA_RETURN_IF_ERROR(copy_hf_side_files(side_dir, model_dir).status());
+  if (!is_directory(tokenizer_path_) && path_exists(tokenizer_path_)) {
+    LEMA_ASSIGN_OR_RETURN(std::string bytes, read_file(tokenizer_path_));
+    LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(model_dir, path_basename(tokenizer_path_)), bytes));
+  }
+  log_info("model written to %s", model_dir.c_str());
   return Status();
 }
 

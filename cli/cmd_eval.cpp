@@ -1,0 +1,50 @@
+// `lema eval --model MODEL [--adapter DIR] --data eval.jsonl --out DIR`:
+// eval loss, perplexity and format adherence of the base model and, with
+// --adapter, of base + adapter ("tuned"), side by side
+// (worker/engine/evaluator.h). Writes DIR/report.json, DIR/report.md (and
+// DIR/loss_curve.svg with --metrics) and prints the summary table.
+#include <cstdio>
+#include <memory>
+
+#include "cli/command.h"
+#include "common/eval_report.h"
+#include "worker/engine/evaluator.h"
+
+namespace {
+
+lema::Status run_eval_command(const lema::engine::EvalOptions& o) {
+  LEMA_ASSIGN_OR_RETURN(lema::EvalReport report, lema::engine::run_eval(o));
+  const std::string md = lema::eval_report_summary_markdown(report);
+  std::fwrite(md.data(), 1, md.size(), stdout);
+  if (!o.out.empty()) std::printf("\nreport: %s/report.md, %s/report.json\n", o.out.c_str(), o.out.c_str());
+  std::fflush(stdout);
+  return lema::Status();
+}
+
+void setup_eval(CLI::App& app) {
+  auto o = std::make_shared<lema::engine::EvalOptions>();
+  CLI::App* cmd =
+      app.add_subcommand("eval", "Eval loss, perplexity and format adherence: base vs base + adapter");
+  cmd->add_option("--model", o->model, "HF model directory or layer file")->required();
+  cmd->add_option("--adapter", o->adapter, "PEFT adapter directory (adds the \"tuned\" column)");
+  cmd->add_option("--data", o->data, "eval JSONL (question or messages schema)")->required();
+  cmd->add_option("--out", o->out, "report directory (report.json, report.md, loss_curve.svg)")->required();
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer file or directory (default: the model's directory)");
+  cmd->add_option("--questions", o->questions, "format adherence on the first N examples")
+      ->capture_default_str();
+  cmd->add_option("--max-new-tokens", o->max_new_tokens, "longest generated reply")->capture_default_str();
+  cmd->add_option("--metrics", o->metrics, "a training run's metrics.jsonl: draws loss_curve.svg");
+  cmd->add_option("--seq-len", o->seq_len, "examples are cut to this for the loss, as in training")
+      ->capture_default_str();
+  cmd->add_option("--batch", o->batch, "sequences per forward pass and prompts per generate call")
+      ->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "auto | fp32 | bf16 | fp16 | fp64")->capture_default_str();
+  cmd->add_option("--threads", o->threads, "CPU threads (default: all cores)");
+  cmd->callback([o] { lema::cli::finish(run_eval_command(*o)); });
+}
+
+}  // namespace
+
+LEMA_REGISTER_COMMAND(setup_eval);
