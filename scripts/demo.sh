@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The lema demo on a Debian 12 machine: install + build, make a small random
-# model and its tokenizer, run the tiny job (dataset, train, merge; eval once
-# it has landed) through the real scheduler and a local worker, then ask the
-# merged model one question.
+# The lema demo on a Debian 12 machine: install + build, make a small base
+# model that knows the dataset's content as plain text (`lema model pretrain`:
+# its own tokenizer, then full-parameter training; never the reply format),
+# run the tiny job (dataset, train, merge, and eval where the worker runs it)
+# through the real scheduler and a local worker, print the eval table (base
+# vs tuned) and ask the merged model one question.
 #
 # Every step runs a real command and says what it does; the first failure
-# stops the demo with a message naming the step. Nothing is faked. The base
-# model is random (there is no `lema model pretrain` yet), so the answer
-# shows the pipeline works end to end, not that the model knows anything.
+# stops the demo with a message naming the step. Nothing is faked.
 #
-#   LEMA_BUILD_DIR  build directory (default: build)
-#   LEMA_DEMO_STEPS train steps (default: the spec's 300)
+#   LEMA_BUILD_DIR        build directory (default: build)
+#   LEMA_PRETRAIN_STEPS   pretraining steps (default: 800)
+#   LEMA_DEMO_STEPS       LoRA steps (default: the spec's 300)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -32,28 +33,25 @@ bash scripts/setup.sh
 
 step "clean" "remove the previous demo's model and run (demo/, runs/tiny/)"
 rm -rf demo runs/tiny
-mkdir -p demo/model
+mkdir -p demo
 
-step "corpus" "lema dataset build: 5,000 lema-reply examples as the tokenizer's corpus"
+step "corpus" "lema dataset build: 5,000 lema-reply examples, the base model's plain-text corpus"
 "$lema" dataset build --builder lema-reply --examples 5000 --seed 7 --out demo/corpus
-# One example a line, its text only.
-sed -E 's/"(question|answer|explanation|confidence|category)"://g; s/[{}"]//g; s/,/ /g' \
-  demo/corpus/train.jsonl > demo/corpus/text.txt
 
-step "tokenizer" "lema tokenizer train: a 2,000-token SentencePiece tokenizer into demo/model"
-"$lema" tokenizer train --corpus demo/corpus/text.txt --vocab 2000 --pad --out demo/model
-
-step "model" "lema model init: a random small Llama (4 layers, hidden 256, vocab 2000) into demo/model"
-"$lema" model init --preset small --out demo/model --force
+step "base model" "lema model pretrain: tokenizer (2,000 tokens) + small Llama (4 layers, hidden 256), trained on the corpus as plain text into demo/model"
+"$lema" model pretrain --preset small --data demo/corpus/train.jsonl --out demo/model \
+  --steps "${LEMA_PRETRAIN_STEPS:-800}" --quiet
 
 spec=examples/tiny.toml
-# (`lema eval --help` cannot tell: CLI11 answers --help for any word.)
-if ! "$lema" --help | grep -E '^  eval( |$)' >/dev/null; then
-  # The eval stage would fail the job: run the same spec without it.
-  step "spec" "lema eval has not landed in this build: running examples/tiny.toml with eval.enabled = false"
+eval_after=0
+if ! "$lema" worker --stages | grep -x eval >/dev/null; then
+  # The eval stage would fail the job: run the same spec without it, then
+  # `lema eval` by hand on the same inputs.
+  step "spec" "this worker has no eval stage yet: running examples/tiny.toml with eval.enabled = false, then lema eval"
   awk '/^\[/{section=$0} section=="[eval]" && /^enabled *=/ {$0="enabled = false"} {print}' \
     examples/tiny.toml > demo/tiny.toml
   spec=demo/tiny.toml
+  eval_after=1
 fi
 if [[ -n "${LEMA_DEMO_STEPS:-}" ]]; then
   [[ "$spec" == demo/tiny.toml ]] || cp examples/tiny.toml demo/tiny.toml
@@ -61,14 +59,18 @@ if [[ -n "${LEMA_DEMO_STEPS:-}" ]]; then
   spec=demo/tiny.toml
 fi
 
-step "pipeline" "lema run $spec: scheduler + one CPU worker; stages dataset, train, merge"
+step "pipeline" "lema run $spec: embedded scheduler + one CPU worker; stages $("$lema" worker --stages | paste -sd, -)"
 "$lema" run "$spec" || die "lema run failed; see the error above and runs/tiny/logs/"
 [[ -f runs/tiny/merged/config.json ]] || die "runs/tiny/merged/config.json was not written"
 
-if [[ -f runs/tiny/eval/report.md ]]; then
-  step "eval" "the eval table (base vs tuned)"
-  cat runs/tiny/eval/report.md
+if ((eval_after)); then
+  step "eval" "lema eval: loss, perplexity and format adherence on 50 held-out questions, base vs tuned"
+  "$lema" eval --model demo/model --adapter runs/tiny/train/adapter --data runs/tiny/data/eval.jsonl \
+    --out runs/tiny/eval --questions 50 --max-new-tokens 64 --seq-len 160 --metrics runs/tiny/train/metrics.jsonl
 fi
+[[ -f runs/tiny/eval/report.md ]] || die "runs/tiny/eval/report.md was not written"
+step "report" "the eval table (runs/tiny/eval/report.md)"
+cat runs/tiny/eval/report.md
 
 step "inspect" "lema inspect runs/tiny/merged: the merged Hugging Face directory (full listing: demo/inspect.txt)"
 "$lema" inspect runs/tiny/merged > demo/inspect.txt

@@ -18,6 +18,12 @@ const std::pair<const char*, StageRunner> kRunners[] = {
 };
 }  // namespace
 
+std::vector<std::string> stage_kinds() {
+  std::vector<std::string> kinds;
+  for (const auto& entry : kRunners) kinds.emplace_back(entry.first);
+  return kinds;
+}
+
 std::string resolve_work_dir(const std::string& work_dir, const std::string& base_dir) {
   if (work_dir.empty() || work_dir[0] == '/' || base_dir.empty()) return work_dir;
   return path_join(base_dir, work_dir);

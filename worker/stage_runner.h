@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/worker_session.h"
@@ -47,6 +48,10 @@ struct StageOutcome {
 };
 
 StageOutcome run_stage(const StageAssignment& assignment, const StageEnv& env, StageReporter& reporter);
+
+// The stage kinds run_stage runs (the rest fail with kUnsupported), in
+// pipeline order; `lema worker --stages` prints them.
+std::vector<std::string> stage_kinds();
 
 // The job's directory for an assignment (absolute, or relative to base_dir).
 std::string resolve_work_dir(const std::string& work_dir, const std::string& base_dir);
