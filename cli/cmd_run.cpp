@@ -125,8 +125,10 @@ lema::Status run_pipeline(const RunArgs& args) {
     return lema::Status::internal("job " + std::to_string(job_id) + " " + state + ": " +
                                   job.value("error", std::string()));
   }
-  std::printf("job %lld succeeded; outputs in %s (adapter: %s/train/adapter)\n", static_cast<long long>(job_id),
-              co.work_dir.c_str(), co.work_dir.c_str());
+  const std::string merged = lema::path_join(co.work_dir, "merged");
+  std::printf("job %lld succeeded; outputs in %s (adapter: %s/train/adapter%s)\n", static_cast<long long>(job_id),
+              co.work_dir.c_str(), co.work_dir.c_str(),
+              lema::path_exists(merged) ? (", merged model: " + merged).c_str() : "");
   return lema::Status();
 }
 

@@ -5,9 +5,11 @@
 #include <csignal>
 #include <execinfo.h>
 #include <cstdlib>
+#include <cstdio>
 
 #include "cli/command.h"
 #include "common/log.h"
+#include "worker/stage_runner.h"
 #include "worker/worker_loop.h"
 
 namespace {
@@ -27,6 +29,7 @@ void setup_worker(CLI::App& app) {
   auto* cmd = app.add_subcommand("worker", "Run a worker: take stages from a scheduler and run them");
   auto opts = std::make_shared<lema::worker::WorkerOptions>();
   auto cpu = std::make_shared<bool>(false);
+  auto list_stages = std::make_shared<bool>(false);
   cmd->add_option("--scheduler", opts->scheduler, "Scheduler worker endpoint")->capture_default_str();
   cmd->add_option("--gpu", opts->gpu, "GPU index to use (default: the first GPU, else CPU)");
   cmd->add_flag("--cpu", *cpu, "Use the CPU even when GPUs are present");
@@ -36,7 +39,13 @@ void setup_worker(CLI::App& app) {
   cmd->add_option("--max-stages", opts->max_stages, "Exit after this many stages (default: never)");
   cmd->add_option("--server-key", opts->curve_server_public_key,
                   "Scheduler's CURVE public key (Z85), from `lema keys` (env LEMA_SERVER_KEY)");
-  cmd->callback([opts, cpu] {
+  cmd->add_flag("--stages", *list_stages, "Print the stage kinds this worker runs, one a line, and exit");
+  cmd->callback([opts, cpu, list_stages] {
+    if (*list_stages) {
+      for (const std::string& kind : lema::worker::stage_kinds()) std::printf("%s\n", kind.c_str());
+      lema::cli::finish(lema::Status());
+      return;
+    }
     if (*cpu) opts->gpu = -2;
     if (const char* t = std::getenv("LEMA_TOKEN")) opts->token = t;
     if (opts->curve_server_public_key.empty()) {

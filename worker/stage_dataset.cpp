@@ -20,7 +20,8 @@ bool first_line_is_tokenized(const std::string& text) {
 }
 }  // namespace
 
-StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, StageReporter& reporter) {
+StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& /*env*/,
+                               StageReporter& reporter) {
   nlohmann::json spec = nlohmann::json::parse(a.spec_json, nullptr, false);
   if (!spec.is_object() || !spec.contains("data")) {
     return {Status::invalid_argument("ASSIGN spec has no [data] section"), "{}", false};

@@ -1,9 +1,28 @@
 #include "worker/stage_runner.h"
 
+#include <utility>
+
 #include "common/file_util.h"
 #include "common/log.h"
 
 namespace lema::worker {
+
+namespace {
+// Every stage kind this worker runs. TODO(issue 6): add
+// {"eval", run_eval_stage} when the evaluator lands (and drop the
+// kUnsupported answer for "eval" in run_stage).
+const std::pair<const char*, StageRunner> kRunners[] = {
+    {"dataset", run_dataset_stage},
+    {"train", run_train_stage},
+    {"merge", run_merge_stage},
+};
+}  // namespace
+
+std::vector<std::string> stage_kinds() {
+  std::vector<std::string> kinds;
+  for (const auto& entry : kRunners) kinds.emplace_back(entry.first);
+  return kinds;
+}
 
 std::string resolve_work_dir(const std::string& work_dir, const std::string& base_dir) {
   if (work_dir.empty() || work_dir[0] == '/' || base_dir.empty()) return work_dir;
@@ -22,13 +41,12 @@ StageOutcome run_stage(const StageAssignment& a, const StageEnv& env, StageRepor
   reporter.log("info", str_printf("stage %s (job %lld, attempt %lld) on %s in %s", a.kind.c_str(),
                                   static_cast<long long>(a.job_id), static_cast<long long>(a.attempt),
                                   env.device.c_str(), work_dir.c_str()));
-  if (a.kind == "dataset") return run_dataset_stage(a, work_dir, reporter);
-  if (a.kind == "train") return run_train_stage(a, work_dir, env, reporter);
-  if (a.kind == "eval" || a.kind == "merge") {
-    // TODO(issue 6, 7): call the eval and merge library code once it lands.
-    return {Status::unsupported("stage '" + a.kind +
-                                "' is not supported yet by this worker (its library code has not landed); "
-                                "set " + a.kind + ".enabled = false in the job spec"),
+  for (const auto& [kind, runner] : kRunners) {
+    if (a.kind == kind) return runner(a, work_dir, env, reporter);
+  }
+  if (a.kind == "eval") {
+    return {Status::unsupported("stage 'eval' is not supported yet by this worker (its library code has not landed); "
+                                "set eval.enabled = false in the job spec"),
             "{}", false};
   }
   return {Status::invalid_argument("unknown stage kind '" + a.kind + "'"), "{}", false};

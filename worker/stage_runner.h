@@ -1,11 +1,12 @@
 // Stage runners: what a worker does with an ASSIGN. Each kind of stage calls
 // the same library code as its standalone command (`lema dataset build`,
-// `lema train`), so a job run through the scheduler and a run by hand give
-// the same bytes. Stages whose code has not landed (eval, merge) fail with
-// kUnsupported, which the worker reports as FAILED retryable=false.
+// `lema train`, `lema merge`), so a job run through the scheduler and a run
+// by hand give the same bytes. A stage whose code has not landed (eval)
+// fails with kUnsupported, which the worker reports as FAILED retryable=false.
 //
 // Job directory layout (docs/WORKER.md): <work_dir>/data/{train,eval}.jsonl,
-// <work_dir>/train/{checkpoints/step-N,adapter,metrics.jsonl}.
+// <work_dir>/train/{checkpoints/step-N,adapter,metrics.jsonl},
+// <work_dir>/merged/ (HF directory).
 //
 // Thread-safety: run_stage runs on the caller's thread; the reporter must be
 // thread-safe (the session is).
@@ -13,6 +14,7 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/worker_session.h"
@@ -47,12 +49,22 @@ struct StageOutcome {
 
 StageOutcome run_stage(const StageAssignment& assignment, const StageEnv& env, StageReporter& reporter);
 
+// The stage kinds run_stage runs (the rest fail with kUnsupported), in
+// pipeline order; `lema worker --stages` prints them.
+std::vector<std::string> stage_kinds();
+
 // The job's directory for an assignment (absolute, or relative to base_dir).
 std::string resolve_work_dir(const std::string& work_dir, const std::string& base_dir);
 
-// Per-kind runners (stage_<kind>.cpp).
-StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, StageReporter& reporter);
+// Per-kind runners (stage_<kind>.cpp), all of this type; run_stage picks one
+// by kind from its table. `work_dir` is resolved and exists.
+using StageRunner = StageOutcome (*)(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
+                                     StageReporter& reporter);
+StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
+                               StageReporter& reporter);
 StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
+                             StageReporter& reporter);
+StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                              StageReporter& reporter);
 
 }  // namespace lema::worker

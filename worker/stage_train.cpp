@@ -1,6 +1,8 @@
-// The train stage: engine::run_training, the code of `lema train`, with an
-// observer that streams PROGRESS and CHECKPOINT, stops on CANCEL within one
-// step, and on SIGTERM checkpoints before it stops.
+// The train stage: engine::run_training, the code of `lema train`, on the
+// dataset stage's <work_dir>/data/train.jsonl (text examples tokenized with
+// the job's tokenizer, or pre-tokenized lines), with an observer that streams
+// PROGRESS and CHECKPOINT, stops on CANCEL within one step, and on SIGTERM
+// checkpoints before it stops.
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -93,6 +95,10 @@ StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_d
   const nlohmann::json& t = spec["train"];
   engine::TrainOptions o;
   o.model = spec["model"].value("path", std::string());
+  // Text JSONL (what the dataset stage writes) is tokenized by the engine's
+  // data loader, as `lema train --tokenizer` does: with model.tokenizer, or
+  // the tokenizer.json / tokenizer.model next to the model when it is empty.
+  o.tokenizer = spec["model"].value("tokenizer", std::string());
   o.data = path_join(path_join(work_dir, "data"), "train.jsonl");
   o.out = path_join(work_dir, "train");
   o.resume = a.resume_checkpoint;

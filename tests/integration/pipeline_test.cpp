@@ -4,6 +4,7 @@
 // checkpoint, adapter byte-identical to an uninterrupted run), kill -9 of
 // the scheduler, cancel within seconds, two workers running two jobs.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "common/file_util.h"
 #include "tests/integration/lema_processes.h"
@@ -51,9 +52,9 @@ class PipelineTest : public ::testing::Test {
                                   worker_log(i)));
     return i;
   }
-  int64_t submit(const std::string& name, int steps, int checkpoint_every) {
+  int64_t submit(const std::string& name, int steps, int checkpoint_every, bool merge = false) {
     const std::string spec = dir_ + "/" + name + ".toml";
-    write_text(spec, tiny_spec(dir_, name, steps, checkpoint_every));
+    write_text(spec, tiny_spec(dir_, name, steps, checkpoint_every, merge));
     RunResult r = run_lema({"submit", spec, "--json", "--scheduler", sched_.clients});
     EXPECT_EQ(r.exit_code, 0) << r.output;
     auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')), nullptr, false);
@@ -77,12 +78,13 @@ class PipelineTest : public ::testing::Test {
 
 TEST_F(PipelineTest, TinyJobPassesEveryStageThatExists) {
   start_worker();
-  int64_t job = submit("a", 12, 4);
+  int64_t job = submit("a", 12, 4, /*merge=*/true);
   ASSERT_GT(job, 0);
   ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
   nlohmann::json j = show_job(sched_.clients, job);
   EXPECT_EQ(stage_of(j, "dataset")["state"], "succeeded");
   EXPECT_EQ(stage_of(j, "train")["state"], "succeeded");
+  EXPECT_EQ(stage_of(j, "merge")["state"], "succeeded");
   EXPECT_EQ(train_step(j), 12);
   // Outputs exist and validate: the dataset copy, checkpoints, a PEFT adapter.
   EXPECT_EQ(slurp(dir_ + "/a/data/train.jsonl"), slurp(dir_ + "/tokens.jsonl"));
@@ -99,6 +101,17 @@ TEST_F(PipelineTest, TinyJobPassesEveryStageThatExists) {
   auto header = nlohmann::json::parse(weights.substr(8, header_len), nullptr, false);
   ASSERT_TRUE(header.is_object());
   EXPECT_TRUE(header.contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")) << header.dump();
+  // The merged model: an HF directory our own import reads, fp32 as asked.
+  const std::string merged = dir_ + "/a/merged";
+  auto merged_config = nlohmann::json::parse(slurp(merged + "/config.json"), nullptr, false);
+  ASSERT_TRUE(merged_config.is_object()) << slurp(merged + "/config.json");
+  EXPECT_EQ(merged_config.value("torch_dtype", std::string()), "float32");
+  EXPECT_TRUE(path_exists(merged + "/model.safetensors"));
+  EXPECT_TRUE(path_exists(merged + "/generation_config.json"));
+  RunResult inspect = run_lema({"inspect", merged});
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(slurp(dir_ + "/model/model.safetensors"), slurp(merged + "/model.safetensors"))
+      << "the merge changed nothing";
   // The client verbs answer for it.
   RunResult jobs = run_lema({"jobs", "--scheduler", sched_.clients});
   EXPECT_EQ(jobs.exit_code, 0);
@@ -246,6 +259,44 @@ TEST(RunCommand, RunsTheJobAndRunningAgainIsANoOp) {
   EXPECT_FALSE(slurp(dir + "/r/train/adapter/adapter_model.safetensors").empty());
   RunResult again = run_lema({"run", dir + "/r.toml", "--cpu"});
   EXPECT_EQ(again.exit_code, 0) << again.output;
+}
+
+// Text examples from the dataset builder, tokenized by the train stage with
+// the spec's tokenizer (not next to the model); a layer-file base, merged
+// into an HF directory that carries that tokenizer, which `lema chat` loads.
+TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
+  std::string dir = make_temp_dir("runtext");
+  RunResult init = run_lema({"model", "init", "--preset", "tiny", "--out", dir + "/hf"});
+  ASSERT_EQ(init.exit_code, 0) << init.output;
+  RunResult conv = run_lema({"convert", dir + "/hf", "-o", dir + "/base.lema.safetensors"});
+  ASSERT_EQ(conv.exit_code, 0) << conv.output;
+  ASSERT_EQ(::mkdir((dir + "/tok").c_str(), 0755), 0);
+  write_byte_tokenizer(dir + "/tok");
+  std::ostringstream spec;
+  spec << "[job]\nname = \"text\"\nwork_dir = \"" << dir << "/text\"\n"
+       << "[model]\npath = \"" << dir << "/base.lema.safetensors\"\ntokenizer = \"" << dir << "/tok/tokenizer.json\"\n"
+       << "[data]\nbuilder = \"lema-reply\"\nexamples = 24\nseed = 3\neval_fraction = 0.1\n"
+       << "[train]\nsteps = 3\nbatch = 2\nmicro_batch = 2\nseq_len = 384\nlora_r = 4\nlora_alpha = 8\n"
+       << "lora_dropout = 0.0\nlr = 1e-2\ndevice = \"cpu\"\ncheckpoint_every = 0\n"
+       << "[eval]\nenabled = false\n[merge]\ndtype = \"bf16\"\n";
+  write_text(dir + "/text.toml", spec.str());
+  RunResult r = run_lema({"run", dir + "/text.toml", "--cpu", "--threads", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output << slurp(dir + "/text/logs/worker-0.log");
+  // The dataset stage wrote text, the train stage tokenized it.
+  EXPECT_NE(slurp(dir + "/text/data/train.jsonl").find("\"question\""), std::string::npos);
+  EXPECT_FALSE(slurp(dir + "/text/train/adapter/adapter_model.safetensors").empty());
+  const std::string merged = dir + "/text/merged";
+  auto config = nlohmann::json::parse(slurp(merged + "/config.json"), nullptr, false);
+  ASSERT_TRUE(config.is_object());
+  EXPECT_EQ(config.value("torch_dtype", std::string()), "bfloat16");
+  EXPECT_EQ(config.value("num_hidden_layers", 0), 2);
+  EXPECT_EQ(slurp(merged + "/tokenizer.json"), slurp(dir + "/tok/tokenizer.json"));
+  EXPECT_EQ(slurp(merged + "/tokenizer_config.json"), slurp(dir + "/tok/tokenizer_config.json"));
+  RunResult inspect = run_lema({"inspect", merged});
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
+  RunResult chat = run_lema({"chat", merged, "--prompt", "What is 2 plus 2?", "--max-new-tokens", "4", "--threads", "1"});
+  EXPECT_EQ(chat.exit_code, 0) << chat.output;
+  if (!::testing::Test::HasFailure()) (void)remove_all(dir);
 }
 
 TEST(ClientVerbs, NoSchedulerSaysWhatToDo) {

@@ -10,10 +10,12 @@
 #include <cstring>
 #include <exception>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "common/file_util.h"
 #include "common/hf_model.h"
+#include "common/layer_file.h"
 #include "common/llama_layout.h"
 #include "common/log.h"
 #include "common/progress.h"
@@ -60,10 +62,82 @@ int target_of_suffix(const std::string& suffix) {
 
 struct PlannedTensor {
   TensorSpec spec;
-  const HfModel::TensorRef* ref = nullptr;
+  HfModel::TensorRef ref;
   int64_t layer = -1;
   int target = -1;  // LoraTarget or -1
 };
+
+// The base model: an HF directory or a layer file, both read through mapped
+// safetensors files.
+struct BaseModel {
+  ModelConfig config;
+  nlohmann::json config_json;  // written as config.json (torch_dtype replaced)
+  std::string files_dir;       // where its tokenizer and generation files sit
+  std::unique_ptr<HfModel> hf;
+  std::unique_ptr<SafetensorsReader> layer_file;
+
+  std::optional<HfModel::TensorRef> find(const std::string& name) const {
+    if (hf) {
+      const HfModel::TensorRef* ref = hf->find(name);
+      return ref ? std::optional<HfModel::TensorRef>(*ref) : std::nullopt;
+    }
+    const TensorInfo* info = layer_file->find(name);
+    return info ? std::optional<HfModel::TensorRef>(HfModel::TensorRef{layer_file.get(), *info}) : std::nullopt;
+  }
+};
+
+Result<BaseModel> open_base(const std::string& path) {
+  BaseModel b;
+  if (is_directory(path)) {
+    LEMA_ASSIGN_OR_RETURN(b.hf, HfModel::open(path));
+    b.config = b.hf->config();
+    const std::string config_path = path_join(path, "config.json");
+    LEMA_ASSIGN_OR_RETURN(std::string text, read_file(config_path));
+    b.config_json = nlohmann::json::parse(text, nullptr, false);
+    if (b.config_json.is_discarded() || !b.config_json.is_object()) {
+      return Status::invalid_argument(config_path + ": not a JSON object");
+    }
+    b.files_dir = path;
+    return b;
+  }
+  if (!path_exists(path)) return Status::not_found("merge: base '" + path + "': no such directory or layer file");
+  // LayerFile checks the names, order and shapes against the config in its
+  // metadata; the reader maps the tensors.
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> checked, LayerFile::open(path, /*map_file=*/false));
+  b.config = checked->config();
+  b.config_json = nlohmann::json::parse(model_config_to_json(b.config), nullptr, false);
+  LEMA_CHECK(b.config_json.is_object());
+  LEMA_ASSIGN_OR_RETURN(b.layer_file, SafetensorsReader::open(path));
+  b.files_dir = path_dirname(path).empty() ? "." : path_dirname(path);
+  return b;
+}
+
+// Copies the tokenizer and generation files found at `from` (a directory, or
+// one tokenizer file, copied under its HF name) into `dir`.
+Status copy_tokenizer_files(const std::string& from, const std::string& dir) {
+  std::vector<std::pair<std::string, std::string>> copies;  // source, name in dir
+  if (is_directory(from)) {
+    for (const char* name : kCopiedFiles) {
+      if (path_exists(path_join(from, name))) copies.emplace_back(path_join(from, name), name);
+    }
+  } else if (path_exists(from)) {
+    const std::string base = path_basename(from);
+    const bool sp = base.size() > 6 && base.compare(base.size() - 6, 6, ".model") == 0;
+    copies.emplace_back(from, sp ? "tokenizer.model" : "tokenizer.json");
+    // Its settings (BOS/EOS, special tokens) sit next to it.
+    for (const char* name : {"tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"}) {
+      const std::string side = path_join(path_dirname(from).empty() ? "." : path_dirname(from), name);
+      if (path_exists(side)) copies.emplace_back(side, name);
+    }
+  } else {
+    return Status::not_found("merge: tokenizer '" + from + "': no such file or directory");
+  }
+  for (const auto& [src, name] : copies) {
+    LEMA_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
+    LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(dir, name), bytes));
+  }
+  return Status();
+}
 
 }  // namespace
 
@@ -71,8 +145,11 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
   if (o.out.empty()) return Status::invalid_argument("merge: --out is empty");
   if (path_exists(o.out)) return Status::invalid_argument(o.out + ": already exists (merge writes a new directory)");
   if (o.shard_bytes == 0) return Status::invalid_argument("merge: shard size must be > 0");
-  LEMA_ASSIGN_OR_RETURN(auto model, HfModel::open(o.base));
-  const ModelConfig& config = model->config();
+  if (!o.tokenizer.empty() && !path_exists(o.tokenizer)) {
+    return Status::not_found("merge: tokenizer '" + o.tokenizer + "': no such file or directory");
+  }
+  LEMA_ASSIGN_OR_RETURN(BaseModel model, open_base(o.base));
+  const ModelConfig& config = model.config;
   auto adapter_or = load_peft_adapter(o.adapter, config, at::kFloat, at::kCPU);
   if (!adapter_or.ok()) return adapter_or.status().with_context("merge: adapter does not fit base " + o.base);
   std::unique_ptr<LoraAdapter> adapter = std::move(adapter_or).value();
@@ -85,12 +162,13 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
   for (const TensorSpec& spec : model_tensor_specs(config)) {
     PlannedTensor p;
     p.spec = spec;
-    p.ref = model->find(spec.name);
-    if (p.ref == nullptr) return Status::not_found(o.base + ": tensor '" + spec.name + "' is missing");
-    if (!dtype_is_float(p.ref->info.dtype)) {
+    std::optional<HfModel::TensorRef> ref = model.find(spec.name);
+    if (!ref) return Status::not_found(o.base + ": tensor '" + spec.name + "' is missing");
+    p.ref = *ref;
+    if (!dtype_is_float(p.ref.info.dtype)) {
       return Status::invalid_argument(o.base + ": tensor '" + spec.name + "' is not a float tensor");
     }
-    base_dtype = p.ref->info.dtype;
+    base_dtype = p.ref.info.dtype;
     const std::string prefix = "model.layers.";
     if (spec.name.compare(0, prefix.size(), prefix) == 0) {
       const size_t dot = spec.name.find('.', prefix.size());
@@ -151,8 +229,8 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
       LEMA_RETURN_IF_ERROR(writer.open(path_join(tmp, shard_name(k))));
       for (size_t i : shards[static_cast<size_t>(k)]) {
         const PlannedTensor& p = plan[i];
-        const TensorInfo& info = p.ref->info;
-        const at::Tensor src = at::from_blob(const_cast<uint8_t*>(p.ref->data()), info.shape,
+        const TensorInfo& info = p.ref.info;
+        const at::Tensor src = at::from_blob(const_cast<uint8_t*>(p.ref.data()), info.shape,
                                              at::TensorOptions().dtype(torch_type(info.dtype)));
         at::Tensor w = src.to(at::kFloat);  // [out, in] fp32 (a copy when the source is fp32 too)
         if (w.data_ptr() == src.data_ptr()) w = w.clone();
@@ -164,9 +242,10 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
         }
         const at::Tensor out = w.to(torch_type(out_dtype)).contiguous();
         LEMA_RETURN_IF_ERROR(writer.write_tensor(p.spec.name, out.data_ptr(), out.nbytes()));
-        p.ref->file->release(info.offset, info.nbytes);
+        p.ref.file->release(info.offset, info.nbytes);
         ++done;
         if (progress) progress->update(done);
+        if (o.on_tensor) LEMA_RETURN_IF_ERROR(o.on_tensor(done, plan.size()));
       }
       LEMA_RETURN_IF_ERROR(writer.commit());
     }
@@ -181,19 +260,13 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
     index["weight_map"] = weight_map;
     LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(tmp, "model.safetensors.index.json"), index.dump(2) + "\n"));
   }
-  // config.json: the base's own, with torch_dtype set to what was written.
-  const std::string config_path = path_join(o.base, "config.json");
-  LEMA_ASSIGN_OR_RETURN(std::string config_text, read_file(config_path));
-  nlohmann::json cfg = nlohmann::json::parse(config_text, nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) return Status::invalid_argument(config_path + ": not a JSON object");
+  // config.json: the base's own (a layer file's from its metadata), with
+  // torch_dtype set to what was written.
+  nlohmann::json cfg = model.config_json;
   cfg["torch_dtype"] = dtype_torch_name(out_dtype);
   LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(tmp, "config.json"), cfg.dump(2) + "\n"));
-  for (const char* name : kCopiedFiles) {
-    const std::string src = path_join(o.base, name);
-    if (!path_exists(src)) continue;
-    LEMA_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
-    LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(tmp, name), bytes));
-  }
+  LEMA_RETURN_IF_ERROR(copy_tokenizer_files(model.files_dir, tmp));
+  if (!o.tokenizer.empty()) LEMA_RETURN_IF_ERROR(copy_tokenizer_files(o.tokenizer, tmp));
   if (!path_exists(path_join(tmp, "generation_config.json"))) {
     nlohmann::json gen;
     if (cfg.contains("bos_token_id")) gen["bos_token_id"] = cfg["bos_token_id"];

@@ -3,6 +3,9 @@
 //   config.json (torch_dtype updated), model.safetensors or
 //   model-0000k-of-0000n.safetensors + model.safetensors.index.json
 //   (metadata.total_size, weight_map), generation_config.json, tokenizer files.
+// The base is an HF directory or a layer file (*.lema.safetensors, whose
+// metadata holds the config): tokenizer and generation files are copied from
+// the base directory (the layer file's directory), then from `tokenizer`.
 // Tensor by tensor (memory near one projection in fp32 plus its cast):
 // W' = W + scale * B @ A in fp32, then cast to the output dtype.
 // The directory is built as "<out>.tmp.<pid>" and renamed into place; on any
@@ -11,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -20,12 +24,19 @@
 namespace lema::engine {
 
 struct MergeOptions {
-  std::string base;                  // HF model directory
+  std::string base;                  // HF model directory or layer file
   std::string adapter;               // PEFT adapter directory
   std::string out;                   // must not exist
+  // Tokenizer file (tokenizer.json / *.model) or directory copied into the
+  // output after the base's own files; empty: only the base's.
+  std::string tokenizer;
   std::optional<DType> dtype;        // nullopt: the base's dtype
   uint64_t shard_bytes = 5000000000;  // HF's "5GB"
   bool show_progress = true;
+  // Called after each tensor is written (may be empty). A non-OK return
+  // stops the merge with that status (e.g. a cancelled pipeline stage); no
+  // output remains.
+  std::function<Status(uint64_t tensors_done, uint64_t tensors_total)> on_tensor;
 };
 
 struct MergeStats {

@@ -13,6 +13,8 @@
 #include "common/file_util.h"
 #include "common/hf_model.h"
 #include "common/layer_file.h"
+#include "common/llama_layout.h"
+#include "common/model_config.h"
 #include "common/model_presets.h"
 #include "common/safetensors.h"
 #include "worker/engine/checkpoint.h"
@@ -235,6 +237,81 @@ TEST(Merge, ShardedBf16OutputIsReadableAndConvertible) {
   auto conv = convert_hf_to_layer_file(o.out, layer_file, {});
   ASSERT_TRUE(conv.ok()) << conv.status().to_string();
   EXPECT_TRUE(LayerFile::open(layer_file).ok());
+}
+
+// A layer-file base (config only in its metadata, no tokenizer beside it):
+// the merged directory equals the merge of the HF base tensor for tensor,
+// its logits equal base + adapter, and the tokenizer named in the options
+// is copied.
+TEST(Merge, LayerFileBaseMergesLikeItsHfDirectory) {
+  MergeFixture s = make_setup("layer_file");
+  const std::string lf_dir = path_join(s.root, "lf");
+  ASSERT_TRUE(make_dirs(lf_dir).ok());
+  const std::string layer_file = path_join(lf_dir, "base.lema.safetensors");
+  auto conv = convert_hf_to_layer_file(s.base, layer_file, {});
+  ASSERT_TRUE(conv.ok()) << conv.status().to_string();
+
+  MergeOptions o;
+  o.adapter = s.adapter;
+  o.show_progress = false;
+  o.base = s.base;
+  o.out = path_join(s.root, "from_hf");
+  ASSERT_TRUE(merge_adapter(o).ok());
+  o.base = layer_file;
+  o.out = path_join(s.root, "from_layer_file");
+  o.tokenizer = path_join(s.base, "tokenizer.json");
+  uint64_t calls = 0, last_total = 0;
+  o.on_tensor = [&](uint64_t done, uint64_t total) {
+    ++calls;
+    EXPECT_EQ(done, calls);
+    last_total = total;
+    return Status();
+  };
+  auto stats = merge_adapter(o);
+  ASSERT_TRUE(stats.ok()) << stats.status().to_string();
+  EXPECT_EQ(stats.value().n_merged, s.config.n_layers * 7);
+  EXPECT_EQ(calls, last_total);
+  EXPECT_EQ(calls, model_tensor_specs(s.config).size());
+
+  const TensorMap from_hf = read_hf(path_join(s.root, "from_hf"));
+  const TensorMap from_lf = read_hf(o.out);
+  ASSERT_EQ(from_hf.size(), from_lf.size());
+  for (const auto& [name, t] : from_hf) {
+    ASSERT_TRUE(from_lf.count(name)) << name;
+    EXPECT_TRUE(at::equal(t, from_lf.at(name))) << name;
+  }
+  const at::Tensor ref = logits_of(s.config, read_hf(s.base), s.lora.get());
+  const at::Tensor merged = logits_of(s.config, from_lf, nullptr);
+  const double diff = (ref - merged).abs().max().item<double>();
+  EXPECT_LE(diff, 1e-5);
+  EXPECT_GT((ref - logits_of(s.config, read_hf(s.base), nullptr)).abs().max().item<double>(), 1e-2);
+  std::printf("layer-file base: merged vs base+adapter max |logit diff| = %.3g\n", diff);
+
+  // config.json rebuilt from the layer file's metadata parses to the same model.
+  auto config = load_model_config(path_join(o.out, "config.json"));
+  ASSERT_TRUE(config.ok()) << config.status().to_string();
+  EXPECT_EQ(config.value().n_layers, s.config.n_layers);
+  EXPECT_EQ(config.value().hidden_size, s.config.hidden_size);
+  EXPECT_EQ(config.value().vocab_size, s.config.vocab_size);
+  EXPECT_EQ(config.value().tie_word_embeddings, s.config.tie_word_embeddings);
+  EXPECT_EQ(read_file(path_join(o.out, "tokenizer.json")).value(), "{\"fake\": true}\n");
+  EXPECT_TRUE(path_exists(path_join(o.out, "generation_config.json")));
+
+  // A callback error stops the merge and leaves nothing behind.
+  o.out = path_join(s.root, "stopped");
+  o.on_tensor = [](uint64_t done, uint64_t) { return done == 3 ? Status::cancelled("stop here") : Status(); };
+  auto stopped = merge_adapter(o);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.status().code(), Status::Code::kCancelled);
+  EXPECT_FALSE(path_exists(o.out));
+  EXPECT_FALSE(path_exists(o.out + ".tmp." + std::to_string(::getpid())));
+  // A tokenizer that is not there is named before any work.
+  o.on_tensor = nullptr;
+  o.tokenizer = path_join(s.root, "no_such_tokenizer.json");
+  auto no_tok = merge_adapter(o);
+  ASSERT_FALSE(no_tok.ok());
+  EXPECT_NE(no_tok.status().message().find("no_such_tokenizer.json"), std::string::npos);
+  EXPECT_FALSE(path_exists(o.out));
 }
 
 TEST(Merge, BadInputsGiveClearErrorsAndNoOutput) {
