@@ -129,7 +129,7 @@ lema::Status run_pretrain(const PretrainArgs& a) {
     const std::string from = path_join(path_join(o.out, "model"), name), to = path_join(a.out, name);
     if (std::rename(from.c_str(), to.c_str()) != 0) return status_from_errno("moving " + from + " to " + to, errno);
   }
-  LEMA_RETURN_IF_ERROR(copy_hf_side_files(init_dir, a.out).status());  // generation_config.json
+  LEMA_RETURN_IF_ERROR(copy_hf_side_files(init_dir, a.out));  // generation_config.json
   LEMA_RETURN_IF_ERROR(fsync_path(a.out));
   std::printf("wrote %s: preset %s (vocab %lld), %lld full-parameter steps on %zu plain-text examples\n",
               a.out.c_str(), a.preset.c_str(), static_cast<long long>(config.vocab_size),

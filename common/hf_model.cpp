@@ -164,18 +164,31 @@ Status HfModel::load_shards() {
   return Status();
 }
 
-Result<int> copy_hf_side_files(const std::string& from_dir, const std::string& to_dir) {
+Status copy_hf_side_files(const std::string& from, const std::string& to_dir) {
   static const char* const kSideFiles[] = {"tokenizer.json",          "tokenizer.model",   "tokenizer_config.json",
                                            "special_tokens_map.json", "added_tokens.json", "generation_config.json"};
-  int copied = 0;
-  for (const char* name : kSideFiles) {
-    const std::string src = path_join(from_dir, name);
-    if (!path_exists(src)) continue;
+  std::vector<std::pair<std::string, std::string>> copies;  // source, name in to_dir
+  if (is_directory(from)) {
+    for (const char* name : kSideFiles) {
+      if (path_exists(path_join(from, name))) copies.emplace_back(path_join(from, name), name);
+    }
+  } else if (path_exists(from)) {
+    const std::string base = path_basename(from);
+    const bool sp = base.size() > 6 && base.compare(base.size() - 6, 6, ".model") == 0;
+    copies.emplace_back(from, sp ? "tokenizer.model" : "tokenizer.json");
+    // Its settings (BOS/EOS, special tokens) sit next to it.
+    for (const char* name : {"tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"}) {
+      const std::string side = path_join(path_dirname(from), name);
+      if (path_exists(side)) copies.emplace_back(side, name);
+    }
+  } else {
+    return Status::not_found("tokenizer '" + from + "': no such file or directory");
+  }
+  for (const auto& [src, name] : copies) {
     LEMA_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
     LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(to_dir, name), bytes));
-    ++copied;
   }
-  return copied;
+  return Status();
 }
 
 }  // namespace lema

@@ -52,10 +52,11 @@ class HfModel {
   std::vector<std::string> ignored_;
 };
 
-// Copies the tokenizer and generation files of a model directory
-// (tokenizer.json, tokenizer.model, tokenizer_config.json,
-// special_tokens_map.json, added_tokens.json, generation_config.json) that
-// exist in `from_dir` into `to_dir`, each atomically; returns how many.
-Result<int> copy_hf_side_files(const std::string& from_dir, const std::string& to_dir);
+// Copies the tokenizer and generation files found at `from` into `to_dir`,
+// each atomically. `from` is a model directory (tokenizer.json,
+// tokenizer.model, tokenizer_config.json, special_tokens_map.json,
+// added_tokens.json, generation_config.json, when present) or one tokenizer
+// file, copied under its HF name with the settings files next to it.
+Status copy_hf_side_files(const std::string& from, const std::string& to_dir);
 
 }  // namespace lema

@@ -19,47 +19,6 @@ namespace {
 using test::RunResult;
 RunResult run_lema(const std::string& args) { return test::run_lema_shell(args); }
 
-// A byte-level BPE tokenizer.json without merges (every byte one token,
-// GPT-2's byte-to-unicode map), <s> = 0 and </s> = 1.
-void write_byte_tokenizer(const std::string& dir) {
-  nlohmann::json vocab = nlohmann::json::object();
-  int next_extra = 0;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    const int cp = printable ? b : 256 + next_extra++;
-    std::string utf8;
-    if (cp < 0x80) {
-      utf8 += static_cast<char>(cp);
-    } else {
-      utf8 += static_cast<char>(0xC0 | (cp >> 6));
-      utf8 += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    vocab[utf8] = b + 2;
-  }
-  vocab["<s>"] = 0;
-  vocab["</s>"] = 1;
-  auto added = [](int id, const char* content) {
-    return nlohmann::json{
-        {"id", id},        {"content", content}, {"special", true},    {"single_word", false},
-        {"lstrip", false}, {"rstrip", false},    {"normalized", false}};
-  };
-  nlohmann::json tok = {
-      {"version", "1.0"},
-      {"added_tokens", {added(0, "<s>"), added(1, "</s>")}},
-      {"normalizer", nullptr},
-      {"pre_tokenizer",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"post_processor", nullptr},
-      {"decoder",
-       {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
-  ASSERT_TRUE(write_file_atomic(dir + "/tokenizer.json", tok.dump()).ok());
-  ASSERT_TRUE(
-      write_file_atomic(
-          dir + "/tokenizer_config.json",
-          R"({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true, "add_eos_token": false})")
-          .ok());
-}
 
 std::string qa_jsonl(int n, int offset) {
   const char* categories[] = {"math", "arithmetic", "math"};
@@ -82,7 +41,7 @@ class EvalCli : public ::testing::Test {
     dir_ = test::make_temp_dir("eval_cli");
     RunResult init = run_lema("model init --preset tiny --out " + dir_ + "/model");
     ASSERT_EQ(init.exit_code, 0) << init.output;
-    write_byte_tokenizer(dir_ + "/model");
+    test::write_byte_tokenizer(dir_ + "/model");
     ASSERT_TRUE(write_file_atomic(dir_ + "/train.jsonl", qa_jsonl(8, 0)).ok());
     ASSERT_TRUE(write_file_atomic(dir_ + "/eval.jsonl", qa_jsonl(5, 20)).ok());
   }

@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "tests/byte_tokenizer.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -164,41 +166,6 @@ inline void make_model_and_data(const std::string& dir, int n) {
   write_text(dir + "/tokens.jsonl", lines);
 }
 
-// A byte-level BPE tokenizer.json without merges (every byte one token,
-// GPT-2's byte-to-unicode map), <s> = 0 and </s> = 1: enough to run the
-// text path (dataset JSONL -> chat format -> tokenizer -> masks) end to end.
-inline void write_byte_tokenizer(const std::string& dir) {
-  nlohmann::json vocab = nlohmann::json::object();
-  int next_extra = 0;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    const int cp = printable ? b : 256 + next_extra++;
-    std::string utf8;
-    if (cp < 0x80) {
-      utf8 += static_cast<char>(cp);
-    } else {
-      utf8 += static_cast<char>(0xC0 | (cp >> 6));
-      utf8 += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    vocab[utf8] = b + 2;
-  }
-  vocab["<s>"] = 0;
-  vocab["</s>"] = 1;
-  nlohmann::json tok = {
-      {"version", "1.0"},
-      {"added_tokens", {{{"id", 0}, {"content", "<s>"}, {"special", true}, {"single_word", false}, {"lstrip", false},
-                         {"rstrip", false}, {"normalized", false}},
-                        {{"id", 1}, {"content", "</s>"}, {"special", true}, {"single_word", false}, {"lstrip", false},
-                         {"rstrip", false}, {"normalized", false}}}},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"post_processor", nullptr},
-      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
-  write_text(dir + "/tokenizer.json", tok.dump());
-  write_text(dir + "/tokenizer_config.json",
-             R"({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true, "add_eos_token": false})");
-}
 
 // A job spec for that model and data, CPU, no eval (not landed yet); merge
 // (fp32) only when asked, to keep the other tests short.

@@ -25,9 +25,6 @@
 namespace lema::engine {
 namespace {
 
-// Tokenizer and generation files copied as they are when present.
-const char* const kCopiedFiles[] = {"tokenizer.json",        "tokenizer.model",   "tokenizer_config.json",
-                                    "special_tokens_map.json", "added_tokens.json", "generation_config.json"};
 
 at::ScalarType torch_type(DType d) {
   switch (d) {
@@ -112,32 +109,6 @@ Result<BaseModel> open_base(const std::string& path) {
   return b;
 }
 
-// Copies the tokenizer and generation files found at `from` (a directory, or
-// one tokenizer file, copied under its HF name) into `dir`.
-Status copy_tokenizer_files(const std::string& from, const std::string& dir) {
-  std::vector<std::pair<std::string, std::string>> copies;  // source, name in dir
-  if (is_directory(from)) {
-    for (const char* name : kCopiedFiles) {
-      if (path_exists(path_join(from, name))) copies.emplace_back(path_join(from, name), name);
-    }
-  } else if (path_exists(from)) {
-    const std::string base = path_basename(from);
-    const bool sp = base.size() > 6 && base.compare(base.size() - 6, 6, ".model") == 0;
-    copies.emplace_back(from, sp ? "tokenizer.model" : "tokenizer.json");
-    // Its settings (BOS/EOS, special tokens) sit next to it.
-    for (const char* name : {"tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"}) {
-      const std::string side = path_join(path_dirname(from).empty() ? "." : path_dirname(from), name);
-      if (path_exists(side)) copies.emplace_back(side, name);
-    }
-  } else {
-    return Status::not_found("merge: tokenizer '" + from + "': no such file or directory");
-  }
-  for (const auto& [src, name] : copies) {
-    LEMA_ASSIGN_OR_RETURN(std::string bytes, read_file(src));
-    LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(dir, name), bytes));
-  }
-  return Status();
-}
 
 }  // namespace
 
@@ -265,8 +236,8 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
   nlohmann::json cfg = model.config_json;
   cfg["torch_dtype"] = dtype_torch_name(out_dtype);
   LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(tmp, "config.json"), cfg.dump(2) + "\n"));
-  LEMA_RETURN_IF_ERROR(copy_tokenizer_files(model.files_dir, tmp));
-  if (!o.tokenizer.empty()) LEMA_RETURN_IF_ERROR(copy_tokenizer_files(o.tokenizer, tmp));
+  LEMA_RETURN_IF_ERROR(copy_hf_side_files(model.files_dir, tmp));
+  if (!o.tokenizer.empty()) LEMA_RETURN_IF_ERROR(copy_hf_side_files(o.tokenizer, tmp));
   if (!path_exists(path_join(tmp, "generation_config.json"))) {
     nlohmann::json gen;
     if (cfg.contains("bos_token_id")) gen["bos_token_id"] = cfg["bos_token_id"];

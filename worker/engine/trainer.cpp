@@ -376,12 +376,7 @@ Status Trainer::write_output() {
   }
   const std::string model_dir = path_join(o_.out, "model");
   LEMA_RETURN_IF_ERROR(full_->save_hf(model_dir, dtype_));
-  const std::string side_dir = is_directory(tokenizer_path_) ? tokenizer_path_ : path_dirname(tokenizer_path_);
-  LEMA_RETURN_IF_ERROR(copy_hf_side_files(side_dir, model_dir).status());
-  if (!is_directory(tokenizer_path_) && path_exists(tokenizer_path_)) {
-    LEMA_ASSIGN_OR_RETURN(std::string bytes, read_file(tokenizer_path_));
-    LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(model_dir, path_basename(tokenizer_path_)), bytes));
-  }
+  LEMA_RETURN_IF_ERROR(copy_hf_side_files(tokenizer_path_, model_dir));
   log_info("model written to %s", model_dir.c_str());
   return Status();
 }
