@@ -105,7 +105,23 @@ def run_peft(torch, model_dir, batch, seq, steps, checkpointing):
     del m, opt; gc.collect(); torch.cuda.empty_cache()
     return r
 
+def run_peft_isolated(model_dir, batch, seq, steps, checkpointing):
+    """One PEFT configuration in its own process: an earlier configuration's
+    CUDA cache (or a killed lema child) must not leave it short of memory, and
+    its host RSS is its own."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--peft-one", model_dir, str(batch), str(seq),
+           str(steps), "1" if checkpointing else "0"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    if p.returncode != 0:
+        raise RuntimeError(f"exit {p.returncode}: {(p.stderr or p.stdout)[-800:]}")
+    return json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
+
 def main():
+    if len(sys.argv) == 7 and sys.argv[1] == "--peft-one":
+        import torch
+        d, b, s, n, g = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
+        print(json.dumps(run_peft(torch, d, b, s, n, g)), flush=True)
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--lema", required=True); ap.add_argument("--out", required=True)
     ap.add_argument("--work", default="/tmp/lema_bench"); ap.add_argument("--steps", type=int, default=3)
@@ -143,7 +159,7 @@ def main():
     for name, b, s, gc_on in peft_cfgs:
         if time.time() - T0 > 450: log(f"skip {name}: time"); continue
         try:
-            res["configs"][name] = run_peft(torch, hf, b, s, a.steps, gc_on); log(f"{name}: {res['configs'][name]}")
+            res["configs"][name] = run_peft_isolated(hf, b, s, a.steps, gc_on); log(f"{name}: {res['configs'][name]}")
         except Exception as e:
             res["configs"][name] = {"error": str(e)[-500:]}; log(f"{name} FAILED: {e}")
         save()

@@ -5,7 +5,8 @@
 # Each step's log goes to LOG_DIR/<step>.log; the script goes on after a
 # failed step and exits non-zero if any step failed.
 # Usage: bash scripts/gpu_check.sh [LOG_DIR] [step...]
-#   steps: build ctest tokenizer hf merge (default: all)
+#   steps: build ctest tokenizer hf merge bench (default: all but bench;
+#   bench is bench/streaming_bench.py, ~9 minutes, results in LOG_DIR/bench/)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log_dir=${1:-gpu-logs}; shift || true
@@ -31,6 +32,7 @@ for s in "${steps[@]}"; do
     tokenizer) run_step tokenizer python3 tests/gpu/tokenizer_parity.py --lema "$lema" ;;
     hf) run_step hf python3 tests/gpu/hf_parity.py --lema "$lema" ;;
     merge) run_step merge python3 tests/gpu/peft_merge_parity.py --lema "$lema" ;;
+    bench) run_step bench python3 bench/streaming_bench.py --lema "$lema" --out "$log_dir/bench" ;;
     *) echo "unknown step: $s" >&2; exit 2 ;;
   esac
 done
