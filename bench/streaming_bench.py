@@ -71,6 +71,13 @@ def write_model(torch, d):
     json.dump({"metadata": {}, "weight_map": index}, open(os.path.join(d, "model.safetensors.index.json"), "w"))
     return cfg
 
+def peak_rss_gib():
+    """VmHWM: this process's own peak (ru_maxrss carries a parent's across fork + exec)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
 def run_lema(lema, layer_file, name, batch, seq, steps, extra, timeout):
     cmd = [lema, "bench-step", "--model", layer_file, "--batch", str(batch), "--seq-len", str(seq),
            "--steps", str(steps), "--device", "cuda", "--dtype", "bf16", "--json"] + extra
@@ -91,6 +98,9 @@ def run_peft(torch, model_dir, batch, seq, steps, checkpointing):
         m.enable_input_require_grads()
     m = get_peft_model(m, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
                                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    # from_pretrained returns the model in eval mode, where transformers skips
+    # gradient checkpointing and LoRA dropout: train mode, as a trainer runs it.
+    m.train()
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, 32000, (batch, seq), device="cuda")
     times = []
@@ -101,7 +111,7 @@ def run_peft(torch, model_dir, batch, seq, steps, checkpointing):
         torch.cuda.synchronize(); times.append(time.time() - t)
     dt = sum(times[1:]) / max(1, len(times) - 1) if len(times) > 1 else times[0]
     r = dict(tokens_per_s=batch * seq / dt, peak_vram_gib=torch.cuda.max_memory_allocated() / 2**30,
-             host_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+             host_rss_gib=peak_rss_gib())
     del m, opt; gc.collect(); torch.cuda.empty_cache()
     return r
 
@@ -125,6 +135,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lema", required=True); ap.add_argument("--out", required=True)
     ap.add_argument("--work", default="/tmp/lema_bench"); ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated configuration names (default: all)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     import torch
@@ -145,9 +156,13 @@ def main():
     except Exception as e:
         log(f"model preparation failed: {e}"); traceback.print_exc()
     lema_cfgs = [("vram4 8x2048", 8, 2048, ["--vram", "4GiB"]), ("vram16 8x2048", 8, 2048, ["--vram", "16GiB"]),
-                 ("nolimit 4x2048", 4, 2048, []), ("disk 1x512", 1, 512, ["--vram", "4GiB", "--ram", "3GiB"]),
+                 ("nolimit 4x2048", 4, 2048, []), ("disk 1x512", 1, 512, ["--vram", "4GiB", "--ram", "1.5GiB"]),
                  ("vram4 1x512", 1, 512, ["--vram", "4GiB"])]
     peft_cfgs = [("peft-gc 8x2048", 8, 2048, True), ("peft 4x2048", 4, 2048, False), ("peft-gc 1x512", 1, 512, True)]
+    if a.only:
+        keep = set(a.only.split(","))
+        lema_cfgs = [c for c in lema_cfgs if c[0] in keep]
+        peft_cfgs = [c for c in peft_cfgs if c[0] in keep]
     for name, b, s, extra in lema_cfgs:
         if time.time() - T0 > 330: log(f"skip {name}: time"); continue
         try:

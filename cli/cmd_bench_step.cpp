@@ -28,7 +28,7 @@ namespace {
 struct BenchArgs {
   std::string model, vram, ram, device = "cpu", dtype = "auto";
   int64_t batch = 1, seq_len = 128, steps = 3, micro_batch = 0, lora_r = 16;
-  bool json = false, force_disk = false;
+  bool json = false, force_disk = false, recompute_all = false;
 };
 
 lema::Status run_bench(const BenchArgs& a) {
@@ -50,6 +50,7 @@ lema::Status run_bench(const BenchArgs& a) {
   req.flash_attention = device.is_cuda();
   req.cuda = device.is_cuda();
   req.force_disk = a.force_disk;
+  req.device_memory = plannable_device_memory(device);
   if (!a.vram.empty()) {
     LEMA_ASSIGN_OR_RETURN(req.vram_budget, parse_bytes(a.vram));
   }
@@ -71,6 +72,7 @@ lema::Status run_bench(const BenchArgs& a) {
     at::Generator gen = at::detail::createCPUGenerator(7);
     StepOptions step_options;
     step_options.activations_on_host = plan.activations_on_host;
+    step_options.kept_graph_layers = a.recompute_all ? 0 : plan.kept_graph_layers;
     double timed_s = 0.0;
     int64_t timed_tokens = 0;
     LayerStoreStats total;
@@ -115,11 +117,11 @@ lema::Status run_bench(const BenchArgs& a) {
     const double rss = static_cast<double>(peak_rss_bytes()) / (1ull << 30);
     std::printf("%s{\"tokens_per_s\": %.1f, \"peak_vram_gib\": %.3f, \"device_used_gib\": %.3f, \"host_rss_gib\": %.3f, "
                 "\"h2d_gb_s\": %.2f, \"copy_hidden\": %.3f, \"layer_loads\": %lld, \"mode\": \"%s\", \"resident\": %lld, "
-                "\"slots\": %lld, \"micro_batch\": %lld}\n",
+                "\"slots\": %lld, \"micro_batch\": %lld, \"kept_graphs\": %lld}\n",
                 a.json ? "" : "stats: ", tps, peak_vram, used_vram, rss, total.h2d_gb_per_s(), total.hidden_fraction(),
                 static_cast<long long>(total.device_loads), plan_mode_name(plan.mode),
                 static_cast<long long>(plan.resident_layers), static_cast<long long>(plan.device_slots),
-                static_cast<long long>(plan.micro_batch));
+                static_cast<long long>(plan.micro_batch), static_cast<long long>(step_options.kept_graph_layers));
   } catch (const std::exception& e) {
     return status_from_exception(e, "bench-step");
   }
@@ -138,6 +140,7 @@ void setup_bench_step(CLI::App& app) {
   cmd->add_option("--steps", args->steps, "Optimizer steps (the first is not timed)")->check(CLI::Range(1, 100000));
   cmd->add_option("--lora-r", args->lora_r, "LoRA rank")->check(CLI::Range(1, 4096));
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
+  cmd->add_flag("--recompute-all", args->recompute_all, "Recompute every layer in the backward (keep no forward graph)");
   cmd->add_option("--dtype", args->dtype, "auto, fp32, bf16 or fp16");
   cmd->add_flag("--disk", args->force_disk, "Stream from the file every pass even when RAM would hold the model");
   cmd->add_flag("--json", args->json, "Print the statistics as one JSON line");

@@ -1,4 +1,4 @@
-// `lema model init --preset tiny|small --out DIR [--seed N] [--vocab N]`:
+// `lema model init --preset tiny|mini|compact|small --out DIR [--seed N] [--vocab N]`:
 // writes a randomly initialised Hugging Face Llama directory.
 #include <cstdio>
 #include <memory>
@@ -39,7 +39,7 @@ void setup_model_init(CLI::App& app) {
   CLI::App* cmd = model->add_subcommand("init", "Write a random Hugging Face Llama model of a preset size");
   cmd->add_option("--preset", args->preset, "tiny or small")
       ->required()
-      ->check(CLI::IsMember({"tiny", "small"}));
+      ->check(CLI::IsMember(lema::model_preset_names()));
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->add_option("--seed", args->seed, "Seed of the weights (default 0)");
   cmd->add_option("--vocab", args->vocab, "Vocabulary size (default: the preset's)")

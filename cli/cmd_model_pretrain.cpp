@@ -1,4 +1,4 @@
-// `lema model pretrain --preset tiny|small --data FILE.jsonl --out DIR`:
+// `lema model pretrain --preset tiny|mini|compact|small --data FILE.jsonl --out DIR`:
 // makes a small base model that knows the dataset's content but has never
 // seen the [LEMA_REPLY] format (DEMO-FINDINGS.md): trains a tokenizer on
 // the examples' plain text, initialises the preset, and trains every weight
@@ -142,7 +142,7 @@ void setup_model_pretrain(CLI::App& app) {
   CLI::App* model = lema::cli::group(app, "model", "Create and train small models");
   CLI::App* cmd = model->add_subcommand(
       "pretrain", "Make a small base that knows a dataset's content as plain text, never the reply format");
-  cmd->add_option("--preset", a->preset, "tiny or small")->capture_default_str();
+  cmd->add_option("--preset", a->preset, "tiny, mini, compact or small")->capture_default_str()->check(CLI::IsMember(lema::model_preset_names()));
   cmd->add_option("--data", a->data, "dataset JSONL (lema dataset build's train.jsonl, or yours)")->required();
   cmd->add_option("--out", a->out, "model directory to write (config, weights, tokenizer)")->required();
   cmd->add_option("--steps", a->steps, "full-parameter training steps")->capture_default_str();

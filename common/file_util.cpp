@@ -245,6 +245,22 @@ Status MappedFile::open(const std::string& path) {
 }
 
 uint64_t peak_rss_bytes() {
+  // VmHWM is this address space's high-water mark. getrusage's ru_maxrss is
+  // not: Linux carries it across fork and execve, so a process started by a
+  // large parent (a Python benchmark holding a model) reports the parent's peak.
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    unsigned long kib = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      if (std::sscanf(line, "VmHWM: %lu kB", &kib) == 1) {
+        found = true;
+        break;
+      }
+    }
+    std::fclose(f);
+    if (found) return static_cast<uint64_t>(kib) * 1024;
+  }
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;

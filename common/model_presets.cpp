@@ -27,6 +27,22 @@ Result<ModelConfig> model_preset(const std::string& name) {
     c.intermediate_size = 176;
     c.vocab_size = 512;
     c.max_position_embeddings = 512;
+  } else if (name == "mini") {
+    c.hidden_size = 128;
+    c.n_layers = 4;
+    c.n_heads = 4;
+    c.n_kv_heads = 4;
+    c.intermediate_size = 352;
+    c.vocab_size = 2000;
+    c.max_position_embeddings = 1024;
+  } else if (name == "compact") {
+    c.hidden_size = 192;
+    c.n_layers = 4;
+    c.n_heads = 4;
+    c.n_kv_heads = 4;
+    c.intermediate_size = 512;
+    c.vocab_size = 2000;
+    c.max_position_embeddings = 1024;
   } else if (name == "small") {
     c.hidden_size = 256;
     c.n_layers = 4;
@@ -36,13 +52,13 @@ Result<ModelConfig> model_preset(const std::string& name) {
     c.vocab_size = 2000;
     c.max_position_embeddings = 1024;
   } else {
-    return Status::invalid_argument("unknown model preset '" + name + "' (known: tiny, small)");
+    return Status::invalid_argument("unknown model preset '" + name + "' (known: tiny, mini, compact, small)");
   }
   c.head_dim = c.hidden_size / c.n_heads;
   return c;
 }
 
-std::vector<std::string> model_preset_names() { return {"tiny", "small"}; }
+std::vector<std::string> model_preset_names() { return {"tiny", "mini", "compact", "small"}; }
 
 namespace {
 uint64_t splitmix64(uint64_t* state) {

@@ -33,6 +33,9 @@ class LayerSource {
   virtual void release(int64_t layer) {}
   // A hint: `layer` will be acquired soon.
   virtual void prefetch(int64_t layer) {}
+  // True when `layer`'s views stay valid after release() (the layer never
+  // leaves the device): an autograd graph may keep them until the backward.
+  virtual bool stays_resident(int64_t layer) const { return false; }
 };
 
 // Named HF tensors ("model.layers.0.self_attn.q_proj.weight", ...), any dtype, CPU.
@@ -62,6 +65,7 @@ class InMemoryLayerSource : public LayerSource {
   at::Device device() const override { return device_; }
   const HeadWeights& head() override { return head_; }
   Result<LayerWeights> acquire(int64_t layer) override;
+  bool stays_resident(int64_t) const override { return true; }
 
  private:
   InMemoryLayerSource(const ModelConfig& config, at::ScalarType dtype, at::Device device)

@@ -612,4 +612,17 @@ Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const Lay
   return LayerStore::create(file->config(), head, reader, dtype, device, so);
 }
 
+uint64_t plannable_device_memory(at::Device device) {
+#ifdef LEMA_WITH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard guard(device);
+    size_t free_b = 0, total_b = 0;
+    return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? static_cast<uint64_t>(total_b) : 0;
+  }
+#endif
+  if (device.is_cuda()) return 0;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 2 : 0;
+}
+
 }  // namespace lema::engine

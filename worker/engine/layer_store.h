@@ -107,6 +107,7 @@ class LayerStore : public LayerSource {
   Result<LayerWeights> acquire(int64_t layer) override;
   void release(int64_t layer) override;
   void prefetch(int64_t layer) override;
+  bool stays_resident(int64_t layer) const override { return is_resident(layer); }
 
   const LayerStoreOptions& options() const { return options_; }
   uint64_t layer_bytes() const { return layer_numel_ * static_cast<uint64_t>(at::elementSize(dtype_)); }
@@ -167,5 +168,9 @@ class LayerStore : public LayerSource {
 // `lema bench-step` run on.
 Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const LayerFile> file, const MemoryPlan& plan,
                                                        at::ScalarType dtype, at::Device device);
+
+// PlanRequest::device_memory for `device`: a GPU's total memory; on the CPU
+// half the physical RAM (kept graphs must leave the rest to everything else).
+uint64_t plannable_device_memory(at::Device device);
 
 }  // namespace lema::engine

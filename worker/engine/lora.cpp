@@ -92,23 +92,33 @@ uint64_t mix_seed(uint64_t a, uint64_t b) {
 }
 
 at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& w, const LoraPair& lora, uint64_t dropout_seed) {
-  at::Tensor y = at::linear(x, w);
+  at::Tensor y = at::linear(x, w);  // [..., out]
   if (!lora.defined()) return y;
+  double scale = lora.scale;
   at::Tensor xd = x;
   if (lora.dropout > 0.0) {
     // The mask comes from a generator seeded per call (a copy of the device's
     // default one, so Philox on CUDA), so the no-grad forward and the
     // autograd recompute draw the same mask, on the device that uses it.
+    // The mask holds 0 and 1 in x's dtype; 1 / keep joins the LoRA scale.
     at::Generator gen = at::globalContext().defaultGenerator(x.device()).clone();
     gen.set_current_seed(dropout_seed);
     const double keep = 1.0 - lora.dropout;
-    // uniform_ + compare: LibTorch 1.13's CPU bernoulli_ with an explicit
-    // generator is about 10x slower than the whole layer.
-    const at::Tensor keep_mask = at::empty(x.sizes(), x.options().dtype(at::kFloat)).uniform_(0.0, 1.0, gen).lt(keep);
-    const at::Tensor mask = keep_mask.to(x.scalar_type()) / keep;
+    at::Tensor mask;
+    if (x.is_cuda()) {
+      mask = at::empty_like(x).bernoulli_(keep, gen);  // one kernel, written in x's dtype
+    } else {
+      // uniform_ + compare: LibTorch 1.13's CPU bernoulli_ with an explicit
+      // generator is about 10x slower than the whole layer.
+      mask = at::empty(x.sizes(), x.options().dtype(at::kFloat)).uniform_(0.0, 1.0, gen).lt(keep).to(x.scalar_type());
+    }
     xd = x * mask;
+    scale /= keep;
   }
-  return y + at::linear(at::linear(xd, lora.a), lora.b) * lora.scale;
+  // y + scale * (xd A^T) B^T as one addmm: the sum happens in the GEMM's
+  // epilogue instead of two more passes over the [rows, out] output.
+  const at::Tensor z = at::linear(xd, lora.a).reshape({-1, lora.a.size(0)});  // [rows, r]
+  return at::addmm(y.reshape({-1, y.size(-1)}), z, lora.b.t(), /*beta=*/1.0, /*alpha=*/scale).view(y.sizes());
 }
 
 LoraAdapter LoraAdapter::init(const ModelConfig& model, const LoraConfig& config, uint64_t seed,

@@ -44,8 +44,9 @@ std::string MemoryPlan::to_string() const {
                              plan_mode_name(mode), static_cast<long long>(resident_layers),
                              static_cast<long long>(device_slots), static_cast<long long>(prefetch_depth));
   if (mode == PlanMode::kDisk) s += str_printf(", %lld host slots", static_cast<long long>(host_slots));
-  s += str_printf("\n  micro-batch %lld x %lld, boundary activations in %s\n", static_cast<long long>(micro_batch),
-                  static_cast<long long>(n_micro), activations_on_host ? "pinned host memory" : "device memory");
+  s += str_printf("\n  micro-batch %lld x %lld, boundary activations in %s, %lld layers keep their graph (no recompute)\n",
+                  static_cast<long long>(micro_batch), static_cast<long long>(n_micro),
+                  activations_on_host ? "pinned host memory" : "device memory", static_cast<long long>(kept_graph_layers));
   s += "  layer " + format_bytes(layer_bytes) + ", head " + format_bytes(head_bytes) + ", LoRA state " +
        format_bytes(lora_bytes) + ", activations " + format_bytes(activation_bytes) + ", working " +
        format_bytes(working_bytes) + "\n";
@@ -72,19 +73,28 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   // share of a GPU budget; the CPU "device" is plain memory.
   const uint64_t slack = r.cuda ? kSlackBytes : 0;
   const double slack_fraction = r.cuda ? kSlackFraction : 0.0;
-  const uint64_t usable = vram == 0 ? UINT64_MAX
-                                    : (vram > slack ? static_cast<uint64_t>((vram - slack) * (1.0 - slack_fraction)) : 0);
+  auto usable_of = [&](uint64_t bytes) {
+    return bytes > slack ? static_cast<uint64_t>((bytes - slack) * (1.0 - slack_fraction)) : 0;
+  };
+  const uint64_t usable = vram == 0 ? UINT64_MAX : usable_of(vram);
   const uint64_t fixed = p.head_bytes + p.lora_bytes;
+
+  // Autograd's saved tensors and temporaries of one layer's forward with
+  // graph and its backward (fp32 norms, q/k/v/o, MLP gate/up/act/product,
+  // dropout masks, their grads), for `rows` tokens.
+  auto layer_graph_bytes = [&](uint64_t seqs) {
+    const uint64_t rows = seqs * t;
+    uint64_t bytes = rows * (16 * h + 6 * im) * e + rows * h * 8;
+    if (!r.flash_attention) bytes += seqs * u(c.n_heads) * t * t * 4 * 3;  // [T x T] scores materialised
+    return bytes;
+  };
 
   // Largest micro-batch (a divisor of batch) first: fewer, larger GEMMs.
   std::string why = "nothing";
   for (int64_t mb = r.micro_batch > 0 ? r.micro_batch : r.batch; mb >= 1; --mb) {
     if (r.batch % mb != 0) continue;
     const uint64_t rows = u(mb) * t;
-    // Autograd's saved tensors and temporaries of one layer's recompute and
-    // backward (fp32 norms, q/k/v/o, MLP gate/up/act/product, their grads).
-    uint64_t layer_work = rows * (16 * h + 6 * im) * e + rows * h * 8;
-    if (!r.flash_attention) layer_work += u(mb) * u(c.n_heads) * t * t * 4 * 3;
+    const uint64_t layer_work = layer_graph_bytes(u(mb));
     const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
     const uint64_t head_work = chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2;
     const uint64_t work = std::max(layer_work, head_work);
@@ -154,6 +164,17 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
                                     " (budget less allocator slack). Raise --vram or shorten --seq-len.");
   }
   p.n_micro = r.batch / p.micro_batch;
+
+  // Kept graphs: what the budget (or, without one, the device) leaves after
+  // the plan holds graphs of the first resident layers, each skipping its
+  // recompute in the backward.
+  p.graph_bytes = layer_graph_bytes(u(r.batch));
+  const uint64_t graph_limit = vram != 0 ? usable : usable_of(r.device_memory);
+  if (graph_limit > p.device_bytes && p.graph_bytes > 0) {
+    p.kept_graph_layers = static_cast<int64_t>(
+        std::min<uint64_t>((graph_limit - p.device_bytes) / p.graph_bytes, u(p.resident_layers)));
+    p.device_bytes += u(p.kept_graph_layers) * p.graph_bytes;
+  }
 
   // Host side: every streamed layer pinned (kRam), else a disk ring.
   if (p.mode != PlanMode::kResident) {

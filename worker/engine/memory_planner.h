@@ -28,6 +28,10 @@ struct PlanRequest {
   bool cuda = true;             // false: the "device" is host memory (no CUDA context or allocator slack)
   int64_t loss_chunk_tokens = 1024;
   bool force_disk = false;    // stream from disk even when RAM would hold the model
+  // Memory of the device (CUDA: its total; CPU: the share of RAM training
+  // may fill). Without a VRAM budget it bounds the kept graphs; 0: unknown,
+  // no graphs kept.
+  uint64_t device_memory = 0;
 };
 
 enum class PlanMode { kResident, kRam, kDisk };
@@ -42,12 +46,16 @@ struct MemoryPlan {
   bool activations_on_host = false;
   int64_t micro_batch = 0;
   int64_t n_micro = 0;
+  // Layers 0..K-1 (resident ones) keep their forward graph for the backward
+  // instead of recomputing it, in the memory the budget leaves over.
+  int64_t kept_graph_layers = 0;
   // Estimates, bytes.
   uint64_t layer_bytes = 0;
   uint64_t head_bytes = 0;
   uint64_t lora_bytes = 0;       // fp32 masters, grads, AdamW moments
   uint64_t activation_bytes = 0; // every boundary of the step
   uint64_t working_bytes = 0;    // one layer's recompute + backward, or the loss head
+  uint64_t graph_bytes = 0;      // one layer's kept graph, every micro-batch
   uint64_t device_bytes = 0;     // planned device peak
   uint64_t host_bytes = 0;       // planned host memory for weights and activations
   std::string to_string() const;  // multi-line, for the log

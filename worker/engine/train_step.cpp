@@ -1,5 +1,7 @@
 #include "worker/engine/train_step.h"
 
+#include <algorithm>
+
 #include "common/log.h"
 
 namespace lema::engine {
@@ -58,24 +60,50 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
   auto bring_back = [&](const at::Tensor& t) { return t.device() == device ? t : t.to(device, /*non_blocking=*/true); };
   std::vector<std::vector<at::Tensor>> boundary(n_layers + 1, std::vector<at::Tensor>(n_micro));
 
-  // 1. Forward, layer by layer, no autograd: each layer is fetched once and
-  //    runs every micro-batch.
+  // 1. Forward, layer by layer: each layer is fetched once and runs every
+  //    micro-batch; without autograd, except in the layers that keep their
+  //    graph (kept[layer]), whose input and output wait for the backward.
+  std::vector<bool> kept(n_layers, false);
+  for (int64_t layer = 0; layer < std::min(options.kept_graph_layers, n_layers); ++layer) {
+    kept[layer] = source.stays_resident(layer);
+  }
+  std::vector<std::vector<at::Tensor>> kept_in(n_layers), kept_out(n_layers);  // [layer][m]: [B, T, H]
   {
-    at::NoGradGuard no_grad;
     std::vector<at::Tensor> current(n_micro);  // [B, T, H] on the device: the next layer's input
-    for (int64_t m = 0; m < n_micro; ++m) {
-      current[m] = embed_tokens(ids[m], head);
-      boundary[0][m] = offload(current[m]);
+    {
+      at::NoGradGuard no_grad;
+      for (int64_t m = 0; m < n_micro; ++m) {
+        current[m] = embed_tokens(ids[m], head);
+        if (!kept[0]) boundary[0][m] = offload(current[m]);
+      }
     }
     for (int64_t layer = 0; layer < n_layers; ++layer) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
       if (layer + 1 < n_layers) source.prefetch(layer + 1);
-      const LayerLora lora = adapter.layer(layer, dtype, options.dropout);
+      at::AutoGradMode grad_mode(kept[layer]);
+      if (kept[layer]) {
+        kept_in[layer].resize(n_micro);
+        kept_out[layer].resize(n_micro);
+      }
+      const LayerLora shared_lora = kept[layer] ? LayerLora{} : adapter.layer(layer, dtype, options.dropout);
       for (int64_t m = 0; m < n_micro; ++m) {
         contexts[m].dropout_seed = layer_dropout_seed(dropout_seed, m, layer);
-        current[m] = decoder_layer_forward(current[m], w, lora, contexts[m]);
-        // The last layer's output goes straight into the head.
-        boundary[layer + 1][m] = layer + 1 < n_layers ? offload(current[m]) : current[m];
+        if (kept[layer]) {
+          // Its own compute copies per micro-batch, as in the backward below.
+          const LayerLora lora = adapter.layer(layer, dtype, options.dropout);
+          kept_in[layer][m] = current[m].detach().requires_grad_(layer > 0);
+          kept_out[layer][m] = decoder_layer_forward(kept_in[layer][m], w, lora, contexts[m]);
+          current[m] = kept_out[layer][m].detach();
+        } else {
+          current[m] = decoder_layer_forward(current[m], w, shared_lora, contexts[m]);
+        }
+        // The last layer's output goes straight into the head; a kept layer
+        // holds its own input.
+        if (layer + 1 == n_layers) {
+          boundary[layer + 1][m] = current[m];
+        } else if (!kept[layer + 1]) {
+          boundary[layer + 1][m] = offload(current[m]);
+        }
       }
       // The last layer stays: backward starts with it.
       if (layer + 1 < n_layers) source.release(layer);
@@ -104,6 +132,13 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
       if (layer > 0) source.prefetch(layer - 1);
       for (int64_t m = 0; m < n_micro; ++m) {
+        if (kept[layer]) {
+          kept_out[layer][m].backward(grad[m]);
+          grad[m] = layer > 0 ? kept_in[layer][m].grad() : at::Tensor();
+          kept_out[layer][m].reset();
+          kept_in[layer][m].reset();
+          continue;
+        }
         // Fresh compute copies per micro-batch: each backward frees its graph.
         const LayerLora lora = adapter.layer(layer, dtype, options.dropout);
         // Layer 0's input is the embedding, which has no LoRA: no input grad needed.

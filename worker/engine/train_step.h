@@ -1,8 +1,10 @@
 // The layer-wise forward and backward of one optimizer step (DESIGN.md
 // section 4): forward layer by layer without autograd keeping each layer's
 // input, the chunked loss head, then backward from the last layer,
-// recomputing each layer from its saved input with autograd on. Only the
-// LoRA masters receive gradients; base weights never require grad.
+// recomputing each layer from its saved input with autograd on. Where memory
+// allows, the first layers keep their forward graph instead and skip the
+// recompute (a quarter of a layer's work). Only the LoRA masters receive
+// gradients; base weights never require grad.
 //
 // Thread-safety: one caller at a time per LayerSource / LoraAdapter.
 #pragma once
@@ -37,6 +39,10 @@ struct StepOptions {
   // memory instead of device memory (the memory plan decides; CUDA only:
   // on the CPU they are host memory already).
   bool activations_on_host = false;
+  // Layers 0..K-1 keep their forward autograd graph (every micro-batch's)
+  // until the backward instead of recomputing it; only layers the source
+  // keeps resident qualify. The memory plan sizes K (MemoryPlan::kept_graph_layers).
+  int64_t kept_graph_layers = 0;
 };
 
 // Accumulates d loss / d master into each LoRA master's .grad() (call

@@ -112,6 +112,7 @@ class Trainer {
 
  private:
   Status setup();
+  PlanRequest plan_request(const ModelConfig& config) const;
   Status open_streaming_source(int64_t* micro_batch);
   Result<StepReport> step();
   Status save(int64_t step, double loss);
@@ -129,7 +130,8 @@ class Trainer {
   std::unique_ptr<LoraAdapter> adapter_;  // LoRA mode
   std::unique_ptr<FullModel> full_;       // --full
   std::string tokenizer_path_;
-  bool activations_on_host_ = false;  // the memory plan's choice
+  bool activations_on_host_ = false;  // the memory plan's choices
+  int64_t kept_graph_layers_ = 0;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   std::string config_hash_;
@@ -157,6 +159,9 @@ Status Trainer::setup() {
     LEMA_RETURN_IF_ERROR(open_streaming_source(&planned_micro_batch));
   } else {
     LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
+    // Every layer is resident: the plan only sizes the kept graphs.
+    LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(plan_request(source_->config())));
+    kept_graph_layers_ = plan.kept_graph_layers;
   }
   if (o_.micro_batch == 0) o_.micro_batch = planned_micro_batch > 0 ? planned_micro_batch : o_.batch;
   const ModelConfig model = source_->config();
@@ -237,6 +242,25 @@ Status Trainer::setup() {
   return Status();
 }
 
+PlanRequest Trainer::plan_request(const ModelConfig& config) const {
+  PlanRequest req;
+  req.config = config;
+  req.batch = o_.batch;
+  req.seq_len = o_.seq_len;
+  req.micro_batch = o_.micro_batch;
+  req.lora_r = o_.lora_r;
+  const Result<std::vector<LoraTarget>> targets = parse_lora_targets(o_.targets);
+  req.lora_targets = targets.ok() ? static_cast<int64_t>(targets.value().size()) : 7;
+  req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype_));
+  req.flash_attention = device_.is_cuda();
+  req.cuda = device_.is_cuda();
+  req.loss_chunk_tokens = o_.loss_chunk_tokens;
+  req.vram_budget = o_.vram_budget;
+  req.ram_budget = o_.ram_budget;
+  req.device_memory = plannable_device_memory(device_);
+  return req;
+}
+
 // The base model streamed through a LayerStore within the budgets: the plan
 // is printed before anything large is allocated; `micro_batch` receives the
 // planner's split (used when the user gave none).
@@ -247,23 +271,10 @@ Status Trainer::open_streaming_source(int64_t* micro_batch) {
   }
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(o_.model, /*map_file=*/false));
   std::shared_ptr<const LayerFile> file(std::move(opened));
-  PlanRequest req;
-  req.config = file->config();
-  req.batch = o_.batch;
-  req.seq_len = o_.seq_len;
-  req.micro_batch = o_.micro_batch;
-  req.lora_r = o_.lora_r;
-  LEMA_ASSIGN_OR_RETURN(std::vector<LoraTarget> targets, parse_lora_targets(o_.targets));
-  req.lora_targets = static_cast<int64_t>(targets.size());
-  req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype_));
-  req.flash_attention = device_.is_cuda();
-  req.cuda = device_.is_cuda();
-  req.loss_chunk_tokens = o_.loss_chunk_tokens;
-  req.vram_budget = o_.vram_budget;
-  req.ram_budget = o_.ram_budget;
-  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(req));
+  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(plan_request(file->config())));
   log_info("%s", plan.to_string().c_str());
   activations_on_host_ = plan.activations_on_host;
+  kept_graph_layers_ = plan.kept_graph_layers;
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store, open_planned_store(file, plan, dtype_, device_));
   source_ = std::move(store);
   *micro_batch = plan.micro_batch;
@@ -277,6 +288,7 @@ Result<StepReport> Trainer::step() {
   StepOptions options;
   options.loss_chunk_tokens = o_.loss_chunk_tokens;
   options.activations_on_host = activations_on_host_;
+  options.kept_graph_layers = kept_graph_layers_;
   StepLoss loss;
   if (full_) {
     full_->zero_grad();

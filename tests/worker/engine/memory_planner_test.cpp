@@ -50,6 +50,31 @@ TEST(MemoryPlanner, NoLimitIsResident) {
   EXPECT_FALSE(p.value().activations_on_host);
 }
 
+// Kept graphs fill what the device (no budget) or the budget leaves, never
+// more, and only resident layers keep one.
+TEST(MemoryPlanner, KeptGraphsFillWhatIsLeft) {
+  PlanRequest r = request_7b(4, 2048, 0);
+  EXPECT_EQ(plan_memory(r).value().kept_graph_layers, 0);  // device size unknown
+  r.device_memory = 140 * kGiB;  // an H200: 4 x 2048 keeps every layer's graph (~2.4 GB each)
+  const MemoryPlan all = plan_memory(r).value();
+  EXPECT_EQ(all.kept_graph_layers, 32);
+  EXPECT_LE(all.device_bytes, 140 * kGiB);
+  EXPECT_GT(all.graph_bytes, 2 * kGiB);
+  r.device_memory = 40 * kGiB;  // room for some
+  const MemoryPlan some = plan_memory(r).value();
+  EXPECT_GT(some.kept_graph_layers, 0);
+  EXPECT_LT(some.kept_graph_layers, 32);
+  EXPECT_LE(some.device_bytes, 40 * kGiB);
+  EXPECT_GT(some.device_bytes + some.graph_bytes, static_cast<uint64_t>(0.9 * 40 * kGiB));  // one more would not fit
+  // Under a budget the budget rules, and streamed layers never keep one.
+  PlanRequest budget = request_7b(1, 512, 16 * kGiB);
+  budget.device_memory = 140 * kGiB;
+  const MemoryPlan b = plan_memory(budget).value();
+  EXPECT_LE(b.device_bytes, 16 * kGiB);
+  EXPECT_LE(b.kept_graph_layers, b.resident_layers);
+  EXPECT_GT(b.kept_graph_layers, 0);
+}
+
 TEST(MemoryPlanner, FourGiBStreamsWithinBudget) {
   auto p = plan_memory(request_7b(8, 2048, 4 * kGiB));
   ASSERT_TRUE(p.ok()) << p.status().to_string();

@@ -1,6 +1,6 @@
 // The layer-wise step against plain full autograd of the same model (fp64),
-// micro-batching against one batch, padding invariance, and bit-identical
-// repeat runs.
+// micro-batching against one batch, padding invariance, bit-identical
+// repeat runs, and kept forward graphs against recomputation.
 #include "worker/engine/train_step.h"
 
 #include <gtest/gtest.h>
@@ -204,6 +204,45 @@ TEST(TrainStep, RepeatRunsAreBitIdentical) {
   }
   EXPECT_TRUE(all_equal);
   EXPECT_TRUE(any_differs);
+}
+
+// Keeping a layer's forward graph instead of recomputing it must not change
+// a bit: the same kernels run, in grad mode, once instead of twice. Two
+// micro-batches, dropout on, float32 (where an operation order change shows).
+TEST(TrainStep, KeptGraphsEqualRecomputationBitForBit) {
+  ModelConfig c = tiny_config(RopeScalingType::kNone, false);
+  auto src = InMemoryLayerSource::create(c, make_random_llama(c, 3, at::kFloat), at::kFloat, at::kCPU).value();
+  auto run = [&](int64_t kept) {
+    LoraConfig lc;
+    lc.r = 4;
+    lc.dropout = 0.1;
+    LoraAdapter adapter = LoraAdapter::init(c, lc, 9, at::kFloat, at::kCPU);
+    {
+      at::NoGradGuard no_grad;
+      at::Generator gen = at::detail::createCPUGenerator(5);
+      for (at::Tensor& p : adapter.parameters()) {
+        if (p.size(1) == lc.r) p.normal_(0.0, 0.1, gen);
+      }
+    }
+    StepOptions options;
+    options.kept_graph_layers = kept;
+    adapter.zero_grad();
+    auto r = layerwise_forward_backward(*src, adapter, {random_padded_batch(c, 2, 8, 100), random_padded_batch(c, 2, 8, 101)},
+                                        77, options);
+    EXPECT_TRUE(r.ok()) << r.status().to_string();
+    std::vector<at::Tensor> grads;
+    for (const at::Tensor& p : adapter.parameters()) grads.push_back(p.grad().clone());
+    return std::make_pair(r.ok() ? r.value().loss : -1.0, grads);
+  };
+  const auto base = run(0);
+  for (int64_t kept : {int64_t{1}, c.n_layers, c.n_layers + 5}) {
+    const auto other = run(kept);
+    EXPECT_EQ(base.first, other.first) << "kept " << kept;
+    ASSERT_EQ(base.second.size(), other.second.size());
+    for (size_t i = 0; i < base.second.size(); ++i) {
+      EXPECT_TRUE(at::equal(base.second[i], other.second[i])) << "kept " << kept << ", parameter " << i;
+    }
+  }
 }
 
 }  // namespace
