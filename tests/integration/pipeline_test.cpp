@@ -274,7 +274,8 @@ nlohmann::json final_job(const std::string& output) {
 }
 
 // Text examples from the dataset builder, tokenized by the train stage with
-// the spec's tokenizer (not next to the model); the eval stage (base vs
+// the spec's tokenizer (not next to the model), the layer file streamed
+// within train.ram; the eval stage (base vs
 // tuned, the loss curve), compared with `lema eval` by hand on the same
 // inputs; a layer-file base, merged into an HF directory that carries that
 // tokenizer, which `lema chat` loads.
@@ -291,7 +292,7 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
        << "[model]\npath = \"" << dir << "/base.lema.safetensors\"\ntokenizer = \"" << dir << "/tok/tokenizer.json\"\n"
        << "[data]\nbuilder = \"lema-reply\"\nexamples = 24\nseed = 3\neval_fraction = 0.25\n"
        << "[train]\nsteps = 3\nbatch = 2\nmicro_batch = 2\nseq_len = 384\nlora_r = 4\nlora_alpha = 8\n"
-       << "lora_dropout = 0.0\nlr = 1e-2\ndevice = \"cpu\"\ncheckpoint_every = 0\n"
+       << "lora_dropout = 0.0\nlr = 1e-2\ndevice = \"cpu\"\ncheckpoint_every = 0\nram = \"1GiB\"\n"
        << "[eval]\nquestions = 2\nmax_new_tokens = 6\n[merge]\ndtype = \"bf16\"\n";
   write_text(dir + "/text.toml", spec.str());
   RunResult stages = run_lema({"worker", "--stages"});
@@ -301,6 +302,9 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   // The dataset stage wrote text, the train stage tokenized it.
   EXPECT_NE(slurp(dir + "/text/data/train.jsonl").find("\"question\""), std::string::npos);
   EXPECT_FALSE(slurp(dir + "/text/train/adapter/adapter_model.safetensors").empty());
+  // train.ram reached the engine: the layer file was streamed as planned.
+  EXPECT_NE(slurp(dir + "/text/logs/worker-0.log").find("memory plan: mode"), std::string::npos)
+      << slurp(dir + "/text/logs/worker-0.log");
 
   // Every stage ran; the eval stage wrote report.json with base and tuned.
   const nlohmann::json job = final_job(r.output);
