@@ -78,7 +78,8 @@ StageOutcome run_eval_stage(const StageAssignment& a, const std::string& work_di
     return {Status::not_found("eval data " + o.data + " (the dataset stage's output) is not visible on this worker"),
             "{}", true};
   }
-  if (Result<std::string> text = read_file(o.data); text.ok() && text->find_first_not_of(" \t\r\n") == std::string::npos) {
+  Result<std::string> eval_text = read_file(o.data);
+  if (eval_text.ok() && eval_text->find_first_not_of(" \t\r\n") == std::string::npos) {
     return {Status::invalid_argument("the dataset stage wrote an empty " + o.data +
                                      " (too few examples for data.eval_fraction); raise data.eval_fraction or "
                                      "data.examples, or set eval.enabled = false"),
