@@ -344,6 +344,19 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   EXPECT_NE(result.value("summary", std::string()).find("adherence base 0/2"), std::string::npos)
       << result.dump();
   EXPECT_NE(r.output.find("eval: adherence base"), std::string::npos) << r.output;
+  {
+    // `lema show` against a scheduler on the run's database prints it.
+    SchedulerProcess sched;
+    sched.db = dir + "/text/lema.db";
+    sched.log = dir + "/show_scheduler.log";
+    sched.workers = "tcp://127.0.0.1:" + std::to_string(free_port());
+    sched.clients = "tcp://127.0.0.1:" + std::to_string(free_port());
+    sched.start();
+    RunResult show;
+    wait_until([&] { return (show = run_lema({"show", "1", "--scheduler", sched.clients})).exit_code == 0; }, 30);
+    sched.stop();
+    EXPECT_NE(show.output.find(result.value("summary", std::string("?"))), std::string::npos) << show.output;
+  }
   // The same figures as `lema eval` by hand on the stage's inputs (the
   // spec's tokenizer, seq_len, questions and max_new_tokens).
   RunResult by_hand = run_lema({"eval", "--model", dir + "/base.lema.safetensors", "--tokenizer",
