@@ -94,6 +94,11 @@ lema::Status run_verb(const std::string& verb, ClientArgs& a) {
         }
         if (!s["error"].get<std::string>().empty()) std::printf("  (%s)", s["error"].get<std::string>().c_str());
         std::printf("\n");
+        // A stage's one-line result (the eval stage's base vs tuned figures).
+        if (s.contains("result") && s["result"].is_object() && s["result"].contains("summary") &&
+            s["result"]["summary"].is_string()) {
+          std::printf("           %s\n", s["result"]["summary"].get<std::string>().c_str());
+        }
       }
     }
   } else if (verb == "logs") {

@@ -53,7 +53,8 @@ lema::Result<int64_t> find_or_submit(lema::Client& client, const lema::JobSpec& 
   return id;
 }
 
-// One line (or bar) per stage as it progresses.
+// One line per stage state change, and a bar while train (steps, loss,
+// tokens/s) or eval (permille of the evaluation) runs.
 class StageView {
  public:
   void update(const nlohmann::json& job) {
@@ -61,18 +62,25 @@ class StageView {
       const std::string kind = s.value("kind", std::string());
       const std::string state = s.value("state", std::string());
       std::string& last = last_state_[kind];
-      if (kind == "train" && state == "running" && s.contains("progress") && s["progress"].is_object()) {
+      std::unique_ptr<lema::Progress>& bar = bars_[kind];
+      if ((kind == "train" || kind == "eval") && state == "running" && s.contains("progress") &&
+          s["progress"].is_object()) {
         const auto& p = s["progress"];
         uint64_t total = p["total_steps"].is_number() ? static_cast<uint64_t>(p["total_steps"].get<double>()) : 0;
-        if (!bar_ && total > 0) bar_ = std::make_unique<lema::Progress>("train", total, "steps");
-        if (bar_) {
-          bar_->update(static_cast<uint64_t>(p.value("step", int64_t{0})),
-                       lema::str_printf("loss %.4f  %.0f tok/s", p["loss"].is_number() ? p["loss"].get<double>() : 0.0,
-                                        p["tokens_per_s"].is_number() ? p["tokens_per_s"].get<double>() : 0.0));
+        if (!bar && total > 0) bar = std::make_unique<lema::Progress>(kind, total, kind == "train" ? "steps" : "permille");
+        if (bar && kind == "train") {
+          bar->update(static_cast<uint64_t>(p.value("step", int64_t{0})),
+                      lema::str_printf("loss %.4f  %.0f tok/s", p["loss"].is_number() ? p["loss"].get<double>() : 0.0,
+                                       p["tokens_per_s"].is_number() ? p["tokens_per_s"].get<double>() : 0.0));
+        } else if (bar) {
+          bar->update(static_cast<uint64_t>(p.value("step", int64_t{0})));
         }
       }
       if (state != last) {
-        if (kind == "train" && bar_ && state != "running") bar_->finish();
+        if (bar && state != "running") {
+          bar->finish();
+          bar.reset();
+        }
         std::string line = lema::str_printf("stage %-8s %s", kind.c_str(), state.c_str());
         if (!s.value("worker", std::string()).empty()) line += " on " + s["worker"].get<std::string>();
         if (!s.value("error", std::string()).empty()) line += ": " + s["error"].get<std::string>();
@@ -84,7 +92,7 @@ class StageView {
 
  private:
   std::map<std::string, std::string> last_state_;
-  std::unique_ptr<lema::Progress> bar_;
+  std::map<std::string, std::unique_ptr<lema::Progress>> bars_;
 };
 
 lema::Status run_pipeline(const RunArgs& args) {
@@ -124,6 +132,13 @@ lema::Status run_pipeline(const RunArgs& args) {
   if (state != "succeeded") {
     return lema::Status::internal("job " + std::to_string(job_id) + " " + state + ": " +
                                   job.value("error", std::string()));
+  }
+  for (const auto& s : job["stages"]) {
+    if (s.value("kind", std::string()) == "eval" && s.contains("result") && s["result"].is_object() &&
+        s["result"].contains("summary") && s["result"]["summary"].is_string()) {
+      std::printf("eval: %s (report: %s/eval/report.md)\n", s["result"]["summary"].get<std::string>().c_str(),
+                  co.work_dir.c_str());
+    }
   }
   const std::string merged = lema::path_join(co.work_dir, "merged");
   std::printf("job %lld succeeded; outputs in %s (adapter: %s/train/adapter%s)\n", static_cast<long long>(job_id),

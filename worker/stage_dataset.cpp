@@ -27,7 +27,7 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
     return {Status::invalid_argument("ASSIGN spec has no [data] section"), "{}", false};
   }
   const nlohmann::json& d = spec["data"];
-  const std::string out_dir = path_join(work_dir, "data");
+  const std::string out_dir = job_data_dir(work_dir);
   const std::string jsonl = d.value("jsonl", std::string());
   reporter.progress(0, 1, "{}");
   nlohmann::json result = {{"dir", out_dir}};

@@ -25,8 +25,8 @@ StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_d
   engine::MergeOptions o;
   o.base = spec["model"].value("path", std::string());
   o.tokenizer = spec["model"].value("tokenizer", std::string());
-  o.adapter = path_join(path_join(work_dir, "train"), "adapter");
-  o.out = path_join(work_dir, "merged");
+  o.adapter = job_adapter_dir(work_dir);
+  o.out = job_merged_dir(work_dir);
   o.show_progress = false;
   if (o.base.empty()) return {Status::invalid_argument("model.path is empty in the job spec"), "{}", false};
   const std::string dtype_name = merge.value("dtype", std::string("bf16"));
@@ -70,14 +70,7 @@ StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_d
   Result<engine::MergeStats> stats = engine::merge_adapter(o);
   if (stopped) return {stats.status(), "{}", true, true};
   if (cancelled) return {stats.status(), "{}", false};
-  if (!stats.ok()) {
-    // Bad input fails again anywhere; the rest (I/O, disk full, a base model
-    // not visible on this machine) may not.
-    const Status::Code c = stats.status().code();
-    const bool retryable = c != Status::Code::kInvalidArgument && c != Status::Code::kUnsupported &&
-                           c != Status::Code::kCorruption;
-    return {stats.status(), "{}", retryable};
-  }
+  if (!stats.ok()) return {stats.status(), "{}", is_retryable(stats.status())};
   reporter.log("info", str_printf("merged %lld projections: %d shard(s), %s of tensors",
                                   static_cast<long long>(stats->n_merged), stats->n_shards,
                                   format_bytes(stats->total_bytes).c_str()));

@@ -8,12 +8,11 @@
 namespace lema::worker {
 
 namespace {
-// Every stage kind this worker runs. TODO(issue 6): add
-// {"eval", run_eval_stage} when the evaluator lands (and drop the
-// kUnsupported answer for "eval" in run_stage).
+// Every stage kind this worker runs, in pipeline order.
 const std::pair<const char*, StageRunner> kRunners[] = {
     {"dataset", run_dataset_stage},
     {"train", run_train_stage},
+    {"eval", run_eval_stage},
     {"merge", run_merge_stage},
 };
 }  // namespace
@@ -27,6 +26,23 @@ std::vector<std::string> stage_kinds() {
 std::string resolve_work_dir(const std::string& work_dir, const std::string& base_dir) {
   if (work_dir.empty() || work_dir[0] == '/' || base_dir.empty()) return work_dir;
   return path_join(base_dir, work_dir);
+}
+
+std::string job_data_dir(const std::string& work_dir) { return path_join(work_dir, "data"); }
+std::string job_train_dir(const std::string& work_dir) { return path_join(work_dir, "train"); }
+std::string job_adapter_dir(const std::string& work_dir) { return path_join(job_train_dir(work_dir), "adapter"); }
+std::string job_eval_dir(const std::string& work_dir) { return path_join(work_dir, "eval"); }
+std::string job_merged_dir(const std::string& work_dir) { return path_join(work_dir, "merged"); }
+
+std::string stage_device(const std::string& spec_device, const StageEnv& env) {
+  if (spec_device == "auto") return env.device;
+  if (spec_device == "cuda" && env.device.rfind("cuda", 0) == 0) return env.device;  // this worker's GPU
+  return spec_device;
+}
+
+bool is_retryable(const Status& status) {
+  const Status::Code c = status.code();
+  return c != Status::Code::kInvalidArgument && c != Status::Code::kUnsupported && c != Status::Code::kCorruption;
 }
 
 StageOutcome run_stage(const StageAssignment& a, const StageEnv& env, StageReporter& reporter) {
@@ -43,11 +59,6 @@ StageOutcome run_stage(const StageAssignment& a, const StageEnv& env, StageRepor
                                   env.device.c_str(), work_dir.c_str()));
   for (const auto& [kind, runner] : kRunners) {
     if (a.kind == kind) return runner(a, work_dir, env, reporter);
-  }
-  if (a.kind == "eval") {
-    return {Status::unsupported("stage 'eval' is not supported yet by this worker (its library code has not landed); "
-                                "set eval.enabled = false in the job spec"),
-            "{}", false};
   }
   return {Status::invalid_argument("unknown stage kind '" + a.kind + "'"), "{}", false};
 }

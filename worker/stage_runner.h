@@ -1,12 +1,13 @@
 // Stage runners: what a worker does with an ASSIGN. Each kind of stage calls
 // the same library code as its standalone command (`lema dataset build`,
-// `lema train`, `lema merge`), so a job run through the scheduler and a run
-// by hand give the same bytes. A stage whose code has not landed (eval)
-// fails with kUnsupported, which the worker reports as FAILED retryable=false.
+// `lema train`, `lema eval`, `lema merge`), so a job run through the
+// scheduler and a run by hand give the same bytes.
 //
 // Job directory layout (docs/WORKER.md): <work_dir>/data/{train,eval}.jsonl,
 // <work_dir>/train/{checkpoints/step-N,adapter,metrics.jsonl},
-// <work_dir>/merged/ (HF directory).
+// <work_dir>/eval/{report.json,report.md,loss_curve.svg},
+// <work_dir>/merged/ (HF directory). A stage finds its upstream's output
+// with the job_*_dir functions below.
 //
 // Thread-safety: run_stage runs on the caller's thread; the reporter must be
 // thread-safe (the session is).
@@ -49,12 +50,29 @@ struct StageOutcome {
 
 StageOutcome run_stage(const StageAssignment& assignment, const StageEnv& env, StageReporter& reporter);
 
-// The stage kinds run_stage runs (the rest fail with kUnsupported), in
+// The stage kinds run_stage runs (any other kind fails as unknown), in
 // pipeline order; `lema worker --stages` prints them.
 std::vector<std::string> stage_kinds();
 
 // The job's directory for an assignment (absolute, or relative to base_dir).
 std::string resolve_work_dir(const std::string& work_dir, const std::string& base_dir);
+
+// Where each stage writes in the (resolved) job directory.
+std::string job_data_dir(const std::string& work_dir);     // dataset: train.jsonl, eval.jsonl
+std::string job_train_dir(const std::string& work_dir);    // train: checkpoints/, adapter/, metrics.jsonl
+std::string job_adapter_dir(const std::string& work_dir);  // train's final PEFT adapter
+std::string job_eval_dir(const std::string& work_dir);     // eval: report.json, report.md, loss_curve.svg
+std::string job_merged_dir(const std::string& work_dir);   // merge: HF directory
+
+// The engine device for a stage from the spec's train.device ("auto",
+// "cpu", "cuda", "cuda:N") and this worker's device: "auto" is this
+// worker's device; "cuda" on a GPU worker is its GPU; the rest as given.
+std::string stage_device(const std::string& spec_device, const StageEnv& env);
+
+// Whether a failed stage may succeed on another attempt: bad input
+// (kInvalidArgument, kUnsupported, kCorruption) fails again anywhere; I/O,
+// device errors and files not visible on this worker may not.
+bool is_retryable(const Status& status);
 
 // Per-kind runners (stage_<kind>.cpp), all of this type; run_stage picks one
 // by kind from its table. `work_dir` is resolved and exists.
@@ -64,6 +82,8 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
                                StageReporter& reporter);
 StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                              StageReporter& reporter);
+StageOutcome run_eval_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
+                            StageReporter& reporter);
 StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                              StageReporter& reporter);
 

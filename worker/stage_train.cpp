@@ -99,8 +99,8 @@ StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_d
   // data loader, as `lema train --tokenizer` does: with model.tokenizer, or
   // the tokenizer.json / tokenizer.model next to the model when it is empty.
   o.tokenizer = spec["model"].value("tokenizer", std::string());
-  o.data = path_join(path_join(work_dir, "data"), "train.jsonl");
-  o.out = path_join(work_dir, "train");
+  o.data = path_join(job_data_dir(work_dir), "train.jsonl");
+  o.out = job_train_dir(work_dir);
   o.resume = a.resume_checkpoint;
   o.seed = static_cast<uint64_t>(t.value("seed", int64_t{0}));
   o.steps = t.value("steps", int64_t{0});
@@ -116,10 +116,12 @@ StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_d
   o.lora_dropout = t.value("lora_dropout", o.lora_dropout);
   if (t.contains("targets")) o.targets = join(t["targets"]);
   o.dtype = engine_dtype(t.value("dtype", std::string("auto")));
-  const std::string device = t.value("device", std::string("auto"));
-  o.device = device == "auto" ? env.device : device;
-  if (device == "cuda" && env.device.rfind("cuda", 0) == 0) o.device = env.device;  // this worker's GPU
+  o.device = stage_device(t.value("device", std::string("auto")), env);
   o.checkpoint_every = t.value("checkpoint_every", o.checkpoint_every);
+  // train.vram / train.ram (bytes in the normalised spec): the engine
+  // streams the base (a layer file) within them, as `lema train --vram/--ram`.
+  o.vram_budget = t.value("vram", uint64_t{0});
+  o.ram_budget = t.value("ram", uint64_t{0});
   o.threads = env.threads;
   o.quiet = true;
   if (o.model.empty()) return {Status::invalid_argument("model.path is empty in the job spec"), "{}", false};
@@ -137,13 +139,8 @@ StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_d
   Status s = engine::run_training(o, &observer);
   if (observer.stopped()) return {Status::cancelled(s.message()), "{}", true, true};
   if (observer.cancelled()) return {s, "{}", false};
-  if (!s.ok()) {
-    // Bad input will fail again anywhere; the rest (I/O, device) may not.
-    bool retryable = s.code() != Status::Code::kInvalidArgument && s.code() != Status::Code::kUnsupported &&
-                     s.code() != Status::Code::kCorruption;
-    return {s, "{}", retryable};
-  }
-  nlohmann::json result = {{"adapter", path_join(o.out, "adapter")}, {"steps", total}};
+  if (!s.ok()) return {s, "{}", is_retryable(s)};
+  nlohmann::json result = {{"adapter", job_adapter_dir(work_dir)}, {"steps", total}};
   return {Status(), result.dump(), false};
 }
 

@@ -261,9 +261,24 @@ TEST(RunCommand, RunsTheJobAndRunningAgainIsANoOp) {
   EXPECT_EQ(again.exit_code, 0) << again.output;
 }
 
+// The last line of `lema run --json`'s output that is a JSON object: the final job.
+nlohmann::json final_job(const std::string& output) {
+  nlohmann::json job;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("stages")) job = j;
+  }
+  return job;
+}
+
 // Text examples from the dataset builder, tokenized by the train stage with
-// the spec's tokenizer (not next to the model); a layer-file base, merged
-// into an HF directory that carries that tokenizer, which `lema chat` loads.
+// the spec's tokenizer (not next to the model), the layer file streamed
+// within train.ram; the eval stage (base vs
+// tuned, the loss curve), compared with `lema eval` by hand on the same
+// inputs; a layer-file base, merged into an HF directory that carries that
+// tokenizer, which `lema chat` loads.
 TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   std::string dir = make_temp_dir("runtext");
   RunResult init = run_lema({"model", "init", "--preset", "tiny", "--out", dir + "/hf"});
@@ -275,16 +290,88 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   std::ostringstream spec;
   spec << "[job]\nname = \"text\"\nwork_dir = \"" << dir << "/text\"\n"
        << "[model]\npath = \"" << dir << "/base.lema.safetensors\"\ntokenizer = \"" << dir << "/tok/tokenizer.json\"\n"
-       << "[data]\nbuilder = \"lema-reply\"\nexamples = 24\nseed = 3\neval_fraction = 0.1\n"
+       << "[data]\nbuilder = \"lema-reply\"\nexamples = 24\nseed = 3\neval_fraction = 0.25\n"
        << "[train]\nsteps = 3\nbatch = 2\nmicro_batch = 2\nseq_len = 384\nlora_r = 4\nlora_alpha = 8\n"
-       << "lora_dropout = 0.0\nlr = 1e-2\ndevice = \"cpu\"\ncheckpoint_every = 0\n"
-       << "[eval]\nenabled = false\n[merge]\ndtype = \"bf16\"\n";
+       << "lora_dropout = 0.0\nlr = 1e-2\ndevice = \"cpu\"\ncheckpoint_every = 0\nram = \"1GiB\"\n"
+       << "[eval]\nquestions = 2\nmax_new_tokens = 6\n[merge]\ndtype = \"bf16\"\n";
   write_text(dir + "/text.toml", spec.str());
-  RunResult r = run_lema({"run", dir + "/text.toml", "--cpu", "--threads", "1"});
+  RunResult stages = run_lema({"worker", "--stages"});
+  EXPECT_EQ(stages.output, "dataset\ntrain\neval\nmerge\n");
+  RunResult r = run_lema({"run", dir + "/text.toml", "--cpu", "--threads", "1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.output << slurp(dir + "/text/logs/worker-0.log");
   // The dataset stage wrote text, the train stage tokenized it.
   EXPECT_NE(slurp(dir + "/text/data/train.jsonl").find("\"question\""), std::string::npos);
   EXPECT_FALSE(slurp(dir + "/text/train/adapter/adapter_model.safetensors").empty());
+  // train.ram reached the engine: the layer file was streamed as planned.
+  EXPECT_NE(slurp(dir + "/text/logs/worker-0.log").find("memory plan: mode"), std::string::npos)
+      << slurp(dir + "/text/logs/worker-0.log");
+
+  // Every stage ran; the eval stage wrote report.json with base and tuned.
+  const nlohmann::json job = final_job(r.output);
+  ASSERT_TRUE(job.is_object()) << r.output;
+  for (const char* kind : {"dataset", "train", "eval", "merge"}) {
+    EXPECT_EQ(stage_of(job, kind)["state"], "succeeded") << kind;
+  }
+  auto report = nlohmann::json::parse(slurp(dir + "/text/eval/report.json"), nullptr, false);
+  ASSERT_TRUE(report.is_object()) << slurp(dir + "/text/eval/report.json");
+  ASSERT_EQ(report["models"].size(), 2u);
+  const nlohmann::json& base = report["models"][0];
+  const nlohmann::json& tuned = report["models"][1];
+  EXPECT_EQ(base["name"], "base");
+  EXPECT_EQ(tuned["name"], "tuned");
+  EXPECT_EQ(tuned["adapter"], dir + "/text/train/adapter");
+  EXPECT_EQ(report["data"], dir + "/text/data/eval.jsonl");
+  for (const nlohmann::json* m : {&base, &tuned}) {
+    EXPECT_TRUE((*m)["adherence"].is_number());
+    EXPECT_EQ((*m)["total"], 2) << "eval.questions = 2";
+    EXPECT_GT((*m)["eval_loss"].get<double>(), 0.0);
+  }
+  EXPECT_NE(base["eval_loss"], tuned["eval_loss"]) << "the adapter changed nothing";
+  // The loss curve of the train stage's metrics.jsonl: one point per step.
+  EXPECT_EQ(report.value("loss_curve", std::string()), "loss_curve.svg");
+  const std::string svg = slurp(dir + "/text/eval/loss_curve.svg");
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find(dir + "/text/train/metrics.jsonl"), std::string::npos) << svg.substr(0, 400);
+  EXPECT_FALSE(slurp(dir + "/text/eval/report.md").empty());
+  // DONE's result carries the figures (what `lema show` prints).
+  const nlohmann::json result = stage_of(job, "eval")["result"];
+  ASSERT_TRUE(result.is_object()) << stage_of(job, "eval").dump();
+  EXPECT_EQ(result["base"]["adherence"], base["adherence"]);
+  EXPECT_EQ(result["tuned"]["adherence"], tuned["adherence"]);
+  EXPECT_EQ(result["base"]["eval_loss"], base["eval_loss"]);
+  EXPECT_EQ(result["tuned"]["eval_loss"], tuned["eval_loss"]);
+  // 6 byte tokens cannot hold a [LEMA_REPLY] block: no reply is valid.
+  EXPECT_NE(result.value("summary", std::string()).find("adherence base 0/2"), std::string::npos)
+      << result.dump();
+  EXPECT_NE(r.output.find("eval: adherence base"), std::string::npos) << r.output;
+  {
+    // `lema show` against a scheduler on the run's database prints it.
+    SchedulerProcess sched;
+    sched.db = dir + "/text/lema.db";
+    sched.log = dir + "/show_scheduler.log";
+    sched.workers = "tcp://127.0.0.1:" + std::to_string(free_port());
+    sched.clients = "tcp://127.0.0.1:" + std::to_string(free_port());
+    sched.start();
+    RunResult show;
+    wait_until([&] { return (show = run_lema({"show", "1", "--scheduler", sched.clients})).exit_code == 0; }, 30);
+    sched.stop();
+    EXPECT_NE(show.output.find(result.value("summary", std::string("?"))), std::string::npos) << show.output;
+  }
+  // The same figures as `lema eval` by hand on the stage's inputs (the
+  // spec's tokenizer, seq_len, questions and max_new_tokens).
+  RunResult by_hand = run_lema({"eval", "--model", dir + "/base.lema.safetensors", "--tokenizer",
+                                dir + "/tok/tokenizer.json", "--adapter", dir + "/text/train/adapter", "--data",
+                                dir + "/text/data/eval.jsonl", "--out", dir + "/by_hand", "--questions", "2",
+                                "--max-new-tokens", "6", "--seq-len", "384", "--threads", "1"});
+  ASSERT_EQ(by_hand.exit_code, 0) << by_hand.output;
+  auto hand = nlohmann::json::parse(slurp(dir + "/by_hand/report.json"), nullptr, false);
+  ASSERT_TRUE(hand.is_object());
+  ASSERT_EQ(hand["models"].size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_NEAR(hand["models"][i]["eval_loss"].get<double>(), report["models"][i]["eval_loss"].get<double>(), 1e-9);
+    EXPECT_EQ(hand["models"][i]["eval_tokens"], report["models"][i]["eval_tokens"]);
+    EXPECT_EQ(hand["models"][i]["samples"], report["models"][i]["samples"]);
+  }
   const std::string merged = dir + "/text/merged";
   auto config = nlohmann::json::parse(slurp(merged + "/config.json"), nullptr, false);
   ASSERT_TRUE(config.is_object());
