@@ -35,6 +35,7 @@ struct StoreOptions {
   int64_t retry_backoff_max_ms = 60000;
   int busy_timeout_ms = 5000;
   bool synchronous_full = false;  // NORMAL survives process crashes; FULL also power loss
+  int cache_mib = 64;             // SQLite page cache of the connection
 };
 
 // What a worker offers, from its HELLO.
