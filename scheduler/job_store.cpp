@@ -383,6 +383,14 @@ Status JobStore::Impl::apply_migrations(const std::vector<Migration>& migrations
       return status_from_sqlite(str_printf("migration %03d_%s", m.version, m.name.c_str()), e.getErrorCode(),
                                 e.what());
     }
+    {
+      SQLite::Statement fk(db, "PRAGMA foreign_key_check");
+      if (fk.executeStep()) {
+        return Status::corruption(str_printf("migration %03d_%s leaves a broken foreign key in table %s (row %lld)",
+                                             m.version, m.name.c_str(), fk.getColumn(0).getString().c_str(),
+                                             (long long)fk.getColumn(1).getInt64()));
+      }
+    }
     SQLite::Statement st(db,
                          "INSERT INTO schema_migrations (version, name, sha256, applied_at) "
                          "VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))");
@@ -408,7 +416,10 @@ Result<std::unique_ptr<JobStore>> JobStore::open(const std::string& path, StoreO
     impl->db.exec("PRAGMA busy_timeout = " + std::to_string(options.busy_timeout_ms));
     impl->db.exec("PRAGMA journal_mode = WAL");
     impl->db.exec(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
-    impl->db.exec("PRAGMA foreign_keys = ON");
+    // Off while migrating: a migration may rebuild a table (create, copy,
+    // drop, rename), and dropping a parent with foreign keys on would cascade.
+    // Each migration runs foreign_key_check before it commits.
+    impl->db.exec("PRAGMA foreign_keys = OFF");
     // Negative: KiB. The default 2 MiB holds a fraction of a busy queue
     // (jobs rows carry their specs), and every miss is a read syscall.
     impl->db.exec("PRAGMA cache_size = -" + std::to_string(std::max(1, options.cache_mib) * 1024));
@@ -417,6 +428,11 @@ Result<std::unique_ptr<JobStore>> JobStore::open(const std::string& path, StoreO
   }
   Status s = impl->guard("migrating", [&] { return impl->apply_migrations(migrations); });
   if (!s.ok()) return s;
+  try {
+    impl->db.exec("PRAGMA foreign_keys = ON");
+  } catch (const SQLite::Exception& e) {
+    return status_from_sqlite("opening " + path, e.getErrorCode(), e.what());
+  }
   return std::unique_ptr<JobStore>(new JobStore(std::move(impl)));
 }
 
