@@ -172,14 +172,16 @@ bool Message::flag(const char* key, bool dflt) const {
   return it != fields.end() && it->is_boolean() ? it->get<bool>() : dflt;
 }
 
-std::string encode(const Message& message) {
+std::string encode(const Message& message) { return encode(message, {}); }
+
+std::string encode(const Message& message, const std::vector<std::pair<const char*, const std::string*>>& raw_fields) {
   LEMA_CHECK(message.fields.is_object());
   // The same map as to_msgpack(fields + v + type), written around the fields
   // instead of copying them (an ASSIGN carries the whole job spec).
   const json& fields = message.fields;
-  size_t n = fields.size() + 2 - fields.count("v") - fields.count("type");
+  size_t n = fields.size() + 2 - fields.count("v") - fields.count("type") + raw_fields.size();
   std::string out;
-  out.reserve(64);
+  out.reserve(128);
   if (n < 16) {
     out.push_back(static_cast<char>(0x80 | n));
   } else if (n < 65536) {
@@ -199,6 +201,11 @@ std::string encode(const Message& message) {
     if (it.key() == "v" || it.key() == "type") continue;
     put(it.key());
     put(it.value());
+  }
+  for (const auto& [key, bytes] : raw_fields) {
+    LEMA_CHECK(bytes != nullptr && !bytes->empty() && !fields.contains(key));
+    put(key);
+    out += *bytes;
   }
   return out;
 }

@@ -98,12 +98,14 @@ struct Broker::Impl {
   std::vector<Outgoing> outbox;
 
   void send(zmq::socket_t& sock, const std::vector<std::string>& envelope, const Message& m) {
-    std::string body = protocol::encode(m);
+    queue(sock, envelope, protocol::encode(m), m.type);
+  }
+  void queue(zmq::socket_t& sock, const std::vector<std::string>& envelope, std::string body, MessageType type) {
     if (batching) {
-      outbox.push_back({&sock, envelope, std::move(body), m.type});
+      outbox.push_back({&sock, envelope, std::move(body), type});
       return;
     }
-    send_bytes(sock, envelope, body, m.type);
+    send_bytes(sock, envelope, body, type);
   }
   void send_bytes(zmq::socket_t& sock, const std::vector<std::string>& envelope, const std::string& body,
                   MessageType type) {
@@ -211,12 +213,18 @@ void Broker::Impl::assign_to(const std::string& rid, Conn& conn) {
   }
   if (!a->has_value()) return;
   Assignment& as = **a;
-  json fields = {{"job_id", as.job_id},         {"stage_id", as.stage_id}, {"attempt", as.attempt},
-                 {"kind", std::move(as.kind)},  {"spec", std::move(as.spec)}, {"work_dir", std::move(as.work_dir)}};
+  json fields = {{"job_id", as.job_id},
+                 {"stage_id", as.stage_id},
+                 {"attempt", as.attempt},
+                 {"kind", std::move(as.kind)},
+                 {"work_dir", std::move(as.work_dir)}};
   if (!as.resume_checkpoint.empty()) fields["resume_checkpoint"] = as.resume_checkpoint;
   conn.idle = false;
   counter.assignments++;
-  send_worker(rid, Message(MessageType::kAssign, std::move(fields)));
+  // The spec goes in as the msgpack the store cached for the job: no copy,
+  // no re-encoding per assignment.
+  queue(workers, {rid}, protocol::encode(Message(MessageType::kAssign, std::move(fields)), {{"spec", as.spec_msgpack.get()}}),
+        MessageType::kAssign);
 }
 
 void Broker::Impl::assign_idle() {

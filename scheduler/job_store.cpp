@@ -118,7 +118,12 @@ struct JobStore::Impl {
   // each job is assigned once per stage, so ASSIGN need not re-read and
   // re-parse the spec every time. Cleared when it grows past kSpecCacheJobs.
   static constexpr size_t kSpecCacheJobs = 4096;
-  std::unordered_map<int64_t, std::pair<json, std::string>> job_specs;
+  struct CachedJob {
+    std::shared_ptr<const json> spec;
+    std::shared_ptr<const std::string> spec_msgpack;
+    std::string work_dir;
+  };
+  std::unordered_map<int64_t, CachedJob> job_specs;
 
   // A cached prepared statement, reset and unbound. Keyed by the literal's
   // address: callers pass string literals only.
@@ -617,14 +622,20 @@ Result<std::optional<Assignment>> JobStore::assign_next(const WorkerInfo& worker
       auto& job = impl_->stmt("SELECT spec_json, work_dir FROM jobs WHERE id = ?");
       job.bind(1, a.job_id);
       if (!job.executeStep()) return Status::internal("stage without job");
-      json spec = json::parse(job.getColumn(0).getString(), nullptr, false);
-      std::string work_dir = job.getColumn(1).getString();
+      Impl::CachedJob entry;
+      auto spec = std::make_shared<json>(json::parse(job.getColumn(0).getString(), nullptr, false));
+      if (spec->is_discarded()) *spec = nullptr;
+      std::vector<uint8_t> packed = json::to_msgpack(*spec);
+      entry.spec_msgpack = std::make_shared<const std::string>(packed.begin(), packed.end());
+      entry.spec = std::move(spec);
+      entry.work_dir = job.getColumn(1).getString();
       job.reset();
       if (impl_->job_specs.size() >= Impl::kSpecCacheJobs) impl_->job_specs.clear();
-      cached = impl_->job_specs.emplace(a.job_id, std::make_pair(std::move(spec), std::move(work_dir))).first;
+      cached = impl_->job_specs.emplace(a.job_id, std::move(entry)).first;
     }
-    a.spec = cached->second.first;
-    a.work_dir = cached->second.second;
+    a.spec = cached->second.spec;
+    a.spec_msgpack = cached->second.spec_msgpack;
+    a.work_dir = cached->second.work_dir;
     // queued -> running on the first assignment (job_transition_allowed).
     auto& run = impl_->stmt(
         "UPDATE jobs SET state = 'running', updated_ms = ?1, error = NULL, finished_ms = NULL "

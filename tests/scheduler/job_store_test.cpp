@@ -131,7 +131,9 @@ TEST_F(StoreFixture, PipelineFollowsDependencies) {
   Assignment d = assign(w);
   EXPECT_EQ(d.kind, "dataset");
   EXPECT_EQ(d.attempt, 1);
-  EXPECT_EQ(d.spec["model"]["path"], "/models/tiny");
+  ASSERT_TRUE(d.spec && d.spec_msgpack);
+  EXPECT_EQ((*d.spec)["model"]["path"], "/models/tiny");
+  EXPECT_EQ(nlohmann::json::from_msgpack(*d.spec_msgpack), *d.spec);
   // Train waits for the dataset.
   auto none = store->assign_next(w, 300, now);
   ASSERT_TRUE(none.ok());
