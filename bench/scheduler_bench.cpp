@@ -3,7 +3,7 @@
 // bottleneck). Prints assignments/s, READY->ASSIGN latency p50/p99 and the
 // scheduler thread's CPU time.
 //
-//   bench_scheduler_bench [--jobs 10000] [--workers 64] [--db PATH]
+//   bench_scheduler_bench [--jobs 10000] [--workers 64] [--db PATH] [--transport tcp|ipc]
 #include <pthread.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -50,11 +50,12 @@ void send(zmq::socket_t& s, const Message& m) {
 
 int main(int argc, char** argv) {
   int jobs = 10000, n_workers = 64;
-  std::string db;
+  std::string db, transport = "tcp";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--jobs")) jobs = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--workers")) n_workers = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--db")) db = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--transport")) transport = argv[i + 1];
   }
   set_log_level(LogLevel::kWarn);
   char tmpl[] = "/tmp/lema_bench_XXXXXX";
@@ -81,8 +82,12 @@ int main(int argc, char** argv) {
 
   BrokerOptions o;
   o.db_path = db;
-  o.workers_bind = "tcp://127.0.0.1:*";
-  o.clients_bind = "tcp://127.0.0.1:*";
+  if (transport != "tcp" && transport != "ipc") {
+    std::fprintf(stderr, "--transport must be tcp or ipc, not '%s'\n", transport.c_str());
+    return 2;
+  }
+  o.workers_bind = transport == "ipc" ? "ipc://" + dir + "/workers.sock" : "tcp://127.0.0.1:*";
+  o.clients_bind = transport == "ipc" ? "ipc://" + dir + "/clients.sock" : "tcp://127.0.0.1:*";
   auto created = Broker::create(o);
   if (!created.ok()) {
     std::fprintf(stderr, "scheduler: %s\n", created.status().to_string().c_str());
@@ -157,8 +162,8 @@ int main(int argc, char** argv) {
   std::sort(latency_ms.begin(), latency_ms.end());
   auto pct = [&](double p) { return latency_ms[std::min(latency_ms.size() - 1, size_t(p * latency_ms.size()))]; };
   BrokerStats st = broker->stats();
-  std::printf("scheduler bench: %d jobs, %lld stages, %d workers, loopback tcp, db %s\n", jobs,
-              (long long)total_stages, n_workers, db.c_str());
+  std::printf("scheduler bench: %d jobs, %lld stages, %d workers, %s, db %s\n", jobs, (long long)total_stages,
+              n_workers, transport == "ipc" ? "ipc" : "loopback tcp", db.c_str());
   std::printf("  assignments        %llu in %.2f s = %.0f assignments/s\n", (unsigned long long)st.assignments,
               wall_s, st.assignments / wall_s);
   std::printf("  READY->ASSIGN      p50 %.3f ms  p99 %.3f ms  max %.3f ms\n", pct(0.50), pct(0.99), latency_ms.back());
