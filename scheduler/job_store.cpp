@@ -116,7 +116,7 @@ struct JobStore::Impl {
   bool in_batch = false;
   // job id -> (parsed spec_json, work_dir): neither changes after submit, and
   // each job is assigned once per stage, so ASSIGN need not re-read and
-  // re-parse the spec every time. Cleared when it grows past kSpecCacheJobs.
+  // re-parse the spec every time. At most kSpecCacheJobs entries.
   static constexpr size_t kSpecCacheJobs = 4096;
   struct CachedJob {
     std::shared_ptr<const json> spec;
@@ -630,7 +630,9 @@ Result<std::optional<Assignment>> JobStore::assign_next(const WorkerInfo& worker
       entry.spec = std::move(spec);
       entry.work_dir = job.getColumn(1).getString();
       job.reset();
-      if (impl_->job_specs.size() >= Impl::kSpecCacheJobs) impl_->job_specs.clear();
+      // Evict one entry per miss: clearing all 4096 at once (freeing every
+      // spec tree) stalled the loop for tens of ms, one whole round of replies.
+      if (impl_->job_specs.size() >= Impl::kSpecCacheJobs) impl_->job_specs.erase(impl_->job_specs.begin());
       cached = impl_->job_specs.emplace(a.job_id, std::move(entry)).first;
     }
     a.spec = cached->second.spec;
