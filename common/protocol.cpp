@@ -172,13 +172,42 @@ bool Message::flag(const char* key, bool dflt) const {
   return it != fields.end() && it->is_boolean() ? it->get<bool>() : dflt;
 }
 
-std::string encode(const Message& message) {
+std::string encode(const Message& message) { return encode(message, {}); }
+
+std::string encode(const Message& message, const std::vector<std::pair<const char*, const std::string*>>& raw_fields) {
   LEMA_CHECK(message.fields.is_object());
-  json doc = message.fields;
-  doc["v"] = kProtocolVersion;
-  doc["type"] = message_type_name(message.type);
-  std::vector<uint8_t> bytes = json::to_msgpack(doc);
-  return std::string(bytes.begin(), bytes.end());
+  // The same map as to_msgpack(fields + v + type), written around the fields
+  // instead of copying them (an ASSIGN carries the whole job spec).
+  const json& fields = message.fields;
+  size_t n = fields.size() + 2 - fields.count("v") - fields.count("type") + raw_fields.size();
+  std::string out;
+  out.reserve(128);
+  if (n < 16) {
+    out.push_back(static_cast<char>(0x80 | n));
+  } else if (n < 65536) {
+    out.push_back(static_cast<char>(0xde));
+    out.push_back(static_cast<char>(n >> 8));
+    out.push_back(static_cast<char>(n & 0xff));
+  } else {
+    out.push_back(static_cast<char>(0xdf));
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  auto put = [&](const json& j) { json::to_msgpack(j, nlohmann::detail::output_adapter<char>(out)); };
+  put("v");
+  put(kProtocolVersion);
+  put("type");
+  put(message_type_name(message.type));
+  for (auto it = fields.begin(); it != fields.end(); ++it) {
+    if (it.key() == "v" || it.key() == "type") continue;
+    put(it.key());
+    put(it.value());
+  }
+  for (const auto& [key, bytes] : raw_fields) {
+    LEMA_CHECK(bytes != nullptr && !bytes->empty() && !fields.contains(key));
+    put(key);
+    out += *bytes;
+  }
+  return out;
 }
 
 Result<Message> decode(const void* data, size_t size) {

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -79,6 +81,9 @@ struct Message {
 
 // Encodes as a msgpack map. REQUIRES: fields is an object.
 std::string encode(const Message& message);
+// The same, plus fields whose values are msgpack already (an ASSIGN's job
+// spec, cached by the scheduler): (key, encoded value) pairs, not null.
+std::string encode(const Message& message, const std::vector<std::pair<const char*, const std::string*>>& raw_fields);
 
 // Decodes and validates one frame: size, msgpack well-formedness and depth,
 // version, known type, required fields present with the right msgpack type.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <map>
 #include <set>
 #include <vector>
@@ -50,6 +51,8 @@ const char* error_code_for(const Status& s) {
 
 struct Counter {
   std::atomic<uint64_t> messages{0}, errors{0}, malformed{0}, unauthorized{0}, stale{0}, assignments{0};
+  std::atomic<uint64_t> rounds{0};
+  std::atomic<double> commit_ms_total{0}, commit_ms_max{0};
 };
 
 }  // namespace
@@ -95,12 +98,14 @@ struct Broker::Impl {
   std::vector<Outgoing> outbox;
 
   void send(zmq::socket_t& sock, const std::vector<std::string>& envelope, const Message& m) {
-    std::string body = protocol::encode(m);
+    queue(sock, envelope, protocol::encode(m), m.type);
+  }
+  void queue(zmq::socket_t& sock, const std::vector<std::string>& envelope, std::string body, MessageType type) {
     if (batching) {
-      outbox.push_back({&sock, envelope, std::move(body), m.type});
+      outbox.push_back({&sock, envelope, std::move(body), type});
       return;
     }
-    send_bytes(sock, envelope, body, m.type);
+    send_bytes(sock, envelope, body, type);
   }
   void send_bytes(zmq::socket_t& sock, const std::vector<std::string>& envelope, const std::string& body,
                   MessageType type) {
@@ -207,13 +212,19 @@ void Broker::Impl::assign_to(const std::string& rid, Conn& conn) {
     return;
   }
   if (!a->has_value()) return;
-  const Assignment& as = **a;
-  json fields = {{"job_id", as.job_id}, {"stage_id", as.stage_id}, {"attempt", as.attempt},
-                 {"kind", as.kind},     {"spec", as.spec},         {"work_dir", as.work_dir}};
+  Assignment& as = **a;
+  json fields = {{"job_id", as.job_id},
+                 {"stage_id", as.stage_id},
+                 {"attempt", as.attempt},
+                 {"kind", std::move(as.kind)},
+                 {"work_dir", std::move(as.work_dir)}};
   if (!as.resume_checkpoint.empty()) fields["resume_checkpoint"] = as.resume_checkpoint;
   conn.idle = false;
   counter.assignments++;
-  send_worker(rid, Message(MessageType::kAssign, std::move(fields)));
+  // The spec goes in as the msgpack the store cached for the job: no copy,
+  // no re-encoding per assignment.
+  queue(workers, {rid}, protocol::encode(Message(MessageType::kAssign, std::move(fields)), {{"spec", as.spec_msgpack.get()}}),
+        MessageType::kAssign);
 }
 
 void Broker::Impl::assign_idle() {
@@ -504,6 +515,9 @@ BrokerStats Broker::stats() const {
   s.unauthorized = c.unauthorized;
   s.stale = c.stale;
   s.assignments = c.assignments;
+  s.rounds = c.rounds;
+  s.commit_ms_total = c.commit_ms_total;
+  s.commit_ms_max = c.commit_ms_max;
   return s;
 }
 
@@ -549,7 +563,15 @@ Status Broker::run() {
       }
       d.assign_idle();
       d.batching = false;
+      auto commit_start = std::chrono::steady_clock::now();
       Status committed = d.store->commit_batch();
+      double commit_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - commit_start).count();
+      if (!d.outbox.empty()) {
+        d.counter.rounds++;
+        d.counter.commit_ms_total = d.counter.commit_ms_total + commit_ms;
+        if (commit_ms > d.counter.commit_ms_max) d.counter.commit_ms_max = commit_ms;
+      }
       if (committed.ok()) {
         for (const auto& out : d.outbox) d.send_bytes(*out.sock, out.envelope, out.body, out.type);
       } else {

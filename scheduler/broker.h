@@ -45,6 +45,11 @@ struct BrokerStats {
   uint64_t unauthorized = 0;
   uint64_t stale = 0;         // fenced messages from old attempts
   uint64_t assignments = 0;
+  // Loop turns that did work, and the time their COMMITs took (the WAL write,
+  // and the checkpoint when SQLite runs one on this thread).
+  uint64_t rounds = 0;
+  double commit_ms_total = 0;
+  double commit_ms_max = 0;
 };
 
 class Broker {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <unordered_map>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
@@ -30,35 +31,6 @@ Status status_from_sqlite(const std::string& context, int rc, const char* what) 
   return Status::internal(msg);
 }
 
-// BEGIN IMMEDIATE ... COMMIT, rolled back unless committed. Inside a batch
-// (JobStore::begin_batch) it is a savepoint instead, so one failed operation
-// rolls back alone and the batch commits once.
-class Tx {
- public:
-  Tx(SQLite::Database& db, bool nested) : db_(db), nested_(nested) {
-    db_.exec(nested_ ? "SAVEPOINT op" : "BEGIN IMMEDIATE");
-  }
-  ~Tx() {
-    if (!done_) {
-      try {
-        db_.exec(nested_ ? "ROLLBACK TO op; RELEASE op" : "ROLLBACK");
-      } catch (...) {
-      }
-    }
-  }
-  void commit() {
-    db_.exec(nested_ ? "RELEASE op" : "COMMIT");
-    done_ = true;
-  }
-  Tx(const Tx&) = delete;
-  Tx& operator=(const Tx&) = delete;
-
- private:
-  SQLite::Database& db_;
-  bool nested_;
-  bool done_ = false;
-};
-
 const char* kOpenStageStates = "('pending','queued','assigned','running','retrying')";
 
 std::string col_str(SQLite::Statement& st, int i) {
@@ -73,8 +45,12 @@ json parse_json_or_null(const std::string& text) {
 
 }  // namespace
 
-bool stage_transition_allowed(const std::string& from, const std::string& to) {
-  static const std::map<std::string, std::vector<std::string>> kAllowed = {
+namespace {
+
+using TransitionTable = std::map<std::string, std::vector<std::string>>;
+
+const TransitionTable& stage_transitions() {
+  static const TransitionTable kAllowed = {
       {"pending", {"queued", "cancelled"}},
       {"queued", {"assigned", "cancelled"}},
       {"retrying", {"assigned", "cancelled", "failed"}},
@@ -84,8 +60,36 @@ bool stage_transition_allowed(const std::string& from, const std::string& to) {
       {"cancelled", {"queued", "pending"}},
       {"succeeded", {}},
   };
-  auto it = kAllowed.find(from);
-  return it != kAllowed.end() && std::find(it->second.begin(), it->second.end(), to) != it->second.end();
+  return kAllowed;
+}
+
+// For each target state, one UPDATE that moves a stage there only from a
+// state the table allows ("... WHERE id = ?3 AND state IN (...)"), so a
+// transition is one statement instead of SELECT + UPDATE. The strings live
+// for the whole program: JobStore::Impl::stmt keys its cache by address.
+const std::map<std::string, std::string>& stage_update_sql() {
+  static const std::map<std::string, std::string> kSql = [] {
+    std::map<std::string, std::vector<std::string>> from_of;
+    for (const auto& [from, tos] : stage_transitions()) {
+      for (const std::string& to : tos) from_of[to].push_back(from);
+    }
+    std::map<std::string, std::string> sql;
+    for (const auto& [to, froms] : from_of) {
+      std::string list;
+      for (const std::string& f : froms) list += (list.empty() ? "'" : ",'") + f + "'";
+      sql[to] = "UPDATE stages SET state = ?1, updated_ms = ?2 WHERE id = ?3 AND state IN (" + list + ")";
+    }
+    return sql;
+  }();
+  return kSql;
+}
+
+}  // namespace
+
+bool stage_transition_allowed(const std::string& from, const std::string& to) {
+  const TransitionTable& allowed = stage_transitions();
+  auto it = allowed.find(from);
+  return it != allowed.end() && std::find(it->second.begin(), it->second.end(), to) != it->second.end();
 }
 
 bool job_transition_allowed(const std::string& from, const std::string& to) {
@@ -102,7 +106,7 @@ bool job_transition_allowed(const std::string& from, const std::string& to) {
 
 struct JobStore::Impl {
   Impl(const std::string& path, StoreOptions opts)
-      : db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX), options(opts) {}
+      : db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX), options(opts) {}
 
   SQLite::Database db;
   StoreOptions options;
@@ -110,6 +114,16 @@ struct JobStore::Impl {
   std::map<const char*, std::unique_ptr<SQLite::Statement>> cache;
   std::vector<LeaseRef> cut_leases;
   bool in_batch = false;
+  // job id -> (parsed spec_json, work_dir): neither changes after submit, and
+  // each job is assigned once per stage, so ASSIGN need not re-read and
+  // re-parse the spec every time. At most kSpecCacheJobs entries.
+  static constexpr size_t kSpecCacheJobs = 4096;
+  struct CachedJob {
+    std::shared_ptr<const json> spec;
+    std::shared_ptr<const std::string> spec_msgpack;
+    std::string work_dir;
+  };
+  std::unordered_map<int64_t, CachedJob> job_specs;
 
   // A cached prepared statement, reset and unbound. Keyed by the literal's
   // address: callers pass string literals only.
@@ -123,6 +137,41 @@ struct JobStore::Impl {
     }
     return *slot;
   }
+
+  // BEGIN IMMEDIATE ... COMMIT, rolled back unless committed. Inside a batch
+  // (JobStore::begin_batch) it is a savepoint instead, so one failed
+  // operation rolls back alone and the batch commits once. Its statements are
+  // prepared once (stmt()): every store operation opens one of these.
+  class Tx {
+   public:
+    explicit Tx(Impl& impl) : impl_(impl), nested_(impl.in_batch) {
+      impl_.stmt(nested_ ? "SAVEPOINT op" : "BEGIN IMMEDIATE").exec();
+    }
+    ~Tx() {
+      if (!done_) {
+        try {
+          if (nested_) {
+            impl_.stmt("ROLLBACK TO op").exec();
+            impl_.stmt("RELEASE op").exec();
+          } else {
+            impl_.stmt("ROLLBACK").exec();
+          }
+        } catch (...) {
+        }
+      }
+    }
+    void commit() {
+      impl_.stmt(nested_ ? "RELEASE op" : "COMMIT").exec();
+      done_ = true;
+    }
+    Tx(const Tx&) = delete;
+    Tx& operator=(const Tx&) = delete;
+
+   private:
+    Impl& impl_;
+    bool nested_;
+    bool done_ = false;
+  };
 
   template <typename F>
   Status guard(const char* what, F&& fn) {
@@ -142,19 +191,23 @@ struct JobStore::Impl {
     st.bind(1, stage_id);
     return st.executeStep() ? st.getColumn(0).getString() : std::string();
   }
+  // The error for a refused stage transition (the UPDATE changed nothing).
+  Status refuse_stage_transition(int64_t stage_id, const std::string& to) {
+    std::string from = stage_state(stage_id);
+    log_warn("store: stage %lld: transition %s -> %s refused", (long long)stage_id, from.c_str(), to.c_str());
+    return Status::invalid_argument(str_printf("stage %lld: transition %s -> %s is not allowed", (long long)stage_id,
+                                               from.c_str(), to.c_str()));
+  }
   // REQUIRES: inside a transaction.
   Status set_stage_state(int64_t stage_id, const std::string& to, int64_t now_ms) {
-    std::string from = stage_state(stage_id);
-    if (!stage_transition_allowed(from, to)) {
-      log_warn("store: stage %lld: transition %s -> %s refused", (long long)stage_id, from.c_str(), to.c_str());
-      return Status::invalid_argument(str_printf("stage %lld: transition %s -> %s is not allowed",
-                                                 (long long)stage_id, from.c_str(), to.c_str()));
-    }
-    auto& st = stmt("UPDATE stages SET state = ?, updated_ms = ? WHERE id = ?");
+    const auto& sql = stage_update_sql();
+    auto it = sql.find(to);
+    if (it == sql.end()) return refuse_stage_transition(stage_id, to);
+    auto& st = stmt(it->second.c_str());
     st.bind(1, to);
     st.bind(2, now_ms);
     st.bind(3, stage_id);
-    st.exec();
+    if (st.exec() == 0) return refuse_stage_transition(stage_id, to);
     return Status();
   }
   std::string job_state(int64_t job_id) {
@@ -328,12 +381,20 @@ Status JobStore::Impl::apply_migrations(const std::vector<Migration>& migrations
       schema_version = m.version;
       continue;
     }
-    Tx tx(db, false);
+    Tx tx(*this);
     try {
       db.exec(m.sql);
     } catch (const SQLite::Exception& e) {
       return status_from_sqlite(str_printf("migration %03d_%s", m.version, m.name.c_str()), e.getErrorCode(),
                                 e.what());
+    }
+    {
+      SQLite::Statement fk(db, "PRAGMA foreign_key_check");
+      if (fk.executeStep()) {
+        return Status::corruption(str_printf("migration %03d_%s leaves a broken foreign key in table %s (row %lld)",
+                                             m.version, m.name.c_str(), fk.getColumn(0).getString().c_str(),
+                                             (long long)fk.getColumn(1).getInt64()));
+      }
     }
     SQLite::Statement st(db,
                          "INSERT INTO schema_migrations (version, name, sha256, applied_at) "
@@ -360,12 +421,23 @@ Result<std::unique_ptr<JobStore>> JobStore::open(const std::string& path, StoreO
     impl->db.exec("PRAGMA busy_timeout = " + std::to_string(options.busy_timeout_ms));
     impl->db.exec("PRAGMA journal_mode = WAL");
     impl->db.exec(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
-    impl->db.exec("PRAGMA foreign_keys = ON");
+    // Off while migrating: a migration may rebuild a table (create, copy,
+    // drop, rename), and dropping a parent with foreign keys on would cascade.
+    // Each migration runs foreign_key_check before it commits.
+    impl->db.exec("PRAGMA foreign_keys = OFF");
+    // Negative: KiB. The default 2 MiB holds a fraction of a busy queue
+    // (jobs rows carry their specs), and every miss is a read syscall.
+    impl->db.exec("PRAGMA cache_size = -" + std::to_string(std::max(1, options.cache_mib) * 1024));
   } catch (const SQLite::Exception& e) {
     return status_from_sqlite("opening " + path, e.getErrorCode(), e.what());
   }
   Status s = impl->guard("migrating", [&] { return impl->apply_migrations(migrations); });
   if (!s.ok()) return s;
+  try {
+    impl->db.exec("PRAGMA foreign_keys = ON");
+  } catch (const SQLite::Exception& e) {
+    return status_from_sqlite("opening " + path, e.getErrorCode(), e.what());
+  }
   return std::unique_ptr<JobStore>(new JobStore(std::move(impl)));
 }
 
@@ -406,7 +478,7 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
   int64_t job_id = 0;
   Status s = impl_->guard("submit", [&]() -> Status {
     auto& db = impl_->db;
-    Tx tx(db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     auto& ins = impl_->stmt(
         "INSERT INTO jobs (name, state, priority, max_attempts, work_dir, spec_toml, spec_json, created_ms, "
         "updated_ms) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)");
@@ -458,7 +530,7 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
 
 Status JobStore::cancel_job(int64_t job_id, int64_t now_ms) {
   return impl_->guard("cancel", [&]() -> Status {
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     LEMA_RETURN_IF_ERROR(impl_->set_job_state(job_id, "cancelled", now_ms, "cancelled by user"));
     LEMA_RETURN_IF_ERROR(impl_->cancel_open_stages(job_id, now_ms));
     impl_->event(job_id, 0, 0, "info", "job cancelled", now_ms);
@@ -469,7 +541,7 @@ Status JobStore::cancel_job(int64_t job_id, int64_t now_ms) {
 
 Status JobStore::retry_job(int64_t job_id, int64_t now_ms) {
   return impl_->guard("retry", [&]() -> Status {
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     LEMA_RETURN_IF_ERROR(impl_->set_job_state(job_id, "queued", now_ms));
     auto& st = impl_->stmt(
         "SELECT s.id, s.attempt, j.max_attempts, "
@@ -498,7 +570,7 @@ Status JobStore::retry_job(int64_t job_id, int64_t now_ms) {
 Result<std::optional<Assignment>> JobStore::assign_next(const WorkerInfo& worker, int64_t lease_ms, int64_t now_ms) {
   std::optional<Assignment> out;
   Status s = impl_->guard("assign", [&]() -> Status {
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     // The WHERE repeats the partial index's condition so SQLite walks
     // stages_runnable in (priority DESC, job_id, id) order without sorting.
     auto& pick = impl_->stmt(
@@ -516,15 +588,19 @@ Result<std::optional<Assignment>> JobStore::assign_next(const WorkerInfo& worker
     a.kind = pick.getColumn(2).getString();
     a.attempt = pick.getColumn(3).getInt64() + 1;
     pick.reset();
-    LEMA_RETURN_IF_ERROR(impl_->set_stage_state(a.stage_id, "assigned", now_ms));
-    auto& up = impl_->stmt("UPDATE stages SET attempt = ? WHERE id = ?");
+    // State and attempt in one statement; the pick just saw it runnable.
+    auto& up = impl_->stmt(
+        "UPDATE stages SET state = 'assigned', attempt = ?1, updated_ms = ?2 "
+        "WHERE id = ?3 AND state IN ('queued','retrying')");
     up.bind(1, a.attempt);
-    up.bind(2, a.stage_id);
-    up.exec();
+    up.bind(2, now_ms);
+    up.bind(3, a.stage_id);
+    if (up.exec() == 0) return impl_->refuse_stage_transition(a.stage_id, "assigned");
     if (a.kind == "train") {
       auto& ck = impl_->stmt("SELECT path FROM checkpoints WHERE stage_id = ? ORDER BY step DESC, id DESC LIMIT 1");
       ck.bind(1, a.stage_id);
       if (ck.executeStep()) a.resume_checkpoint = ck.getColumn(0).getString();
+      ck.reset();
     }
     auto& att = impl_->stmt(
         "INSERT INTO attempts (stage_id, attempt, worker_id, state, resume_checkpoint, started_ms) "
@@ -541,14 +617,34 @@ Result<std::optional<Assignment>> JobStore::assign_next(const WorkerInfo& worker
     lease.bind(3, worker.id);
     lease.bind(4, now_ms + lease_ms);
     lease.exec();
-    auto& job = impl_->stmt("SELECT state, spec_json, work_dir FROM jobs WHERE id = ?");
-    job.bind(1, a.job_id);
-    if (!job.executeStep()) return Status::internal("stage without job");
-    std::string job_state = job.getColumn(0).getString();
-    a.spec = json::parse(job.getColumn(1).getString(), nullptr, false);
-    a.work_dir = job.getColumn(2).getString();
-    job.reset();
-    if (job_state == "queued") LEMA_RETURN_IF_ERROR(impl_->set_job_state(a.job_id, "running", now_ms));
+    auto cached = impl_->job_specs.find(a.job_id);
+    if (cached == impl_->job_specs.end()) {
+      auto& job = impl_->stmt("SELECT spec_json, work_dir FROM jobs WHERE id = ?");
+      job.bind(1, a.job_id);
+      if (!job.executeStep()) return Status::internal("stage without job");
+      Impl::CachedJob entry;
+      auto spec = std::make_shared<json>(json::parse(job.getColumn(0).getString(), nullptr, false));
+      if (spec->is_discarded()) *spec = nullptr;
+      std::vector<uint8_t> packed = json::to_msgpack(*spec);
+      entry.spec_msgpack = std::make_shared<const std::string>(packed.begin(), packed.end());
+      entry.spec = std::move(spec);
+      entry.work_dir = job.getColumn(1).getString();
+      job.reset();
+      // Evict one entry per miss: clearing all 4096 at once (freeing every
+      // spec tree) stalled the loop for tens of ms, one whole round of replies.
+      if (impl_->job_specs.size() >= Impl::kSpecCacheJobs) impl_->job_specs.erase(impl_->job_specs.begin());
+      cached = impl_->job_specs.emplace(a.job_id, std::move(entry)).first;
+    }
+    a.spec = cached->second.spec;
+    a.spec_msgpack = cached->second.spec_msgpack;
+    a.work_dir = cached->second.work_dir;
+    // queued -> running on the first assignment (job_transition_allowed).
+    auto& run = impl_->stmt(
+        "UPDATE jobs SET state = 'running', updated_ms = ?1, error = NULL, finished_ms = NULL "
+        "WHERE id = ?2 AND state = 'queued'");
+    run.bind(1, now_ms);
+    run.bind(2, a.job_id);
+    run.exec();
     impl_->event(a.job_id, a.stage_id, a.attempt, "info",
                  str_printf("%s attempt %lld assigned to %s%s%s", a.kind.c_str(), (long long)a.attempt,
                             worker.id.c_str(), a.resume_checkpoint.empty() ? "" : ", resuming from ",
@@ -592,7 +688,7 @@ Result<std::vector<LeaseRef>> JobStore::expire_leases(int64_t now_ms) {
       }
     }
     if (lapsed.empty()) return Status();
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     for (const LeaseRef& ref : lapsed) {
       LEMA_RETURN_IF_ERROR(impl_->lose_lease(ref, "lease lapsed: worker '" + ref.worker_id + "' went silent", now_ms));
     }
@@ -607,7 +703,7 @@ Result<std::vector<LeaseRef>> JobStore::release_worker_leases(const std::string&
                                                               int64_t now_ms) {
   std::vector<LeaseRef> released;
   Status s = impl_->guard("release", [&]() -> Status {
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     {
       auto& st = impl_->stmt("SELECT stage_id, attempt FROM leases WHERE worker_id = ? AND stage_id != ?");
       st.bind(1, worker_id);
@@ -631,7 +727,7 @@ Status JobStore::check_lease(int64_t stage_id, int64_t attempt, const std::strin
 Status JobStore::record_progress(int64_t stage_id, int64_t attempt, const std::string& worker_id, int64_t step,
                                  int64_t total_steps, const json& metrics, int64_t now_ms) {
   return impl_->guard("progress", [&]() -> Status {
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
     if (impl_->stage_state(stage_id) == "assigned") {
       LEMA_RETURN_IF_ERROR(impl_->set_stage_state(stage_id, "running", now_ms));
@@ -661,7 +757,7 @@ Status JobStore::record_progress(int64_t stage_id, int64_t attempt, const std::s
 Status JobStore::record_checkpoint(int64_t stage_id, int64_t attempt, const std::string& worker_id, int64_t step,
                                    const std::string& path, const std::string& sha256, int64_t now_ms) {
   return impl_->guard("checkpoint", [&]() -> Status {
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
     auto& st = impl_->stmt(
         "INSERT INTO checkpoints (stage_id, attempt, step, path, sha256, created_ms) VALUES (?, ?, ?, ?, ?, ?)");
@@ -682,13 +778,16 @@ Status JobStore::record_checkpoint(int64_t stage_id, int64_t attempt, const std:
 Status JobStore::complete_stage(int64_t stage_id, int64_t attempt, const std::string& worker_id, const json& result,
                                 int64_t now_ms) {
   return impl_->guard("complete", [&]() -> Status {
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
-    LEMA_RETURN_IF_ERROR(impl_->set_stage_state(stage_id, "succeeded", now_ms));
-    auto& up = impl_->stmt("UPDATE stages SET result_json = ?, error = NULL WHERE id = ?");
+    // The succeeded transition (from assigned or running) and the result in one statement.
+    auto& up = impl_->stmt(
+        "UPDATE stages SET state = 'succeeded', result_json = ?1, error = NULL, updated_ms = ?2 "
+        "WHERE id = ?3 AND state IN ('assigned','running')");
     up.bind(1, result.dump());
-    up.bind(2, stage_id);
-    up.exec();
+    up.bind(2, now_ms);
+    up.bind(3, stage_id);
+    if (up.exec() == 0) return impl_->refuse_stage_transition(stage_id, "succeeded");
     impl_->end_attempt(stage_id, attempt, "succeeded", "", now_ms);
     impl_->delete_lease(stage_id);
     // Dependents whose dependencies have all succeeded become runnable.
@@ -703,11 +802,13 @@ Status JobStore::complete_stage(int64_t stage_id, int64_t attempt, const std::st
       while (dep.executeStep()) ready.push_back(dep.getColumn(0).getInt64());
     }
     for (int64_t r : ready) LEMA_RETURN_IF_ERROR(impl_->set_stage_state(r, "queued", now_ms));
-    int64_t job_id = impl_->job_of_stage(stage_id);
-    auto& left = impl_->stmt("SELECT count(*) FROM stages WHERE job_id = ? AND state != 'succeeded'");
-    left.bind(1, job_id);
-    left.executeStep();
-    int64_t remaining = left.getColumn(0).getInt64();
+    auto& left = impl_->stmt(
+        "SELECT s.job_id, (SELECT count(*) FROM stages o WHERE o.job_id = s.job_id AND o.state != 'succeeded') "
+        "FROM stages s WHERE s.id = ?");
+    left.bind(1, stage_id);
+    if (!left.executeStep()) return Status::not_found("stage vanished");
+    int64_t job_id = left.getColumn(0).getInt64();
+    int64_t remaining = left.getColumn(1).getInt64();
     left.reset();
     impl_->event(job_id, stage_id, attempt, "info", "stage done", now_ms);
     if (remaining == 0) {
@@ -722,7 +823,7 @@ Status JobStore::complete_stage(int64_t stage_id, int64_t attempt, const std::st
 Status JobStore::fail_stage(int64_t stage_id, int64_t attempt, const std::string& worker_id, const std::string& error,
                             bool retryable, int64_t now_ms) {
   return impl_->guard("fail", [&]() -> Status {
-    Tx tx(impl_->db, impl_->in_batch);
+    Impl::Tx tx(*impl_);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
     impl_->end_attempt(stage_id, attempt, "failed", error, now_ms);
     impl_->delete_lease(stage_id);

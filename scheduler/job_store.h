@@ -35,6 +35,7 @@ struct StoreOptions {
   int64_t retry_backoff_max_ms = 60000;
   int busy_timeout_ms = 5000;
   bool synchronous_full = false;  // NORMAL survives process crashes; FULL also power loss
+  int cache_mib = 64;             // SQLite page cache of the connection
 };
 
 // What a worker offers, from its HELLO.
@@ -52,7 +53,10 @@ struct Assignment {
   int64_t stage_id = 0;
   int64_t attempt = 0;
   std::string kind;  // dataset | train | eval | merge
-  nlohmann::json spec;
+  // The job's normalised spec and the same as msgpack (what ASSIGN carries);
+  // shared with the store's per-job cache: neither changes after submit.
+  std::shared_ptr<const nlohmann::json> spec;
+  std::shared_ptr<const std::string> spec_msgpack;
   std::string work_dir;
   std::string resume_checkpoint;  // newest checkpoint of a train stage, or ""
 };

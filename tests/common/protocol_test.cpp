@@ -57,6 +57,29 @@ TEST(Protocol, RoundTripsEveryTypeWithItsRequiredFields) {
   EXPECT_EQ(decode(encode(msgs[5]))->i64("step"), 4);
 }
 
+// The scheduler splices a cached msgpack spec into ASSIGN: the bytes must be
+// the same message as encoding the spec as an ordinary field (checked against
+// nlohmann's own to_msgpack of the whole map), including a map of 16+ keys.
+TEST(Protocol, RawFieldsEncodeLikeOrdinaryFields) {
+  json spec = {{"model", {{"path", "/m"}}}, {"train", {{"lr", 2e-4}, {"steps", 7}}}};
+  std::vector<uint8_t> packed = json::to_msgpack(spec);
+  std::string raw(packed.begin(), packed.end());
+  json fields = {{"job_id", 3}, {"stage_id", 9}, {"attempt", 1}, {"kind", "train"}, {"work_dir", "runs/x"}};
+  for (int extra : {0, 12}) {
+    for (int i = 0; i < extra; ++i) fields["x" + std::to_string(i)] = i;
+    std::string spliced = encode(Message(MessageType::kAssign, fields), {{"spec", &raw}});
+    json whole = fields;
+    whole["spec"] = spec;
+    whole["v"] = kProtocolVersion;
+    whole["type"] = "ASSIGN";
+    EXPECT_EQ(json::from_msgpack(spliced), whole);
+    auto back = decode(spliced);
+    ASSERT_TRUE(back.ok()) << back.status().to_string();
+    EXPECT_EQ(back->fields["spec"], spec);
+    EXPECT_EQ(back->i64("stage_id"), 9);
+  }
+}
+
 TEST(Protocol, RejectsBadInputWithAReason) {
   auto why = [](const std::string& bytes) {
     auto r = decode(bytes);

@@ -131,7 +131,9 @@ TEST_F(StoreFixture, PipelineFollowsDependencies) {
   Assignment d = assign(w);
   EXPECT_EQ(d.kind, "dataset");
   EXPECT_EQ(d.attempt, 1);
-  EXPECT_EQ(d.spec["model"]["path"], "/models/tiny");
+  ASSERT_TRUE(d.spec && d.spec_msgpack);
+  EXPECT_EQ((*d.spec)["model"]["path"], "/models/tiny");
+  EXPECT_EQ(nlohmann::json::from_msgpack(*d.spec_msgpack), *d.spec);
   // Train waits for the dataset.
   auto none = store->assign_next(w, 300, now);
   ASSERT_TRUE(none.ok());
@@ -283,6 +285,63 @@ TEST_F(StoreFixture, SurvivesReopen) {
   ASSERT_TRUE(store->complete_stage(d.stage_id, 1, "w", nullptr, now).ok());
   EXPECT_EQ(show(job)["stages"][1]["state"], "queued");
   EXPECT_EQ(show(job)["spec_toml"], small_spec("s"));
+}
+
+// 002 rebuilds jobs, stages, attempts and workers (CHECKs without IN lists):
+// a database in use under version 1 keeps every row, its foreign keys and
+// its constraints, and the store carries on from where it was.
+TEST(Migrations, RebuildKeepsAVersion1DatabaseWorking) {
+  std::string dir = make_temp_dir("migr2");
+  std::string db = dir + "/v1.db";
+  const std::vector<Migration>& all = embedded_migrations();
+  ASSERT_GE(all.size(), 2u);
+  ASSERT_EQ(all[1].version, 2);
+  int64_t now = 1'000'000;
+  int64_t job = 0, other = 0;
+  Assignment d;
+  {
+    auto s = JobStore::open(db, {}, {all[0]});
+    ASSERT_TRUE(s.ok()) << s.status().to_string();
+    ASSERT_EQ((*s)->schema_version(), 1);
+    job = *(*s)->submit(small_spec("a"), parse_spec(small_spec("a")), now);
+    other = *(*s)->submit(small_spec("b"), parse_spec(small_spec("b")), now);
+    ASSERT_TRUE((*s)->upsert_worker(gpu_worker("w"), now).ok());
+    d = *(*(*s)->assign_next(gpu_worker("w"), 300, now));
+    ASSERT_TRUE((*s)->record_checkpoint(d.stage_id, d.attempt, "w", 5, "/ck/5", "ab", now).ok());
+  }
+  auto s = JobStore::open(db);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  std::unique_ptr<JobStore> store = std::move(*s);
+  EXPECT_EQ(store->schema_version(), all.back().version);
+  // The lease survived the rebuild and still fences.
+  EXPECT_FALSE(store->complete_stage(d.stage_id, d.attempt, "intruder", nullptr, now).ok());
+  ASSERT_TRUE(store->complete_stage(d.stage_id, d.attempt, "w", nullptr, now).ok());
+  nlohmann::json shown = *store->show_job(job);
+  EXPECT_EQ(shown["state"], "running");
+  EXPECT_EQ(shown["stages"][0]["state"], "succeeded");
+  EXPECT_EQ(shown["stages"][0]["checkpoint"], "/ck/5");
+  EXPECT_EQ(shown["stages"][1]["state"], "queued");  // the dependency (stage_deps -> stages) still resolves
+  EXPECT_EQ((*store->show_job(other))["state"], "queued");
+  EXPECT_EQ((*store->list_workers())[0]["id"], "w");
+  auto logs = store->job_logs(job, 0, 100);
+  ASSERT_TRUE(logs.ok());
+  EXPECT_GE(logs->size(), 3u);  // submitted, assigned, checkpoint, done
+  store.reset();
+  SQLite::Database raw(db, SQLite::OPEN_READWRITE);
+  raw.exec("PRAGMA foreign_keys = ON");
+  SQLite::Statement fk(raw, "PRAGMA foreign_key_check");
+  EXPECT_FALSE(fk.executeStep());  // no broken references
+  fk.reset();
+  EXPECT_EQ(raw.execAndGet("PRAGMA integrity_check").getString(), "ok");
+  // The rewritten CHECKs still refuse what the old ones refused.
+  EXPECT_THROW(raw.exec("UPDATE stages SET state = 'bogus' WHERE id = 1"), SQLite::Exception);
+  EXPECT_THROW(raw.exec("UPDATE jobs SET state = 'done' WHERE id = 1"), SQLite::Exception);
+  EXPECT_THROW(raw.exec("UPDATE attempts SET state = 'x'"), SQLite::Exception);
+  EXPECT_THROW(raw.exec("UPDATE workers SET state = 'x'"), SQLite::Exception);
+  // Foreign keys point at the rebuilt tables: deleting a job cascades.
+  raw.exec("DELETE FROM jobs WHERE id = " + std::to_string(other));
+  EXPECT_EQ(raw.execAndGet("SELECT count(*) FROM stages WHERE job_id = " + std::to_string(other)).getInt(), 0);
+  remove_all(dir).ok();
 }
 
 }  // namespace
