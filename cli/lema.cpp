@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "cli/blas_tuning.h"
 #include "cli/command.h"
 #include "common/version.h"
 
@@ -53,6 +54,7 @@ int recorded_exit_code() { return g_exit_code; }
 }  // namespace lema::cli
 
 int main(int argc, char** argv) {
+  lema::cli::tune_openblas(argv);
   CLI::App app{"lema: LoRA fine-tuning of large language models on small GPUs, by layer streaming"};
   app.set_version_flag("--version", LEMA_VERSION_STRING);
   app.require_subcommand(1);
