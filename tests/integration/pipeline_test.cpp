@@ -4,6 +4,8 @@
 // checkpoint, adapter byte-identical to an uninterrupted run), kill -9 of
 // the scheduler, cancel within seconds, two workers running two jobs.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <sys/stat.h>
 
 #include "common/file_util.h"
@@ -225,8 +227,9 @@ TEST_F(PipelineTest, WorkerRunsANewJobAfterACancelledOne) {
 TEST_F(PipelineTest, TwoWorkersRunTwoJobsInParallel) {
   start_worker();
   start_worker();
-  int64_t a = submit("p1", 150, 0);
-  int64_t b = submit("p2", 150, 0);
+  // Long enough (~15 s side by side, one thread each) that polling `lema show` sees both running.
+  int64_t a = submit("p1", 600, 0);
+  int64_t b = submit("p2", 600, 0);
   bool overlapped = false;
   ASSERT_TRUE(wait_until(
       [&] {
@@ -236,7 +239,7 @@ TEST_F(PipelineTest, TwoWorkersRunTwoJobsInParallel) {
         }
         return ja.value("state", std::string()) == "succeeded" && jb.value("state", std::string()) == "succeeded";
       },
-      60, 100));
+      kJobTimeoutS, 100));
   EXPECT_TRUE(overlapped) << "the two train stages never ran at the same time";
 }
 
@@ -259,6 +262,41 @@ TEST(RunCommand, RunsTheJobAndRunningAgainIsANoOp) {
   EXPECT_FALSE(slurp(dir + "/r/train/adapter/adapter_model.safetensors").empty());
   RunResult again = run_lema({"run", dir + "/r.toml", "--cpu"});
   EXPECT_EQ(again.exit_code, 0) << again.output;
+}
+
+// Ctrl-C (SIGINT) stops `lema run` after its worker checkpoints the step it
+// is on (checkpoint_every = 0: no other checkpoint exists); the same
+// command again resumes from that checkpoint, not from step 0, and finishes.
+TEST(RunCommand, CtrlCCheckpointsAndRunningAgainResumes) {
+  std::string dir = make_temp_dir("ctrlc");
+  make_model_and_data(dir, 32);
+  write_text(dir + "/c.toml", tiny_spec(dir, "c", 100000, 0));
+  const std::string metrics = dir + "/c/train/metrics.jsonl";
+  pid_t pid = spawn_lema({"run", dir + "/c.toml", "--cpu", "--threads", "1"}, dir + "/first.log");
+  ASSERT_TRUE(wait_until(
+                  [&] {
+                    const std::string m = slurp(metrics);
+                    return std::count(m.begin(), m.end(), '\n') >= 3;
+                  },
+                  kJobTimeoutS, 50))
+      << slurp(dir + "/first.log");
+  kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_TRUE(wait_until([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 60, 50)) << "lema run ignored Ctrl-C";
+  EXPECT_TRUE(WIFEXITED(status)) << "lema run died of a signal";
+  EXPECT_NE(WEXITSTATUS(status), 0) << "an interrupted run must not report success";
+  EXPECT_TRUE(path_exists(dir + "/c/train/checkpoints")) << slurp(dir + "/first.log");
+  EXPECT_FALSE(path_exists(dir + "/c/train/adapter/adapter_model.safetensors"));
+
+  // The same command again: the worker resumes from that checkpoint (its
+  // "resumed from" line); then Ctrl-C once more, the job never ends.
+  pid = spawn_lema({"run", dir + "/c.toml", "--cpu", "--threads", "1"}, dir + "/second.log");
+  const std::string worker_log = dir + "/c/logs/worker-0.log";
+  bool resumed = wait_until([&] { return slurp(worker_log).find("resumed from") != std::string::npos; }, kJobTimeoutS, 50);
+  kill(pid, SIGINT);
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(resumed) << slurp(dir + "/second.log") << slurp(worker_log);
+  EXPECT_EQ(slurp(worker_log).find("resumed from " + dir + "/c/train/checkpoints/step-0"), std::string::npos);
 }
 
 // The last line of `lema run --json`'s output that is a JSON object: the final job.
