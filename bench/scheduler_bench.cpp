@@ -3,9 +3,9 @@
 //  1. saturated: every stage finishes at once, so the scheduler is the
 //     bottleneck: assignments/s. In this closed loop the READY->ASSIGN wait
 //     is queueing, W / throughput on average (Little's law), not response time.
-//  2. paced: each stage takes --stage-ms (default 32: 64 workers offer 2,000
-//     assignments/s): READY->ASSIGN p50/p99 is the scheduler's response time
-//     at that load.
+//  2. paced: each stage takes an exponentially distributed time with mean
+//     --stage-ms (default 32: 64 workers offer 2,000 assignments/s):
+//     READY->ASSIGN p50/p99 is the scheduler's response time at that load.
 // Each prints the scheduler thread's CPU time.
 //
 //   bench_scheduler_bench [--jobs 10000] [--workers 64] [--stage-ms 32] [--transport tcp|ipc]
@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -110,7 +111,9 @@ int run_bench(int jobs, int n_workers, const std::string& transport, double stag
   // Paced run: the stage a worker holds finishes at due[w] (DONE + READY then).
   std::vector<Steady::time_point> due(n_workers, Steady::time_point::max());
   std::vector<std::pair<int64_t, int64_t>> holding(n_workers);  // stage_id, attempt
-  const auto stage_time = std::chrono::duration_cast<Steady::duration>(std::chrono::duration<double, std::milli>(stage_ms));
+  const std::chrono::duration<double, std::milli> stage_time(stage_ms);
+  std::mt19937_64 rng(1);
+  std::exponential_distribution<double> exp_dist(1.0);
   auto finish_stage = [&](int w, int64_t stage_id, int64_t attempt) {
     send(socks[w], Message(MessageType::kDone, {{"stage_id", stage_id}, {"attempt", attempt}}));
     ready_at[w] = Steady::now();
@@ -190,7 +193,10 @@ int run_bench(int jobs, int n_workers, const std::string& transport, double stag
           latency_ms.push_back(std::chrono::duration<double, std::milli>(now - ready_at[w]).count());
           if (stage_ms > 0) {
             holding[w] = {m->i64("stage_id"), m->i64("attempt")};
-            due[w] = now + stage_time;
+            // Exponential durations (mean stage_ms): Poisson-like arrivals.
+            // Fixed durations would keep the workers that started together in
+            // lock-step, every READY of a group landing in the same round.
+            due[w] = now + std::chrono::duration_cast<Steady::duration>(stage_time * exp_dist(rng));
           } else {
             finish_stage(w, m->i64("stage_id"), m->i64("attempt"));
           }
@@ -213,7 +219,7 @@ int run_bench(int jobs, int n_workers, const std::string& transport, double stag
   auto pct = [&](double p) { return latency_ms[std::min(latency_ms.size() - 1, size_t(p * latency_ms.size()))]; };
   BrokerStats st = broker->stats();
   if (stage_ms > 0) {
-    std::printf("paced: each stage takes %.1f ms, %d workers offer %.0f assignments/s\n", stage_ms, n_workers,
+    std::printf("paced: stages take %.1f ms on average (exponential), %d workers offer %.0f assignments/s\n", stage_ms, n_workers,
                 1000.0 * n_workers / stage_ms);
   } else {
     std::printf("saturated: every stage finishes at once (READY->ASSIGN is queueing: %d workers / throughput)\n",
