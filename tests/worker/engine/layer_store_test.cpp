@@ -33,11 +33,7 @@ LoraAdapter make_adapter(const ModelConfig& c) {
   lc.alpha = 8;
   lc.dropout = 0.1;  // dropout on: masks must follow the same seeds
   LoraAdapter a = LoraAdapter::init(c, lc, 11, at::kFloat, at::kCPU);
-  at::NoGradGuard no_grad;
-  at::Generator gen = at::detail::createCPUGenerator(5);
-  for (at::Tensor& p : a.parameters()) {
-    if (p.size(1) == lc.r) p.normal_(0.0, 0.1, gen);
-  }
+  test_models::randomize_lora_b(a, lc.r, 0.1, 5);
   return a;
 }
 

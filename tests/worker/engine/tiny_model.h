@@ -2,10 +2,12 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <cstdint>
 
 #include "common/model_config.h"
+#include "worker/engine/lora.h"
 #include "worker/engine/train_step.h"
 
 namespace lema::engine::test_models {
@@ -44,6 +46,16 @@ inline MicroBatch random_padded_batch(const ModelConfig& c, int64_t b, int64_t t
     }
   }
   return mb;
+}
+
+// B starts at zero (PEFT): give every B (the [out, r] masters) values drawn
+// from `seed`, so the A gradients and the LoRA outputs are not all zero.
+inline void randomize_lora_b(LoraAdapter& adapter, int64_t r, double std, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  for (at::Tensor& p : adapter.parameters()) {
+    if (p.size(1) == r) p.normal_(0.0, std, gen);
+  }
 }
 
 }  // namespace lema::engine::test_models

@@ -49,12 +49,7 @@ Fixture make_fixture(RopeScalingType rope, bool tied, double dropout, std::vecto
   lc.dropout = dropout;
   lc.targets = targets;
   f.adapter = LoraAdapter::init(f.config, lc, 11, at::kDouble, at::kCPU);
-  // B starts at zero (PEFT); give it values so A's gradients are not all zero.
-  at::NoGradGuard no_grad;
-  at::Generator gen = at::detail::createCPUGenerator(5);
-  for (at::Tensor& p : f.adapter.parameters()) {
-    if (p.size(1) == lc.r) p.normal_(0.0, 0.1, gen);
-  }
+  test_models::randomize_lora_b(f.adapter, lc.r, 0.1, 5);
   return f;
 }
 
@@ -217,13 +212,7 @@ TEST(TrainStep, KeptGraphsEqualRecomputationBitForBit) {
     lc.r = 4;
     lc.dropout = 0.1;
     LoraAdapter adapter = LoraAdapter::init(c, lc, 9, at::kFloat, at::kCPU);
-    {
-      at::NoGradGuard no_grad;
-      at::Generator gen = at::detail::createCPUGenerator(5);
-      for (at::Tensor& p : adapter.parameters()) {
-        if (p.size(1) == lc.r) p.normal_(0.0, 0.1, gen);
-      }
-    }
+    test_models::randomize_lora_b(adapter, lc.r, 0.1, 5);
     StepOptions options;
     options.kept_graph_layers = kept;
     adapter.zero_grad();
