@@ -31,7 +31,6 @@ Status status_from_sqlite(const std::string& context, int rc, const char* what) 
   return Status::internal(msg);
 }
 
-const char* kOpenStageStates = "('pending','queued','assigned','running','retrying')";
 
 std::string col_str(SQLite::Statement& st, int i) {
   return st.getColumn(i).isNull() ? std::string() : st.getColumn(i).getString();
@@ -64,9 +63,11 @@ const TransitionTable& stage_transitions() {
 }
 
 // For each target state, one UPDATE that moves a stage there only from a
-// state the table allows ("... WHERE id = ?3 AND state IN (...)"), so a
-// transition is one statement instead of SELECT + UPDATE. The strings live
-// for the whole program: JobStore::Impl::stmt keys its cache by address.
+// state the table allows ("... WHERE id = ?3 AND (state = 'a' OR ...)"), so
+// a transition is one statement instead of SELECT + UPDATE. Not "state IN
+// (...)": for three or more values SQLite builds a temporary b-tree on every
+// execution (see migrations/002). The strings live for the whole program:
+// JobStore::Impl::stmt keys its cache by address.
 const std::map<std::string, std::string>& stage_update_sql() {
   static const std::map<std::string, std::string> kSql = [] {
     std::map<std::string, std::vector<std::string>> from_of;
@@ -75,9 +76,9 @@ const std::map<std::string, std::string>& stage_update_sql() {
     }
     std::map<std::string, std::string> sql;
     for (const auto& [to, froms] : from_of) {
-      std::string list;
-      for (const std::string& f : froms) list += (list.empty() ? "'" : ",'") + f + "'";
-      sql[to] = "UPDATE stages SET state = ?1, updated_ms = ?2 WHERE id = ?3 AND state IN (" + list + ")";
+      std::string any_of;
+      for (const std::string& f : froms) any_of += (any_of.empty() ? "state = '" : " OR state = '") + f + "'";
+      sql[to] = "UPDATE stages SET state = ?1, updated_ms = ?2 WHERE id = ?3 AND (" + any_of + ")";
     }
     return sql;
   }();
@@ -112,6 +113,7 @@ struct JobStore::Impl {
   StoreOptions options;
   int schema_version = 0;
   std::map<const char*, std::unique_ptr<SQLite::Statement>> cache;
+  std::vector<std::string> temp_btree_sql;  // see JobStore::temp_btree_statements
   std::vector<LeaseRef> cut_leases;
   bool in_batch = false;
   // job id -> (parsed spec_json, work_dir): neither changes after submit, and
@@ -127,10 +129,21 @@ struct JobStore::Impl {
 
   // A cached prepared statement, reset and unbound. Keyed by the literal's
   // address: callers pass string literals only.
+  // Whether the statement's program opens a temporary b-tree (a sort, or an
+  // IN list of 3+ values): a cost on every run that an index or an OR chain
+  // avoids. Checked once per statement, when it is prepared.
+  bool uses_temp_btree(const char* sql) {
+    SQLite::Statement explain(db, std::string("EXPLAIN ") + sql);
+    while (explain.executeStep()) {
+      if (explain.getColumn(1).getString() == "OpenEphemeral") return true;
+    }
+    return false;
+  }
   SQLite::Statement& stmt(const char* sql) {
     auto& slot = cache[sql];
     if (!slot) {
       slot = std::make_unique<SQLite::Statement>(db, sql);
+      if (uses_temp_btree(sql)) temp_btree_sql.push_back(sql);
     } else {
       slot->reset();
       slot->clearBindings();
@@ -285,7 +298,9 @@ struct JobStore::Impl {
   Status cancel_open_stages(int64_t job_id, int64_t now_ms) {
     std::vector<int64_t> open;
     {
-      auto& st = stmt("SELECT id FROM stages WHERE job_id = ? AND state IN ('pending','queued','assigned','running','retrying')");
+      auto& st = stmt(
+          "SELECT id FROM stages WHERE job_id = ? AND (state = 'pending' OR state = 'queued' OR state = 'assigned' "
+          "OR state = 'running' OR state = 'retrying')");
       st.bind(1, job_id);
       while (st.executeStep()) open.push_back(st.getColumn(0).getInt64());
     }
@@ -421,6 +436,8 @@ Result<std::unique_ptr<JobStore>> JobStore::open(const std::string& path, StoreO
     impl->db.exec("PRAGMA busy_timeout = " + std::to_string(options.busy_timeout_ms));
     impl->db.exec("PRAGMA journal_mode = WAL");
     impl->db.exec(options.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+    // Temporary b-trees (sorts, IN lists) in memory, never in a temp file.
+    impl->db.exec("PRAGMA temp_store = MEMORY");
     // Off while migrating: a migration may rebuild a table (create, copy,
     // drop, rename), and dropping a parent with foreign keys on would cascade.
     // Each migration runs foreign_key_check before it commits.
@@ -440,6 +457,8 @@ Result<std::unique_ptr<JobStore>> JobStore::open(const std::string& path, StoreO
   }
   return std::unique_ptr<JobStore>(new JobStore(std::move(impl)));
 }
+
+std::vector<std::string> JobStore::temp_btree_statements() const { return impl_->temp_btree_sql; }
 
 int JobStore::schema_version() const { return impl_->schema_version; }
 
@@ -923,7 +942,7 @@ Result<json> JobStore::show_job(int64_t job_id) {
     for (json& stage : stages) {
       auto& m = impl_->stmt(
           "SELECT step, total_steps, loss, lr, tokens_per_s, memory_bytes FROM metrics WHERE stage_id = ? "
-          "ORDER BY id DESC LIMIT 1");
+          "ORDER BY step DESC LIMIT 1");
       m.bind(1, stage["id"].get<int64_t>());
       if (m.executeStep()) {
         auto num = [&](int i) { return m.getColumn(i).isNull() ? json(nullptr) : json(m.getColumn(i).getDouble()); };

@@ -80,6 +80,9 @@ class JobStore {
   JobStore& operator=(const JobStore&) = delete;
 
   int schema_version() const;
+  // The statements prepared so far whose plans build a temporary b-tree on
+  // every run (tests keep the scheduler's statements off this list).
+  std::vector<std::string> temp_btree_statements() const;
 
   // Group commit: between begin_batch() and commit_batch() every call runs in
   // a savepoint of one outer transaction, so N operations cost one commit.

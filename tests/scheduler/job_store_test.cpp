@@ -275,6 +275,38 @@ TEST_F(StoreFixture, WorkerRestartReleasesItsLeasesButKeepsTheNamedOne) {
   EXPECT_TRUE(store->complete_stage(b.stage_id, 1, "w", nullptr, now).ok());
 }
 
+// Every statement on the path of a worker's messages runs thousands of times
+// a second under load: none may build a temporary b-tree per run (an IN list
+// of 3+ values, in a WHERE, a CHECK or a partial index, or a sort an index
+// could give). The store EXPLAINs each statement when it prepares it.
+TEST_F(StoreFixture, WorkerPathStatementsBuildNoTemporaryBTrees) {
+  int64_t job = submit(small_spec("hot"));
+  int64_t other = submit(small_spec("cold"));
+  auto w = gpu_worker("w");
+  ASSERT_TRUE(store->upsert_worker(w, now).ok());
+  ASSERT_TRUE(store->begin_batch().ok());
+  Assignment d = assign(w);
+  ASSERT_TRUE(store->complete_stage(d.stage_id, 1, "w", {{"rows", 3}}, now).ok());
+  Assignment t = assign(w);
+  ASSERT_TRUE(store->commit_batch().ok());
+  ASSERT_TRUE(store->record_progress(t.stage_id, 1, "w", 1, 10, {{"loss", 2.0}}, now).ok());
+  ASSERT_TRUE(store->record_checkpoint(t.stage_id, 1, "w", 1, "/ck/1", "ab", now).ok());
+  ASSERT_TRUE(store->add_event(0, t.stage_id, 1, "info", "a log line", now).ok());
+  ASSERT_TRUE(store->renew_leases("w", now + 300).ok());
+  ASSERT_TRUE(store->extend_all_leases(now + 300).ok());
+  ASSERT_TRUE(store->fail_stage(t.stage_id, 1, "w", "oom", true, now).ok());
+  now += 1000;
+  Assignment t2 = assign(w);
+  ASSERT_TRUE(store->check_lease(t2.stage_id, t2.attempt, "w").ok());
+  EXPECT_TRUE(store->expire_leases(now + 10'000)->size() == 1u);
+  Assignment t3 = assign(w);
+  EXPECT_TRUE(store->release_worker_leases("w", 0, now)->size() == 1u);
+  ASSERT_TRUE(store->mark_worker_lost("w", now).ok());
+  (void)t3;
+  ASSERT_TRUE(store->cancel_job(other, now).ok());
+  for (const std::string& sql : store->temp_btree_statements()) ADD_FAILURE() << "temporary b-tree per run: " << sql;
+}
+
 TEST_F(StoreFixture, SurvivesReopen) {
   int64_t job = submit(small_spec("s"));
   Assignment d = assign(gpu_worker("w"));
