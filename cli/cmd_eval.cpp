@@ -42,6 +42,9 @@ void setup_eval(CLI::App& app) {
   cmd->add_option("--device", o->device, "cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "auto | fp32 | bf16 | fp16 | fp64")->capture_default_str();
   cmd->add_option("--threads", o->threads, "CPU threads (default: all cores)");
+  lema::cli::add_bytes_option(cmd, "--vram", o->vram_budget,
+                              "device memory budget, e.g. 4GiB: stream the base (a layer file) within it, forward only");
+  lema::cli::add_bytes_option(cmd, "--ram", o->ram_budget, "host memory budget for the streamed weights, e.g. 8GiB");
   cmd->callback([o] { lema::cli::finish(run_eval_command(*o)); });
 }
 

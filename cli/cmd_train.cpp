@@ -41,25 +41,11 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
   cmd->add_option("--max-grad-norm", o->max_grad_norm, "global gradient-norm clip (0: off)")->capture_default_str();
   cmd->add_option("--threads", o->threads, "CPU threads (default: all cores)");
-  auto budgets = std::make_shared<std::pair<std::string, std::string>>();
-  cmd->add_option("--vram", budgets->first,
-                  "device memory budget, e.g. 4GiB: stream the base model (a layer file) within it");
-  cmd->add_option("--ram", budgets->second, "host memory budget for weights and activations, e.g. 8GiB");
+  lema::cli::add_bytes_option(cmd, "--vram", o->vram_budget,
+                              "device memory budget, e.g. 4GiB: stream the base model (a layer file) within it");
+  lema::cli::add_bytes_option(cmd, "--ram", o->ram_budget, "host memory budget for weights and activations, e.g. 8GiB");
   cmd->add_flag("--quiet", o->quiet, "no per-step lines");
-  cmd->callback([o, budgets] {
-    lema::Status s;
-    if (!budgets->first.empty()) {
-      auto v = lema::parse_bytes(budgets->first);
-      if (!v.ok()) s = v.status().with_context("--vram");
-      else o->vram_budget = *v;
-    }
-    if (s.ok() && !budgets->second.empty()) {
-      auto v = lema::parse_bytes(budgets->second);
-      if (!v.ok()) s = v.status().with_context("--ram");
-      else o->ram_budget = *v;
-    }
-    lema::cli::finish(s.ok() ? lema::engine::run_training(*o) : s);
-  });
+  cmd->callback([o] { lema::cli::finish(lema::engine::run_training(*o)); });
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
 
 #include "common/status.h"
@@ -19,6 +20,10 @@ bool register_command(CommandSetup setup);
 // The subcommand `name` of `app`, created on first use with `help`: lets
 // several files add verbs under one noun (`lema model init`, `lema model pretrain`).
 CLI::App* group(CLI::App& app, const std::string& name, const std::string& help);
+
+// An option that takes a size ("4GiB", "512MiB", "1e9") into `bytes`; a bad
+// size is a usage error naming the option. `bytes` must outlive parsing.
+CLI::Option* add_bytes_option(CLI::App* cmd, const std::string& name, uint64_t& bytes, const std::string& help);
 
 // Exit codes: 0 success; 1 failure; 2 bad usage or input; 3 not found;
 // 4 corrupt data; 5 I/O error; 6 unavailable (scheduler down); 130 cancelled.

@@ -4,6 +4,7 @@
 
 #include "cli/blas_tuning.h"
 #include "cli/command.h"
+#include "common/file_util.h"
 #include "common/version.h"
 
 namespace lema::cli {
@@ -27,6 +28,17 @@ CLI::App* group(CLI::App& app, const std::string& name, const std::string& help)
   CLI::App* sub = app.add_subcommand(name, help);
   sub->require_subcommand(1);
   return sub;
+}
+
+CLI::Option* add_bytes_option(CLI::App* cmd, const std::string& name, uint64_t& bytes, const std::string& help) {
+  return cmd->add_option_function<std::string>(
+      name,
+      [name, &bytes](const std::string& text) {
+        Result<uint64_t> parsed = parse_bytes(text);
+        if (!parsed.ok()) throw CLI::ValidationError(name, parsed.status().message());
+        bytes = *parsed;
+      },
+      help);
 }
 
 int exit_code_for(const Status& status) {

@@ -1,9 +1,10 @@
 // The eval stage: engine::run_eval, the code of `lema eval` (docs/EVAL.md),
 // base model.path (+ model.tokenizer) vs base + the train stage's adapter
 // (<work_dir>/train/adapter) on the dataset stage's <work_dir>/data/eval.jsonl,
-// with eval.questions, eval.max_new_tokens, train.seq_len, train.device and
-// train.dtype. Output: <work_dir>/eval/{report.json, report.md,
-// loss_curve.svg} (the curve from the train stage's metrics.jsonl). Reports
+// with eval.questions, eval.max_new_tokens, train.seq_len, train.device,
+// train.dtype and the budgets train.vram / train.ram. Output:
+// <work_dir>/eval/{report.json, report.md, loss_curve.svg} (the curve from
+// the train stage's metrics.jsonl). Reports
 // PROGRESS as permille of the whole evaluation (loss and generation, base
 // then tuned), stops on CANCEL or SIGTERM between two batches. DONE's result
 // holds each model's eval loss and adherence and a one-line summary.
@@ -63,6 +64,9 @@ StageOutcome run_eval_stage(const StageAssignment& a, const std::string& work_di
   o.seq_len = train.value("seq_len", o.seq_len);
   o.device = stage_device(train.value("device", std::string("auto")), env);
   o.dtype = train.value("dtype", o.dtype);
+  // The base streams within the budgets that training had.
+  o.vram_budget = train.value("vram", uint64_t{0});
+  o.ram_budget = train.value("ram", uint64_t{0});
   o.threads = env.threads;
   o.show_progress = false;
   if (o.model.empty()) return {Status::invalid_argument("model.path is empty in the job spec"), "{}", false};

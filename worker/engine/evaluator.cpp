@@ -16,7 +16,9 @@
 #include "common/progress.h"
 #include "common/training_example.h"
 #include "worker/engine/generator.h"
+#include "worker/engine/layer_store.h"
 #include "worker/engine/llama_model.h"
+#include "worker/engine/memory_planner.h"
 #include "worker/engine/model_loader.h"
 #include "worker/engine/peft_adapter.h"
 #include "worker/engine/train_step.h"
@@ -181,6 +183,47 @@ Status check_vocab(const std::vector<TokenizedExample>& examples, const ModelCon
   return Status();
 }
 
+// The model streamed under o.vram_budget / o.ram_budget, forward only: the
+// plan picks the batch (at most o.batch), the resident layers and the slots.
+Result<std::unique_ptr<LayerSource>> open_budgeted_source(const EvalOptions& o, at::ScalarType dtype,
+                                                          at::Device device, int64_t* batch) {
+  if (is_directory(o.model)) {
+    return Status::invalid_argument("--vram/--ram stream a layer file; convert " + o.model +
+                                    " first: lema convert " + o.model + " --out MODEL.lema.safetensors");
+  }
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(o.model, /*map_file=*/false));
+  std::shared_ptr<const LayerFile> file(std::move(opened));
+  InferenceRequest req;
+  req.config = file->config();
+  req.batch = o.batch;
+  // A generated reply adds max_new_tokens to its prompt; a loss forward sees seq_len.
+  req.context = o.seq_len + o.max_new_tokens;
+  if (!o.adapter.empty()) {
+    Result<LoraConfig> lora = read_peft_config(o.adapter);
+    if (!lora.ok()) return lora.status().with_context("adapter " + o.adapter);
+    req.lora_r = lora->r;
+    req.lora_targets = static_cast<int64_t>(lora->targets.size());
+  }
+  req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype));
+  req.vram_budget = o.vram_budget;
+  req.ram_budget = o.ram_budget;
+  req.flash_attention = device.is_cuda();
+  req.cuda = device.is_cuda();
+  req.loss_chunk_tokens = o.loss_chunk_tokens;
+  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_inference_memory(req));
+  log_info("eval: memory plan: mode %s, %lld resident layers, %lld device slots, batch %lld; layer %s, KV cache %s, "
+           "working %s; planned device peak %s, host %s",
+           plan_mode_name(plan.mode), static_cast<long long>(plan.resident_layers),
+           static_cast<long long>(plan.device_slots), static_cast<long long>(plan.micro_batch),
+           format_bytes(plan.layer_bytes).c_str(), format_bytes(plan.activation_bytes).c_str(),
+           format_bytes(plan.working_bytes).c_str(), format_bytes(plan.device_bytes).c_str(),
+           format_bytes(plan.host_bytes).c_str());
+  *batch = plan.micro_batch;
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store,
+                        open_planned_store(file, plan, dtype, device, /*forward_only=*/true));
+  return std::unique_ptr<LayerSource>(std::move(store));
+}
+
 }  // namespace
 
 Status validate_eval_options(const EvalOptions& o) {
@@ -257,7 +300,13 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
     if (!o.metrics.empty()) {
       LEMA_ASSIGN_OR_RETURN(points, read_metrics_jsonl(o.metrics));
     }
-    LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerSource> source, open_model_source(o.model, dtype, device));
+    EvalOptions eo = o;  // the batch may come from the memory plan
+    std::unique_ptr<LayerSource> source;
+    if (o.vram_budget > 0 || o.ram_budget > 0) {
+      LEMA_ASSIGN_OR_RETURN(source, open_budgeted_source(o, dtype, device, &eo.batch));
+    } else {
+      LEMA_ASSIGN_OR_RETURN(source, open_model_source(o.model, dtype, device));
+    }
     std::unique_ptr<LoraAdapter> adapter;
     if (!o.adapter.empty()) {
       const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;
@@ -278,7 +327,7 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
         o.data.c_str(), examples.size(),
         static_cast<long long>(std::min<int64_t>(o.questions, examples.size())),
         static_cast<long long>(o.max_new_tokens), static_cast<long long>(o.seq_len),
-        static_cast<long long>(o.batch), o.adapter.empty() ? "" : "; adapter ", o.adapter.c_str());
+        static_cast<long long>(eo.batch), o.adapter.empty() ? "" : "; adapter ", o.adapter.c_str());
 
     EvalReport report;
     report.data_path = o.data;
@@ -292,7 +341,7 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
     for (const Entry& entry : entries) {
       const auto start = std::chrono::steady_clock::now();
       LEMA_ASSIGN_OR_RETURN(EvalModelResult r,
-                            evaluate_model(o, *source, entry.adapter, **tokenizer, examples, entry.name));
+                            evaluate_model(eo, *source, entry.adapter, **tokenizer, examples, entry.name));
       if (entry.adapter != nullptr) r.adapter = o.adapter;
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       log_info("eval %s: loss %.4f (%lld tokens), perplexity %.3f, adherence %lld/%lld, %.1f s", entry.name,

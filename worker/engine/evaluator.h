@@ -43,6 +43,11 @@ struct EvalOptions {
   int64_t seq_len = 512;         // the loss sees examples cut to this, as training does
   int64_t batch = 8;             // sequences per loss forward, prompts per generate call
   int64_t loss_chunk_tokens = 1024;
+  // Budgets as `lema train --vram/--ram` has them (0: none): the base, a
+  // layer file then, streams through the device forward-only, and the batch
+  // shrinks when its KV cache would not fit (memory_planner.h).
+  uint64_t vram_budget = 0;
+  uint64_t ram_budget = 0;
   std::string device = "cpu";  // cpu | cuda | cuda:N
   std::string dtype = "auto";  // auto (float32 on cpu, bfloat16 on cuda) | fp32 | bf16 | fp16 | fp64
   int64_t threads = 0;         // CPU intra-op threads; 0: all cores (or OMP_NUM_THREADS)

@@ -598,8 +598,9 @@ LayerStoreStats LayerStore::take_stats() {
 }
 
 Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const LayerFile> file, const MemoryPlan& plan,
-                                                       at::ScalarType dtype, at::Device device) {
+                                                       at::ScalarType dtype, at::Device device, bool forward_only) {
   LayerStoreOptions so;
+  so.forward_only = forward_only;
   so.mode = plan.mode == PlanMode::kResident ? StoreMode::kResident
             : plan.mode == PlanMode::kRam    ? StoreMode::kRam
                                              : StoreMode::kDisk;

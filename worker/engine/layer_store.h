@@ -164,10 +164,11 @@ class LayerStore : public LayerSource {
 };
 
 // The store `plan` asks for (mode, resident layers, slots, prefetch depth),
-// streaming the layers of a layer file: what `lema train --vram/--ram` and
-// `lema bench-step` run on.
+// streaming the layers of a layer file: what `lema train --vram/--ram`,
+// `lema bench-step` and (forward_only) `lema eval --vram/--ram` run on.
 Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const LayerFile> file, const MemoryPlan& plan,
-                                                       at::ScalarType dtype, at::Device device);
+                                                       at::ScalarType dtype, at::Device device,
+                                                       bool forward_only = false);
 
 // PlanRequest::device_memory for `device`: a GPU's total memory; on the CPU
 // half the physical RAM (kept graphs must leave the rest to everything else).

@@ -13,6 +13,56 @@ constexpr uint64_t kSlackBytes = 384ull << 20;
 constexpr double kSlackFraction = 0.06;
 
 uint64_t u(int64_t v) { return static_cast<uint64_t>(std::max<int64_t>(v, 0)); }
+
+// What a budget leaves for the plan: the CUDA context and the caching
+// allocator's fragmentation take their share of a GPU budget; the CPU
+// "device" is plain memory.
+uint64_t usable_device_bytes(uint64_t budget, bool cuda) {
+  const uint64_t slack = cuda ? kSlackBytes : 0;
+  const double slack_fraction = cuda ? kSlackFraction : 0.0;
+  return budget > slack ? static_cast<uint64_t>((budget - slack) * (1.0 - slack_fraction)) : 0;
+}
+
+// Host side of a streaming plan: every streamed layer in pinned RAM (kRam)
+// when the RAM budget holds them with `host_acts`, else a disk ring.
+Status plan_host_tier(MemoryPlan& p, int64_t n_layers, uint64_t ram_budget, bool force_disk, uint64_t host_acts) {
+  if (p.mode == PlanMode::kResident) return Status();
+  const uint64_t streamed = u(n_layers - p.resident_layers);
+  const uint64_t ram = ram_budget == 0 ? UINT64_MAX : ram_budget;
+  if (!force_disk && streamed * p.layer_bytes + host_acts <= ram) {
+    p.mode = PlanMode::kRam;
+    p.host_slots = static_cast<int64_t>(streamed);
+  } else {
+    if (host_acts + 2 * p.layer_bytes > ram) {
+      return Status::invalid_argument("memory plan: --ram " + format_bytes(ram_budget) + " cannot hold 2 host slots (" +
+                                      format_bytes(2 * p.layer_bytes) + ")" +
+                                      (host_acts ? " plus the activations in host memory (" + format_bytes(host_acts) + ")"
+                                                 : std::string()) +
+                                      ". Raise --ram or --vram.");
+    }
+    p.mode = PlanMode::kDisk;
+    p.host_slots = static_cast<int64_t>(std::min<uint64_t>(4, (ram - host_acts) / p.layer_bytes));
+  }
+  p.host_bytes = u(p.host_slots) * p.layer_bytes + host_acts;
+  return Status();
+}
+
+// Streamed slots and resident layers in `left` bytes (after 2 slots): a
+// third slot first (a deeper prefetch hides copy jitter), then resident
+// layers; enough for all but the slots is as good as resident.
+void fill_device(MemoryPlan& p, int64_t n_layers, uint64_t left) {
+  int64_t slots = 2;
+  if (left >= p.layer_bytes) {
+    slots = 3;
+    left -= p.layer_bytes;
+  }
+  int64_t resident = static_cast<int64_t>(std::min<uint64_t>(left / p.layer_bytes, u(n_layers)));
+  if (resident + slots >= n_layers) resident = n_layers;
+  p.resident_layers = resident;
+  p.mode = resident == n_layers ? PlanMode::kResident : PlanMode::kRam;
+  p.device_slots = resident == n_layers ? 0 : slots;
+  p.prefetch_depth = resident == n_layers ? 0 : slots - 1;
+}
 }  // namespace
 
 const char* plan_mode_name(PlanMode mode) {
@@ -69,14 +119,7 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   p.head_bytes = (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * e;
   p.lora_bytes = lora_parameter_count(c, r.lora_r, r.lora_targets) * 16;  // fp32 master, grad, 2 moments
   const uint64_t vram = r.vram_budget;
-  // The CUDA context and the caching allocator's fragmentation take their
-  // share of a GPU budget; the CPU "device" is plain memory.
-  const uint64_t slack = r.cuda ? kSlackBytes : 0;
-  const double slack_fraction = r.cuda ? kSlackFraction : 0.0;
-  auto usable_of = [&](uint64_t bytes) {
-    return bytes > slack ? static_cast<uint64_t>((bytes - slack) * (1.0 - slack_fraction)) : 0;
-  };
-  const uint64_t usable = vram == 0 ? UINT64_MAX : usable_of(vram);
+  const uint64_t usable = vram == 0 ? UINT64_MAX : usable_device_bytes(vram, r.cuda);
   const uint64_t fixed = p.head_bytes + p.lora_bytes;
 
   // Autograd's saved tensors and temporaries of one layer's forward with
@@ -169,33 +212,73 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   // the plan holds graphs of the first resident layers, each skipping its
   // recompute in the backward.
   p.graph_bytes = layer_graph_bytes(u(r.batch));
-  const uint64_t graph_limit = vram != 0 ? usable : usable_of(r.device_memory);
+  const uint64_t graph_limit = vram != 0 ? usable : usable_device_bytes(r.device_memory, r.cuda);
   if (graph_limit > p.device_bytes && p.graph_bytes > 0) {
     p.kept_graph_layers = static_cast<int64_t>(
         std::min<uint64_t>((graph_limit - p.device_bytes) / p.graph_bytes, u(p.resident_layers)));
     p.device_bytes += u(p.kept_graph_layers) * p.graph_bytes;
   }
 
-  // Host side: every streamed layer pinned (kRam), else a disk ring.
-  if (p.mode != PlanMode::kResident) {
-    const uint64_t streamed = u(c.n_layers - p.resident_layers);
-    const uint64_t host_acts = p.activations_on_host ? p.activation_bytes : 0;
-    const uint64_t ram = r.ram_budget == 0 ? UINT64_MAX : r.ram_budget;
-    if (!r.force_disk && streamed * p.layer_bytes + host_acts <= ram) {
-      p.mode = PlanMode::kRam;
-      p.host_slots = static_cast<int64_t>(streamed);
-    } else {
-      if (host_acts + 2 * p.layer_bytes > ram) {
-        return Status::invalid_argument("memory plan: --ram " + format_bytes(r.ram_budget) + " cannot hold 2 host slots (" +
-                                        format_bytes(2 * p.layer_bytes) + ")" +
-                                        (host_acts ? " plus the activations in host memory (" + format_bytes(host_acts) + ")" : std::string()) +
-                                        ". Raise --ram or --vram.");
-      }
-      p.mode = PlanMode::kDisk;
-      p.host_slots = static_cast<int64_t>(std::min<uint64_t>(4, (ram - host_acts) / p.layer_bytes));
-    }
-    p.host_bytes = u(p.host_slots) * p.layer_bytes + host_acts;
+  LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, r.force_disk,
+                                      p.activations_on_host ? p.activation_bytes : 0));
+  return p;
+}
+
+Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
+  const ModelConfig& c = r.config;
+  if (r.batch < 1 || r.context < 1 || r.dtype_bytes < 1 || c.n_layers < 1) {
+    return Status::invalid_argument("memory plan: batch, context and the model must be positive");
   }
+  const uint64_t e = u(r.dtype_bytes);
+  const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), t = u(r.context);
+  MemoryPlan p;
+  p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
+  p.head_bytes = (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * e;
+  // fp32 A and B, and their compute-dtype copies.
+  p.lora_bytes = r.lora_r > 0 ? lora_parameter_count(c, r.lora_r, r.lora_targets) * (4 + e) : 0;
+  const uint64_t usable = r.vram_budget == 0 ? UINT64_MAX : usable_device_bytes(r.vram_budget, r.cuda);
+  const uint64_t fixed = p.head_bytes + p.lora_bytes;
+  std::string why;
+  for (int64_t b = r.batch; b >= 1; --b) {
+    const uint64_t rows = u(b) * t;
+    const uint64_t kv = u(b) * t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
+    // One layer's forward without a graph: input, fp32 norm, q/k/v/o and
+    // the attention output, MLP gate/up/product; [T x T] scores without
+    // flash attention. The head: a loss chunk's fp32 logits and softmax.
+    uint64_t layer_work = rows * (6 * h + 3 * im) * e + rows * h * 4;
+    if (!r.flash_attention) layer_work += u(b) * u(c.n_heads) * t * t * 4 * 2;
+    const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
+    const uint64_t head_work = chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2;
+    const uint64_t work = std::max(layer_work, head_work);
+    const uint64_t min_stream = fixed + kv + work + 2 * p.layer_bytes;
+    if (fixed + kv + work + n * p.layer_bytes > usable && min_stream > usable) {
+      if (why.empty()) {
+        why = "batch " + std::to_string(b) + " needs " + format_bytes(min_stream) + " on the device (head " +
+              format_bytes(p.head_bytes) + ", adapter " + format_bytes(p.lora_bytes) + ", KV cache " +
+              format_bytes(kv) + " for " + std::to_string(r.context) + " tokens, working " + format_bytes(work) +
+              ", 2 layer slots " + format_bytes(2 * p.layer_bytes) + ")";
+      }
+      continue;
+    }
+    p.micro_batch = b;
+    p.n_micro = 1;
+    p.activation_bytes = kv;
+    p.working_bytes = work;
+    if (fixed + kv + work + n * p.layer_bytes <= usable) {
+      p.mode = PlanMode::kResident;
+      p.resident_layers = c.n_layers;
+    } else {
+      fill_device(p, c.n_layers, usable - min_stream);
+    }
+    p.device_bytes = fixed + kv + work + u(p.device_slots + p.resident_layers) * p.layer_bytes;
+    break;
+  }
+  if (p.micro_batch == 0) {
+    return Status::invalid_argument("memory plan: inference does not fit in --vram " + format_bytes(r.vram_budget) +
+                                    ": " + why + ", beyond the usable " + format_bytes(usable) +
+                                    " (budget less allocator slack). Raise --vram or use fewer tokens.");
+  }
+  LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, false, 0));
   return p;
 }
 

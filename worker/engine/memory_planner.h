@@ -61,11 +61,34 @@ struct MemoryPlan {
   std::string to_string() const;  // multi-line, for the log
 };
 
+// What evaluation and generation ask of the planner: forward passes only
+// (no autograd graph, no optimizer state), a KV cache for `context` tokens
+// per sequence, and the adapter's weights.
+struct InferenceRequest {
+  ModelConfig config;
+  int64_t batch = 8;         // sequences per forward / generate call; the plan may choose fewer
+  int64_t context = 512;     // longest sequence: prompt + new tokens, or the loss forward's length
+  int64_t lora_r = 0;        // adapter rank; 0: no adapter
+  int64_t lora_targets = 7;
+  int64_t dtype_bytes = 2;
+  uint64_t vram_budget = 0;  // bytes; 0: no limit
+  uint64_t ram_budget = 0;   // bytes of host memory for streamed weights; 0: no limit
+  bool flash_attention = true;
+  bool cuda = true;
+  int64_t loss_chunk_tokens = 1024;
+};
+
 // Bytes of one decoder layer's weights / of the LoRA state (16 bytes per parameter).
 uint64_t layer_weight_bytes(const ModelConfig& config, int64_t dtype_bytes);
 uint64_t lora_parameter_count(const ModelConfig& config, int64_t r, int64_t targets);
 
 // The plan, or a clear error saying what does not fit and by how much.
 Result<MemoryPlan> plan_memory(const PlanRequest& request);
+
+// The same for inference: the largest batch (<= request.batch, in
+// micro_batch; n_micro 1) whose KV cache (activation_bytes) and working
+// memory fit next to 2 streamed layer slots, then resident layers as for
+// training. kept_graph_layers and activations_on_host stay 0.
+Result<MemoryPlan> plan_inference_memory(const InferenceRequest& request);
 
 }  // namespace lema::engine

@@ -16,11 +16,13 @@
 
 #include "common/chat_format.h"
 #include "common/file_util.h"
+#include "common/layer_file.h"
 #include "common/model_presets.h"
 #include "tests/worker/engine/tiny_model.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/generator.h"
 #include "worker/engine/llama_model.h"
+#include "worker/engine/memory_planner.h"
 
 namespace lema::engine {
 namespace {
@@ -388,6 +390,63 @@ TEST_F(RunEval, NoTokenizerIsAClearError) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("no tokenizer for model"), std::string::npos) << r.status().to_string();
   EXPECT_NE(r.status().message().find("--tokenizer"), std::string::npos) << r.status().to_string();
+}
+
+// `lema eval --vram` on a layer file: the base streams through 2-3 device
+// slots (forward only) and the report is the one the resident model gives,
+// bit for bit (same weights, same batch, the same kernels on the CPU).
+TEST_F(RunEval, VramBudgetStreamsTheBaseWithTheSameReport) {
+  config_ = test_models::tiny_gqa_config(6, 260, 0.02);
+  ASSERT_TRUE(write_random_hf_model(config_, path_join(dir_, "deep"), 4).ok());
+  const std::string layer_file = path_join(dir_, "deep.lema.safetensors");
+  ASSERT_TRUE(convert_hf_to_layer_file(path_join(dir_, "deep"), layer_file, ConvertOptions{}).ok());
+  LoraConfig lc;
+  lc.r = 2;
+  LoraAdapter adapter = LoraAdapter::init(config_, lc, 1, at::kFloat, at::kCPU);
+  {
+    at::NoGradGuard no_grad;
+    for (int64_t l = 0; l < config_.n_layers; ++l) adapter.b(l, LoraTarget::kQ).fill_(0.05);
+  }
+  ASSERT_TRUE(save_adapter(path_join(dir_, "adapter"), adapter, layer_file).ok());
+  o_.model = layer_file;
+  o_.tokenizer = path_join(dir_, "model");
+  o_.adapter = path_join(dir_, "adapter");
+  o_.out.clear();
+  o_.batch = 2;
+  Result<EvalReport> resident = run_eval(o_);
+  ASSERT_TRUE(resident.ok()) << resident.status().to_string();
+
+  // A budget for the head, the KV cache, the working memory and 3 of the 6
+  // layers: the plan keeps at most 1 resident and streams the rest.
+  InferenceRequest req;
+  req.config = config_;
+  req.batch = o_.batch;
+  req.context = o_.seq_len + o_.max_new_tokens;
+  req.lora_r = 2;
+  req.dtype_bytes = 4;
+  req.cuda = false;
+  req.flash_attention = false;
+  Result<MemoryPlan> whole = plan_inference_memory(req);
+  ASSERT_TRUE(whole.ok());
+  req.vram_budget = whole->device_bytes - 3 * whole->layer_bytes;
+  Result<MemoryPlan> plan = plan_inference_memory(req);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  ASSERT_NE(plan->mode, PlanMode::kResident);
+  EXPECT_LT(plan->resident_layers, 6);
+  EXPECT_EQ(plan->micro_batch, 2);
+
+  o_.vram_budget = req.vram_budget;
+  Result<EvalReport> streamed = run_eval(o_);
+  ASSERT_TRUE(streamed.ok()) << streamed.status().to_string();
+  ASSERT_EQ(streamed->models.size(), 2u);
+  EXPECT_EQ(eval_report_json(*streamed), eval_report_json(*resident));
+  EXPECT_NE(streamed->models[0].eval_loss, streamed->models[1].eval_loss);
+
+  // A directory is refused with what to do.
+  o_.model = path_join(dir_, "deep");
+  Result<EvalReport> dir = run_eval(o_);
+  ASSERT_FALSE(dir.ok());
+  EXPECT_NE(dir.status().message().find("lema convert"), std::string::npos) << dir.status().to_string();
 }
 
 }  // namespace

@@ -152,5 +152,82 @@ TEST(MemoryPlanner, SmallShape) {
   EXPECT_EQ(plan_memory(r).value().n_micro, 2);
 }
 
+// Inference (eval, generation): a KV cache instead of LoRA state and
+// boundary activations; the batch shrinks before the plan gives up.
+InferenceRequest inference_7b(int64_t batch, int64_t context, uint64_t vram, uint64_t ram = 0) {
+  InferenceRequest r;
+  r.config = llama2_7b();
+  r.batch = batch;
+  r.context = context;
+  r.lora_r = 16;
+  r.lora_targets = 7;
+  r.dtype_bytes = 2;
+  r.vram_budget = vram;
+  r.ram_budget = ram;
+  return r;
+}
+
+TEST(InferencePlanner, NoLimitIsResidentAtTheAskedBatch) {
+  Result<MemoryPlan> p = plan_inference_memory(inference_7b(8, 640, 0));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p->mode, PlanMode::kResident);
+  EXPECT_EQ(p->resident_layers, 32);
+  EXPECT_EQ(p->micro_batch, 8);
+  // KV cache: 8 sequences x 640 tokens x 32 layers x (K and V) x 4096 x 2 bytes.
+  EXPECT_EQ(p->activation_bytes, 8ull * 640 * 32 * 2 * 4096 * 2);
+}
+
+TEST(InferencePlanner, FourGiBStreamsAndShrinksTheBatchToFit) {
+  // Batch 8's KV cache alone (2.5 GiB) leaves no room for 2 layer slots
+  // (772 MiB) next to the head (500 MiB) in 4 GiB less slack; fewer
+  // sequences do.
+  Result<MemoryPlan> p = plan_inference_memory(inference_7b(8, 640, 4 * kGiB));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_NE(p->mode, PlanMode::kResident);
+  EXPECT_LT(p->micro_batch, 8);
+  EXPECT_GE(p->micro_batch, 1);
+  EXPECT_GE(p->device_slots, 2);
+  EXPECT_LE(p->device_bytes, 4 * kGiB);
+  EXPECT_EQ(p->activation_bytes, uint64_t(p->micro_batch) * 640 * 32 * 2 * 4096 * 2);
+  // One sequence more would not have fitted.
+  Result<MemoryPlan> more = plan_inference_memory(inference_7b(p->micro_batch + 1, 640, 4 * kGiB));
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ(more->micro_batch, p->micro_batch);
+}
+
+TEST(InferencePlanner, MoreVramNeverLessOnTheDevice) {
+  int64_t last_batch = 0, last_resident = -1;
+  for (uint64_t gib = 3; gib <= 20; ++gib) {
+    Result<MemoryPlan> p = plan_inference_memory(inference_7b(8, 640, gib * kGiB));
+    ASSERT_TRUE(p.ok()) << gib << " GiB: " << p.status().to_string();
+    EXPECT_LE(p->device_bytes, gib * kGiB) << gib;
+    EXPECT_GE(p->micro_batch, last_batch) << gib;
+    if (p->micro_batch == last_batch) {
+      EXPECT_GE(p->resident_layers, last_resident) << gib;
+    }
+    last_batch = p->micro_batch;
+    last_resident = p->resident_layers;
+  }
+  EXPECT_EQ(last_batch, 8);
+}
+
+TEST(InferencePlanner, RefusesWhatCannotFitNamingTheKvCache) {
+  Result<MemoryPlan> p = plan_inference_memory(inference_7b(1, 640, 1 * kGiB));
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("--vram"), std::string::npos) << p.status().to_string();
+  EXPECT_NE(p.status().message().find("KV cache"), std::string::npos) << p.status().to_string();
+  // A RAM budget too small for 2 host slots is refused too.
+  Result<MemoryPlan> r = plan_inference_memory(inference_7b(1, 640, 4 * kGiB, 512ull << 20));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--ram"), std::string::npos) << r.status().to_string();
+}
+
+TEST(InferencePlanner, SmallRamStreamsFromDisk) {
+  Result<MemoryPlan> p = plan_inference_memory(inference_7b(2, 640, 4 * kGiB, 3 * kGiB));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p->mode, PlanMode::kDisk);
+  EXPECT_LE(p->host_bytes, 3 * kGiB);
+}
+
 }  // namespace
 }  // namespace lema::engine
