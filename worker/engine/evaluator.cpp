@@ -349,6 +349,8 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
                static_cast<long long>(r.valid), static_cast<long long>(r.total), seconds);
       report.models.push_back(std::move(r));
     }
+    log_info("eval: peak %s %s", device.is_cuda() ? "device memory (allocator)" : "host RSS",
+             format_bytes(peak_device_memory(device)).c_str());
     if (!o.metrics.empty()) report.loss_curve = kLossCurveFile;
     if (!o.out.empty()) {
       LEMA_RETURN_IF_ERROR(make_dirs(o.out));

@@ -7,12 +7,14 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "worker/engine/train_step.h"
 
 #ifdef LEMA_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
@@ -611,6 +613,16 @@ Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const Lay
   LEMA_ASSIGN_OR_RETURN(HeadWeights head, load_head(*file, dtype, device));
   LEMA_ASSIGN_OR_RETURN(LayerReader reader, layer_file_reader(file, dtype));
   return LayerStore::create(file->config(), head, reader, dtype, device, so);
+}
+
+uint64_t peak_device_memory(at::Device device) {
+#ifdef LEMA_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    return static_cast<uint64_t>(stats.allocated_bytes[0].peak);
+  }
+#endif
+  return peak_rss_bytes();
 }
 
 uint64_t plannable_device_memory(at::Device device) {

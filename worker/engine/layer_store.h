@@ -174,4 +174,9 @@ Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const Lay
 // half the physical RAM (kept graphs must leave the rest to everything else).
 uint64_t plannable_device_memory(at::Device device);
 
+// Peak bytes the CUDA caching allocator has handed out on `device` (the
+// figure a --vram budget bounds; the CUDA context comes on top); on the CPU
+// the process's peak RSS.
+uint64_t peak_device_memory(at::Device device);
+
 }  // namespace lema::engine

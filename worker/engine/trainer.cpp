@@ -25,10 +25,6 @@
 #include "worker/engine/optimizer.h"
 #include "worker/engine/train_step.h"
 
-#ifdef LEMA_WITH_CUDA
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
-
 namespace lema::engine {
 
 Status validate_train_options(const TrainOptions& o) {
@@ -82,16 +78,6 @@ std::string training_config_hash(const TrainOptions& o, const ModelConfig& model
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fnv1a(j.dump())));
   return buf;
-}
-
-uint64_t memory_in_use(at::Device device) {
-#ifdef LEMA_WITH_CUDA
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return static_cast<uint64_t>(stats.allocated_bytes[0].peak);
-  }
-#endif
-  return peak_rss_bytes();
 }
 
 Status append_line(const std::string& path, const std::string& line) {
@@ -308,7 +294,7 @@ Result<StepReport> Trainer::step() {
   report.loss = loss.loss;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report.tokens_per_s = static_cast<double>(loss.n_input_tokens) / std::max(seconds, 1e-9);
-  report.memory_bytes = memory_in_use(device_);
+  report.memory_bytes = peak_device_memory(device_);
   return report;
 }
 
