@@ -48,7 +48,7 @@ def main():
         write_model(torch, hf)
         run([a.lema, "convert", hf, "--out", layer_file])
     data = os.path.join(a.work, "data")
-    run([a.lema, "dataset", "build", "--out", data, "--examples", "1200", "--seed", "1"])
+    run([a.lema, "dataset", "build", "--builder", "lema-reply", "--out", data, "--examples", "1200", "--seed", "1"])
     rows = [json.loads(l) for l in open(os.path.join(data, "eval.jsonl"))][: a.examples]
     eval_path = os.path.join(a.work, "eval.jsonl")
     with open(eval_path, "w") as f:
