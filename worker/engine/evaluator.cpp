@@ -124,6 +124,13 @@ Status accumulate_reply_loss(const EvalOptions& o, LayerSource& source, const Lo
 
 // Greedy replies to the first options.questions prompts, checked by the
 // strict validator.
+// The training prompt exactly: the tokens before the first label.
+std::vector<int32_t> training_prompt(const Tokenizer& tokenizer, const Example& example) {
+  const TokenizedExample t = tokenize_example(tokenizer, example, INT32_MAX);
+  const auto first_label = std::find_if(t.labels.begin(), t.labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
+  return std::vector<int32_t>(t.input_ids.begin(), t.input_ids.begin() + (first_label - t.labels.begin()));
+}
+
 Status measure_adherence(const EvalOptions& o, LayerSource& source, const LoraAdapter* adapter,
                          const Tokenizer& tokenizer, const std::vector<Example>& examples,
                          const std::string& name, EvalModelResult* result) {
@@ -137,13 +144,7 @@ Status measure_adherence(const EvalOptions& o, LayerSource& source, const LoraAd
   for (int64_t start = 0; start < n; start += o.batch) {
     const int64_t rows = std::min(o.batch, n - start);
     std::vector<std::vector<int32_t>> prompts;
-    for (int64_t r = 0; r < rows; ++r) {
-      // The training prompt exactly: the tokens before the first label.
-      const TokenizedExample t = tokenize_example(tokenizer, examples[start + r], INT32_MAX);
-      const auto first_label =
-          std::find_if(t.labels.begin(), t.labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
-      prompts.emplace_back(t.input_ids.begin(), t.input_ids.begin() + (first_label - t.labels.begin()));
-    }
+    for (int64_t r = 0; r < rows; ++r) prompts.push_back(training_prompt(tokenizer, examples[start + r]));
     LEMA_ASSIGN_OR_RETURN(std::vector<Generation> outs, generator.generate(prompts, gen));
     for (int64_t r = 0; r < rows; ++r) {
       const Example& e = examples[start + r];
@@ -185,7 +186,8 @@ Status check_vocab(const std::vector<TokenizedExample>& examples, const ModelCon
 
 // The model streamed under o.vram_budget / o.ram_budget, forward only: the
 // plan picks the batch (at most o.batch), the resident layers and the slots.
-Result<std::unique_ptr<LayerSource>> open_budgeted_source(const EvalOptions& o, at::ScalarType dtype,
+Result<std::unique_ptr<LayerSource>> open_budgeted_source(const EvalOptions& o, const Tokenizer& tokenizer,
+                                                          const std::vector<Example>& examples, at::ScalarType dtype,
                                                           at::Device device, int64_t* batch) {
   if (is_directory(o.model)) {
     return Status::invalid_argument("--vram/--ram stream a layer file; convert " + o.model +
@@ -196,8 +198,14 @@ Result<std::unique_ptr<LayerSource>> open_budgeted_source(const EvalOptions& o, 
   InferenceRequest req;
   req.config = file->config();
   req.batch = o.batch;
-  // A generated reply adds max_new_tokens to its prompt; a loss forward sees seq_len.
-  req.context = o.seq_len + o.max_new_tokens;
+  // The KV cache holds the longest prompt asked plus max_new_tokens; a loss
+  // forward sees at most seq_len tokens.
+  int64_t longest_prompt = 0;
+  for (int64_t i = 0; i < std::min<int64_t>(o.questions, static_cast<int64_t>(examples.size())); ++i) {
+    longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(training_prompt(tokenizer, examples[i]).size()));
+  }
+  req.kv_tokens = longest_prompt > 0 ? longest_prompt + o.max_new_tokens : 0;
+  req.forward_tokens = o.seq_len;
   if (!o.adapter.empty()) {
     Result<LoraConfig> lora = read_peft_config(o.adapter);
     if (!lora.ok()) return lora.status().with_context("adapter " + o.adapter);
@@ -303,7 +311,7 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
     EvalOptions eo = o;  // the batch may come from the memory plan
     std::unique_ptr<LayerSource> source;
     if (o.vram_budget > 0 || o.ram_budget > 0) {
-      LEMA_ASSIGN_OR_RETURN(source, open_budgeted_source(o, dtype, device, &eo.batch));
+      LEMA_ASSIGN_OR_RETURN(source, open_budgeted_source(o, **tokenizer, examples, dtype, device, &eo.batch));
     } else {
       LEMA_ASSIGN_OR_RETURN(source, open_model_source(o.model, dtype, device));
     }

@@ -226,11 +226,12 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
 
 Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
   const ModelConfig& c = r.config;
-  if (r.batch < 1 || r.context < 1 || r.dtype_bytes < 1 || c.n_layers < 1) {
-    return Status::invalid_argument("memory plan: batch, context and the model must be positive");
+  if (r.batch < 1 || r.kv_tokens < 0 || r.forward_tokens < 1 || r.dtype_bytes < 1 || c.n_layers < 1) {
+    return Status::invalid_argument("memory plan: batch, tokens and the model must be positive");
   }
   const uint64_t e = u(r.dtype_bytes);
-  const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), t = u(r.context);
+  const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size);
+  const uint64_t t = u(std::max(r.kv_tokens, r.forward_tokens)), kv_t = u(r.kv_tokens);
   MemoryPlan p;
   p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
   p.head_bytes = (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * e;
@@ -241,7 +242,7 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
   std::string why;
   for (int64_t b = r.batch; b >= 1; --b) {
     const uint64_t rows = u(b) * t;
-    const uint64_t kv = u(b) * t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
+    const uint64_t kv = u(b) * kv_t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
     // One layer's forward without a graph: input, fp32 norm, q/k/v/o and
     // the attention output, MLP gate/up/product; [T x T] scores without
     // flash attention. The head: a loss chunk's fp32 logits and softmax.
@@ -255,7 +256,7 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
       if (why.empty()) {
         why = "batch " + std::to_string(b) + " needs " + format_bytes(min_stream) + " on the device (head " +
               format_bytes(p.head_bytes) + ", adapter " + format_bytes(p.lora_bytes) + ", KV cache " +
-              format_bytes(kv) + " for " + std::to_string(r.context) + " tokens, working " + format_bytes(work) +
+              format_bytes(kv) + " for " + std::to_string(r.kv_tokens) + " tokens, working " + format_bytes(work) +
               ", 2 layer slots " + format_bytes(2 * p.layer_bytes) + ")";
       }
       continue;

@@ -62,12 +62,13 @@ struct MemoryPlan {
 };
 
 // What evaluation and generation ask of the planner: forward passes only
-// (no autograd graph, no optimizer state), a KV cache for `context` tokens
+// (no autograd graph, no optimizer state), a KV cache for `kv_tokens` tokens
 // per sequence, and the adapter's weights.
 struct InferenceRequest {
   ModelConfig config;
-  int64_t batch = 8;         // sequences per forward / generate call; the plan may choose fewer
-  int64_t context = 512;     // longest sequence: prompt + new tokens, or the loss forward's length
+  int64_t batch = 8;             // sequences per forward / generate call; the plan may choose fewer
+  int64_t kv_tokens = 512;       // KV cache per sequence: longest prompt + new tokens (0: no generation)
+  int64_t forward_tokens = 512;  // longest sequence of a forward without a cache (the loss's seq_len)
   int64_t lora_r = 0;        // adapter rank; 0: no adapter
   int64_t lora_targets = 7;
   int64_t dtype_bytes = 2;

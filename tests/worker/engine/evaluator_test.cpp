@@ -421,7 +421,18 @@ TEST_F(RunEval, VramBudgetStreamsTheBaseWithTheSameReport) {
   InferenceRequest req;
   req.config = config_;
   req.batch = o_.batch;
-  req.context = o_.seq_len + o_.max_new_tokens;
+  // As run_eval sizes it: the longest prompt asked (the tokens before the
+  // first label) plus max_new_tokens.
+  std::unique_ptr<Tokenizer> tokenizer = std::move(Tokenizer::load(o_.tokenizer).value());
+  const std::vector<Example> examples = eval_examples();
+  int64_t longest_prompt = 0;
+  for (int64_t i = 0; i < o_.questions; ++i) {
+    const TokenizedExample t = tokenize_example(*tokenizer, examples[i], INT32_MAX);
+    const auto first = std::find_if(t.labels.begin(), t.labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
+    longest_prompt = std::max<int64_t>(longest_prompt, first - t.labels.begin());
+  }
+  req.kv_tokens = longest_prompt + o_.max_new_tokens;
+  req.forward_tokens = o_.seq_len;
   req.lora_r = 2;
   req.dtype_bytes = 4;
   req.cuda = false;

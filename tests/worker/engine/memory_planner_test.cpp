@@ -158,7 +158,8 @@ InferenceRequest inference_7b(int64_t batch, int64_t context, uint64_t vram, uin
   InferenceRequest r;
   r.config = llama2_7b();
   r.batch = batch;
-  r.context = context;
+  r.kv_tokens = context;
+  r.forward_tokens = 512;
   r.lora_r = 16;
   r.lora_targets = 7;
   r.dtype_bytes = 2;
