@@ -1,7 +1,9 @@
-// `lema chat MODEL [--adapter DIR] [--prompt TEXT]`: renders the LEMA chat
-// template around each question, generates with a KV cache (text streamed as
-// it comes), stops at [/LEMA_REPLY] or EOS, and marks the reply valid or
-// with the strict validator's reason (common/chat_format.h).
+// `lema chat MODEL [--adapter DIR] [--prompt TEXT] [--vram 4GiB] [--ram 8GiB]`:
+// renders the LEMA chat template around each question, generates with a KV
+// cache (text streamed as it comes), stops at [/LEMA_REPLY] or EOS, and marks
+// the reply valid or with the strict validator's reason (common/chat_format.h).
+// With a budget the base (a layer file) streams through the device
+// (open_inference_source, docs/EVAL.md).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -29,7 +31,12 @@ struct ChatArgs {
   int64_t top_k = 0;
   uint64_t seed = 0;
   int threads = 0;
+  uint64_t vram_budget = 0, ram_budget = 0;
 };
+
+// A REPL question's prompt is not known when the model is opened: the KV
+// cache of a budgeted plan is sized for prompts up to this many tokens.
+constexpr int64_t kReplPromptTokens = 2048;
 
 lema::Status answer(lema::engine::Generator& gen, const lema::Tokenizer& tok, const ChatArgs& a,
                     const std::string& question) {
@@ -56,10 +63,25 @@ lema::Status run_chat(const ChatArgs& a) {
   at::set_num_threads(a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   LEMA_ASSIGN_OR_RETURN(at::ScalarType dtype, lema::engine::parse_dtype(a.dtype));
   LEMA_ASSIGN_OR_RETURN(at::Device device, lema::engine::parse_device(a.device));
-  LEMA_ASSIGN_OR_RETURN(auto source, lema::engine::open_model_source(a.model, dtype, device));
   std::string tok_path = a.tokenizer;
   if (tok_path.empty()) tok_path = lema::path_exists(lema::path_join(a.model, "config.json")) ? a.model : lema::path_dirname(a.model);
   LEMA_ASSIGN_OR_RETURN(auto tok, lema::Tokenizer::load(tok_path));
+  lema::engine::InferenceRequest request;
+  request.batch = 1;
+  request.kv_tokens = (a.prompt.empty() ? kReplPromptTokens
+                                        : static_cast<int64_t>(tok->encode(lema::render_prompt(a.prompt, a.system), true).size())) +
+                      a.max_new_tokens;
+  request.forward_tokens = request.kv_tokens;
+  request.vram_budget = a.vram_budget;
+  request.ram_budget = a.ram_budget;
+  request.flash_attention = device.is_cuda();
+  if (!a.adapter.empty() && (a.vram_budget > 0 || a.ram_budget > 0)) {
+    LEMA_ASSIGN_OR_RETURN(lema::engine::LoraConfig lora, lema::engine::read_peft_config(a.adapter));
+    request.lora_r = lora.r;
+    request.lora_targets = static_cast<int64_t>(lora.targets.size());
+  }
+  int64_t batch = 1;
+  LEMA_ASSIGN_OR_RETURN(auto source, lema::engine::open_inference_source(a.model, request, dtype, device, &batch));
   std::unique_ptr<lema::engine::LoraAdapter> adapter;
   if (!a.adapter.empty()) {
     const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;
@@ -85,6 +107,9 @@ void setup_chat(CLI::App& app) {
   cmd->add_option("--adapter", a->adapter, "PEFT adapter directory");
   cmd->add_option("--prompt", a->prompt, "one question, answered once (no REPL)");
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer file or directory (default: the model's directory)");
+  lema::cli::add_bytes_option(cmd, "--vram", a->vram_budget,
+                              "device memory budget, e.g. 4GiB: stream the base (a layer file) within it");
+  lema::cli::add_bytes_option(cmd, "--ram", a->ram_budget, "host memory budget for the streamed weights, e.g. 8GiB");
   cmd->add_option("--system", a->system, "system prompt")->capture_default_str();
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "longest reply in tokens")->capture_default_str();
   cmd->add_option("--temperature", a->temperature, "0: greedy")->capture_default_str();

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <sstream>
 #include <sys/stat.h>
 
 #include "common/file_util.h"
@@ -421,6 +422,36 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   EXPECT_EQ(inspect.exit_code, 0) << inspect.output;
   RunResult chat = run_lema({"chat", merged, "--prompt", "What is 2 plus 2?", "--max-new-tokens", "4", "--threads", "1"});
   EXPECT_EQ(chat.exit_code, 0) << chat.output;
+  // Within a budget the base streams from its layer file (a LayerStore,
+  // forward only) and answers as the whole base does: greedy, the same reply.
+  const std::vector<std::string> chat_base = {"chat", dir + "/base.lema.safetensors", "--tokenizer",
+                                              dir + "/tok/tokenizer.json", "--prompt", "What is 2 plus 2?",
+                                              "--max-new-tokens", "8", "--threads", "1"};
+  RunResult whole = run_lema(chat_base);
+  std::vector<std::string> budget_args = chat_base;
+  budget_args.insert(budget_args.end(), {"--vram", "64MiB", "--ram", "64MiB"});
+  RunResult budgeted = run_lema(budget_args);
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  ASSERT_EQ(budgeted.exit_code, 0) << budgeted.output;
+  EXPECT_NE(budgeted.output.find("memory plan:"), std::string::npos) << budgeted.output;
+  // The reply: the output without log and progress lines (stderr), up to
+  // the validity line.
+  auto reply = [](const std::string& out) {
+    std::string text, line;
+    std::istringstream in(out);
+    while (std::getline(in, line)) {
+      if (line.rfind("lema ", 0) == 0 || line.rfind("loading layers:", 0) == 0) continue;
+      text += line + "\n";
+    }
+    return text.substr(0, text.find("\n-- "));
+  };
+  EXPECT_EQ(reply(budgeted.output), reply(whole.output));
+  EXPECT_FALSE(reply(whole.output).empty());
+  std::vector<std::string> dir_args = budget_args;
+  dir_args[1] = merged;
+  RunResult refused = run_lema(dir_args);
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("lema convert"), std::string::npos) << refused.output;
   if (!::testing::Test::HasFailure()) (void)remove_all(dir);
 }
 

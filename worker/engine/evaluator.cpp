@@ -184,52 +184,29 @@ Status check_vocab(const std::vector<TokenizedExample>& examples, const ModelCon
   return Status();
 }
 
-// The model streamed under o.vram_budget / o.ram_budget, forward only: the
-// plan picks the batch (at most o.batch), the resident layers and the slots.
-Result<std::unique_ptr<LayerSource>> open_budgeted_source(const EvalOptions& o, const Tokenizer& tokenizer,
-                                                          const std::vector<Example>& examples, at::ScalarType dtype,
-                                                          at::Device device, int64_t* batch) {
-  if (is_directory(o.model)) {
-    return Status::invalid_argument("--vram/--ram stream a layer file; convert " + o.model +
-                                    " first: lema convert " + o.model + " --out MODEL.lema.safetensors");
-  }
-  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(o.model, /*map_file=*/false));
-  std::shared_ptr<const LayerFile> file(std::move(opened));
+// What the evaluation asks of memory: the KV cache holds the longest prompt
+// asked plus max_new_tokens; a loss forward sees at most seq_len tokens.
+Result<InferenceRequest> inference_request(const EvalOptions& o, const Tokenizer& tokenizer,
+                                           const std::vector<Example>& examples, at::Device device) {
   InferenceRequest req;
-  req.config = file->config();
   req.batch = o.batch;
-  // The KV cache holds the longest prompt asked plus max_new_tokens; a loss
-  // forward sees at most seq_len tokens.
   int64_t longest_prompt = 0;
   for (int64_t i = 0; i < std::min<int64_t>(o.questions, static_cast<int64_t>(examples.size())); ++i) {
     longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(training_prompt(tokenizer, examples[i]).size()));
   }
   req.kv_tokens = longest_prompt > 0 ? longest_prompt + o.max_new_tokens : 0;
   req.forward_tokens = o.seq_len;
-  if (!o.adapter.empty()) {
+  if (!o.adapter.empty() && (o.vram_budget > 0 || o.ram_budget > 0)) {
     Result<LoraConfig> lora = read_peft_config(o.adapter);
     if (!lora.ok()) return lora.status().with_context("adapter " + o.adapter);
     req.lora_r = lora->r;
     req.lora_targets = static_cast<int64_t>(lora->targets.size());
   }
-  req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype));
   req.vram_budget = o.vram_budget;
   req.ram_budget = o.ram_budget;
   req.flash_attention = device.is_cuda();
-  req.cuda = device.is_cuda();
   req.loss_chunk_tokens = o.loss_chunk_tokens;
-  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_inference_memory(req));
-  log_info("eval: memory plan: mode %s, %lld resident layers, %lld device slots, batch %lld; layer %s, KV cache %s, "
-           "working %s; planned device peak %s, host %s",
-           plan_mode_name(plan.mode), static_cast<long long>(plan.resident_layers),
-           static_cast<long long>(plan.device_slots), static_cast<long long>(plan.micro_batch),
-           format_bytes(plan.layer_bytes).c_str(), format_bytes(plan.activation_bytes).c_str(),
-           format_bytes(plan.working_bytes).c_str(), format_bytes(plan.device_bytes).c_str(),
-           format_bytes(plan.host_bytes).c_str());
-  *batch = plan.micro_batch;
-  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store,
-                        open_planned_store(file, plan, dtype, device, /*forward_only=*/true));
-  return std::unique_ptr<LayerSource>(std::move(store));
+  return req;
 }
 
 }  // namespace
@@ -309,12 +286,9 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
       LEMA_ASSIGN_OR_RETURN(points, read_metrics_jsonl(o.metrics));
     }
     EvalOptions eo = o;  // the batch may come from the memory plan
-    std::unique_ptr<LayerSource> source;
-    if (o.vram_budget > 0 || o.ram_budget > 0) {
-      LEMA_ASSIGN_OR_RETURN(source, open_budgeted_source(o, **tokenizer, examples, dtype, device, &eo.batch));
-    } else {
-      LEMA_ASSIGN_OR_RETURN(source, open_model_source(o.model, dtype, device));
-    }
+    LEMA_ASSIGN_OR_RETURN(const InferenceRequest request, inference_request(o, **tokenizer, examples, device));
+    LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerSource> source,
+                          open_inference_source(o.model, request, dtype, device, &eo.batch));
     std::unique_ptr<LoraAdapter> adapter;
     if (!o.adapter.empty()) {
       const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;

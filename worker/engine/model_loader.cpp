@@ -4,6 +4,7 @@
 #include "common/hf_model.h"
 #include "common/layer_file.h"
 #include "common/log.h"
+#include "worker/engine/layer_store.h"
 
 namespace lema::engine {
 
@@ -98,6 +99,33 @@ Result<std::unique_ptr<LayerSource>> open_model_source(const std::string& path, 
   } catch (const std::exception& e) {
     return Status::internal("loading model " + path + ": " + e.what());
   }
+}
+
+Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& path, InferenceRequest request,
+                                                           at::ScalarType dtype, at::Device device, int64_t* batch) {
+  *batch = request.batch;
+  if (request.vram_budget == 0 && request.ram_budget == 0) return open_model_source(path, dtype, device);
+  if (is_directory(path)) {
+    return Status::invalid_argument("--vram/--ram stream a layer file; convert " + path + " first: lema convert " +
+                                    path + " --out MODEL.lema.safetensors");
+  }
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(path, /*map_file=*/false));
+  std::shared_ptr<const LayerFile> file(std::move(opened));
+  request.config = file->config();
+  request.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype));
+  request.cuda = device.is_cuda();
+  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_inference_memory(request));
+  log_info("memory plan: mode %s, %lld resident layers, %lld device slots, batch %lld; layer %s, KV cache %s, "
+           "working %s; planned device peak %s, host %s",
+           plan_mode_name(plan.mode), static_cast<long long>(plan.resident_layers),
+           static_cast<long long>(plan.device_slots), static_cast<long long>(plan.micro_batch),
+           format_bytes(plan.layer_bytes).c_str(), format_bytes(plan.activation_bytes).c_str(),
+           format_bytes(plan.working_bytes).c_str(), format_bytes(plan.device_bytes).c_str(),
+           format_bytes(plan.host_bytes).c_str());
+  *batch = plan.micro_batch;
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store,
+                        open_planned_store(file, plan, dtype, device, /*forward_only=*/true));
+  return std::unique_ptr<LayerSource>(std::move(store));
 }
 
 }  // namespace lema::engine

@@ -11,9 +11,19 @@
 
 #include "common/status.h"
 #include "worker/engine/layer_source.h"
+#include "worker/engine/memory_planner.h"
 
 namespace lema::engine {
 
 Result<std::unique_ptr<LayerSource>> open_model_source(const std::string& path, at::ScalarType dtype, at::Device device);
+
+// The base for inference (eval, chat). Without a budget in `request`:
+// open_model_source, and *batch = request.batch. With request.vram_budget or
+// ram_budget: a layer file (a directory is refused with the `lema convert`
+// line to run) streamed forward-only as plan_inference_memory says; the
+// caller fills the request but config, dtype_bytes and cuda, which come from
+// the file, dtype and device. *batch gets the plan's batch.
+Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& path, InferenceRequest request,
+                                                           at::ScalarType dtype, at::Device device, int64_t* batch);
 
 }  // namespace lema::engine
