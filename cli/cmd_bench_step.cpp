@@ -26,7 +26,8 @@
 namespace {
 
 struct BenchArgs {
-  std::string model, vram, ram, device = "cpu", dtype = "auto";
+  std::string model, device = "cpu", dtype = "auto";
+  uint64_t vram = 0, ram = 0;  // 0: no limit
   int64_t batch = 1, seq_len = 128, steps = 3, micro_batch = 0, lora_r = 16;
   bool json = false, force_disk = false, recompute_all = false;
 };
@@ -51,12 +52,8 @@ lema::Status run_bench(const BenchArgs& a) {
   req.cuda = device.is_cuda();
   req.force_disk = a.force_disk;
   req.device_memory = plannable_device_memory(device);
-  if (!a.vram.empty()) {
-    LEMA_ASSIGN_OR_RETURN(req.vram_budget, parse_bytes(a.vram));
-  }
-  if (!a.ram.empty()) {
-    LEMA_ASSIGN_OR_RETURN(req.ram_budget, parse_bytes(a.ram));
-  }
+  req.vram_budget = a.vram;
+  req.ram_budget = a.ram;
   LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(req));
   std::fprintf(stderr, "%s\n", plan.to_string().c_str());
 
@@ -132,8 +129,8 @@ void setup_bench_step(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand("bench-step", "Time training steps of a layer file streamed within memory budgets");
   cmd->add_option("--model", args->model, "Layer file (*.lema.safetensors)")->required();
-  cmd->add_option("--vram", args->vram, "Device memory budget, e.g. 4GiB (default: no limit)");
-  cmd->add_option("--ram", args->ram, "Host memory budget for weights, e.g. 8GiB (default: no limit)");
+  lema::cli::add_bytes_option(cmd, "--vram", args->vram, "Device memory budget, e.g. 4GiB (default: no limit)");
+  lema::cli::add_bytes_option(cmd, "--ram", args->ram, "Host memory budget for weights, e.g. 8GiB (default: no limit)");
   cmd->add_option("--batch", args->batch, "Sequences per step")->check(CLI::Range(1, 4096));
   cmd->add_option("--micro-batch", args->micro_batch, "Sequences per micro-batch (default: planned)");
   cmd->add_option("--seq-len", args->seq_len, "Tokens per sequence")->check(CLI::Range(2, 1 << 20));
