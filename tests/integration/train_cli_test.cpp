@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <sstream>
+#include <utility>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -162,8 +164,28 @@ TEST_F(TrainCli, ResumeInANewProcessIsBitIdentical) {
   ASSERT_EQ(first.exit_code, 0) << first.output;
   ASSERT_TRUE(path_exists(dir_ + "/b/checkpoints/step-10/DONE"));
   ASSERT_FALSE(path_exists(dir_ + "/b/checkpoints/step-20"));
+  // As if the first run had died after step 13, mid-line: its metrics
+  // went past the checkpoint it is resumed from.
+  {
+    std::string metrics = *read_file(dir_ + "/b/metrics.jsonl");
+    for (int step = 11; step <= 13; ++step) metrics += "{\"step\": " + std::to_string(step) + ", \"loss\": 9.0}\n";
+    ASSERT_TRUE(write_file_atomic(dir_ + "/b/metrics.jsonl", metrics + "{\"step\": 14, \"lo").ok());
+  }
   RunResult second = run_lema(args + "--out " + dir_ + "/b --resume " + dir_ + "/b");
   ASSERT_EQ(second.exit_code, 0) << second.output;
+  // metrics.jsonl lists each step once, with the straight run's losses.
+  auto steps_and_losses = [](const std::string& path) {
+    std::vector<std::pair<int64_t, double>> out;
+    std::istringstream in(*read_file(path));
+    for (std::string line; std::getline(in, line);) {
+      auto m = nlohmann::json::parse(line, nullptr, false);
+      if (m.is_object()) out.emplace_back(m.value("step", int64_t{-1}), m.value("loss", -1.0));
+    }
+    return out;
+  };
+  const auto metrics_a = steps_and_losses(dir_ + "/a/metrics.jsonl");
+  ASSERT_EQ(metrics_a.size(), 20u);
+  EXPECT_EQ(steps_and_losses(dir_ + "/b/metrics.jsonl"), metrics_a);
   for (const char* f : {"/checkpoints/step-20/adapter_model.safetensors", "/checkpoints/step-20/optimizer.safetensors",
                         "/adapter/adapter_model.safetensors"}) {
     auto a = read_file(dir_ + "/a" + f), b = read_file(dir_ + "/b" + f);

@@ -91,6 +91,30 @@ Status append_line(const std::string& path, const std::string& line) {
   return Status();
 }
 
+// metrics.jsonl holds one line per step done. A run resumed from step S
+// drops the lines past S (steps an interrupted run did after its last
+// checkpoint, and a line torn by a kill), so the steps run again are not
+// listed twice; a fresh run (S = 0) starts the file over.
+Status trim_metrics(const std::string& path, int64_t last_step) {
+  if (!path_exists(path)) return Status();
+  LEMA_ASSIGN_OR_RETURN(const std::string text, read_file(path));
+  std::string kept;
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) break;  // torn last line
+    const std::string line = text.substr(begin, end - begin);
+    begin = end + 1;
+    const nlohmann::json m = nlohmann::json::parse(line, nullptr, false);
+    if (m.is_object() && m.contains("step") && m["step"].is_number_integer() && m["step"].get<int64_t>() <= last_step) {
+      kept += line + "\n";
+    }
+  }
+  if (kept == text) return Status();
+  log_info("metrics: %s: kept the lines of steps 1..%lld", path.c_str(), static_cast<long long>(last_step));
+  return write_file_atomic(path, kept);
+}
+
 class Trainer {
  public:
   Trainer(const TrainOptions& options, TrainObserver* observer) : o_(options), observer_(observer) {}
@@ -315,6 +339,7 @@ Status Trainer::save(int64_t step, double loss) {
 Status Trainer::run() {
   LEMA_RETURN_IF_ERROR(setup());
   const std::string metrics_path = path_join(o_.out, "metrics.jsonl");
+  LEMA_RETURN_IF_ERROR(trim_metrics(metrics_path, step_));
   const int64_t last = o_.stop_after > 0 ? std::min(o_.stop_after, total_steps_) : total_steps_;
   double loss = 0.0;
   while (step_ < last) {
