@@ -41,6 +41,13 @@ constexpr int64_t kReplPromptTokens = 2048;
 lema::Status answer(lema::engine::Generator& gen, const lema::Tokenizer& tok, const ChatArgs& a,
                     const std::string& question) {
   const std::vector<int32_t> ids = tok.encode(lema::render_prompt(question, a.system), /*add_special=*/true);
+  const bool budgeted = a.vram_budget > 0 || a.ram_budget > 0;
+  if (budgeted && a.prompt.empty() && static_cast<int64_t>(ids.size()) > kReplPromptTokens) {
+    // Its KV cache would outgrow the plan, and with it the budget.
+    std::fprintf(stderr, "lema chat: this question is %zu tokens; with --vram/--ram the REPL plans for prompts of up to "
+                 "%lld tokens (ask it with --prompt)\n", ids.size(), static_cast<long long>(kReplPromptTokens));
+    return lema::Status();
+  }
   lema::engine::GenerateOptions o;
   o.max_new_tokens = a.max_new_tokens;
   o.stop_strings = {lema::kReplyCloseTag};

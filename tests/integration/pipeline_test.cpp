@@ -447,6 +447,19 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   };
   EXPECT_EQ(reply(budgeted.output), reply(whole.output));
   EXPECT_FALSE(reply(whole.output).empty());
+  // In the REPL a question longer than the plan's prompts is turned down
+  // with a message, and the next one is answered.
+  {
+    std::string words;
+    for (int i = 0; i < 4000; ++i) words += "word" + std::to_string(i) + " ";
+    ASSERT_TRUE(write_file_atomic(dir + "/questions.txt", words + "\nWhat is 2 plus 2?\n").ok());
+    RunResult repl = run_lema_shell("chat " + dir + "/base.lema.safetensors --tokenizer " + dir +
+                                    "/tok/tokenizer.json --max-new-tokens 8 --threads 1 --vram 512MiB --ram 64MiB < " +
+                                    dir + "/questions.txt");
+    EXPECT_EQ(repl.exit_code, 0) << repl.output;
+    EXPECT_NE(repl.output.find("the REPL plans for prompts of up to 2048 tokens"), std::string::npos) << repl.output;
+    EXPECT_NE(repl.output.find("\n-- "), std::string::npos) << repl.output;  // the second question's reply
+  }
   std::vector<std::string> dir_args = budget_args;
   dir_args[1] = merged;
   RunResult refused = run_lema(dir_args);

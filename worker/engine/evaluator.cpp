@@ -122,8 +122,6 @@ Status accumulate_reply_loss(const EvalOptions& o, LayerSource& source, const Lo
   return Status();
 }
 
-// Greedy replies to the first options.questions prompts, checked by the
-// strict validator.
 // The training prompt exactly: the tokens before the first label.
 std::vector<int32_t> training_prompt(const Tokenizer& tokenizer, const Example& example) {
   const TokenizedExample t = tokenize_example(tokenizer, example, INT32_MAX);
@@ -131,6 +129,8 @@ std::vector<int32_t> training_prompt(const Tokenizer& tokenizer, const Example& 
   return std::vector<int32_t>(t.input_ids.begin(), t.input_ids.begin() + (first_label - t.labels.begin()));
 }
 
+// Greedy replies to the first options.questions prompts, checked by the
+// strict validator.
 Status measure_adherence(const EvalOptions& o, LayerSource& source, const LoraAdapter* adapter,
                          const Tokenizer& tokenizer, const std::vector<Example>& examples,
                          const std::string& name, EvalModelResult* result) {
@@ -190,20 +190,21 @@ Result<InferenceRequest> inference_request(const EvalOptions& o, const Tokenizer
                                            const std::vector<Example>& examples, at::Device device) {
   InferenceRequest req;
   req.batch = o.batch;
+  req.vram_budget = o.vram_budget;
+  req.ram_budget = o.ram_budget;
+  if (req.vram_budget == 0 && req.ram_budget == 0) return req;  // nothing to plan
   int64_t longest_prompt = 0;
   for (int64_t i = 0; i < std::min<int64_t>(o.questions, static_cast<int64_t>(examples.size())); ++i) {
     longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(training_prompt(tokenizer, examples[i]).size()));
   }
   req.kv_tokens = longest_prompt > 0 ? longest_prompt + o.max_new_tokens : 0;
   req.forward_tokens = o.seq_len;
-  if (!o.adapter.empty() && (o.vram_budget > 0 || o.ram_budget > 0)) {
+  if (!o.adapter.empty()) {
     Result<LoraConfig> lora = read_peft_config(o.adapter);
     if (!lora.ok()) return lora.status().with_context("adapter " + o.adapter);
     req.lora_r = lora->r;
     req.lora_targets = static_cast<int64_t>(lora->targets.size());
   }
-  req.vram_budget = o.vram_budget;
-  req.ram_budget = o.ram_budget;
   req.flash_attention = device.is_cuda();
   req.loss_chunk_tokens = o.loss_chunk_tokens;
   return req;
