@@ -230,8 +230,7 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
     return Status::invalid_argument("memory plan: batch, tokens and the model must be positive");
   }
   const uint64_t e = u(r.dtype_bytes);
-  const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size);
-  const uint64_t t = u(std::max(r.kv_tokens, r.forward_tokens)), kv_t = u(r.kv_tokens);
+  const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), kv_t = u(r.kv_tokens);
   MemoryPlan p;
   p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
   p.head_bytes = (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * e;
@@ -240,38 +239,45 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
   const uint64_t usable = r.vram_budget == 0 ? UINT64_MAX : usable_device_bytes(r.vram_budget, r.cuda);
   const uint64_t fixed = p.head_bytes + p.lora_bytes;
   std::string why;
-  for (int64_t b = r.batch; b >= 1; --b) {
-    const uint64_t rows = u(b) * t;
-    const uint64_t kv = u(b) * kv_t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
-    // One layer's forward without a graph: input, fp32 norm, q/k/v/o and
-    // the attention output, MLP gate/up/product; [T x T] scores without
-    // flash attention. The head: a loss chunk's fp32 logits and softmax.
-    uint64_t layer_work = rows * (6 * h + 3 * im) * e + rows * h * 4;
-    if (!r.flash_attention) layer_work += u(b) * u(c.n_heads) * t * t * 4 * 2;
+  // One forward of `seqs` x `tokens` without a graph: a layer's input, fp32
+  // norm, q/k/v/o and the attention output, MLP gate/up/product ([T x T]
+  // scores without flash attention), or the head: a loss chunk's fp32
+  // logits and softmax.
+  auto forward_work = [&](uint64_t seqs, uint64_t tokens) {
+    const uint64_t rows = seqs * tokens;
+    uint64_t layer = rows * (6 * h + 3 * im) * e + rows * h * 4;
+    if (!r.flash_attention) layer += seqs * u(c.n_heads) * tokens * tokens * 4 * 2;
     const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
-    const uint64_t head_work = chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2;
-    const uint64_t work = std::max(layer_work, head_work);
-    const uint64_t min_stream = fixed + kv + work + 2 * p.layer_bytes;
-    if (fixed + kv + work + n * p.layer_bytes > usable && min_stream > usable) {
+    return std::max(layer, chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2);
+  };
+  for (int64_t b = r.batch; b >= 1; --b) {
+    const uint64_t kv = u(b) * kv_t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
+    // Generation holds its KV cache while it runs a prefill; the loss
+    // forwards hold no cache: the peak is the larger of the two.
+    const uint64_t gen = kv_t > 0 ? kv + forward_work(u(b), kv_t) : 0;
+    const uint64_t loss = forward_work(u(b), u(r.forward_tokens));
+    const uint64_t transient = std::max(gen, loss);
+    const uint64_t min_stream = fixed + transient + 2 * p.layer_bytes;
+    if (fixed + transient + n * p.layer_bytes > usable && min_stream > usable) {
       if (why.empty()) {
         why = "batch " + std::to_string(b) + " needs " + format_bytes(min_stream) + " on the device (head " +
               format_bytes(p.head_bytes) + ", adapter " + format_bytes(p.lora_bytes) + ", KV cache " +
-              format_bytes(kv) + " for " + std::to_string(r.kv_tokens) + " tokens, working " + format_bytes(work) +
-              ", 2 layer slots " + format_bytes(2 * p.layer_bytes) + ")";
+              format_bytes(kv) + " for " + std::to_string(r.kv_tokens) + " tokens and working memory, " +
+              format_bytes(transient) + " together; 2 layer slots " + format_bytes(2 * p.layer_bytes) + ")";
       }
       continue;
     }
     p.micro_batch = b;
     p.n_micro = 1;
     p.activation_bytes = kv;
-    p.working_bytes = work;
-    if (fixed + kv + work + n * p.layer_bytes <= usable) {
+    p.working_bytes = transient - (gen >= loss ? kv : 0);
+    if (fixed + transient + n * p.layer_bytes <= usable) {
       p.mode = PlanMode::kResident;
       p.resident_layers = c.n_layers;
     } else {
       fill_device(p, c.n_layers, usable - min_stream);
     }
-    p.device_bytes = fixed + kv + work + u(p.device_slots + p.resident_layers) * p.layer_bytes;
+    p.device_bytes = fixed + transient + u(p.device_slots + p.resident_layers) * p.layer_bytes;
     break;
   }
   if (p.micro_batch == 0) {

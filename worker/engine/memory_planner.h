@@ -87,9 +87,11 @@ uint64_t lora_parameter_count(const ModelConfig& config, int64_t r, int64_t targ
 Result<MemoryPlan> plan_memory(const PlanRequest& request);
 
 // The same for inference: the largest batch (<= request.batch, in
-// micro_batch; n_micro 1) whose KV cache (activation_bytes) and working
-// memory fit next to 2 streamed layer slots, then resident layers as for
-// training. kept_graph_layers and activations_on_host stay 0.
+// micro_batch; n_micro 1) whose peak (generation: KV cache in
+// activation_bytes + a prefill's working memory; or a loss forward's working
+// memory, whichever is larger) fits next to 2 streamed layer slots, then
+// resident layers as for training. kept_graph_layers and
+// activations_on_host stay 0.
 Result<MemoryPlan> plan_inference_memory(const InferenceRequest& request);
 
 }  // namespace lema::engine
