@@ -81,14 +81,9 @@ lema::Status run_chat(const ChatArgs& a) {
   request.forward_tokens = request.kv_tokens;
   request.vram_budget = a.vram_budget;
   request.ram_budget = a.ram_budget;
-  request.flash_attention = device.is_cuda();
-  if (!a.adapter.empty() && (a.vram_budget > 0 || a.ram_budget > 0)) {
-    LEMA_ASSIGN_OR_RETURN(lema::engine::LoraConfig lora, lema::engine::read_peft_config(a.adapter));
-    request.lora_r = lora.r;
-    request.lora_targets = static_cast<int64_t>(lora.targets.size());
-  }
   int64_t batch = 1;
-  LEMA_ASSIGN_OR_RETURN(auto source, lema::engine::open_inference_source(a.model, request, dtype, device, &batch));
+  LEMA_ASSIGN_OR_RETURN(auto source,
+                        lema::engine::open_inference_source(a.model, a.adapter, request, dtype, device, &batch));
   std::unique_ptr<lema::engine::LoraAdapter> adapter;
   if (!a.adapter.empty()) {
     const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;

@@ -127,8 +127,6 @@ struct JobStore::Impl {
   };
   std::unordered_map<int64_t, CachedJob> job_specs;
 
-  // A cached prepared statement, reset and unbound. Keyed by the literal's
-  // address: callers pass string literals only.
   // Whether the statement's program opens a temporary b-tree (a sort, or an
   // IN list of 3+ values): a cost on every run that an index or an OR chain
   // avoids. Checked once per statement, when it is prepared.
@@ -139,6 +137,8 @@ struct JobStore::Impl {
     }
     return false;
   }
+  // A cached prepared statement, reset and unbound. Keyed by the literal's
+  // address: callers pass string literals only.
   SQLite::Statement& stmt(const char* sql) {
     auto& slot = cache[sql];
     if (!slot) {

@@ -186,8 +186,8 @@ Status check_vocab(const std::vector<TokenizedExample>& examples, const ModelCon
 
 // What the evaluation asks of memory: the KV cache holds the longest prompt
 // asked plus max_new_tokens; a loss forward sees at most seq_len tokens.
-Result<InferenceRequest> inference_request(const EvalOptions& o, const Tokenizer& tokenizer,
-                                           const std::vector<Example>& examples, at::Device device) {
+InferenceRequest inference_request(const EvalOptions& o, const Tokenizer& tokenizer,
+                                   const std::vector<Example>& examples) {
   InferenceRequest req;
   req.batch = o.batch;
   req.vram_budget = o.vram_budget;
@@ -199,13 +199,6 @@ Result<InferenceRequest> inference_request(const EvalOptions& o, const Tokenizer
   }
   req.kv_tokens = longest_prompt > 0 ? longest_prompt + o.max_new_tokens : 0;
   req.forward_tokens = o.seq_len;
-  if (!o.adapter.empty()) {
-    Result<LoraConfig> lora = read_peft_config(o.adapter);
-    if (!lora.ok()) return lora.status().with_context("adapter " + o.adapter);
-    req.lora_r = lora->r;
-    req.lora_targets = static_cast<int64_t>(lora->targets.size());
-  }
-  req.flash_attention = device.is_cuda();
   req.loss_chunk_tokens = o.loss_chunk_tokens;
   return req;
 }
@@ -287,9 +280,9 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
       LEMA_ASSIGN_OR_RETURN(points, read_metrics_jsonl(o.metrics));
     }
     EvalOptions eo = o;  // the batch may come from the memory plan
-    LEMA_ASSIGN_OR_RETURN(const InferenceRequest request, inference_request(o, **tokenizer, examples, device));
     LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerSource> source,
-                          open_inference_source(o.model, request, dtype, device, &eo.batch));
+                          open_inference_source(o.model, o.adapter, inference_request(o, **tokenizer, examples), dtype,
+                                                device, &eo.batch));
     std::unique_ptr<LoraAdapter> adapter;
     if (!o.adapter.empty()) {
       const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;

@@ -81,6 +81,11 @@ uint64_t layer_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
   return u(numel * dtype_bytes);
 }
 
+uint64_t head_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
+  const uint64_t h = u(c.hidden_size);
+  return (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * u(dtype_bytes);
+}
+
 uint64_t lora_parameter_count(const ModelConfig& c, int64_t r, int64_t targets) {
   const int64_t h = c.hidden_size, i = c.intermediate_size, hd = c.head_dim;
   const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
@@ -116,7 +121,7 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), t = u(r.seq_len);
   MemoryPlan p;
   p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
-  p.head_bytes = (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * e;
+  p.head_bytes = head_weight_bytes(c, r.dtype_bytes);
   p.lora_bytes = lora_parameter_count(c, r.lora_r, r.lora_targets) * 16;  // fp32 master, grad, 2 moments
   const uint64_t vram = r.vram_budget;
   const uint64_t usable = vram == 0 ? UINT64_MAX : usable_device_bytes(vram, r.cuda);
@@ -233,7 +238,7 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
   const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), kv_t = u(r.kv_tokens);
   MemoryPlan p;
   p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
-  p.head_bytes = (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * e;
+  p.head_bytes = head_weight_bytes(c, r.dtype_bytes);
   // fp32 A and B, and their compute-dtype copies.
   p.lora_bytes = r.lora_r > 0 ? lora_parameter_count(c, r.lora_r, r.lora_targets) * (4 + e) : 0;
   const uint64_t usable = r.vram_budget == 0 ? UINT64_MAX : usable_device_bytes(r.vram_budget, r.cuda);

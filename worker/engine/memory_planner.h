@@ -81,6 +81,8 @@ struct InferenceRequest {
 
 // Bytes of one decoder layer's weights / of the LoRA state (16 bytes per parameter).
 uint64_t layer_weight_bytes(const ModelConfig& config, int64_t dtype_bytes);
+// Bytes of the embedding, final norm and lm_head (once when tied).
+uint64_t head_weight_bytes(const ModelConfig& config, int64_t dtype_bytes);
 uint64_t lora_parameter_count(const ModelConfig& config, int64_t r, int64_t targets);
 
 // The plan, or a clear error saying what does not fit and by how much.

@@ -5,6 +5,7 @@
 #include "common/layer_file.h"
 #include "common/log.h"
 #include "worker/engine/layer_store.h"
+#include "worker/engine/peft_adapter.h"
 
 namespace lema::engine {
 
@@ -101,8 +102,9 @@ Result<std::unique_ptr<LayerSource>> open_model_source(const std::string& path, 
   }
 }
 
-Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& path, InferenceRequest request,
-                                                           at::ScalarType dtype, at::Device device, int64_t* batch) {
+Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& path, const std::string& adapter_dir,
+                                                           InferenceRequest request, at::ScalarType dtype,
+                                                           at::Device device, int64_t* batch) {
   *batch = request.batch;
   if (request.vram_budget == 0 && request.ram_budget == 0) return open_model_source(path, dtype, device);
   if (is_directory(path)) {
@@ -114,6 +116,13 @@ Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& pa
   request.config = file->config();
   request.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype));
   request.cuda = device.is_cuda();
+  request.flash_attention = device.is_cuda();
+  if (!adapter_dir.empty()) {
+    Result<LoraConfig> lora = read_peft_config(adapter_dir);
+    if (!lora.ok()) return lora.status().with_context("adapter " + adapter_dir);
+    request.lora_r = lora->r;
+    request.lora_targets = static_cast<int64_t>(lora->targets.size());
+  }
   LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_inference_memory(request));
   log_info("memory plan: mode %s, %lld resident layers, %lld device slots, batch %lld; layer %s, KV cache %s, "
            "working %s; planned device peak %s, host %s",

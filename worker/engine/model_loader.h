@@ -20,10 +20,13 @@ Result<std::unique_ptr<LayerSource>> open_model_source(const std::string& path, 
 // The base for inference (eval, chat). Without a budget in `request`:
 // open_model_source, and *batch = request.batch. With request.vram_budget or
 // ram_budget: a layer file (a directory is refused with the `lema convert`
-// line to run) streamed forward-only as plan_inference_memory says; the
-// caller fills the request but config, dtype_bytes and cuda, which come from
-// the file, dtype and device. *batch gets the plan's batch.
-Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& path, InferenceRequest request,
-                                                           at::ScalarType dtype, at::Device device, int64_t* batch);
+// line to run) streamed forward-only as plan_inference_memory says. The
+// caller fills batch, tokens, budgets and loss_chunk_tokens; config,
+// dtype_bytes, cuda and flash_attention come from the file, dtype and
+// device, and the adapter's rank and targets from `adapter_dir`'s
+// adapter_config.json ("": none). *batch gets the plan's batch.
+Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& path, const std::string& adapter_dir,
+                                                           InferenceRequest request, at::ScalarType dtype,
+                                                           at::Device device, int64_t* batch);
 
 }  // namespace lema::engine
