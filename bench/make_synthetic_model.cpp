@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "common/model_presets.h"
+#include "common/formats/model_presets.h"
 
 int main(int argc, char** argv) {
   if (argc != 6) {

@@ -34,11 +34,11 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "common/file_util.h"
-#include "common/job_spec.h"
-#include "common/log.h"
-#include "common/progress.h"
-#include "common/protocol.h"
+#include "common/base/file_util.h"
+#include "common/protocol/job_spec.h"
+#include "common/base/log.h"
+#include "common/base/progress.h"
+#include "common/protocol/protocol.h"
 #include "scheduler/broker.h"
 #include "scheduler/job_store.h"
 

@@ -16,8 +16,8 @@
 #include <random>
 #include <unordered_map>
 
-#include "common/file_util.h"
-#include "common/tokenizer.h"
+#include "common/base/file_util.h"
+#include "common/text/tokenizer.h"
 
 namespace {
 using lema::Tokenizer;

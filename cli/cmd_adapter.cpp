@@ -5,9 +5,9 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "common/hf_model.h"
-#include "worker/engine/checkpoint.h"
-#include "worker/engine/peft_adapter.h"
+#include "common/formats/hf_model.h"
+#include "engine/checkpoint.h"
+#include "engine/peft_adapter.h"
 
 namespace {
 

@@ -11,12 +11,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "cli/command.h"
-#include "common/file_util.h"
-#include "common/log.h"
-#include "worker/engine/layer_store.h"
-#include "worker/engine/memory_planner.h"
-#include "worker/engine/optimizer.h"
-#include "worker/engine/train_step.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+#include "engine/layer_store.h"
+#include "engine/memory_planner.h"
+#include "engine/optimizer.h"
+#include "engine/train_step.h"
 
 #ifdef LEMA_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>

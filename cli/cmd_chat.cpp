@@ -13,13 +13,13 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "common/chat_format.h"
-#include "common/file_util.h"
-#include "common/tokenizer.h"
-#include "worker/engine/generator.h"
-#include "worker/engine/layer_source.h"
-#include "worker/engine/model_loader.h"
-#include "worker/engine/peft_adapter.h"
+#include "common/text/chat_format.h"
+#include "common/base/file_util.h"
+#include "common/text/tokenizer.h"
+#include "engine/generator.h"
+#include "engine/layer_source.h"
+#include "engine/model_loader.h"
+#include "engine/peft_adapter.h"
 
 namespace {
 

@@ -5,10 +5,10 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "common/file_util.h"
-#include "common/layer_file.h"
-#include "common/log.h"
-#include "common/progress.h"
+#include "common/base/file_util.h"
+#include "common/formats/layer_file.h"
+#include "common/base/log.h"
+#include "common/base/progress.h"
 
 namespace {
 

@@ -4,8 +4,9 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "common/dataset_builder.h"
-#include "common/log.h"
+#include "common/data/dataset_builder.h"
+#include "common/data/lema_reply/lema_reply.h"
+#include "common/base/log.h"
 
 namespace {
 

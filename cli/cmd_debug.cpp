@@ -3,7 +3,7 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "worker/engine/debug_step.h"
+#include "engine/debug_step.h"
 
 namespace {
 

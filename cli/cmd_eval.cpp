@@ -7,8 +7,8 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "common/eval_report.h"
-#include "worker/engine/evaluator.h"
+#include "common/data/eval_report.h"
+#include "engine/evaluator.h"
 
 namespace {
 

@@ -6,11 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "common/file_util.h"
-#include "common/hf_model.h"
-#include "common/layer_file.h"
-#include "common/llama_layout.h"
-#include "common/log.h"
+#include "common/base/file_util.h"
+#include "common/formats/hf_model.h"
+#include "common/formats/layer_file.h"
+#include "common/formats/llama_layout.h"
+#include "common/base/log.h"
 
 namespace {
 

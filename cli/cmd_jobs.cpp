@@ -6,8 +6,8 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "common/file_util.h"
-#include "common/log.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
 #include "scheduler/client.h"
 #include "scheduler/curve_keys.h"
 

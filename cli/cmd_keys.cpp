@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
-#include "common/file_util.h"
+#include "common/base/file_util.h"
 #include "scheduler/curve_keys.h"
 
 namespace {

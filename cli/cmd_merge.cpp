@@ -4,9 +4,9 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "common/dtype.h"
-#include "common/file_util.h"
-#include "worker/engine/merge.h"
+#include "common/formats/dtype.h"
+#include "common/base/file_util.h"
+#include "engine/merge.h"
 
 namespace {
 

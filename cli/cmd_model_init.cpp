@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "common/file_util.h"
-#include "common/model_presets.h"
+#include "common/base/file_util.h"
+#include "common/formats/model_presets.h"
 
 namespace {
 

@@ -11,16 +11,16 @@
 
 #include "cli/command.h"
 #include "cli/spm_trainer.h"
-#include "common/chat_format.h"
-#include "common/dataset.h"
-#include "common/file_util.h"
-#include "common/hf_model.h"
-#include "common/log.h"
-#include "common/model_presets.h"
-#include "common/tokenizer.h"
-#include "worker/engine/checkpoint.h"
-#include "worker/engine/data_loader.h"
-#include "worker/engine/trainer.h"
+#include "common/text/chat_format.h"
+#include "common/data/dataset.h"
+#include "common/base/file_util.h"
+#include "common/formats/hf_model.h"
+#include "common/base/log.h"
+#include "common/formats/model_presets.h"
+#include "common/text/tokenizer.h"
+#include "engine/checkpoint.h"
+#include "engine/data_loader.h"
+#include "engine/trainer.h"
 
 namespace {
 

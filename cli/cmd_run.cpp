@@ -10,10 +10,10 @@
 
 #include "cli/command.h"
 #include "cli/local_cluster.h"
-#include "common/file_util.h"
-#include "common/job_spec.h"
-#include "common/log.h"
-#include "common/progress.h"
+#include "common/base/file_util.h"
+#include "common/protocol/job_spec.h"
+#include "common/base/log.h"
+#include "common/base/progress.h"
 #include "scheduler/client.h"
 
 namespace {

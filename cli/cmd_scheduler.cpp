@@ -3,9 +3,9 @@
 #include <cstdio>
 
 #include "cli/command.h"
-#include "common/file_util.h"
-#include "common/log.h"
-#include "common/version.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+#include "common/base/version.h"
 #include "scheduler/broker.h"
 #include "scheduler/curve_keys.h"
 

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "common/tokenizer.h"
+#include "common/text/tokenizer.h"
 
 namespace {
 using json = nlohmann::json;

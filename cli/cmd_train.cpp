@@ -3,9 +3,9 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "common/file_util.h"
-#include "worker/engine/train_options.h"
-#include "worker/engine/trainer.h"
+#include "common/base/file_util.h"
+#include "engine/train_options.h"
+#include "engine/trainer.h"
 
 namespace {
 

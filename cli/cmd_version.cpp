@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
-#include "common/version.h"
+#include "common/base/version.h"
 
 namespace {
 void setup_version(CLI::App& app) {

@@ -8,7 +8,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
-#include "common/log.h"
+#include "common/base/log.h"
 #include "worker/stage_runner.h"
 #include "worker/worker_loop.h"
 

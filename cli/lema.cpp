@@ -4,8 +4,8 @@
 
 #include "cli/blas_tuning.h"
 #include "cli/command.h"
-#include "common/file_util.h"
-#include "common/version.h"
+#include "common/base/file_util.h"
+#include "common/base/version.h"
 
 namespace lema::cli {
 namespace {

@@ -8,8 +8,8 @@
 
 #include <chrono>
 
-#include "common/file_util.h"
-#include "common/log.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
 #include "scheduler/broker.h"
 #include "worker/worker_loop.h"
 

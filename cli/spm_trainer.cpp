@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/file_util.h"
+#include "common/base/file_util.h"
 
 namespace lema::cli {
 namespace {

@@ -14,9 +14,9 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "common/job_spec.h"
-#include "common/log.h"
-#include "common/version.h"
+#include "common/protocol/job_spec.h"
+#include "common/base/log.h"
+#include "common/base/version.h"
 
 namespace lema {
 namespace {

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "common/protocol.h"
-#include "common/status.h"
+#include "common/protocol/protocol.h"
+#include "common/base/status.h"
 #include "scheduler/clock.h"
 #include "scheduler/job_store.h"
 

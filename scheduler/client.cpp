@@ -4,7 +4,7 @@
 
 #include <zmq.hpp>
 
-#include "common/log.h"
+#include "common/base/log.h"
 
 namespace lema {
 

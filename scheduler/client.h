@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/protocol.h"
-#include "common/status.h"
+#include "common/protocol/protocol.h"
+#include "common/base/status.h"
 
 namespace lema {
 

@@ -6,7 +6,7 @@
 
 #include <zmq.h>
 
-#include "common/file_util.h"
+#include "common/base/file_util.h"
 
 namespace lema {
 

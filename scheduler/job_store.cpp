@@ -10,9 +10,9 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
-#include "common/job_spec.h"
-#include "common/log.h"
-#include "common/sha256.h"
+#include "common/protocol/job_spec.h"
+#include "common/base/log.h"
+#include "common/base/sha256.h"
 
 namespace lema {
 namespace {

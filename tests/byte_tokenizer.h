@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "common/file_util.h"
+#include "common/base/file_util.h"
 
 namespace lema::test {
 

@@ -4,10 +4,11 @@
 // interim input until text examples are tokenized in the pipeline.
 #include <nlohmann/json.hpp>
 
-#include "common/dataset_builder.h"
-#include "common/file_util.h"
-#include "common/log.h"
-#include "worker/engine/data_loader.h"
+#include "common/data/dataset_builder.h"
+#include "common/data/lema_reply/lema_reply.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+#include "engine/data_loader.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {

@@ -11,10 +11,10 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "common/eval_report.h"
-#include "common/file_util.h"
-#include "common/log.h"
-#include "worker/engine/evaluator.h"
+#include "common/data/eval_report.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+#include "engine/evaluator.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {

@@ -6,10 +6,10 @@
 // or SIGTERM between two tensors.
 #include <nlohmann/json.hpp>
 
-#include "common/dtype.h"
-#include "common/file_util.h"
-#include "common/log.h"
-#include "worker/engine/merge.h"
+#include "common/formats/dtype.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+#include "engine/merge.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {

@@ -2,8 +2,8 @@
 
 #include <utility>
 
-#include "common/file_util.h"
-#include "common/log.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
 
 namespace lema::worker {
 

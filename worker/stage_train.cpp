@@ -7,10 +7,10 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "common/file_util.h"
-#include "common/log.h"
-#include "common/sha256.h"
-#include "worker/engine/trainer.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+#include "common/base/sha256.h"
+#include "engine/trainer.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {

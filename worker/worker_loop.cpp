@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <thread>
 
-#include "common/file_util.h"
-#include "common/log.h"
-#include "common/version.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+#include "common/base/version.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {

@@ -10,7 +10,7 @@
 #include <atomic>
 #include <string>
 
-#include "common/status.h"
+#include "common/base/status.h"
 #include "worker/worker_session.h"
 
 namespace lema::worker {

@@ -11,7 +11,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "common/log.h"
+#include "common/base/log.h"
 
 namespace lema::worker {
 

@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "common/protocol.h"
-#include "common/status.h"
+#include "common/protocol/protocol.h"
+#include "common/base/status.h"
 
 namespace lema::worker {
 

@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <string>
 
-#include "common/file_util.h"
-#include "common/tokenizer.h"
+#include "common/base/file_util.h"
+#include "common/text/tokenizer.h"
 
 #include "tests/integration/lema_processes.h"
 

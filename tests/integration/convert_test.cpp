@@ -8,10 +8,10 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "common/file_util.h"
-#include "common/hf_model.h"
-#include "common/layer_file.h"
-#include "common/model_presets.h"
+#include "common/base/file_util.h"
+#include "common/formats/hf_model.h"
+#include "common/formats/layer_file.h"
+#include "common/formats/model_presets.h"
 
 #include "tests/integration/lema_processes.h"
 

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "common/file_util.h"
+#include "common/base/file_util.h"
 
 #include "tests/integration/lema_processes.h"
 

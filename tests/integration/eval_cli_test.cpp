@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "common/file_util.h"
+#include "common/base/file_util.h"
 #include "tests/integration/lema_processes.h"
 
 namespace lema {

@@ -9,7 +9,7 @@
 #include <sstream>
 #include <sys/stat.h>
 
-#include "common/file_util.h"
+#include "common/base/file_util.h"
 #include "tests/integration/lema_processes.h"
 
 namespace lema::test {

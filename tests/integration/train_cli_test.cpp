@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "common/file_util.h"
-#include "common/model_config.h"
-#include "common/safetensors.h"
+#include "common/base/file_util.h"
+#include "common/formats/model_config.h"
+#include "common/formats/safetensors.h"
 
 #include <random>
 

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 #include <SQLiteCpp/SQLiteCpp.h>
 
-#include "common/sha256.h"
+#include "common/base/sha256.h"
 #include "tests/scheduler/scheduler_test_util.h"
 
 namespace lema {

@@ -11,8 +11,8 @@
 
 #include <gtest/gtest.h>
 
-#include "common/file_util.h"
-#include "common/job_spec.h"
+#include "common/base/file_util.h"
+#include "common/protocol/job_spec.h"
 #include "scheduler/broker.h"
 
 namespace lema::testing {

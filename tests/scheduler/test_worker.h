@@ -17,7 +17,7 @@
 
 #include <zmq.hpp>
 
-#include "common/protocol.h"
+#include "common/protocol/protocol.h"
 
 namespace lema::testing {
 

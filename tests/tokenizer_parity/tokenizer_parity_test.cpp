@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "common/file_util.h"
-#include "common/tokenizer.h"
+#include "common/base/file_util.h"
+#include "common/text/tokenizer.h"
 #include "tools/spm_train/spm_train_args.h"
 
 namespace {

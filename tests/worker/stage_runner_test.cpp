@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/file_util.h"
-#include "common/job_spec.h"
+#include "common/base/file_util.h"
+#include "common/protocol/job_spec.h"
 
 namespace lema::worker {
 namespace {

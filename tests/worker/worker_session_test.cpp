@@ -10,7 +10,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "common/protocol.h"
+#include "common/protocol/protocol.h"
 
 namespace lema::worker {
 namespace {

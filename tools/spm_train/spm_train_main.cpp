@@ -9,9 +9,9 @@
 #include <cstring>
 #include <string>
 
-#include "common/file_util.h"
-#include "common/tokenizer.h"
-#include "common/version.h"
+#include "common/base/file_util.h"
+#include "common/text/tokenizer.h"
+#include "common/base/version.h"
 #include "tools/spm_train/spm_train_args.h"
 
 namespace {

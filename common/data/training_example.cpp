@@ -1,0 +1,150 @@
+#include "common/data/training_example.h"
+
+#include <algorithm>
+
+#include "common/base/rng.h"
+
+namespace lema {
+
+TokenizedExample tokenize_example(const Tokenizer& tok, const Example& e, int32_t seq_len) {
+  LEMA_CHECK(seq_len >= 2);
+  TokenizedExample out;
+  std::vector<int32_t> prompt = tok.encode(example_prompt(e), /*add_special=*/false);
+  std::vector<int32_t> reply = tok.encode(example_reply(e), /*add_special=*/false);
+  if (tok.bos_id() >= 0) {
+    out.input_ids.push_back(tok.bos_id());
+    out.labels.push_back(kIgnoreLabel);
+  }
+  out.input_ids.insert(out.input_ids.end(), prompt.begin(), prompt.end());
+  out.labels.insert(out.labels.end(), prompt.size(), kIgnoreLabel);
+  out.input_ids.insert(out.input_ids.end(), reply.begin(), reply.end());
+  out.labels.insert(out.labels.end(), reply.begin(), reply.end());
+  if (tok.eos_id() >= 0) {
+    out.input_ids.push_back(tok.eos_id());
+    out.labels.push_back(tok.eos_id());
+  }
+  if (static_cast<int64_t>(out.input_ids.size()) > seq_len) {
+    out.input_ids.resize(static_cast<size_t>(seq_len));
+    out.labels.resize(static_cast<size_t>(seq_len));
+    out.truncated = true;
+  }
+  return out;
+}
+
+std::vector<TokenizedExample> tokenize_examples(const Tokenizer& tok, const std::vector<Example>& examples,
+                                                int32_t seq_len, TokenizeStats* stats) {
+  TokenizeStats s;
+  std::vector<TokenizedExample> out;
+  out.reserve(examples.size());
+  for (const auto& e : examples) {
+    TokenizedExample t = tokenize_example(tok, e, seq_len);
+    int64_t labelled = std::count_if(t.labels.begin(), t.labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
+    if (labelled == 0) {
+      ++s.dropped_no_labels;
+      continue;
+    }
+    if (t.truncated) {
+      ++s.truncated;
+      // Length before truncation, for the report.
+      s.max_len = std::max<int32_t>(s.max_len, static_cast<int32_t>(tok.encode(example_text(e), false).size()));
+    }
+    s.max_len = std::max<int32_t>(s.max_len, static_cast<int32_t>(t.input_ids.size()));
+    ++s.examples;
+    s.tokens += static_cast<int64_t>(t.input_ids.size());
+    s.label_tokens += labelled;
+    out.push_back(std::move(t));
+  }
+  if (stats) *stats = s;
+  return out;
+}
+
+Batcher::Batcher(std::vector<TokenizedExample> examples, BatcherOptions options)
+    : examples_(std::move(examples)), options_(options) {
+  LEMA_CHECK(!examples_.empty());
+  LEMA_CHECK(options_.batch_size >= 1);
+  for (const auto& e : examples_) LEMA_CHECK(static_cast<int64_t>(e.input_ids.size()) <= options_.seq_len);
+}
+
+void Batcher::set_cursor(const DataCursor& cursor) {
+  LEMA_CHECK(cursor.epoch >= 0 && cursor.index >= 0 && cursor.index <= static_cast<int64_t>(examples_.size()));
+  cursor_ = cursor;
+}
+
+void Batcher::build_order() {
+  order_.resize(examples_.size());
+  for (size_t i = 0; i < order_.size(); ++i) order_[i] = i;
+  if (options_.shuffle) {
+    SplitMix64 rng(mix_seed(options_.seed, static_cast<uint64_t>(cursor_.epoch)));
+    rng.shuffle(order_);
+  }
+  order_epoch_ = cursor_.epoch;
+}
+
+size_t Batcher::take() {
+  if (cursor_.index >= static_cast<int64_t>(examples_.size())) {
+    cursor_.epoch++;
+    cursor_.index = 0;
+  }
+  if (order_epoch_ != cursor_.epoch) build_order();
+  return order_[static_cast<size_t>(cursor_.index++)];
+}
+
+Batch Batcher::next() {
+  const int32_t B = options_.batch_size;
+  // Rows as lists of example indices.
+  std::vector<std::vector<size_t>> rows(static_cast<size_t>(B));
+  int32_t T = 0;
+  if (!options_.pack) {
+    for (auto& row : rows) {
+      row.push_back(take());
+      T = std::max<int32_t>(T, static_cast<int32_t>(examples_[row[0]].input_ids.size()));
+    }
+  } else {
+    T = options_.seq_len;
+    for (auto& row : rows) {
+      int32_t used = 0;
+      for (;;) {
+        // Peek at the next example without consuming it when it does not fit.
+        DataCursor saved = cursor_;
+        size_t idx = take();
+        int32_t len = static_cast<int32_t>(examples_[idx].input_ids.size());
+        if (!row.empty() && used + len > T) {
+          cursor_ = saved;
+          break;
+        }
+        row.push_back(idx);
+        used += len;
+        if (used >= T) break;
+      }
+    }
+  }
+  Batch b;
+  b.batch_size = B;
+  b.seq_len = T;
+  const size_t n = static_cast<size_t>(B) * static_cast<size_t>(T);
+  b.input_ids.assign(n, options_.pad_id);
+  b.labels.assign(n, kIgnoreLabel);
+  b.attention_mask.assign(n, 0);
+  b.segment_ids.assign(n, 0);
+  b.position_ids.assign(n, 0);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    size_t pos = r * static_cast<size_t>(T);
+    int32_t segment = 0;
+    for (size_t idx : rows[r]) {
+      const TokenizedExample& e = examples_[idx];
+      ++segment;
+      ++b.examples;
+      for (size_t i = 0; i < e.input_ids.size(); ++i, ++pos) {
+        b.input_ids[pos] = e.input_ids[i];
+        b.labels[pos] = e.labels[i];
+        b.attention_mask[pos] = 1;
+        b.segment_ids[pos] = segment;
+        b.position_ids[pos] = static_cast<int32_t>(i);
+        if (e.labels[i] != kIgnoreLabel) ++b.label_tokens;
+      }
+    }
+  }
+  return b;
+}
+
+}  // namespace lema

@@ -1,0 +1,114 @@
+// Tokenization of chat examples for training, and the batcher that feeds
+// `lema train`. No LibTorch: batches are flat row-major std::vectors that
+// the engine wraps as tensors.
+//
+//   input_ids = [BOS] + encode(prompt) + encode(reply) + [EOS]
+//   labels    = -100 on BOS and the prompt, the token ids on reply and EOS
+//
+// The prompt (up to and including "<|assistant|>\n") and the reply are
+// encoded separately, without special tokens, so the boundary is exact and
+// the prompt's tokens are the ones generation will see for the same text.
+// BOS/EOS are added only when the tokenizer has them (id >= 0).
+// labels are aligned with input_ids (Hugging Face convention): the loss at
+// position t predicts labels[t + 1] from logits[t], the shift is the
+// trainer's. In a packed row each example starts with BOS or prompt tokens
+// (labels -100), so no loss crosses from one example into the next.
+//
+// Thread-safety: functions are pure; a Batcher has one owner.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/data/dataset.h"
+#include "common/text/tokenizer.h"
+
+namespace lema {
+
+inline constexpr int32_t kIgnoreLabel = -100;
+
+struct TokenizedExample {
+  std::vector<int32_t> input_ids;  // [len]
+  std::vector<int32_t> labels;     // [len]; kIgnoreLabel where no loss
+  bool truncated = false;          // cut to seq_len on the right
+};
+
+// REQUIRES: seq_len >= 2. Longer sequences are cut to seq_len from the right
+// (the reply's end and EOS are lost: such an example is counted as
+// truncated; one whose whole reply is cut has no label and is dropped by
+// tokenize_examples).
+TokenizedExample tokenize_example(const Tokenizer& tok, const Example& e, int32_t seq_len);
+
+struct TokenizeStats {
+  int64_t examples = 0;           // kept
+  int64_t truncated = 0;          // kept but cut to seq_len
+  int64_t dropped_no_labels = 0;  // prompt alone filled seq_len
+  int64_t tokens = 0;             // over kept examples
+  int64_t label_tokens = 0;       // tokens with a label (reply + EOS)
+  int32_t max_len = 0;            // before truncation
+};
+
+std::vector<TokenizedExample> tokenize_examples(const Tokenizer& tok, const std::vector<Example>& examples,
+                                                int32_t seq_len, TokenizeStats* stats);
+
+// Where the batcher is: the next example is order(epoch)[index]. Store it
+// in a checkpoint to resume the exact data order.
+struct DataCursor {
+  int64_t epoch = 0;
+  int64_t index = 0;
+  bool operator==(const DataCursor& o) const { return epoch == o.epoch && index == o.index; }
+};
+
+struct BatcherOptions {
+  int32_t batch_size = 8;  // rows per batch (B)
+  int32_t seq_len = 256;   // T when packing; the cap otherwise
+  uint64_t seed = 0;       // shuffle seed; each epoch has its own order
+  bool shuffle = true;
+  // Packing: rows are filled with whole examples back to back, T = seq_len;
+  // segment_ids and position_ids (restarting at 0 per example) let the
+  // engine build a block-diagonal causal mask, so no example attends to
+  // another. Without packing: one example per row, T = longest row.
+  bool pack = false;
+  int32_t pad_id = 0;  // input id on padding (use the tokenizer's pad, or EOS, or 0)
+};
+
+// One batch, row-major [B, T]. Padding is on the right: ids pad_id,
+// labels kIgnoreLabel, attention_mask 0, segment_ids 0, position_ids 0.
+struct Batch {
+  int32_t batch_size = 0;                // B
+  int32_t seq_len = 0;                   // T
+  std::vector<int32_t> input_ids;        // [B, T]
+  std::vector<int32_t> labels;           // [B, T]
+  std::vector<int32_t> attention_mask;   // [B, T] 1 = real token
+  std::vector<int32_t> segment_ids;      // [B, T] 1.. per example in a row, 0 = pad
+  std::vector<int32_t> position_ids;     // [B, T] 0.. within each example
+  int32_t examples = 0;                  // examples in this batch
+  int64_t label_tokens = 0;              // labels != kIgnoreLabel
+};
+
+// Endless, deterministic stream of batches over a tokenized set: the order
+// of epoch e is a SplitMix64 shuffle seeded by (seed, e); batches run
+// across epoch ends without a gap. Owns a copy of the examples.
+class Batcher {
+ public:
+  // REQUIRES: !examples.empty(), batch_size >= 1, every example no longer
+  // than seq_len (tokenize_examples guarantees it).
+  Batcher(std::vector<TokenizedExample> examples, BatcherOptions options);
+
+  Batch next();
+  DataCursor cursor() const { return cursor_; }
+  // Resume: the next batch is the one that followed `cursor` before.
+  void set_cursor(const DataCursor& cursor);
+  size_t size() const { return examples_.size(); }
+
+ private:
+  size_t take();  // the next example's index; advances the cursor
+  void build_order();
+  std::vector<TokenizedExample> examples_;
+  BatcherOptions options_;
+  DataCursor cursor_;
+  std::vector<size_t> order_;  // permutation for cursor_.epoch
+  int64_t order_epoch_ = -1;
+};
+
+}  // namespace lema

@@ -1,0 +1,53 @@
+#include "common/formats/llama_layout.h"
+
+#include "common/base/status.h"
+
+namespace lema {
+
+const std::vector<std::string>& layer_tensor_suffixes() {
+  static const std::vector<std::string> kSuffixes = {
+      "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+      "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+      "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight",
+  };
+  return kSuffixes;
+}
+
+std::string layer_tensor_name(int64_t layer, const std::string& suffix) {
+  return "model.layers." + std::to_string(layer) + "." + suffix;
+}
+
+std::vector<int64_t> layer_tensor_shape(const ModelConfig& c, const std::string& s) {
+  const int64_t h = c.hidden_size, f = c.intermediate_size;
+  if (s == "input_layernorm.weight" || s == "post_attention_layernorm.weight") return {h};
+  if (s == "self_attn.q_proj.weight") return {c.q_dim(), h};
+  if (s == "self_attn.k_proj.weight" || s == "self_attn.v_proj.weight") return {c.kv_dim(), h};
+  if (s == "self_attn.o_proj.weight") return {h, c.q_dim()};
+  if (s == "mlp.gate_proj.weight" || s == "mlp.up_proj.weight") return {f, h};
+  if (s == "mlp.down_proj.weight") return {h, f};
+  LEMA_CHECK_MSG(false, "unknown layer tensor suffix " + s);
+  return {};
+}
+
+std::vector<TensorSpec> model_tensor_specs(const ModelConfig& c) {
+  std::vector<TensorSpec> out;
+  out.push_back({kEmbedName, {c.vocab_size, c.hidden_size}});
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    for (const auto& s : layer_tensor_suffixes())
+      out.push_back({layer_tensor_name(i, s), layer_tensor_shape(c, s)});
+  }
+  out.push_back({kFinalNormName, {c.hidden_size}});
+  if (!c.tie_word_embeddings) out.push_back({kLmHeadName, {c.vocab_size, c.hidden_size}});
+  return out;
+}
+
+std::string shape_to_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+}  // namespace lema

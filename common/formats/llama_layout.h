@@ -1,0 +1,38 @@
+// The tensors of a Llama-family model: Hugging Face names, shapes from the
+// config, and the fixed order lema stores them in (the layer file order).
+// Plain functions; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/formats/model_config.h"
+
+namespace lema {
+
+// One expected tensor: full HF name and shape.
+struct TensorSpec {
+  std::string name;            // "model.layers.3.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;  // e.g. [q_dim, hidden]
+};
+
+constexpr const char* kEmbedName = "model.embed_tokens.weight";  // [vocab, hidden]
+constexpr const char* kFinalNormName = "model.norm.weight";      // [hidden]
+constexpr const char* kLmHeadName = "lm_head.weight";            // [vocab, hidden]
+
+// Suffixes of one decoder layer's tensors in storage order:
+// input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down.
+const std::vector<std::string>& layer_tensor_suffixes();
+// "model.layers.{layer}." + suffix
+std::string layer_tensor_name(int64_t layer, const std::string& suffix);
+// Shape of a layer tensor given its suffix. REQUIRES: suffix is one of layer_tensor_suffixes().
+std::vector<int64_t> layer_tensor_shape(const ModelConfig& config, const std::string& suffix);
+// Every tensor of the model in storage order: embed, layer 0..N-1, norm, then
+// lm_head unless config.tie_word_embeddings.
+std::vector<TensorSpec> model_tensor_specs(const ModelConfig& config);
+
+// "[4096, 11008]"
+std::string shape_to_string(const std::vector<int64_t>& shape);
+
+}  // namespace lema

@@ -1,0 +1,122 @@
+#include "common/formats/model_presets.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "common/base/file_util.h"
+#include "common/formats/llama_layout.h"
+#include "common/formats/safetensors.h"
+
+namespace lema {
+
+Result<ModelConfig> model_preset(const std::string& name) {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 10000.0;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  c.torch_dtype = "float32";
+  c.initializer_range = 0.02;
+  c.tie_word_embeddings = false;
+  if (name == "tiny") {
+    c.hidden_size = 64;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.intermediate_size = 176;
+    c.vocab_size = 512;
+    c.max_position_embeddings = 512;
+  } else if (name == "mini") {
+    c.hidden_size = 128;
+    c.n_layers = 4;
+    c.n_heads = 4;
+    c.n_kv_heads = 4;
+    c.intermediate_size = 352;
+    c.vocab_size = 2000;
+    c.max_position_embeddings = 1024;
+  } else if (name == "compact") {
+    c.hidden_size = 192;
+    c.n_layers = 4;
+    c.n_heads = 4;
+    c.n_kv_heads = 4;
+    c.intermediate_size = 512;
+    c.vocab_size = 2000;
+    c.max_position_embeddings = 1024;
+  } else if (name == "small") {
+    c.hidden_size = 256;
+    c.n_layers = 4;
+    c.n_heads = 4;
+    c.n_kv_heads = 4;
+    c.intermediate_size = 688;
+    c.vocab_size = 2000;
+    c.max_position_embeddings = 1024;
+  } else {
+    return Status::invalid_argument("unknown model preset '" + name + "' (known: tiny, mini, compact, small)");
+  }
+  c.head_dim = c.hidden_size / c.n_heads;
+  return c;
+}
+
+std::vector<std::string> model_preset_names() { return {"tiny", "mini", "compact", "small"}; }
+
+namespace {
+uint64_t splitmix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+// FNV-1a: gives each tensor its own stream, so one tensor's values do not
+// depend on the others (or on their order).
+uint64_t hash_name(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+void random_normal_for_tensor(const std::string& name, uint64_t seed, double std, float* out, size_t n) {
+  uint64_t state = seed ^ hash_name(name);
+  const double kTwoPi = 6.283185307179586;
+  for (size_t i = 0; i < n; i += 2) {
+    // Uniforms in (0, 1]: 53 random bits.
+    double u1 = (static_cast<double>(splitmix64(&state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = static_cast<double>(splitmix64(&state) >> 11) * (1.0 / 9007199254740992.0);
+    double r = std::sqrt(-2.0 * std::log(u1));
+    out[i] = static_cast<float>(std * r * std::cos(kTwoPi * u2));
+    if (i + 1 < n) out[i + 1] = static_cast<float>(std * r * std::sin(kTwoPi * u2));
+  }
+}
+
+Status write_random_hf_model(const ModelConfig& config, const std::string& dir, uint64_t seed) {
+  LEMA_RETURN_IF_ERROR(make_dirs(dir));
+  ModelConfig c = config;
+  c.torch_dtype = "float32";
+  LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(dir, "config.json"), model_config_to_json(c)));
+  nlohmann::ordered_json gen;
+  gen["bos_token_id"] = c.bos_token_id;
+  gen["eos_token_id"] = c.eos_token_ids.size() == 1 ? nlohmann::ordered_json(c.eos_token_ids[0])
+                                                    : nlohmann::ordered_json(c.eos_token_ids);
+  if (c.pad_token_id >= 0) gen["pad_token_id"] = c.pad_token_id;
+  gen["transformers_version"] = "4.40.0";
+  LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(dir, "generation_config.json"), gen.dump(2) + "\n"));
+
+  SafetensorsWriter w;
+  w.set_metadata("format", "pt");
+  std::vector<TensorSpec> specs = model_tensor_specs(c);
+  for (const auto& s : specs) LEMA_RETURN_IF_ERROR(w.add_tensor(s.name, DType::kF32, s.shape));
+  const std::string path = path_join(dir, "model.safetensors");
+  LEMA_RETURN_IF_ERROR(w.open(path));
+  std::vector<float> buf;
+  for (const auto& s : specs) {
+    size_t n = 1;
+    for (int64_t d : s.shape) n *= static_cast<size_t>(d);
+    buf.assign(n, 1.0f);
+    if (s.shape.size() == 2) random_normal_for_tensor(s.name, seed, c.initializer_range, buf.data(), n);
+    LEMA_RETURN_IF_ERROR(w.write_tensor(s.name, buf.data(), n * sizeof(float)));
+  }
+  return w.commit();
+}
+
+}  // namespace lema

@@ -1,0 +1,30 @@
+// Named model shapes for tests and demos (`lema model init`, `lema model
+// pretrain`), and writing a randomly initialised Hugging Face Llama directory.
+// Plain functions; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/formats/model_config.h"
+
+namespace lema {
+
+// tiny:  hidden 64, 2 layers, 4 heads, 2 kv heads (GQA), intermediate 176, vocab 512.
+// small: hidden 256, 4 layers, 4 heads, 4 kv heads, intermediate 688, vocab 2000.
+Result<ModelConfig> model_preset(const std::string& name);
+std::vector<std::string> model_preset_names();
+
+// Writes `dir`/config.json, generation_config.json and model.safetensors
+// (F32) with weights drawn from normal(0, initializer_range) as transformers
+// initialises Linear and Embedding layers, and RMSNorm weights = 1.
+// Deterministic for a seed (own generator: splitmix64 + Box-Muller, so the
+// bytes do not depend on the standard library). Creates `dir` if needed.
+Status write_random_hf_model(const ModelConfig& config, const std::string& dir, uint64_t seed);
+
+// The i-th draw stream used above, exposed so tests can recompute a tensor:
+// fills `out` with `n` normal(0, std) values for tensor `name` and `seed`.
+void random_normal_for_tensor(const std::string& name, uint64_t seed, double std, float* out, size_t n);
+
+}  // namespace lema

@@ -1,0 +1,274 @@
+// TOML -> JobSpec with strict keys. toml++ throws toml::parse_error on bad
+// syntax; it is caught here and turned into a Status with the line.
+#include "common/protocol/job_spec.h"
+
+#include <set>
+
+#include <toml++/toml.h>
+
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+
+namespace lema {
+namespace {
+
+using nlohmann::json;
+
+// Reads the keys of one table, remembering which were consumed so that the
+// rest can be reported as unknown.
+class TableReader {
+ public:
+  TableReader(const toml::table* table, std::string section, std::string source)
+      : table_(table), section_(std::move(section)), source_(std::move(source)) {}
+
+  Status get(const char* key, std::string* out) {
+    const toml::node* n = take(key);
+    if (!n) return Status();
+    if (!n->is_string()) return type_error(key, n, "a string");
+    *out = n->as_string()->get();
+    return Status();
+  }
+  Status get(const char* key, int64_t* out) {
+    const toml::node* n = take(key);
+    if (!n) return Status();
+    if (!n->is_integer()) return type_error(key, n, "an integer");
+    *out = n->as_integer()->get();
+    return Status();
+  }
+  Status get(const char* key, double* out) {
+    const toml::node* n = take(key);
+    if (!n) return Status();
+    if (n->is_integer()) *out = double(n->as_integer()->get());
+    else if (n->is_floating_point()) *out = n->as_floating_point()->get();
+    else return type_error(key, n, "a number");
+    return Status();
+  }
+  Status get(const char* key, bool* out) {
+    const toml::node* n = take(key);
+    if (!n) return Status();
+    if (!n->is_boolean()) return type_error(key, n, "a boolean");
+    *out = n->as_boolean()->get();
+    return Status();
+  }
+  Status get(const char* key, std::vector<std::string>* out) {
+    const toml::node* n = take(key);
+    if (!n) return Status();
+    if (!n->is_array()) return type_error(key, n, "an array of strings");
+    out->clear();
+    for (const toml::node& item : *n->as_array()) {
+      if (!item.is_string()) return type_error(key, &item, "an array of strings");
+      out->push_back(item.as_string()->get());
+    }
+    return Status();
+  }
+  // A size: "4GiB" or an integer number of bytes.
+  Status get_bytes(const char* key, uint64_t* out) {
+    const toml::node* n = take(key);
+    if (!n) return Status();
+    if (n->is_integer() && n->as_integer()->get() >= 0) {
+      *out = uint64_t(n->as_integer()->get());
+      return Status();
+    }
+    if (!n->is_string()) return type_error(key, n, "a size such as \"4GiB\"");
+    Result<uint64_t> bytes = parse_bytes(n->as_string()->get());
+    if (!bytes.ok()) return error(key, n, bytes.status().message());
+    *out = *bytes;
+    return Status();
+  }
+  bool has(const char* key) const { return table_ && table_->contains(key); }
+  // REQUIRES: key was read; checks `ok`, otherwise reports `what`.
+  Status require(const char* key, bool ok, const std::string& what) {
+    if (ok) return Status();
+    const toml::node* n = table_ ? table_->get(key) : nullptr;
+    return error(key, n, what);
+  }
+  Status check_unknown() const {
+    if (!table_) return Status();
+    for (const auto& [k, v] : *table_) {
+      if (!used_.count(std::string(k.str()))) {
+        return Status::invalid_argument(str_printf("%s:%u: unknown key '%s' in [%s]", source_.c_str(),
+                                                   v.source().begin.line, std::string(k.str()).c_str(),
+                                                   section_.c_str()));
+      }
+    }
+    return Status();
+  }
+
+ private:
+  const toml::node* take(const char* key) {
+    used_.insert(key);
+    return table_ ? table_->get(key) : nullptr;
+  }
+  Status error(const char* key, const toml::node* n, const std::string& what) const {
+    unsigned line = n ? n->source().begin.line : 0;
+    return Status::invalid_argument(
+        str_printf("%s:%u: [%s] %s: %s", source_.c_str(), line, section_.c_str(), key, what.c_str()));
+  }
+  Status type_error(const char* key, const toml::node* n, const char* expected) const {
+    return error(key, n, std::string("expected ") + expected);
+  }
+
+  const toml::table* table_;
+  std::string section_;
+  std::string source_;
+  std::set<std::string> used_;
+};
+
+bool one_of(const std::string& v, std::initializer_list<const char*> options) {
+  for (const char* o : options) {
+    if (v == o) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<JobSpec> JobSpec::parse(const std::string& toml_text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    return Status::invalid_argument(str_printf("%s:%u: %s", source.c_str(), e.source().begin.line,
+                                               std::string(e.description()).c_str()));
+  }
+  static const char* kSections[] = {"job", "model", "data", "train", "eval", "merge", "resources"};
+  for (const auto& [k, v] : root) {
+    std::string name(k.str());
+    bool known = false;
+    for (const char* s : kSections) known = known || name == s;
+    if (!known) {
+      return Status::invalid_argument(
+          str_printf("%s:%u: unknown section or key '%s'", source.c_str(), v.source().begin.line, name.c_str()));
+    }
+    if (!v.is_table()) {
+      return Status::invalid_argument(
+          str_printf("%s:%u: '%s' must be a table ([%s])", source.c_str(), v.source().begin.line, name.c_str(), name.c_str()));
+    }
+  }
+  auto reader = [&](const char* s) { return TableReader(root[s].as_table(), s, source); };
+  JobSpec spec;
+
+  TableReader job = reader("job");
+  LEMA_RETURN_IF_ERROR(job.get("name", &spec.job.name));
+  LEMA_RETURN_IF_ERROR(job.get("priority", &spec.job.priority));
+  LEMA_RETURN_IF_ERROR(job.get("work_dir", &spec.job.work_dir));
+  LEMA_RETURN_IF_ERROR(job.get("max_attempts", &spec.job.max_attempts));
+  LEMA_RETURN_IF_ERROR(job.require("name", !spec.job.name.empty(), "must not be empty"));
+  LEMA_RETURN_IF_ERROR(job.require("max_attempts", spec.job.max_attempts >= 1 && spec.job.max_attempts <= 100,
+                                   "must be between 1 and 100"));
+  LEMA_RETURN_IF_ERROR(job.check_unknown());
+  if (spec.job.work_dir.empty()) spec.job.work_dir = "runs/" + spec.job.name;
+
+  TableReader model = reader("model");
+  LEMA_RETURN_IF_ERROR(model.get("path", &spec.model.path));
+  LEMA_RETURN_IF_ERROR(model.get("tokenizer", &spec.model.tokenizer));
+  LEMA_RETURN_IF_ERROR(model.check_unknown());
+  if (spec.model.path.empty()) {
+    return Status::invalid_argument(source + ": [model] path is required (HF model dir or layer file)");
+  }
+
+  TableReader data = reader("data");
+  LEMA_RETURN_IF_ERROR(data.get("builder", &spec.data.builder));
+  LEMA_RETURN_IF_ERROR(data.get("jsonl", &spec.data.jsonl));
+  LEMA_RETURN_IF_ERROR(data.get("examples", &spec.data.examples));
+  LEMA_RETURN_IF_ERROR(data.get("seed", &spec.data.seed));
+  LEMA_RETURN_IF_ERROR(data.get("eval_fraction", &spec.data.eval_fraction));
+  if (data.has("jsonl") && data.has("builder")) {
+    LEMA_RETURN_IF_ERROR(data.require("jsonl", false, "give either builder or jsonl, not both"));
+  }
+  if (!spec.data.jsonl.empty()) spec.data.builder.clear();
+  LEMA_RETURN_IF_ERROR(data.require("builder", spec.data.builder.empty() || spec.data.builder == "lema-reply",
+                                    "unknown builder (known: lema-reply)"));
+  LEMA_RETURN_IF_ERROR(data.require("examples", spec.data.examples >= 1, "must be >= 1"));
+  LEMA_RETURN_IF_ERROR(data.require("eval_fraction", spec.data.eval_fraction >= 0 && spec.data.eval_fraction < 1,
+                                    "must be in [0, 1)"));
+  LEMA_RETURN_IF_ERROR(data.check_unknown());
+
+  TableReader train = reader("train");
+  auto& t = spec.train;
+  LEMA_RETURN_IF_ERROR(train.get("seed", &t.seed));
+  LEMA_RETURN_IF_ERROR(train.get("steps", &t.steps));
+  LEMA_RETURN_IF_ERROR(train.get("epochs", &t.epochs));
+  LEMA_RETURN_IF_ERROR(train.get("lr", &t.lr));
+  LEMA_RETURN_IF_ERROR(train.get("schedule", &t.schedule));
+  LEMA_RETURN_IF_ERROR(train.get("warmup", &t.warmup));
+  LEMA_RETURN_IF_ERROR(train.get("batch", &t.batch));
+  LEMA_RETURN_IF_ERROR(train.get("micro_batch", &t.micro_batch));
+  LEMA_RETURN_IF_ERROR(train.get("seq_len", &t.seq_len));
+  LEMA_RETURN_IF_ERROR(train.get("lora_r", &t.lora_r));
+  LEMA_RETURN_IF_ERROR(train.get("lora_alpha", &t.lora_alpha));
+  LEMA_RETURN_IF_ERROR(train.get("lora_dropout", &t.lora_dropout));
+  LEMA_RETURN_IF_ERROR(train.get("targets", &t.targets));
+  LEMA_RETURN_IF_ERROR(train.get("dtype", &t.dtype));
+  LEMA_RETURN_IF_ERROR(train.get("device", &t.device));
+  LEMA_RETURN_IF_ERROR(train.get("checkpoint_every", &t.checkpoint_every));
+  LEMA_RETURN_IF_ERROR(train.get_bytes("vram", &t.vram_bytes));
+  LEMA_RETURN_IF_ERROR(train.get_bytes("ram", &t.ram_bytes));
+  LEMA_RETURN_IF_ERROR(train.require("steps", t.steps >= 0, "must be >= 0"));
+  LEMA_RETURN_IF_ERROR(train.require("epochs", t.epochs >= 1, "must be >= 1"));
+  LEMA_RETURN_IF_ERROR(train.require("lr", t.lr > 0 && t.lr < 1, "must be in (0, 1)"));
+  LEMA_RETURN_IF_ERROR(train.require("schedule", one_of(t.schedule, {"constant", "linear", "cosine"}),
+                                     "must be constant, linear or cosine"));
+  LEMA_RETURN_IF_ERROR(train.require("warmup", t.warmup >= 0, "must be >= 0"));
+  LEMA_RETURN_IF_ERROR(train.require("batch", t.batch >= 1, "must be >= 1"));
+  LEMA_RETURN_IF_ERROR(train.require("micro_batch", t.micro_batch >= 1 && t.batch % t.micro_batch == 0,
+                                     "must be >= 1 and divide batch"));
+  LEMA_RETURN_IF_ERROR(train.require("seq_len", t.seq_len >= 8, "must be >= 8"));
+  LEMA_RETURN_IF_ERROR(train.require("lora_r", t.lora_r >= 1, "must be >= 1"));
+  LEMA_RETURN_IF_ERROR(train.require("lora_dropout", t.lora_dropout >= 0 && t.lora_dropout < 1, "must be in [0, 1)"));
+  for (const std::string& target : t.targets) {
+    LEMA_RETURN_IF_ERROR(train.require(
+        "targets", one_of(target, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
+        "unknown target '" + target + "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"));
+  }
+  LEMA_RETURN_IF_ERROR(train.require("targets", !t.targets.empty(), "must not be empty"));
+  LEMA_RETURN_IF_ERROR(train.require("dtype", one_of(t.dtype, {"auto", "fp32", "bf16", "fp16"}),
+                                     "must be auto, fp32, bf16 or fp16"));
+  LEMA_RETURN_IF_ERROR(train.require("device", one_of(t.device, {"auto", "cpu", "cuda"}), "must be auto, cpu or cuda"));
+  LEMA_RETURN_IF_ERROR(train.require("checkpoint_every", t.checkpoint_every >= 0, "must be >= 0"));
+  LEMA_RETURN_IF_ERROR(train.check_unknown());
+
+  TableReader eval = reader("eval");
+  LEMA_RETURN_IF_ERROR(eval.get("enabled", &spec.eval.enabled));
+  LEMA_RETURN_IF_ERROR(eval.get("questions", &spec.eval.questions));
+  LEMA_RETURN_IF_ERROR(eval.get("max_new_tokens", &spec.eval.max_new_tokens));
+  LEMA_RETURN_IF_ERROR(eval.require("questions", spec.eval.questions >= 1, "must be >= 1"));
+  LEMA_RETURN_IF_ERROR(eval.require("max_new_tokens", spec.eval.max_new_tokens >= 1, "must be >= 1"));
+  LEMA_RETURN_IF_ERROR(eval.check_unknown());
+
+  TableReader merge = reader("merge");
+  LEMA_RETURN_IF_ERROR(merge.get("enabled", &spec.merge.enabled));
+  LEMA_RETURN_IF_ERROR(merge.get("dtype", &spec.merge.dtype));
+  LEMA_RETURN_IF_ERROR(merge.get_bytes("shard_size", &spec.merge.shard_size_bytes));
+  LEMA_RETURN_IF_ERROR(merge.require("dtype", one_of(spec.merge.dtype, {"fp32", "bf16", "fp16"}),
+                                     "must be fp32, bf16 or fp16"));
+  LEMA_RETURN_IF_ERROR(merge.require("shard_size", spec.merge.shard_size_bytes >= (1u << 20), "must be >= 1MiB"));
+  LEMA_RETURN_IF_ERROR(merge.check_unknown());
+
+  TableReader res = reader("resources");
+  LEMA_RETURN_IF_ERROR(res.get_bytes("gpu_memory", &spec.resources.gpu_memory_bytes));
+  LEMA_RETURN_IF_ERROR(res.get("cpu_ok", &spec.resources.cpu_ok));
+  LEMA_RETURN_IF_ERROR(res.check_unknown());
+  return spec;
+}
+
+json JobSpec::to_json() const {
+  json j;
+  j["job"] = {{"name", job.name}, {"priority", job.priority}, {"work_dir", job.work_dir},
+              {"max_attempts", job.max_attempts}};
+  j["model"] = {{"path", model.path}, {"tokenizer", model.tokenizer}};
+  j["data"] = {{"builder", data.builder}, {"jsonl", data.jsonl}, {"examples", data.examples},
+               {"seed", data.seed}, {"eval_fraction", data.eval_fraction}};
+  j["train"] = {{"seed", train.seed}, {"steps", train.steps}, {"epochs", train.epochs}, {"lr", train.lr},
+                {"schedule", train.schedule}, {"warmup", train.warmup}, {"batch", train.batch},
+                {"micro_batch", train.micro_batch}, {"seq_len", train.seq_len}, {"lora_r", train.lora_r},
+                {"lora_alpha", train.lora_alpha}, {"lora_dropout", train.lora_dropout},
+                {"targets", train.targets}, {"dtype", train.dtype}, {"device", train.device},
+                {"checkpoint_every", train.checkpoint_every}, {"vram", train.vram_bytes}, {"ram", train.ram_bytes}};
+  j["eval"] = {{"enabled", eval.enabled}, {"questions", eval.questions}, {"max_new_tokens", eval.max_new_tokens}};
+  j["merge"] = {{"enabled", merge.enabled}, {"dtype", merge.dtype}, {"shard_size", merge.shard_size_bytes}};
+  j["resources"] = {{"gpu_memory", resources.gpu_memory_bytes}, {"cpu_ok", resources.cpu_ok}};
+  return j;
+}
+
+}  // namespace lema

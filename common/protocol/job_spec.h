@@ -1,0 +1,78 @@
+// JobSpec: the TOML job description a user submits (docs/SCHEDULER.md "Job
+// spec"). Parsing checks every key and type (errors name the key and line),
+// fills defaults, and to_json() gives the normalised form the scheduler stores
+// next to the submitted text and sends to workers in ASSIGN.
+//
+// Thread-safety: a plain value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/base/status.h"
+
+namespace lema {
+
+struct JobSpec {
+  struct Job {
+    std::string name = "job";
+    int64_t priority = 0;  // higher runs first
+    std::string work_dir;  // default: runs/<name>
+    int64_t max_attempts = 3;
+  } job;
+  struct Model {
+    std::string path;  // required: HF dir or *.lema.safetensors
+    std::string tokenizer;  // optional
+  } model;
+  struct Data {
+    std::string builder = "lema-reply";  // empty when jsonl is set
+    std::string jsonl;
+    int64_t examples = 200;
+    int64_t seed = 0;
+    double eval_fraction = 0.1;
+  } data;
+  struct Train {
+    int64_t seed = 0;
+    int64_t steps = 0;  // 0: run `epochs` epochs
+    int64_t epochs = 1;
+    double lr = 2e-4;
+    std::string schedule = "cosine";  // constant | linear | cosine
+    int64_t warmup = 0;
+    int64_t batch = 8;
+    int64_t micro_batch = 1;
+    int64_t seq_len = 512;
+    int64_t lora_r = 16;
+    double lora_alpha = 32;
+    double lora_dropout = 0.05;
+    std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
+    std::string dtype = "auto";   // auto | fp32 | bf16 | fp16 (auto: fp32 on CPU, bf16 on CUDA)
+    std::string device = "auto";  // cpu | cuda | auto
+    int64_t checkpoint_every = 100;
+    uint64_t vram_bytes = 0;  // 0: no limit
+    uint64_t ram_bytes = 0;   // 0: no limit
+  } train;
+  struct Eval {
+    bool enabled = true;
+    int64_t questions = 20;
+    int64_t max_new_tokens = 128;
+  } eval;
+  struct Merge {
+    bool enabled = true;
+    std::string dtype = "bf16";
+    uint64_t shard_size_bytes = 2ull << 30;
+  } merge;
+  struct Resources {
+    uint64_t gpu_memory_bytes = 0;  // VRAM a worker must have for train/eval/merge
+    bool cpu_ok = true;             // may run on a CPU-only worker
+  } resources;
+
+  // Parses TOML text. `source` names the file in error messages.
+  static Result<JobSpec> parse(const std::string& toml_text, const std::string& source = "spec");
+  // Normalised form: every section, every key, defaults filled, sizes in bytes.
+  nlohmann::json to_json() const;
+};
+
+}  // namespace lema

@@ -1,0 +1,146 @@
+#include "engine/data_loader.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/data/dataset.h"
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+#include "common/text/tokenizer.h"
+
+namespace lema::engine {
+
+namespace {
+Result<std::vector<int32_t>> int_array(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.contains(key) || !j[key].is_array()) return Status::invalid_argument(where + ": '" + key + "' must be an array of integers");
+  std::vector<int32_t> out;
+  for (const auto& v : j[key]) {
+    if (!v.is_number_integer()) return Status::invalid_argument(where + ": '" + key + "' holds a non-integer");
+    const int64_t x = v.get<int64_t>();
+    if (x < kIgnoreLabel || x > INT32_MAX) return Status::invalid_argument(where + ": '" + key + "' value out of range");
+    out.push_back(static_cast<int32_t>(x));
+  }
+  return out;
+}
+
+bool is_pretokenized(const std::string& text) {
+  const size_t end = text.find('\n');
+  const nlohmann::json j = nlohmann::json::parse(text.substr(0, end), nullptr, false);
+  return !j.is_discarded() && j.is_object() && j.contains("input_ids");
+}
+}  // namespace
+
+Result<std::vector<TokenizedExample>> read_tokenized_jsonl(const std::string& path) {
+  LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  std::vector<TokenizedExample> out;
+  size_t start = 0;
+  int64_t line_no = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) return Status::invalid_argument(where + ": not a JSON object");
+    if (!j.contains("input_ids")) return Status::invalid_argument(where + ": no 'input_ids' (the file's first line is pre-tokenized)");
+    TokenizedExample ex;
+    LEMA_ASSIGN_OR_RETURN(ex.input_ids, int_array(j, "input_ids", where));
+    if (j.contains("labels")) {
+      LEMA_ASSIGN_OR_RETURN(ex.labels, int_array(j, "labels", where));
+    } else {
+      ex.labels = ex.input_ids;
+    }
+    if (ex.input_ids.empty()) return Status::invalid_argument(where + ": empty 'input_ids'");
+    if (ex.labels.size() != ex.input_ids.size()) {
+      return Status::invalid_argument(where + ": 'labels' has " + std::to_string(ex.labels.size()) +
+                                      " entries, 'input_ids' " + std::to_string(ex.input_ids.size()));
+    }
+    for (int32_t id : ex.input_ids) {
+      if (id < 0) return Status::invalid_argument(where + ": negative token id in 'input_ids'");
+    }
+    out.push_back(std::move(ex));
+  }
+  if (out.empty()) return Status::invalid_argument(path + ": no examples");
+  return out;
+}
+
+Status write_tokenized_jsonl(const std::string& path, const std::vector<TokenizedExample>& examples) {
+  std::string text;
+  for (const auto& ex : examples) {
+    nlohmann::json j;
+    j["input_ids"] = ex.input_ids;
+    j["labels"] = ex.labels;
+    text += j.dump() + "\n";
+  }
+  return write_file_atomic(path, text);
+}
+
+Result<std::vector<TokenizedExample>> load_training_data(const std::string& path, const std::string& tokenizer_path,
+                                                         int64_t seq_len, std::string* summary) {
+  LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  std::vector<TokenizedExample> examples;
+  if (is_pretokenized(text)) {
+    LEMA_ASSIGN_OR_RETURN(examples, read_tokenized_jsonl(path));
+    int64_t truncated = 0;
+    for (auto& ex : examples) {
+      if (static_cast<int64_t>(ex.input_ids.size()) > seq_len) {
+        ex.input_ids.resize(seq_len);
+        ex.labels.resize(seq_len);
+        ex.truncated = true;
+        ++truncated;
+      }
+    }
+    if (summary) *summary = str_printf("%zu pre-tokenized examples (%lld cut to seq_len)", examples.size(), static_cast<long long>(truncated));
+    return examples;
+  }
+  ImportOptions import_options;
+  import_options.strict = true;  // training never silently skips a line
+  LEMA_ASSIGN_OR_RETURN(ImportResult imported, import_jsonl_text(text, path, import_options));
+  if (imported.examples.empty()) return Status::invalid_argument(path + ": no examples");
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::load(tokenizer_path));
+  TokenizeStats stats;
+  examples = tokenize_examples(*tokenizer, imported.examples, static_cast<int32_t>(seq_len), &stats);
+  if (examples.empty()) return Status::invalid_argument(path + ": every example's prompt fills seq_len; raise --seq-len");
+  if (summary) {
+    *summary = str_printf("%lld examples, %lld tokens (%lld with loss), %lld cut to seq_len, %lld dropped (prompt fills seq_len), %lld duplicates removed",
+                          static_cast<long long>(stats.examples), static_cast<long long>(stats.tokens),
+                          static_cast<long long>(stats.label_tokens), static_cast<long long>(stats.truncated),
+                          static_cast<long long>(stats.dropped_no_labels), static_cast<long long>(imported.duplicates));
+  }
+  return examples;
+}
+
+DataLoader::DataLoader(std::vector<TokenizedExample> examples, uint64_t seed, int64_t batch, int64_t micro_batch,
+                       int64_t seq_len, int32_t pad_id)
+    : micro_batch_(micro_batch) {
+  LEMA_CHECK(!examples.empty() && batch >= 1 && micro_batch >= 1 && micro_batch <= batch);
+  BatcherOptions options;
+  options.batch_size = static_cast<int32_t>(batch);
+  options.seq_len = static_cast<int32_t>(seq_len);
+  options.seed = seed;
+  options.shuffle = true;
+  options.pack = false;
+  options.pad_id = pad_id;
+  batcher_ = std::make_unique<Batcher>(std::move(examples), options);
+}
+
+std::vector<MicroBatch> DataLoader::next_step() {
+  const Batch b = batcher_->next();
+  const auto opts = at::TensorOptions().dtype(at::kInt);
+  // The Batch vectors are [B, T] row-major int32; the batch is consumed here.
+  const at::Tensor ids = at::from_blob(const_cast<int32_t*>(b.input_ids.data()), {b.batch_size, b.seq_len}, opts).to(at::kLong);
+  const at::Tensor labels = at::from_blob(const_cast<int32_t*>(b.labels.data()), {b.batch_size, b.seq_len}, opts).to(at::kLong);
+  const at::Tensor mask = at::from_blob(const_cast<int32_t*>(b.attention_mask.data()), {b.batch_size, b.seq_len}, opts);
+  std::vector<MicroBatch> out;
+  for (int64_t i = 0; i < b.batch_size; i += micro_batch_) {
+    const int64_t n = std::min<int64_t>(micro_batch_, b.batch_size - i);
+    // Each micro-batch is only as long as its longest row.
+    const int64_t t = std::max<int64_t>(1, mask.narrow(0, i, n).sum(1).max().item<int64_t>());
+    out.push_back({ids.narrow(0, i, n).narrow(1, 0, t).contiguous(), labels.narrow(0, i, n).narrow(1, 0, t).contiguous()});
+  }
+  return out;
+}
+
+}  // namespace lema::engine

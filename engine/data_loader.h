@@ -1,0 +1,54 @@
+// Training data for the engine: JSONL -> tokenized examples -> each
+// optimizer step's right-padded micro-batches as tensors.
+//
+// load_training_data accepts the dataset JSONL of DESIGN.md section 3
+// ({"question",...} or {"messages":[...]}), rendered with the chat format and
+// tokenized by the dataset module (common/dataset.h, common/training_example.h;
+// loss on the reply and EOS only), or pre-tokenized lines
+// {"input_ids":[...], "labels":[...]} (labels optional: every token trained).
+//
+// DataLoader wraps lema::Batcher (seeded per-epoch shuffle, cursor) and cuts
+// each batch into micro-batches, each trimmed to its own longest row.
+// Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/base/status.h"
+#include "common/data/training_example.h"
+#include "engine/train_step.h"
+
+namespace lema::engine {
+
+// Pre-tokenized JSONL; errors name the file and line.
+Result<std::vector<TokenizedExample>> read_tokenized_jsonl(const std::string& path);
+Status write_tokenized_jsonl(const std::string& path, const std::vector<TokenizedExample>& examples);
+
+// Text JSONL is tokenized with the tokenizer at `tokenizer_path` (a
+// tokenizer file or a directory holding one); pre-tokenized JSONL needs none.
+// Examples longer than seq_len are cut to seq_len. `summary` (may be null)
+// receives a one-line description for the log.
+Result<std::vector<TokenizedExample>> load_training_data(const std::string& path, const std::string& tokenizer_path,
+                                                         int64_t seq_len, std::string* summary);
+
+class DataLoader {
+ public:
+  // REQUIRES: examples non-empty, each at most seq_len long; 1 <= micro_batch <= batch.
+  DataLoader(std::vector<TokenizedExample> examples, uint64_t seed, int64_t batch, int64_t micro_batch,
+             int64_t seq_len, int32_t pad_id);
+
+  // The next optimizer step's micro-batches (ceil(batch / micro_batch)).
+  std::vector<MicroBatch> next_step();
+  DataCursor cursor() const { return batcher_->cursor(); }
+  void set_cursor(const DataCursor& cursor) { batcher_->set_cursor(cursor); }
+  int64_t size() const { return static_cast<int64_t>(batcher_->size()); }
+
+ private:
+  std::unique_ptr<Batcher> batcher_;
+  int64_t micro_batch_;
+};
+
+}  // namespace lema::engine

@@ -1,0 +1,179 @@
+#include "engine/layer_source.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "common/base/log.h"
+
+namespace lema::engine {
+
+namespace {
+int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(at::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+Result<at::Tensor> get_tensor(const TensorMap& tensors, const std::string& name, const std::vector<int64_t>& shape) {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) return Status::not_found("model tensor '" + name + "' is missing");
+  if (it->second.sizes() != at::IntArrayRef(shape)) {
+    return Status::invalid_argument("model tensor '" + name + "' has shape " + shape_str(it->second.sizes()) +
+                                    ", the config says " + shape_str(shape));
+  }
+  return it->second;
+}
+}  // namespace
+
+Status InMemoryLayerSource::load_head(const TensorMap& tensors) {
+  // The head is copied (contiguous, own memory) so it outlives any file map.
+  const auto opts = at::TensorOptions().dtype(dtype_).device(device_);
+  const int64_t v = config_.vocab_size, h = config_.hidden_size;
+  LEMA_ASSIGN_OR_RETURN(at::Tensor embed, get_tensor(tensors, "model.embed_tokens.weight", {v, h}));
+  LEMA_ASSIGN_OR_RETURN(at::Tensor norm, get_tensor(tensors, "model.norm.weight", {h}));
+  head_.embed = at::empty({v, h}, opts).copy_(embed);
+  head_.final_norm = at::empty({h}, opts).copy_(norm);
+  if (config_.tie_word_embeddings) {
+    head_.lm_head = head_.embed;
+  } else {
+    LEMA_ASSIGN_OR_RETURN(at::Tensor lm_head, get_tensor(tensors, "lm_head.weight", {v, h}));
+    head_.lm_head = at::empty({v, h}, opts).copy_(lm_head);
+  }
+  return Status();
+}
+
+Result<LayerWeights> InMemoryLayerSource::views_of_buffer(const ModelConfig& config, const at::Tensor& buffer) {
+  const auto shapes = layer_tensor_shapes(config);
+  int64_t total = 0;
+  for (const auto& s : shapes) total += numel_of(s);
+  if (buffer.dim() != 1 || buffer.numel() != total) {
+    return Status::invalid_argument("layer buffer holds " + std::to_string(buffer.numel()) + " elements, the config needs " +
+                                    std::to_string(total));
+  }
+  std::vector<at::Tensor> views;
+  int64_t offset = 0;
+  for (const auto& s : shapes) {
+    views.push_back(buffer.narrow(0, offset, numel_of(s)).view(s));
+    offset += numel_of(s);
+  }
+  LayerWeights w;
+  w.input_norm = views[0];
+  w.q_proj = views[1];
+  w.k_proj = views[2];
+  w.v_proj = views[3];
+  w.o_proj = views[4];
+  w.post_norm = views[5];
+  w.gate_proj = views[6];
+  w.up_proj = views[7];
+  w.down_proj = views[8];
+  return w;
+}
+
+Result<std::unique_ptr<InMemoryLayerSource>> InMemoryLayerSource::create(const ModelConfig& config,
+                                                                         const TensorMap& tensors,
+                                                                         at::ScalarType dtype, at::Device device) {
+  std::unique_ptr<InMemoryLayerSource> src(new InMemoryLayerSource(config, dtype, device));
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
+  LEMA_RETURN_IF_ERROR(src->load_head(tensors));
+  const auto shapes = layer_tensor_shapes(config);
+  int64_t total = 0;
+  for (const auto& s : shapes) total += numel_of(s);
+  for (int64_t layer = 0; layer < config.n_layers; ++layer) {
+    const auto names = layer_tensor_names(layer);
+    at::Tensor buffer = at::empty({total}, opts);
+    int64_t offset = 0;
+    for (size_t k = 0; k < names.size(); ++k) {
+      LEMA_ASSIGN_OR_RETURN(at::Tensor t, get_tensor(tensors, names[k], shapes[k]));
+      buffer.narrow(0, offset, t.numel()).copy_(t.reshape({-1}));
+      offset += t.numel();
+    }
+    LEMA_ASSIGN_OR_RETURN(LayerWeights w, views_of_buffer(config, buffer));
+    src->buffers_.push_back(buffer);
+    src->layers_.push_back(w);
+  }
+  return src;
+}
+
+Result<std::unique_ptr<InMemoryLayerSource>> InMemoryLayerSource::create_from_layer_buffers(
+    const ModelConfig& config, const TensorMap& tensors, const std::vector<at::Tensor>& buffers, at::ScalarType dtype,
+    at::Device device) {
+  std::unique_ptr<InMemoryLayerSource> src(new InMemoryLayerSource(config, dtype, device));
+  LEMA_RETURN_IF_ERROR(src->load_head(tensors));
+  if (static_cast<int64_t>(buffers.size()) != config.n_layers) {
+    return Status::invalid_argument("got " + std::to_string(buffers.size()) + " layer buffers for " +
+                                    std::to_string(config.n_layers) + " layers");
+  }
+  for (int64_t layer = 0; layer < config.n_layers; ++layer) {
+    at::Tensor buffer = buffers[layer];
+    if (buffer.scalar_type() != dtype || buffer.device() != device) buffer = buffer.to(device, dtype);
+    LEMA_ASSIGN_OR_RETURN(LayerWeights w, views_of_buffer(config, buffer));
+    src->buffers_.push_back(buffer);
+    src->layers_.push_back(w);
+  }
+  return src;
+}
+
+Result<LayerWeights> InMemoryLayerSource::acquire(int64_t layer) {
+  if (layer < 0 || layer >= static_cast<int64_t>(layers_.size())) {
+    return Status::invalid_argument("layer " + std::to_string(layer) + " out of range");
+  }
+  return layers_[layer];
+}
+
+TensorMap make_random_llama(const ModelConfig& config, uint64_t seed, at::ScalarType dtype) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  const double std_dev = config.initializer_range;
+  auto normal = [&](std::vector<int64_t> shape) { return at::empty(shape, opts).normal_(0.0, std_dev, gen).to(dtype); };
+  TensorMap m;
+  m["model.embed_tokens.weight"] = normal({config.vocab_size, config.hidden_size});
+  m["model.norm.weight"] = at::ones({config.hidden_size}, opts.dtype(dtype));
+  if (!config.tie_word_embeddings) m["lm_head.weight"] = normal({config.vocab_size, config.hidden_size});
+  const auto shapes = layer_tensor_shapes(config);
+  for (int64_t layer = 0; layer < config.n_layers; ++layer) {
+    const auto names = layer_tensor_names(layer);
+    for (size_t k = 0; k < names.size(); ++k) {
+      m[names[k]] = shapes[k].size() == 1 ? at::ones(shapes[k], opts.dtype(dtype)) : normal(shapes[k]);
+    }
+  }
+  return m;
+}
+
+Result<at::ScalarType> parse_dtype(const std::string& text) {
+  if (text == "float32" || text == "fp32") return at::kFloat;
+  if (text == "bfloat16" || text == "bf16") return at::kBFloat16;
+  if (text == "float16" || text == "fp16") return at::kHalf;
+  if (text == "float64" || text == "fp64") return at::kDouble;
+  return Status::invalid_argument("dtype '" + text + "' is not one of float32, bfloat16, float16, float64");
+}
+
+const char* dtype_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat: return "float32";
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    case at::kDouble: return "float64";
+    default: return "unknown";
+  }
+}
+
+Result<at::Device> parse_device(const std::string& text) {
+  if (text == "cpu") return at::Device(at::kCPU);
+  if (text == "auto") return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  if (text.rfind("cuda", 0) == 0) {
+    if (!at::hasCUDA()) return Status::unsupported("device '" + text + "': this build or machine has no CUDA");
+    try {
+      return at::Device(text);
+    } catch (const std::exception& e) {
+      return Status::invalid_argument("device '" + text + "': " + e.what());
+    }
+  }
+  return Status::invalid_argument("device '" + text + "' is not cpu, cuda or cuda:N");
+}
+
+}  // namespace lema::engine

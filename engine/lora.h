@@ -1,0 +1,108 @@
+// LoRA adapters on the projections of every decoder layer, the way PEFT
+// builds them: A [r, in] kaiming-uniform (a = sqrt 5), B [out, r] zeros,
+// y = x W^T + scale * dropout(x) A^T B^T with scale = alpha / r (or
+// alpha / sqrt r with rsLoRA).
+//
+// LoraAdapter owns the master weights (fp32, or fp64 when the model computes
+// in fp64) and their gradients. Not thread-safe.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard, at::AutoGradMode (not in ATen.h on LibTorch 2.x)
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/formats/model_config.h"
+#include "common/base/status.h"
+
+namespace lema::engine {
+
+// The seven Llama projections, in the order PEFT and HF list them.
+enum class LoraTarget { kQ = 0, kK, kV, kO, kGate, kUp, kDown };
+constexpr int kNumLoraTargets = 7;
+
+// "q_proj", "gate_proj", ...
+const char* lora_target_name(LoraTarget target);
+// "self_attn" or "mlp": the HF module that holds the projection.
+const char* lora_target_module(LoraTarget target);
+// Parses "q_proj,v_proj" or "all" (every projection); errors name the bad entry.
+Result<std::vector<LoraTarget>> parse_lora_targets(const std::string& text);
+std::string lora_targets_to_string(const std::vector<LoraTarget>& targets);
+// [out, in] of the base projection.
+std::pair<int64_t, int64_t> lora_target_shape(const ModelConfig& config, LoraTarget target);
+
+struct LoraConfig {
+  int64_t r = 16;
+  double alpha = 32.0;
+  double dropout = 0.0;
+  bool use_rslora = false;
+  std::vector<LoraTarget> targets = {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV, LoraTarget::kO,
+                                     LoraTarget::kGate, LoraTarget::kUp, LoraTarget::kDown};
+  double scale() const;
+  bool has_target(LoraTarget target) const;
+};
+
+// One projection's LoRA pair in the compute dtype, plus how to apply it.
+struct LoraPair {
+  at::Tensor a;  // [r, in]
+  at::Tensor b;  // [out, r]
+  double scale = 1.0;
+  double dropout = 0.0;  // 0: no dropout (eval, or dropout disabled)
+  bool defined() const { return a.defined(); }
+};
+
+// The LoRA pairs of one layer, indexed by LoraTarget; undefined where the
+// projection has no adapter.
+struct LayerLora {
+  std::array<LoraPair, kNumLoraTargets> pairs;
+  const LoraPair& operator[](LoraTarget t) const { return pairs[static_cast<int>(t)]; }
+};
+
+// y = x W^T + scale * dropout(x) A^T B^T. The dropout mask comes from a
+// generator seeded with `dropout_seed`, so a recompute draws the same mask.
+// x: [..., in], w: [out, in] -> [..., out]
+at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& w, const LoraPair& lora, uint64_t dropout_seed);
+
+class LoraAdapter {
+ public:
+  // Initialises every pair as PEFT does; the draws come from one generator
+  // seeded with `seed`, layer by layer, target by target (A only; B = 0).
+  // master_dtype: kFloat (kDouble for fp64 tests); lives on `device`.
+  static LoraAdapter init(const ModelConfig& model, const LoraConfig& config, uint64_t seed,
+                          at::ScalarType master_dtype, at::Device device);
+
+  const LoraConfig& config() const { return config_; }
+  int64_t n_layers() const { return n_layers_; }
+  // REQUIRES: config().has_target(target)
+  at::Tensor& a(int64_t layer, LoraTarget target);  // [r, in], requires grad
+  at::Tensor& b(int64_t layer, LoraTarget target);  // [out, r], requires grad
+  // Every master in a fixed order (layer, target, A then B).
+  std::vector<at::Tensor> parameters() const;
+  // The PEFT key of each entry of parameters(), same order:
+  // base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight
+  std::vector<std::string> parameter_names() const;
+  int64_t parameter_count() const;
+
+  // Compute-dtype copies of layer `layer`'s pairs. When grad mode is on the
+  // copies stay in the autograd graph, so gradients reach the masters.
+  // dropout: false for evaluation.
+  LayerLora layer(int64_t layer, at::ScalarType dtype, bool dropout) const;
+
+  void zero_grad();
+
+ private:
+  LoraConfig config_;
+  int64_t n_layers_ = 0;
+  // [layer][target] -> A, B masters (undefined where no adapter)
+  std::vector<std::array<at::Tensor, kNumLoraTargets>> a_;
+  std::vector<std::array<at::Tensor, kNumLoraTargets>> b_;
+};
+
+// Mixes integers into a dropout seed (splitmix64): one seed per
+// (run seed, step, micro-batch, layer), one more mix per target.
+uint64_t mix_seed(uint64_t a, uint64_t b);
+
+}  // namespace lema::engine

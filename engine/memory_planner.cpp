@@ -1,0 +1,297 @@
+#include "engine/memory_planner.h"
+
+#include <algorithm>
+
+#include "common/base/file_util.h"
+#include "common/base/log.h"
+
+namespace lema::engine {
+
+namespace {
+// Allocator fragmentation and the CUDA context's own use, kept free.
+constexpr uint64_t kSlackBytes = 384ull << 20;
+constexpr double kSlackFraction = 0.06;
+
+uint64_t u(int64_t v) { return static_cast<uint64_t>(std::max<int64_t>(v, 0)); }
+
+// What a budget leaves for the plan: the CUDA context and the caching
+// allocator's fragmentation take their share of a GPU budget; the CPU
+// "device" is plain memory.
+uint64_t usable_device_bytes(uint64_t budget, bool cuda) {
+  const uint64_t slack = cuda ? kSlackBytes : 0;
+  const double slack_fraction = cuda ? kSlackFraction : 0.0;
+  return budget > slack ? static_cast<uint64_t>((budget - slack) * (1.0 - slack_fraction)) : 0;
+}
+
+// Host side of a streaming plan: every streamed layer in pinned RAM (kRam)
+// when the RAM budget holds them with `host_acts`, else a disk ring.
+Status plan_host_tier(MemoryPlan& p, int64_t n_layers, uint64_t ram_budget, bool force_disk, uint64_t host_acts) {
+  if (p.mode == PlanMode::kResident) return Status();
+  const uint64_t streamed = u(n_layers - p.resident_layers);
+  const uint64_t ram = ram_budget == 0 ? UINT64_MAX : ram_budget;
+  if (!force_disk && streamed * p.layer_bytes + host_acts <= ram) {
+    p.mode = PlanMode::kRam;
+    p.host_slots = static_cast<int64_t>(streamed);
+  } else {
+    if (host_acts + 2 * p.layer_bytes > ram) {
+      return Status::invalid_argument("memory plan: --ram " + format_bytes(ram_budget) + " cannot hold 2 host slots (" +
+                                      format_bytes(2 * p.layer_bytes) + ")" +
+                                      (host_acts ? " plus the activations in host memory (" + format_bytes(host_acts) + ")"
+                                                 : std::string()) +
+                                      ". Raise --ram or --vram.");
+    }
+    p.mode = PlanMode::kDisk;
+    p.host_slots = static_cast<int64_t>(std::min<uint64_t>(4, (ram - host_acts) / p.layer_bytes));
+  }
+  p.host_bytes = u(p.host_slots) * p.layer_bytes + host_acts;
+  return Status();
+}
+
+// Streamed slots and resident layers in `left` bytes (after 2 slots): a
+// third slot first (a deeper prefetch hides copy jitter), then resident
+// layers; enough for all but the slots is as good as resident.
+void fill_device(MemoryPlan& p, int64_t n_layers, uint64_t left) {
+  int64_t slots = 2;
+  if (left >= p.layer_bytes) {
+    slots = 3;
+    left -= p.layer_bytes;
+  }
+  int64_t resident = static_cast<int64_t>(std::min<uint64_t>(left / p.layer_bytes, u(n_layers)));
+  if (resident + slots >= n_layers) resident = n_layers;
+  p.resident_layers = resident;
+  p.mode = resident == n_layers ? PlanMode::kResident : PlanMode::kRam;
+  p.device_slots = resident == n_layers ? 0 : slots;
+  p.prefetch_depth = resident == n_layers ? 0 : slots - 1;
+}
+}  // namespace
+
+const char* plan_mode_name(PlanMode mode) {
+  switch (mode) {
+    case PlanMode::kResident: return "resident";
+    case PlanMode::kRam: return "ram";
+    case PlanMode::kDisk: return "disk";
+  }
+  return "?";
+}
+
+uint64_t layer_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
+  const int64_t h = c.hidden_size, i = c.intermediate_size, hd = c.head_dim;
+  const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
+  const int64_t numel = 2 * h + h * q + 2 * h * kv + q * h + 3 * h * i;
+  return u(numel * dtype_bytes);
+}
+
+uint64_t head_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
+  const uint64_t h = u(c.hidden_size);
+  return (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * u(dtype_bytes);
+}
+
+uint64_t lora_parameter_count(const ModelConfig& c, int64_t r, int64_t targets) {
+  const int64_t h = c.hidden_size, i = c.intermediate_size, hd = c.head_dim;
+  const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
+  // in + out of q, k, v, o, gate, up, down; a subset scales by its share.
+  const int64_t all = (h + q) + 2 * (h + kv) + (q + h) + 3 * (h + i);
+  return u(c.n_layers * r * all * std::min<int64_t>(targets, 7) / 7);
+}
+
+std::string MemoryPlan::to_string() const {
+  std::string s = str_printf("memory plan: mode %s, %lld resident layers, %lld device slots, prefetch %lld",
+                             plan_mode_name(mode), static_cast<long long>(resident_layers),
+                             static_cast<long long>(device_slots), static_cast<long long>(prefetch_depth));
+  if (mode == PlanMode::kDisk) s += str_printf(", %lld host slots", static_cast<long long>(host_slots));
+  s += str_printf("\n  micro-batch %lld x %lld, boundary activations in %s, %lld layers keep their graph (no recompute)\n",
+                  static_cast<long long>(micro_batch), static_cast<long long>(n_micro),
+                  activations_on_host ? "pinned host memory" : "device memory", static_cast<long long>(kept_graph_layers));
+  s += "  layer " + format_bytes(layer_bytes) + ", head " + format_bytes(head_bytes) + ", LoRA state " +
+       format_bytes(lora_bytes) + ", activations " + format_bytes(activation_bytes) + ", working " +
+       format_bytes(working_bytes) + "\n";
+  s += "  planned device peak " + format_bytes(device_bytes) + ", host " + format_bytes(host_bytes);
+  return s;
+}
+
+Result<MemoryPlan> plan_memory(const PlanRequest& r) {
+  const ModelConfig& c = r.config;
+  if (r.batch < 1 || r.seq_len < 1 || r.dtype_bytes < 1 || c.n_layers < 1) {
+    return Status::invalid_argument("memory plan: batch, seq_len and the model must be positive");
+  }
+  if (r.micro_batch < 0 || r.micro_batch > r.batch) {
+    return Status::invalid_argument("memory plan: micro_batch must be in 0..batch");
+  }
+  const uint64_t e = u(r.dtype_bytes);
+  const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), t = u(r.seq_len);
+  MemoryPlan p;
+  p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
+  p.head_bytes = head_weight_bytes(c, r.dtype_bytes);
+  p.lora_bytes = lora_parameter_count(c, r.lora_r, r.lora_targets) * 16;  // fp32 master, grad, 2 moments
+  const uint64_t vram = r.vram_budget;
+  const uint64_t usable = vram == 0 ? UINT64_MAX : usable_device_bytes(vram, r.cuda);
+  const uint64_t fixed = p.head_bytes + p.lora_bytes;
+
+  // Autograd's saved tensors and temporaries of one layer's forward with
+  // graph and its backward (fp32 norms, q/k/v/o, MLP gate/up/act/product,
+  // dropout masks, their grads), for `rows` tokens.
+  auto layer_graph_bytes = [&](uint64_t seqs) {
+    const uint64_t rows = seqs * t;
+    uint64_t bytes = rows * (16 * h + 6 * im) * e + rows * h * 8;
+    if (!r.flash_attention) bytes += seqs * u(c.n_heads) * t * t * 4 * 3;  // [T x T] scores materialised
+    return bytes;
+  };
+
+  // Largest micro-batch (a divisor of batch) first: fewer, larger GEMMs.
+  std::string why = "nothing";
+  for (int64_t mb = r.micro_batch > 0 ? r.micro_batch : r.batch; mb >= 1; --mb) {
+    if (r.batch % mb != 0) continue;
+    const uint64_t rows = u(mb) * t;
+    const uint64_t layer_work = layer_graph_bytes(u(mb));
+    const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
+    const uint64_t head_work = chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2;
+    const uint64_t work = std::max(layer_work, head_work);
+    const uint64_t boundary = u(r.batch) * t * h * e;    // one layer's input, every micro-batch
+    const uint64_t all_acts = (n + 1) * boundary + boundary;  // every boundary + the incoming gradient
+    const uint64_t host_acts_device = 3 * boundary;           // in, out, gradient in flight
+
+    // 1. Everything resident.
+    if (fixed + n * p.layer_bytes + all_acts + work <= usable) {
+      p.mode = PlanMode::kResident;
+      p.resident_layers = c.n_layers;
+      p.activations_on_host = false;
+      p.activation_bytes = all_acts;
+      p.working_bytes = work;
+      p.micro_batch = mb;
+      p.device_bytes = fixed + n * p.layer_bytes + all_acts + work;
+      break;
+    }
+    // 2. Streaming: at least 2 slots. Boundary activations on the device or
+    //    in pinned host memory, whichever leaves more resident layers (ties:
+    //    the device, no extra copies); each option alone is monotone in the
+    //    budget, so the better of the two is too.
+    const uint64_t min_stream = fixed + work + 2 * p.layer_bytes;
+    bool found = false, host_acts = false;
+    int64_t slots = 2, resident = 0;
+    for (bool on_host : {false, true}) {
+      const uint64_t acts_dev = on_host ? std::min(host_acts_device, all_acts) : all_acts;
+      if (min_stream + acts_dev > usable) continue;
+      uint64_t left = usable - (min_stream + acts_dev);
+      int64_t s_slots = 2;
+      // A deeper prefetch (3 slots) first: it hides copy jitter; then resident layers.
+      if (left >= p.layer_bytes) {
+        s_slots = 3;
+        left -= p.layer_bytes;
+      }
+      int64_t s_res = static_cast<int64_t>(std::min<uint64_t>(left / p.layer_bytes, n));
+      if (s_res + s_slots >= c.n_layers) s_res = c.n_layers;  // as good as resident
+      if (!found || s_res > resident) {
+        found = true;
+        host_acts = on_host;
+        slots = s_slots;
+        resident = s_res;
+      }
+    }
+    if (!found) {
+      why = "micro-batch " + std::to_string(mb) + " needs " + format_bytes(min_stream + host_acts_device) +
+            " on the device (head " + format_bytes(p.head_bytes) + ", LoRA state " + format_bytes(p.lora_bytes) +
+            ", 2 layer slots " + format_bytes(2 * p.layer_bytes) + ", working " + format_bytes(work) + ")";
+      continue;
+    }
+    const uint64_t acts_dev = host_acts ? std::min(host_acts_device, all_acts) : all_acts;
+    p.mode = PlanMode::kRam;
+    p.resident_layers = resident;
+    p.device_slots = resident == c.n_layers ? 0 : slots;
+    p.prefetch_depth = resident == c.n_layers ? 0 : slots - 1;
+    p.activations_on_host = host_acts;
+    p.activation_bytes = all_acts;
+    p.working_bytes = work;
+    p.micro_batch = mb;
+    p.device_bytes = fixed + work + acts_dev + u(p.device_slots + std::min<int64_t>(resident, c.n_layers)) * p.layer_bytes;
+    if (resident == c.n_layers) p.mode = PlanMode::kResident;
+    break;
+  }
+  if (p.micro_batch == 0) {
+    return Status::invalid_argument("memory plan: no plan fits in --vram " + format_bytes(vram) + ": at the smallest " +
+                                    why + ", beyond the usable " + format_bytes(usable) +
+                                    " (budget less allocator slack). Raise --vram or shorten --seq-len.");
+  }
+  p.n_micro = r.batch / p.micro_batch;
+
+  // Kept graphs: what the budget (or, without one, the device) leaves after
+  // the plan holds graphs of the first resident layers, each skipping its
+  // recompute in the backward.
+  p.graph_bytes = layer_graph_bytes(u(r.batch));
+  const uint64_t graph_limit = vram != 0 ? usable : usable_device_bytes(r.device_memory, r.cuda);
+  if (graph_limit > p.device_bytes && p.graph_bytes > 0) {
+    p.kept_graph_layers = static_cast<int64_t>(
+        std::min<uint64_t>((graph_limit - p.device_bytes) / p.graph_bytes, u(p.resident_layers)));
+    p.device_bytes += u(p.kept_graph_layers) * p.graph_bytes;
+  }
+
+  LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, r.force_disk,
+                                      p.activations_on_host ? p.activation_bytes : 0));
+  return p;
+}
+
+Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
+  const ModelConfig& c = r.config;
+  if (r.batch < 1 || r.kv_tokens < 0 || r.forward_tokens < 1 || r.dtype_bytes < 1 || c.n_layers < 1) {
+    return Status::invalid_argument("memory plan: batch, tokens and the model must be positive");
+  }
+  const uint64_t e = u(r.dtype_bytes);
+  const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), kv_t = u(r.kv_tokens);
+  MemoryPlan p;
+  p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
+  p.head_bytes = head_weight_bytes(c, r.dtype_bytes);
+  // fp32 A and B, and their compute-dtype copies.
+  p.lora_bytes = r.lora_r > 0 ? lora_parameter_count(c, r.lora_r, r.lora_targets) * (4 + e) : 0;
+  const uint64_t usable = r.vram_budget == 0 ? UINT64_MAX : usable_device_bytes(r.vram_budget, r.cuda);
+  const uint64_t fixed = p.head_bytes + p.lora_bytes;
+  std::string why;
+  // One forward of `seqs` x `tokens` without a graph: a layer's input, fp32
+  // norm, q/k/v/o and the attention output, MLP gate/up/product ([T x T]
+  // scores without flash attention), or the head: a loss chunk's fp32
+  // logits and softmax.
+  auto forward_work = [&](uint64_t seqs, uint64_t tokens) {
+    const uint64_t rows = seqs * tokens;
+    uint64_t layer = rows * (6 * h + 3 * im) * e + rows * h * 4;
+    if (!r.flash_attention) layer += seqs * u(c.n_heads) * tokens * tokens * 4 * 2;
+    const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
+    return std::max(layer, chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2);
+  };
+  for (int64_t b = r.batch; b >= 1; --b) {
+    const uint64_t kv = u(b) * kv_t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
+    // Generation holds its KV cache while it runs a prefill; the loss
+    // forwards hold no cache: the peak is the larger of the two.
+    const uint64_t gen = kv_t > 0 ? kv + forward_work(u(b), kv_t) : 0;
+    const uint64_t loss = forward_work(u(b), u(r.forward_tokens));
+    const uint64_t transient = std::max(gen, loss);
+    const uint64_t min_stream = fixed + transient + 2 * p.layer_bytes;
+    if (fixed + transient + n * p.layer_bytes > usable && min_stream > usable) {
+      if (why.empty()) {
+        why = "batch " + std::to_string(b) + " needs " + format_bytes(min_stream) + " on the device (head " +
+              format_bytes(p.head_bytes) + ", adapter " + format_bytes(p.lora_bytes) + ", KV cache " +
+              format_bytes(kv) + " for " + std::to_string(r.kv_tokens) + " tokens and working memory, " +
+              format_bytes(transient) + " together; 2 layer slots " + format_bytes(2 * p.layer_bytes) + ")";
+      }
+      continue;
+    }
+    p.micro_batch = b;
+    p.n_micro = 1;
+    p.activation_bytes = kv;
+    p.working_bytes = transient - (gen >= loss ? kv : 0);
+    if (fixed + transient + n * p.layer_bytes <= usable) {
+      p.mode = PlanMode::kResident;
+      p.resident_layers = c.n_layers;
+    } else {
+      fill_device(p, c.n_layers, usable - min_stream);
+    }
+    p.device_bytes = fixed + transient + u(p.device_slots + p.resident_layers) * p.layer_bytes;
+    break;
+  }
+  if (p.micro_batch == 0) {
+    return Status::invalid_argument("memory plan: inference does not fit in --vram " + format_bytes(r.vram_budget) +
+                                    ": " + why + ", beyond the usable " + format_bytes(usable) +
+                                    " (budget less allocator slack). Raise --vram or use fewer tokens.");
+  }
+  LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, false, 0));
+  return p;
+}
+
+}  // namespace lema::engine

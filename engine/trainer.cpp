@@ -1,0 +1,418 @@
+#include "engine/trainer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <thread>
+
+#include "common/base/file_util.h"
+#include "common/formats/hf_model.h"
+#include "common/base/log.h"
+#include "common/formats/model_config.h"
+#include "engine/checkpoint.h"
+#include "engine/data_loader.h"
+#include "engine/full_model.h"
+#include "engine/layer_store.h"
+#include "engine/memory_planner.h"
+#include "engine/model_loader.h"
+#include "engine/optimizer.h"
+#include "engine/train_step.h"
+
+namespace lema::engine {
+
+Status validate_train_options(const TrainOptions& o) {
+  if (o.model.empty()) return Status::invalid_argument("--model is required");
+  if (o.data.empty()) return Status::invalid_argument("--data is required");
+  if (o.out.empty()) return Status::invalid_argument("--out is required");
+  if (o.steps < 0) return Status::invalid_argument("steps must be >= 0");
+  if (o.steps == 0 && !(o.epochs > 0)) return Status::invalid_argument("give steps > 0 or epochs > 0");
+  if (!(o.lr >= 0)) return Status::invalid_argument("lr must be >= 0");
+  if (o.warmup < 0) return Status::invalid_argument("warmup must be >= 0");
+  if (o.batch < 1) return Status::invalid_argument("batch must be >= 1");
+  if (o.micro_batch < 0 || o.micro_batch > o.batch) return Status::invalid_argument("micro_batch must be in [1, batch]");
+  if (o.seq_len < 2) return Status::invalid_argument("seq_len must be >= 2");
+  if (o.lora_r < 1) return Status::invalid_argument("lora_r must be >= 1");
+  if (!(o.lora_dropout >= 0 && o.lora_dropout < 1)) return Status::invalid_argument("lora_dropout must be in [0, 1)");
+  if (o.checkpoint_every < 0) return Status::invalid_argument("checkpoint_every must be >= 0");
+  if (o.loss_chunk_tokens < 1) return Status::invalid_argument("loss_chunk_tokens must be >= 1");
+  LEMA_RETURN_IF_ERROR(parse_lora_targets(o.targets).status());
+  LEMA_RETURN_IF_ERROR(parse_lr_schedule(o.schedule).status());
+  if (o.dtype != "auto") LEMA_RETURN_IF_ERROR(parse_dtype(o.dtype).status());
+  return Status();
+}
+
+namespace {
+
+uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ULL) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+// Everything that changes the numbers a run computes: a checkpoint only
+// resumes a run with the same hash. Device, threads and checkpoint cadence
+// are left out (a run may move to another GPU).
+std::string training_config_hash(const TrainOptions& o, const ModelConfig& model, const std::string& data_bytes,
+                                 int64_t total_steps, at::ScalarType dtype) {
+  nlohmann::json j;
+  j["model"] = model_config_to_json(model);
+  j["data_fnv1a"] = fnv1a(data_bytes);
+  j["seed"] = o.seed;
+  j["steps"] = total_steps;
+  j["lr"] = o.lr;
+  j["schedule"] = o.schedule;
+  j["warmup"] = o.warmup;
+  j["batch"] = o.batch;
+  j["micro_batch"] = o.micro_batch;
+  j["seq_len"] = o.seq_len;
+  if (o.full) j["full"] = true;
+  else j["lora"] = {o.lora_r, o.lora_alpha, o.lora_dropout, o.use_rslora, o.targets};
+  j["dtype"] = dtype_name(dtype);
+  j["adamw"] = {o.weight_decay, o.max_grad_norm};
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fnv1a(j.dump())));
+  return buf;
+}
+
+Status append_line(const std::string& path, const std::string& line) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return status_from_errno("opening " + path, errno);
+  const std::string data = line + "\n";
+  const ssize_t n = ::write(fd, data.data(), data.size());
+  const int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(data.size())) return status_from_errno("appending to " + path, err);
+  return Status();
+}
+
+// metrics.jsonl holds one line per step done. A run resumed from step S
+// drops the lines past S (steps an interrupted run did after its last
+// checkpoint, and a line torn by a kill), so the steps run again are not
+// listed twice; a fresh run (S = 0) starts the file over.
+Status trim_metrics(const std::string& path, int64_t last_step) {
+  if (!path_exists(path)) return Status();
+  LEMA_ASSIGN_OR_RETURN(const std::string text, read_file(path));
+  std::string kept;
+  size_t begin = 0;
+  while (begin < text.size()) {
+    size_t end = text.find('\n', begin);
+    if (end == std::string::npos) break;  // torn last line
+    const std::string line = text.substr(begin, end - begin);
+    begin = end + 1;
+    const nlohmann::json m = nlohmann::json::parse(line, nullptr, false);
+    if (m.is_object() && m.contains("step") && m["step"].is_number_integer() && m["step"].get<int64_t>() <= last_step) {
+      kept += line + "\n";
+    }
+  }
+  if (kept == text) return Status();
+  log_info("metrics: %s: kept the lines of steps 1..%lld", path.c_str(), static_cast<long long>(last_step));
+  return write_file_atomic(path, kept);
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& options, TrainObserver* observer) : o_(options), observer_(observer) {}
+  Status run();
+
+ private:
+  Status setup();
+  PlanRequest plan_request(const ModelConfig& config) const;
+  Status open_streaming_source(int64_t* micro_batch);
+  Result<StepReport> step();
+  Status save(int64_t step, double loss);
+  Status write_output();
+  // What the optimizer trains: the LoRA masters, or every weight with --full.
+  std::vector<at::Tensor> trained_parameters() const;
+  CheckpointWeights checkpoint_weights();
+
+  TrainOptions o_;
+  TrainObserver* observer_;
+  at::ScalarType dtype_ = at::kFloat;
+  at::Device device_ = at::kCPU;
+  std::unique_ptr<LayerSource> source_;
+  std::unique_ptr<DataLoader> data_;
+  std::unique_ptr<LoraAdapter> adapter_;  // LoRA mode
+  std::unique_ptr<FullModel> full_;       // --full
+  std::string tokenizer_path_;
+  bool activations_on_host_ = false;  // the memory plan's choices
+  int64_t kept_graph_layers_ = 0;
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  std::string config_hash_;
+  int64_t step_ = 0;  // optimizer steps done
+  int64_t total_steps_ = 0;
+};
+
+Status Trainer::setup() {
+  LEMA_RETURN_IF_ERROR(validate_train_options(o_));
+  const bool budgets = o_.vram_budget > 0 || o_.ram_budget > 0;
+  if (budgets && o_.full) {
+    return Status::invalid_argument("--full trains the whole model in memory; --vram/--ram apply to LoRA training");
+  }
+  int64_t planned_micro_batch = 0;
+  LEMA_ASSIGN_OR_RETURN(device_, parse_device(o_.device));
+  if (o_.dtype == "auto") {
+    dtype_ = device_.is_cuda() ? at::kBFloat16 : at::kFloat;
+  } else {
+    LEMA_ASSIGN_OR_RETURN(dtype_, parse_dtype(o_.dtype));
+  }
+  if (o_.threads > 0) at::set_num_threads(static_cast<int>(o_.threads));
+  else if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+
+  if (budgets) {
+    LEMA_RETURN_IF_ERROR(open_streaming_source(&planned_micro_batch));
+  } else {
+    LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
+    // Every layer is resident: the plan only sizes the kept graphs.
+    LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(plan_request(source_->config())));
+    kept_graph_layers_ = plan.kept_graph_layers;
+  }
+  if (o_.micro_batch == 0) o_.micro_batch = planned_micro_batch > 0 ? planned_micro_batch : o_.batch;
+  const ModelConfig model = source_->config();
+  LEMA_ASSIGN_OR_RETURN(std::string data_bytes, read_file(o_.data));
+  std::string& tokenizer_path = tokenizer_path_;
+  tokenizer_path = o_.tokenizer;
+  if (tokenizer_path.empty()) tokenizer_path = is_directory(o_.model) ? o_.model : path_dirname(o_.model);
+  std::string data_summary;
+  LEMA_ASSIGN_OR_RETURN(std::vector<TokenizedExample> examples,
+                        load_training_data(o_.data, tokenizer_path, o_.seq_len, &data_summary));
+  for (size_t i = 0; i < examples.size(); ++i) {
+    for (int32_t id : examples[i].input_ids) {
+      if (id >= model.vocab_size) {
+        return Status::invalid_argument(o_.data + ": example " + std::to_string(i + 1) + " holds token id " +
+                                        std::to_string(id) + ", the model's vocabulary has " +
+                                        std::to_string(model.vocab_size));
+      }
+    }
+  }
+  const int64_t n_examples = static_cast<int64_t>(examples.size());
+  total_steps_ = o_.steps > 0 ? o_.steps
+                              : static_cast<int64_t>(std::ceil(o_.epochs * static_cast<double>(n_examples) /
+                                                               static_cast<double>(o_.batch)));
+  const int32_t pad_id = model.pad_token_id >= 0 ? static_cast<int32_t>(model.pad_token_id) : 0;
+  data_ = std::make_unique<DataLoader>(std::move(examples), o_.seed, o_.batch, o_.micro_batch, o_.seq_len, pad_id);
+
+  const at::ScalarType master = dtype_ == at::kDouble ? at::kDouble : at::kFloat;
+  LoraConfig lora;
+  if (o_.full) {
+    LEMA_ASSIGN_OR_RETURN(FullModel full, FullModel::from_source(*source_, master));
+    full_ = std::make_unique<FullModel>(std::move(full));
+    source_.reset();  // the masters are the model now
+  } else {
+    lora.r = o_.lora_r;
+    lora.alpha = o_.lora_alpha;
+    lora.dropout = o_.lora_dropout;
+    lora.use_rslora = o_.use_rslora;
+    LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets));
+    adapter_ = std::make_unique<LoraAdapter>(LoraAdapter::init(model, lora, o_.seed, master, device_));
+  }
+  AdamWOptions adamw;
+  adamw.weight_decay = o_.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(trained_parameters(), adamw);
+  LEMA_ASSIGN_OR_RETURN(schedule_.kind, parse_lr_schedule(o_.schedule));
+  schedule_.lr = o_.lr;
+  schedule_.warmup_steps = o_.warmup;
+  schedule_.total_steps = total_steps_;
+  config_hash_ = training_config_hash(o_, model, data_bytes, total_steps_, dtype_);
+
+  if (!o_.resume.empty()) {
+    LEMA_ASSIGN_OR_RETURN(std::string dir, find_latest_checkpoint(o_.resume));
+    LEMA_ASSIGN_OR_RETURN(CheckpointState state, load_checkpoint(dir, config_hash_, checkpoint_weights(), *optimizer_));
+    step_ = state.step;
+    data_->set_cursor(state.cursor);
+    log_info("resumed from %s (step %lld, loss %.4f)", dir.c_str(), static_cast<long long>(step_), state.loss);
+  }
+  LEMA_RETURN_IF_ERROR(make_dirs(o_.out));
+
+  // The effective configuration, once, as a table.
+  log_info("train: model %s (%lld layers, hidden %lld, vocab %lld), %s on %s", o_.model.c_str(),
+           static_cast<long long>(model.n_layers), static_cast<long long>(model.hidden_size),
+           static_cast<long long>(model.vocab_size), dtype_name(dtype_), device_.str().c_str());
+  log_info("train: data %s: %s", o_.data.c_str(), data_summary.c_str());
+  log_info("train: %lld examples, steps %lld, batch %lld in micro-batches of %lld, seq_len %lld",
+           static_cast<long long>(n_examples), static_cast<long long>(total_steps_),
+           static_cast<long long>(o_.batch), static_cast<long long>(o_.micro_batch), static_cast<long long>(o_.seq_len));
+  if (full_) {
+    log_info("train: lr %g %s warmup %lld, full-parameter training (%lld parameters), seed %llu, hash %s", o_.lr,
+             o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(full_->parameter_count()),
+             static_cast<unsigned long long>(o_.seed), config_hash_.c_str());
+  } else {
+    log_info("train: lr %g %s warmup %lld, LoRA r %lld alpha %g dropout %g on %s (%lld parameters), seed %llu, hash %s",
+             o_.lr, o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(o_.lora_r),
+             o_.lora_alpha, o_.lora_dropout, lora_targets_to_string(lora.targets).c_str(),
+             static_cast<long long>(adapter_->parameter_count()), static_cast<unsigned long long>(o_.seed),
+             config_hash_.c_str());
+  }
+  return Status();
+}
+
+PlanRequest Trainer::plan_request(const ModelConfig& config) const {
+  PlanRequest req;
+  req.config = config;
+  req.batch = o_.batch;
+  req.seq_len = o_.seq_len;
+  req.micro_batch = o_.micro_batch;
+  req.lora_r = o_.lora_r;
+  const Result<std::vector<LoraTarget>> targets = parse_lora_targets(o_.targets);
+  req.lora_targets = targets.ok() ? static_cast<int64_t>(targets.value().size()) : 7;
+  req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype_));
+  req.flash_attention = device_.is_cuda();
+  req.cuda = device_.is_cuda();
+  req.loss_chunk_tokens = o_.loss_chunk_tokens;
+  req.vram_budget = o_.vram_budget;
+  req.ram_budget = o_.ram_budget;
+  req.device_memory = plannable_device_memory(device_);
+  return req;
+}
+
+// The base model streamed through a LayerStore within the budgets: the plan
+// is printed before anything large is allocated; `micro_batch` receives the
+// planner's split (used when the user gave none).
+Status Trainer::open_streaming_source(int64_t* micro_batch) {
+  if (is_directory(o_.model)) {
+    return Status::invalid_argument("--vram/--ram stream a layer file; convert " + o_.model +
+                                    " first: lema convert " + o_.model + " --out MODEL.lema.safetensors");
+  }
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(o_.model, /*map_file=*/false));
+  std::shared_ptr<const LayerFile> file(std::move(opened));
+  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(plan_request(file->config())));
+  log_info("%s", plan.to_string().c_str());
+  activations_on_host_ = plan.activations_on_host;
+  kept_graph_layers_ = plan.kept_graph_layers;
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store, open_planned_store(file, plan, dtype_, device_));
+  source_ = std::move(store);
+  *micro_batch = plan.micro_batch;
+  return Status();
+}
+
+// One optimizer step: data, layer-wise forward/backward, clip, AdamW.
+Result<StepReport> Trainer::step() {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<MicroBatch> micro_batches = data_->next_step();
+  StepOptions options;
+  options.loss_chunk_tokens = o_.loss_chunk_tokens;
+  options.activations_on_host = activations_on_host_;
+  options.kept_graph_layers = kept_graph_layers_;
+  StepLoss loss;
+  if (full_) {
+    full_->zero_grad();
+    LEMA_ASSIGN_OR_RETURN(loss, full_forward_backward(*full_, micro_batches, dtype_, options));
+  } else {
+    adapter_->zero_grad();
+    // Dropout masks derive from (seed, step): a resumed run draws the same ones.
+    LEMA_ASSIGN_OR_RETURN(loss, layerwise_forward_backward(*source_, *adapter_, micro_batches,
+                                                           mix_seed(o_.seed, static_cast<uint64_t>(step_)), options));
+  }
+  StepReport report;
+  report.grad_norm = clip_grad_norm(trained_parameters(), o_.max_grad_norm);
+  report.lr = schedule_.lr_at(step_);
+  optimizer_->step(report.lr);
+  ++step_;
+  report.step = step_;
+  report.loss = loss.loss;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.tokens_per_s = static_cast<double>(loss.n_input_tokens) / std::max(seconds, 1e-9);
+  report.memory_bytes = peak_device_memory(device_);
+  return report;
+}
+
+Status Trainer::save(int64_t step, double loss) {
+  CheckpointState state;
+  state.step = step;
+  state.cursor = data_->cursor();
+  state.seed = o_.seed;
+  state.config_hash = config_hash_;
+  state.loss = loss;
+  LEMA_ASSIGN_OR_RETURN(std::string dir,
+                        save_checkpoint(path_join(o_.out, "checkpoints"), checkpoint_weights(), *optimizer_, state));
+  log_info("checkpoint %s", dir.c_str());
+  if (observer_) LEMA_RETURN_IF_ERROR(observer_->on_checkpoint(step, dir));
+  return Status();
+}
+
+Status Trainer::run() {
+  LEMA_RETURN_IF_ERROR(setup());
+  const std::string metrics_path = path_join(o_.out, "metrics.jsonl");
+  LEMA_RETURN_IF_ERROR(trim_metrics(metrics_path, step_));
+  const int64_t last = o_.stop_after > 0 ? std::min(o_.stop_after, total_steps_) : total_steps_;
+  double loss = 0.0;
+  while (step_ < last) {
+    LEMA_ASSIGN_OR_RETURN(StepReport r, step());
+    loss = r.loss;
+    if (!std::isfinite(r.loss)) return Status::internal(str_printf("step %lld: loss is %f", static_cast<long long>(r.step), r.loss));
+    if (!o_.quiet) {
+      std::printf("step %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s  mem %s\n",
+                  static_cast<long long>(r.step), static_cast<long long>(total_steps_), r.loss, r.lr, r.grad_norm,
+                  r.tokens_per_s, format_bytes(r.memory_bytes).c_str());
+      std::fflush(stdout);
+    }
+    nlohmann::json m = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
+                        {"tokens_per_s", r.tokens_per_s}, {"memory_bytes", r.memory_bytes}};
+    LEMA_RETURN_IF_ERROR(append_line(metrics_path, m.dump()));
+    if (observer_) {
+      Status stop = observer_->on_step(r);
+      if (!stop.ok()) {
+        if (observer_->checkpoint_before_stop()) LEMA_RETURN_IF_ERROR(save(step_, loss));
+        return stop;
+      }
+    }
+    const bool periodic = o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0;
+    if (periodic || step_ == last) LEMA_RETURN_IF_ERROR(save(step_, loss));
+  }
+  if (step_ == total_steps_) LEMA_RETURN_IF_ERROR(write_output());
+  return Status();
+}
+
+std::vector<at::Tensor> Trainer::trained_parameters() const {
+  return full_ ? full_->parameters() : adapter_->parameters();
+}
+
+CheckpointWeights Trainer::checkpoint_weights() {
+  if (!full_) return adapter_checkpoint_weights(*adapter_, o_.model);
+  // A full checkpoint is itself a loadable model directory (fp32 masters).
+  CheckpointWeights w;
+  w.names = full_->parameter_names();
+  FullModel* full = full_.get();
+  w.save = [full](const std::string& dir) { return full->save_hf(dir, full->parameters()[0].scalar_type()); };
+  w.load = [full](const std::string& dir) {
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> params = full->parameters();
+    return read_tensors(path_join(dir, "model.safetensors"), full->parameter_names(), params);
+  };
+  return w;
+}
+
+// The run's product: <out>/adapter (PEFT) or, with --full, <out>/model (a
+// Hugging Face directory in the compute dtype, with the tokenizer files).
+Status Trainer::write_output() {
+  if (!full_) {
+    const std::string adapter_dir = path_join(o_.out, "adapter");
+    LEMA_RETURN_IF_ERROR(save_adapter(adapter_dir, *adapter_, o_.model));
+    log_info("adapter written to %s", adapter_dir.c_str());
+    return Status();
+  }
+  const std::string model_dir = path_join(o_.out, "model");
+  LEMA_RETURN_IF_ERROR(full_->save_hf(model_dir, dtype_));
+  LEMA_RETURN_IF_ERROR(copy_hf_side_files(tokenizer_path_, model_dir));
+  log_info("model written to %s", model_dir.c_str());
+  return Status();
+}
+
+}  // namespace
+
+Status run_training(const TrainOptions& options, TrainObserver* observer) {
+  try {
+    Trainer trainer(options, observer);
+    return trainer.run();
+  } catch (const std::exception& e) {
+    return status_from_exception(e, "training");
+  }
+}
+
+}  // namespace lema::engine

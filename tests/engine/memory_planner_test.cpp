@@ -1,0 +1,234 @@
+// The memory planner on the Llama-2-7B shape (byte counts checked against
+// figures computed by hand and PEFT's trainable-parameter count) and on a
+// tiny shape: budgets pick resident / ram / disk, plans stay within budget,
+// more VRAM never means fewer resident layers, and impossible budgets are
+// refused with a message naming the option.
+#include "engine/memory_planner.h"
+
+#include <gtest/gtest.h>
+
+namespace lema::engine {
+namespace {
+
+constexpr uint64_t kGiB = 1ull << 30;
+
+ModelConfig llama2_7b() {
+  ModelConfig c;
+  c.hidden_size = 4096;
+  c.intermediate_size = 11008;
+  c.n_layers = 32;
+  c.n_heads = 32;
+  c.n_kv_heads = 32;
+  c.head_dim = 128;
+  c.vocab_size = 32000;
+  return c;
+}
+
+PlanRequest request_7b(int64_t batch, int64_t seq, uint64_t vram, uint64_t ram = 0) {
+  PlanRequest r;
+  r.config = llama2_7b();
+  r.batch = batch;
+  r.seq_len = seq;
+  r.vram_budget = vram;
+  r.ram_budget = ram;
+  return r;
+}
+
+TEST(MemoryPlanner, Llama7bByteCounts) {
+  // q, k, v, o 4 x 4096^2; gate, up, down 3 x 4096 x 11008; two norms.
+  EXPECT_EQ(layer_weight_bytes(llama2_7b(), 2), 2ull * (4ull * 4096 * 4096 + 3ull * 4096 * 11008 + 2 * 4096));
+  // PEFT prints "trainable params: 39,976,960" for r=16 on all seven projections.
+  EXPECT_EQ(lora_parameter_count(llama2_7b(), 16, 7), 39976960ull);
+}
+
+TEST(MemoryPlanner, NoLimitIsResident) {
+  auto p = plan_memory(request_7b(4, 2048, 0));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p.value().mode, PlanMode::kResident);
+  EXPECT_EQ(p.value().resident_layers, 32);
+  EXPECT_EQ(p.value().micro_batch, 4);
+  EXPECT_FALSE(p.value().activations_on_host);
+}
+
+// Kept graphs fill what the device (no budget) or the budget leaves, never
+// more, and only resident layers keep one.
+TEST(MemoryPlanner, KeptGraphsFillWhatIsLeft) {
+  PlanRequest r = request_7b(4, 2048, 0);
+  EXPECT_EQ(plan_memory(r).value().kept_graph_layers, 0);  // device size unknown
+  r.device_memory = 140 * kGiB;  // an H200: 4 x 2048 keeps every layer's graph (~2.4 GB each)
+  const MemoryPlan all = plan_memory(r).value();
+  EXPECT_EQ(all.kept_graph_layers, 32);
+  EXPECT_LE(all.device_bytes, 140 * kGiB);
+  EXPECT_GT(all.graph_bytes, 2 * kGiB);
+  r.device_memory = 40 * kGiB;  // room for some
+  const MemoryPlan some = plan_memory(r).value();
+  EXPECT_GT(some.kept_graph_layers, 0);
+  EXPECT_LT(some.kept_graph_layers, 32);
+  EXPECT_LE(some.device_bytes, 40 * kGiB);
+  EXPECT_GT(some.device_bytes + some.graph_bytes, static_cast<uint64_t>(0.9 * 40 * kGiB));  // one more would not fit
+  // Under a budget the budget rules, and streamed layers never keep one.
+  PlanRequest budget = request_7b(1, 512, 16 * kGiB);
+  budget.device_memory = 140 * kGiB;
+  const MemoryPlan b = plan_memory(budget).value();
+  EXPECT_LE(b.device_bytes, 16 * kGiB);
+  EXPECT_LE(b.kept_graph_layers, b.resident_layers);
+  EXPECT_GT(b.kept_graph_layers, 0);
+}
+
+TEST(MemoryPlanner, FourGiBStreamsWithinBudget) {
+  auto p = plan_memory(request_7b(8, 2048, 4 * kGiB));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  const MemoryPlan& m = p.value();
+  EXPECT_EQ(m.mode, PlanMode::kRam);
+  EXPECT_LE(m.device_bytes, 4 * kGiB);
+  EXPECT_GE(m.device_slots, 2);
+  EXPECT_EQ(m.prefetch_depth, m.device_slots - 1);
+  EXPECT_TRUE(m.activations_on_host);  // 33 boundaries of 8x2048x4096 bf16 are 4.4 GB
+  EXPECT_EQ(m.n_micro * m.micro_batch, 8);
+  EXPECT_LT(m.resident_layers, 32);
+  EXPECT_FALSE(m.to_string().empty());
+}
+
+TEST(MemoryPlanner, MoreVramNeverFewerResidentLayers) {
+  // At a fixed micro-batch (more VRAM may otherwise buy a larger
+  // micro-batch first, which is a trade, not a regression).
+  int64_t last = -1;
+  for (uint64_t g = 4; g <= 40; g += 2) {
+    PlanRequest r = request_7b(8, 2048, g * kGiB);
+    r.micro_batch = 2;
+    auto p = plan_memory(r);
+    ASSERT_TRUE(p.ok()) << g << " GiB: " << p.status().to_string();
+    EXPECT_LE(p.value().device_bytes, g * kGiB) << g;
+    EXPECT_GE(p.value().resident_layers, last) << g;
+    last = p.value().resident_layers;
+  }
+  auto p16 = plan_memory(request_7b(8, 2048, 16 * kGiB));
+  EXPECT_GT(p16.value().resident_layers, 0);
+  EXPECT_LT(p16.value().resident_layers, 32);
+}
+
+TEST(MemoryPlanner, DiskModeWhenRamIsSmall) {
+  auto p = plan_memory(request_7b(1, 512, 4 * kGiB, 3 * kGiB));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p.value().mode, PlanMode::kDisk);
+  EXPECT_GE(p.value().host_slots, 2);
+  EXPECT_LE(p.value().host_bytes, 3 * kGiB);
+  PlanRequest forced = request_7b(1, 512, 0);
+  forced.force_disk = true;
+  forced.vram_budget = 4 * kGiB;
+  EXPECT_EQ(plan_memory(forced).value().mode, PlanMode::kDisk);
+}
+
+TEST(MemoryPlanner, RefusesWhatCannotFit) {
+  auto p = plan_memory(request_7b(8, 2048, 1 * kGiB));
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().to_string().find("--vram"), std::string::npos) << p.status().to_string();
+  auto q = plan_memory(request_7b(1, 512, 4 * kGiB, 512ull << 20));
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().to_string().find("--ram"), std::string::npos) << q.status().to_string();
+  PlanRequest bad = request_7b(4, 512, 0);
+  bad.micro_batch = 5;
+  EXPECT_FALSE(plan_memory(bad).ok());
+}
+
+TEST(MemoryPlanner, SmallShape) {
+  PlanRequest r;
+  r.config.hidden_size = 64;
+  r.config.intermediate_size = 128;
+  r.config.n_layers = 4;
+  r.config.n_heads = 4;
+  r.config.n_kv_heads = 2;
+  r.config.head_dim = 16;
+  r.config.vocab_size = 100;
+  r.batch = 4;
+  r.seq_len = 32;
+  r.lora_r = 4;
+  r.vram_budget = 1 * kGiB;
+  auto p = plan_memory(r);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p.value().mode, PlanMode::kResident);
+  // A micro-batch split that was asked for is kept.
+  r.micro_batch = 2;
+  EXPECT_EQ(plan_memory(r).value().n_micro, 2);
+}
+
+// Inference (eval, generation): a KV cache instead of LoRA state and
+// boundary activations; the batch shrinks before the plan gives up.
+InferenceRequest inference_7b(int64_t batch, int64_t context, uint64_t vram, uint64_t ram = 0) {
+  InferenceRequest r;
+  r.config = llama2_7b();
+  r.batch = batch;
+  r.kv_tokens = context;
+  r.forward_tokens = 512;
+  r.lora_r = 16;
+  r.lora_targets = 7;
+  r.dtype_bytes = 2;
+  r.vram_budget = vram;
+  r.ram_budget = ram;
+  return r;
+}
+
+TEST(InferencePlanner, NoLimitIsResidentAtTheAskedBatch) {
+  Result<MemoryPlan> p = plan_inference_memory(inference_7b(8, 640, 0));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p->mode, PlanMode::kResident);
+  EXPECT_EQ(p->resident_layers, 32);
+  EXPECT_EQ(p->micro_batch, 8);
+  // KV cache: 8 sequences x 640 tokens x 32 layers x (K and V) x 4096 x 2 bytes.
+  EXPECT_EQ(p->activation_bytes, 8ull * 640 * 32 * 2 * 4096 * 2);
+}
+
+TEST(InferencePlanner, FourGiBStreamsAndShrinksTheBatchToFit) {
+  // Batch 8's KV cache alone (2.5 GiB) leaves no room for 2 layer slots
+  // (772 MiB) next to the head (500 MiB) in 4 GiB less slack; fewer
+  // sequences do.
+  Result<MemoryPlan> p = plan_inference_memory(inference_7b(8, 640, 4 * kGiB));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_NE(p->mode, PlanMode::kResident);
+  EXPECT_LT(p->micro_batch, 8);
+  EXPECT_GE(p->micro_batch, 1);
+  EXPECT_GE(p->device_slots, 2);
+  EXPECT_LE(p->device_bytes, 4 * kGiB);
+  EXPECT_EQ(p->activation_bytes, uint64_t(p->micro_batch) * 640 * 32 * 2 * 4096 * 2);
+  // One sequence more would not have fitted.
+  Result<MemoryPlan> more = plan_inference_memory(inference_7b(p->micro_batch + 1, 640, 4 * kGiB));
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ(more->micro_batch, p->micro_batch);
+}
+
+TEST(InferencePlanner, MoreVramNeverLessOnTheDevice) {
+  int64_t last_batch = 0, last_resident = -1;
+  for (uint64_t gib = 3; gib <= 20; ++gib) {
+    Result<MemoryPlan> p = plan_inference_memory(inference_7b(8, 640, gib * kGiB));
+    ASSERT_TRUE(p.ok()) << gib << " GiB: " << p.status().to_string();
+    EXPECT_LE(p->device_bytes, gib * kGiB) << gib;
+    EXPECT_GE(p->micro_batch, last_batch) << gib;
+    if (p->micro_batch == last_batch) {
+      EXPECT_GE(p->resident_layers, last_resident) << gib;
+    }
+    last_batch = p->micro_batch;
+    last_resident = p->resident_layers;
+  }
+  EXPECT_EQ(last_batch, 8);
+}
+
+TEST(InferencePlanner, RefusesWhatCannotFitNamingTheKvCache) {
+  Result<MemoryPlan> p = plan_inference_memory(inference_7b(1, 640, 1 * kGiB));
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("--vram"), std::string::npos) << p.status().to_string();
+  EXPECT_NE(p.status().message().find("KV cache"), std::string::npos) << p.status().to_string();
+  // A RAM budget too small for 2 host slots is refused too.
+  Result<MemoryPlan> r = plan_inference_memory(inference_7b(1, 640, 4 * kGiB, 512ull << 20));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--ram"), std::string::npos) << r.status().to_string();
+}
+
+TEST(InferencePlanner, SmallRamStreamsFromDisk) {
+  Result<MemoryPlan> p = plan_inference_memory(inference_7b(2, 640, 4 * kGiB, 3 * kGiB));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ(p->mode, PlanMode::kDisk);
+  EXPECT_LE(p->host_bytes, 3 * kGiB);
+}
+
+}  // namespace
+}  // namespace lema::engine
