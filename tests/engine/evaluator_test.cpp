@@ -18,7 +18,7 @@
 #include "common/base/file_util.h"
 #include "common/formats/layer_file.h"
 #include "common/formats/model_presets.h"
-#include "tests/worker/engine/tiny_model.h"
+#include "tests/engine/tiny_model.h"
 #include "engine/checkpoint.h"
 #include "engine/generator.h"
 #include "engine/llama_model.h"

@@ -12,7 +12,7 @@
 #include "engine/checkpoint.h"
 #include "engine/model_loader.h"
 
-#include "tests/worker/engine/tiny_model.h"
+#include "tests/engine/tiny_model.h"
 
 namespace lema::engine {
 namespace {

@@ -10,7 +10,7 @@
 
 #include <map>
 
-#include "tests/worker/engine/tiny_model.h"
+#include "tests/engine/tiny_model.h"
 
 namespace lema::engine {
 namespace {

@@ -17,7 +17,7 @@
 #include "common/formats/model_presets.h"
 #include "engine/train_step.h"
 
-#include "tests/worker/engine/tiny_model.h"
+#include "tests/engine/tiny_model.h"
 
 namespace lema::engine {
 namespace {
