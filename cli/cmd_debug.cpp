@@ -21,6 +21,7 @@ void setup_debug(CLI::App& app) {
   cmd->add_option("--lora-alpha", o->lora_alpha, "alpha when no --adapter")->capture_default_str();
   cmd->add_option("--targets", o->targets, "targets when no --adapter")->capture_default_str();
   cmd->add_option("--seed", o->seed, "LoRA init seed when no --adapter")->capture_default_str();
+  cmd->add_option("--generate", o->generate, "also greedy-generate N tokens from the batch's prompt_ids (KV cache)");
   cmd->callback([o] { lema::cli::finish(lema::engine::run_debug_step(*o)); });
 }
 

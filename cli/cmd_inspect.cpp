@@ -9,7 +9,8 @@
 #include "common/base/file_util.h"
 #include "common/formats/hf_model.h"
 #include "common/formats/layer_file.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_family.h"
+#include "common/formats/model_layout.h"
 #include "common/base/log.h"
 
 namespace {
@@ -37,12 +38,19 @@ std::string config_line(const lema::ModelConfig& c) {
   const char* rope = c.rope_scaling.type == lema::RopeScalingType::kNone     ? "none"
                      : c.rope_scaling.type == lema::RopeScalingType::kLinear ? "linear"
                                                                              : "llama3";
+  std::string window = "none";
+  if (c.sliding_window > 0) {
+    int64_t n = 0;
+    for (int64_t l = 0; l < c.n_layers; ++l) n += c.is_sliding(l) ? 1 : 0;
+    window = lema::str_printf("%lld on %lld of %lld layers", (long long)c.sliding_window, (long long)n,
+                              (long long)c.n_layers);
+  }
   return lema::str_printf(
-      "%s: hidden %lld, intermediate %lld, layers %lld, heads %lld (kv %lld), head_dim %lld, vocab %lld, "
-      "rope_theta %g, rope_scaling %s, tied %s, max_position %lld, torch_dtype %s",
-      c.architecture.c_str(), (long long)c.hidden_size, (long long)c.intermediate_size, (long long)c.n_layers,
+      "%s family (%s): hidden %lld, intermediate %lld, layers %lld, heads %lld (kv %lld), head_dim %lld, vocab %lld, "
+      "rope_theta %g, rope_scaling %s, sliding window %s, tied %s, max_position %lld, torch_dtype %s",
+      lema::family_info(c.family).name, c.architecture.c_str(), (long long)c.hidden_size, (long long)c.intermediate_size, (long long)c.n_layers,
       (long long)c.n_heads, (long long)c.n_kv_heads, (long long)c.head_dim, (long long)c.vocab_size,
-      c.rope_theta, rope, c.tie_word_embeddings ? "yes" : "no", (long long)c.max_position_embeddings,
+      c.rope_theta, rope, window.c_str(), c.tie_word_embeddings ? "yes" : "no", (long long)c.max_position_embeddings,
       c.torch_dtype.c_str());
 }
 

@@ -7,6 +7,7 @@
 #include "common/base/log.h"
 #include "common/formats/safetensors.h"
 #include "engine/checkpoint.h"
+#include "engine/generator.h"
 #include "engine/model_loader.h"
 #include "engine/train_step.h"
 
@@ -73,13 +74,11 @@ Status debug_step(const DebugStepOptions& o) {
   at::Tensor logits;
   {
     at::NoGradGuard no_grad;
-    const Rope rope(config);
-    LayerContext ctx;
-    ctx.config = &config;
-    std::tie(ctx.cos, ctx.sin) = rope.cos_sin(mb.input_ids.size(1), dtype, device);
-    at::Tensor x = embed_tokens(mb.input_ids.to(device), source->head());
+    LayerContext ctx = make_layer_context(config, mb.input_ids.size(1), dtype, device);
+    at::Tensor x = embed_tokens(mb.input_ids.to(device), source->head(), config);
     for (int64_t layer = 0; layer < config.n_layers; ++layer) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source->acquire(layer));
+      ctx.layer = layer;
       x = decoder_layer_forward(x, w, adapter.layer(layer, dtype, false), ctx);
     }
     logits = head_logits(x, source->head(), config).to(at::kFloat);
@@ -97,6 +96,32 @@ Status debug_step(const DebugStepOptions& o) {
   for (size_t i = 0; i < keys.size(); ++i) {
     names.push_back("grad." + keys[i]);
     tensors.push_back(params[i].grad().defined() ? params[i].grad().to(at::kFloat) : at::zeros_like(params[i]).to(at::kFloat));
+  }
+  if (o.generate > 0) {
+    const auto it = j.find("prompt_ids");
+    if (it == j.end() || !it->is_array() || it->empty()) {
+      return Status::invalid_argument(o.batch + ": --generate needs 'prompt_ids', a non-empty list of lists");
+    }
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& row : *it) {
+      if (!row.is_array()) return Status::invalid_argument(o.batch + ": 'prompt_ids' holds a non-list");
+      std::vector<int32_t> ids;
+      for (const auto& v : row) {
+        if (!v.is_number_integer()) return Status::invalid_argument(o.batch + ": 'prompt_ids' holds a non-integer");
+        ids.push_back(v.get<int32_t>());
+      }
+      prompts.push_back(std::move(ids));
+    }
+    GenerateOptions go;
+    go.max_new_tokens = o.generate;
+    go.eos_ids = {-1};  // never stops early: the reference runs the same length
+    Generator generator(*source, &adapter, nullptr);
+    LEMA_ASSIGN_OR_RETURN(std::vector<Generation> out, generator.generate(prompts, go));
+    for (size_t r = 0; r < out.size(); ++r) {
+      std::vector<double> ids(out[r].tokens.begin(), out[r].tokens.end());
+      names.push_back("generated." + std::to_string(r));
+      tensors.push_back(at::tensor(ids, at::TensorOptions().dtype(at::kDouble)));
+    }
   }
   LEMA_RETURN_IF_ERROR(dump(o.out, names, tensors));
   log_info("debug step: loss %.6f over %lld label tokens, %zu LoRA tensors -> %s", loss.loss,

@@ -20,6 +20,10 @@ struct DebugStepOptions {
   double lora_alpha = 16.0;
   std::string targets = "all";
   uint64_t seed = 0;
+  // > 0: also greedy-generate this many tokens (KV cache, the adapter on,
+  // no stop at EOS) from each of the batch's "prompt_ids" rows (lists of any
+  // length); dumped as generated.<row> [n] f64.
+  int64_t generate = 0;
 };
 
 Status run_debug_step(const DebugStepOptions& options);

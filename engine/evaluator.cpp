@@ -72,7 +72,6 @@ Status accumulate_reply_loss(const EvalOptions& o, LayerSource& source, const Lo
   const ModelConfig& config = source.config();
   const at::ScalarType dtype = source.dtype();
   const at::Device device = source.device();
-  const Rope rope(config);
   const int64_t pad_id = config.pad_token_id >= 0 ? config.pad_token_id : 0;
   const auto n = static_cast<int64_t>(examples.size());
   EvalProgress progress(o, "loss", name, n, "examples");
@@ -97,12 +96,11 @@ Status accumulate_reply_loss(const EvalOptions& o, LayerSource& source, const Lo
       ids[r].narrow(0, 0, len).copy_(row_ids);
       labels[r].narrow(0, 0, len).copy_(row_labels);
     }
-    LayerContext ctx;
-    ctx.config = &config;
-    std::tie(ctx.cos, ctx.sin) = rope.cos_sin(t, dtype, device);
-    at::Tensor x = embed_tokens(ids.to(device), source.head());  // [B, T, H]
+    LayerContext ctx = make_layer_context(config, t, dtype, device);
+    at::Tensor x = embed_tokens(ids.to(device), source.head(), config);  // [B, T, H]
     for (int64_t layer = 0; layer < config.n_layers; ++layer) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
+      ctx.layer = layer;
       if (layer + 1 < config.n_layers) source.prefetch(layer + 1);
       const LayerLora lora =
           adapter != nullptr ? adapter->layer(layer, dtype, /*dropout=*/false) : LayerLora{};

@@ -7,10 +7,6 @@ namespace lema::engine {
 
 namespace {
 
-std::vector<at::Tensor> layer_tensors(const LayerWeights& w) {
-  return {w.input_norm, w.q_proj, w.k_proj, w.v_proj, w.o_proj, w.post_norm, w.gate_proj, w.up_proj, w.down_proj};
-}
-
 at::Tensor master_of(const at::Tensor& t, at::ScalarType dtype) {
   return t.detach().to(dtype).clone().contiguous().requires_grad_(true);
 }
@@ -28,7 +24,7 @@ Result<FullModel> FullModel::from_source(LayerSource& source, at::ScalarType mas
   for (int64_t layer = 0; layer < m.config_.n_layers; ++layer) {
     LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
     std::vector<at::Tensor> masters;
-    for (const at::Tensor& t : layer_tensors(w)) masters.push_back(master_of(t, master_dtype));
+    for (const at::Tensor& t : layer_weights_list(m.config_, w)) masters.push_back(master_of(t, master_dtype));
     source.release(layer);
     m.layers_.push_back(std::move(masters));
   }
@@ -38,7 +34,7 @@ Result<FullModel> FullModel::from_source(LayerSource& source, at::ScalarType mas
 std::vector<std::string> FullModel::parameter_names() const {
   std::vector<std::string> names = {"model.embed_tokens.weight"};
   for (int64_t layer = 0; layer < config_.n_layers; ++layer) {
-    for (std::string& n : layer_tensor_names(layer)) names.push_back(std::move(n));
+    for (std::string& n : layer_tensor_names(config_, layer)) names.push_back(std::move(n));
   }
   names.push_back("model.norm.weight");
   if (!config_.tie_word_embeddings) names.push_back("lm_head.weight");
@@ -66,18 +62,9 @@ void FullModel::zero_grad() {
 }
 
 LayerWeights FullModel::layer(int64_t layer, at::ScalarType dtype) const {
-  const std::vector<at::Tensor>& t = layers_[layer];
-  LayerWeights w;
-  w.input_norm = t[0].to(dtype);
-  w.q_proj = t[1].to(dtype);
-  w.k_proj = t[2].to(dtype);
-  w.v_proj = t[3].to(dtype);
-  w.o_proj = t[4].to(dtype);
-  w.post_norm = t[5].to(dtype);
-  w.gate_proj = t[6].to(dtype);
-  w.up_proj = t[7].to(dtype);
-  w.down_proj = t[8].to(dtype);
-  return w;
+  std::vector<at::Tensor> t;
+  for (const at::Tensor& master : layers_[layer]) t.push_back(master.to(dtype));
+  return layer_weights_from(config_, t);
 }
 
 HeadWeights FullModel::head(at::ScalarType dtype) const {
@@ -103,7 +90,6 @@ Result<StepLoss> full_forward_backward(FullModel& model, const std::vector<Micro
                                        at::ScalarType dtype, const StepOptions& options) {
   const ModelConfig& config = model.config();
   const at::Device device = model.device();
-  const Rope rope(config);
   StepLoss result;
   for (const MicroBatch& mb : micro_batches) {
     result.n_label_tokens += (shift_labels(mb.labels) != -100).sum().item<int64_t>();
@@ -117,11 +103,10 @@ Result<StepLoss> full_forward_backward(FullModel& model, const std::vector<Micro
     // Each micro-batch builds and frees its own graph: memory holds one
     // micro-batch's activations, the masters accumulate over all of them.
     const HeadWeights head = model.head(dtype);
-    LayerContext ctx;
-    ctx.config = &config;
-    std::tie(ctx.cos, ctx.sin) = rope.cos_sin(mb.input_ids.size(1), dtype, device);
-    at::Tensor x = embed_tokens(mb.input_ids.to(device), head);  // [B, T, H]
+    LayerContext ctx = make_layer_context(config, mb.input_ids.size(1), dtype, device);
+    at::Tensor x = embed_tokens(mb.input_ids.to(device), head, config);  // [B, T, H]
     for (int64_t layer = 0; layer < config.n_layers; ++layer) {
+      ctx.layer = layer;
       x = decoder_layer_forward(x, model.layer(layer, dtype), LayerLora{}, ctx);
     }
     // The chunked head backpropagates into final norm and lm_head (they

@@ -20,51 +20,6 @@ uint64_t splitmix64_next(uint64_t& state) {
 // Uniform in [0, 1) with 53 random bits.
 double uniform01(uint64_t& state) { return static_cast<double>(splitmix64_next(state) >> 11) * 0x1.0p-53; }
 
-// One layer's K and V for every position of the batch.
-struct KvCache {
-  at::Tensor k;  // [B, nkv, Tmax, hd]
-  at::Tensor v;  // [B, nkv, Tmax, hd]
-};
-
-// A decoder layer (same maths as decoder_layer_forward, no dropout) that
-// appends its keys/values at `offset` and attends over cache[0, offset+T).
-// x: [B, T, H]; cos/sin: [B, 1, T, hd]; allowed: [B, 1, T, offset+T] bool.
-at::Tensor cached_layer_forward(const at::Tensor& x, const LayerWeights& w, const LayerLora& lora,
-                                const ModelConfig& c, const at::Tensor& cos, const at::Tensor& sin,
-                                const at::Tensor& allowed, KvCache& cache, int64_t offset) {
-  const int64_t b = x.size(0), t = x.size(1), hd = c.head_dim;
-  auto proj = [&](const at::Tensor& in, LoraTarget target) { return lora_linear(in, w.proj(target), lora[target], 0); };
-
-  const at::Tensor h = rms_norm(x, w.input_norm, c.rms_norm_eps);                          // [B, T, H]
-  at::Tensor q = proj(h, LoraTarget::kQ).view({b, t, c.n_heads, hd}).transpose(1, 2);      // [B, nh, T, hd]
-  at::Tensor k = proj(h, LoraTarget::kK).view({b, t, c.n_kv_heads, hd}).transpose(1, 2);   // [B, nkv, T, hd]
-  const at::Tensor v = proj(h, LoraTarget::kV).view({b, t, c.n_kv_heads, hd}).transpose(1, 2);
-  q = apply_rope(q, cos, sin);
-  k = apply_rope(k, cos, sin);
-  cache.k.narrow(2, offset, t).copy_(k);
-  cache.v.narrow(2, offset, t).copy_(v);
-  at::Tensor keys = cache.k.narrow(2, 0, offset + t);    // [B, nkv, S, hd]
-  at::Tensor values = cache.v.narrow(2, 0, offset + t);  // [B, nkv, S, hd]
-  const int64_t n_rep = c.n_heads / c.n_kv_heads;
-  if (n_rep > 1) {
-    const int64_t s = offset + t;
-    keys = keys.unsqueeze(2).expand({b, c.n_kv_heads, n_rep, s, hd}).reshape({b, c.n_heads, s, hd});
-    values = values.unsqueeze(2).expand({b, c.n_kv_heads, n_rep, s, hd}).reshape({b, c.n_heads, s, hd});
-  }
-  // HF's eager attention: scores * scaling, masked, softmax in fp32 (or wider).
-  const double scaling = 1.0 / std::sqrt(static_cast<double>(hd));
-  at::Tensor scores = at::matmul(q, keys.transpose(2, 3)) * scaling;  // [B, nh, T, S]
-  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
-  const at::ScalarType wide = at::promote_types(q.scalar_type(), at::kFloat);
-  const at::Tensor probs = at::softmax(scores, -1, wide).to(q.scalar_type());
-  const at::Tensor attn = at::matmul(probs, values).transpose(1, 2).reshape({b, t, c.n_heads * hd});
-  const at::Tensor x1 = x + proj(attn, LoraTarget::kO);
-
-  const at::Tensor h2 = rms_norm(x1, w.post_norm, c.rms_norm_eps);
-  const at::Tensor act = at::silu(proj(h2, LoraTarget::kGate)) * proj(h2, LoraTarget::kUp);  // [B, T, I]
-  return x1 + proj(act, LoraTarget::kDown);
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -200,10 +155,14 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
     }
     valid = valid.to(device);
     positions = positions.to(device);
-    const Rope rope(c);
-    const auto cos_sin = rope.cos_sin(t_max, dtype, device);
-    const at::Tensor cos_all = cos_sin.first.index_select(0, positions.reshape({-1})).view({b, 1, t_max, c.head_dim});
-    const at::Tensor sin_all = cos_sin.second.index_select(0, positions.reshape({-1})).view({b, 1, t_max, c.head_dim});
+    // RoPE tables gathered at each row's positions: [B, 1, Tmax, hd].
+    auto per_row = [&](const at::Tensor& table) {
+      return table.index_select(0, positions.reshape({-1})).view({b, 1, t_max, c.head_dim});
+    };
+    const LayerContext tables = make_layer_context(c, t_max, dtype, device);
+    const at::Tensor cos_all = per_row(tables.cos), sin_all = per_row(tables.sin);
+    const at::Tensor cos_local = tables.cos_local.defined() ? per_row(tables.cos_local) : at::Tensor();
+    const at::Tensor sin_local = tables.sin_local.defined() ? per_row(tables.sin_local) : at::Tensor();
     const at::Tensor index = at::arange(t_max, long_cpu.device(device));  // [Tmax]
 
     std::vector<LayerLora> loras(static_cast<size_t>(c.n_layers));
@@ -216,22 +175,35 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
       kv.v = at::zeros_like(kv.k);
     }
 
-    // Runs `x` [B, T, H] (positions offset..offset+T) through every layer;
-    // returns the last position's logits [B, V].
+    // Runs `x` [B, T, H] (positions offset..offset+T) through every layer
+    // (the one decoder forward, appending to each layer's cache); returns
+    // the last position's logits [B, V].
     auto run_layers = [&](at::Tensor x, int64_t offset) -> Result<at::Tensor> {
       const int64_t t = x.size(1);
       const at::Tensor qi = index.narrow(0, offset, t).view({t, 1});      // [T, 1]
       const at::Tensor kj = index.narrow(0, 0, offset + t).view({1, -1});  // [1, S]
       // Causal and not a pad; a pad query may see itself so no row is all -inf.
-      const at::Tensor allowed =
-          ((kj <= qi).unsqueeze(0) & valid.narrow(1, 0, offset + t).unsqueeze(1)) | (kj == qi).unsqueeze(0);
-      const at::Tensor allowed4 = allowed.unsqueeze(1);  // [B, 1, T, S]
-      const at::Tensor cos = cos_all.narrow(2, offset, t), sin = sin_all.narrow(2, offset, t);
+      const at::Tensor causal = (kj <= qi).unsqueeze(0) & valid.narrow(1, 0, offset + t).unsqueeze(1);
+      const at::Tensor self = (kj == qi).unsqueeze(0);
+      LayerContext ctx;
+      ctx.config = &c;
+      ctx.allowed = (causal | self).unsqueeze(1);  // [B, 1, T, S]
+      // Sliding layers: only the last `window` keys (index differences equal
+      // position differences between a row's real tokens).
+      if (c.sliding_window > 0) ctx.allowed_local = ((causal & (kj > qi - c.sliding_window).unsqueeze(0)) | self).unsqueeze(1);
+      ctx.cos = cos_all.narrow(2, offset, t);
+      ctx.sin = sin_all.narrow(2, offset, t);
+      if (cos_local.defined()) {
+        ctx.cos_local = cos_local.narrow(2, offset, t);
+        ctx.sin_local = sin_local.narrow(2, offset, t);
+      }
+      ctx.cache_offset = offset;
       for (int64_t l = 0; l < c.n_layers; ++l) {
         if (l + 1 < c.n_layers) source_.prefetch(l + 1);
         LEMA_ASSIGN_OR_RETURN(LayerWeights w, source_.acquire(l));
-        x = cached_layer_forward(x, w, loras[static_cast<size_t>(l)], c, cos, sin, allowed4,
-                                 caches[static_cast<size_t>(l)], offset);
+        ctx.layer = l;
+        ctx.cache = &caches[static_cast<size_t>(l)];
+        x = decoder_layer_forward(x, w, loras[static_cast<size_t>(l)], ctx);
         source_.release(l);
       }
       return head_logits(x.narrow(1, t - 1, 1), source_.head(), c).squeeze(1);
@@ -243,7 +215,7 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
     std::vector<size_t> emitted(static_cast<size_t>(b), 0);
     int64_t n_done = 0;
 
-    LEMA_ASSIGN_OR_RETURN(at::Tensor logits, run_layers(embed_tokens(ids.to(device), source_.head()), 0));
+    LEMA_ASSIGN_OR_RETURN(at::Tensor logits, run_layers(embed_tokens(ids.to(device), source_.head(), c), 0));
     for (int64_t s = 0; s < options.max_new_tokens; ++s) {
       const at::Tensor logits_cpu = logits.to(at::kCPU, at::kFloat);  // [B, V]
       at::Tensor next = at::zeros({b, 1}, long_cpu);
@@ -285,7 +257,7 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
         if (done[ri]) ++n_done;
       }
       if (n_done == b || s + 1 == options.max_new_tokens) break;
-      LEMA_ASSIGN_OR_RETURN(logits, run_layers(embed_tokens(next.to(device), source_.head()), p_len + s));
+      LEMA_ASSIGN_OR_RETURN(logits, run_layers(embed_tokens(next.to(device), source_.head(), c), p_len + s));
     }
     return out;
   } catch (const std::exception& e) {

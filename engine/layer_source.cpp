@@ -61,17 +61,7 @@ Result<LayerWeights> InMemoryLayerSource::views_of_buffer(const ModelConfig& con
     views.push_back(buffer.narrow(0, offset, numel_of(s)).view(s));
     offset += numel_of(s);
   }
-  LayerWeights w;
-  w.input_norm = views[0];
-  w.q_proj = views[1];
-  w.k_proj = views[2];
-  w.v_proj = views[3];
-  w.o_proj = views[4];
-  w.post_norm = views[5];
-  w.gate_proj = views[6];
-  w.up_proj = views[7];
-  w.down_proj = views[8];
-  return w;
+  return layer_weights_from(config, views);
 }
 
 Result<std::unique_ptr<InMemoryLayerSource>> InMemoryLayerSource::create(const ModelConfig& config,
@@ -84,7 +74,7 @@ Result<std::unique_ptr<InMemoryLayerSource>> InMemoryLayerSource::create(const M
   int64_t total = 0;
   for (const auto& s : shapes) total += numel_of(s);
   for (int64_t layer = 0; layer < config.n_layers; ++layer) {
-    const auto names = layer_tensor_names(layer);
+    const auto names = layer_tensor_names(config, layer);
     at::Tensor buffer = at::empty({total}, opts);
     int64_t offset = 0;
     for (size_t k = 0; k < names.size(); ++k) {
@@ -125,7 +115,7 @@ Result<LayerWeights> InMemoryLayerSource::acquire(int64_t layer) {
   return layers_[layer];
 }
 
-TensorMap make_random_llama(const ModelConfig& config, uint64_t seed, at::ScalarType dtype) {
+TensorMap make_random_model(const ModelConfig& config, uint64_t seed, at::ScalarType dtype) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
   const auto opts = at::TensorOptions().dtype(at::kFloat);
   const double std_dev = config.initializer_range;
@@ -136,9 +126,10 @@ TensorMap make_random_llama(const ModelConfig& config, uint64_t seed, at::Scalar
   if (!config.tie_word_embeddings) m["lm_head.weight"] = normal({config.vocab_size, config.hidden_size});
   const auto shapes = layer_tensor_shapes(config);
   for (int64_t layer = 0; layer < config.n_layers; ++layer) {
-    const auto names = layer_tensor_names(layer);
+    const auto names = layer_tensor_names(config, layer);
     for (size_t k = 0; k < names.size(); ++k) {
-      m[names[k]] = shapes[k].size() == 1 ? at::ones(shapes[k], opts.dtype(dtype)) : normal(shapes[k]);
+      const bool bias = names[k].size() > 5 && names[k].compare(names[k].size() - 5, 5, ".bias") == 0;
+      m[names[k]] = shapes[k].size() == 1 && !bias ? at::ones(shapes[k], opts.dtype(dtype)) : normal(shapes[k]);
     }
   }
   return m;

@@ -81,7 +81,7 @@ class InMemoryLayerSource : public LayerSource {
 
 // A model with random weights as HF initialises LlamaForCausalLM (normal
 // with std initializer_range, norms = 1), drawn from `seed`: tests and demos.
-TensorMap make_random_llama(const ModelConfig& config, uint64_t seed, at::ScalarType dtype);
+TensorMap make_random_model(const ModelConfig& config, uint64_t seed, at::ScalarType dtype);
 
 // Parses "float32" / "fp32" / "bfloat16" / "bf16" / "float16" / "fp16" / "float64".
 Result<at::ScalarType> parse_dtype(const std::string& text);

@@ -149,8 +149,8 @@ Result<LayerReader> layer_file_reader(std::shared_ptr<const LayerFile> file, at:
 
 LayerReader tensor_map_reader(std::shared_ptr<const TensorMap> tensors, const ModelConfig& config) {
   const auto shapes = layer_tensor_shapes(config);
-  return [tensors, shapes](int64_t layer, at::Tensor& dst) -> Status {
-    const auto names = layer_tensor_names(layer);
+  return [tensors, shapes, config](int64_t layer, at::Tensor& dst) -> Status {
+    const auto names = layer_tensor_names(config, layer);
     int64_t offset = 0;
     for (size_t k = 0; k < names.size(); ++k) {
       auto it = tensors->find(names[k]);

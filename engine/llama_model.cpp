@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/base/log.h"
+#include "common/formats/model_layout.h"
 
 namespace lema::engine {
 
@@ -21,29 +22,82 @@ const at::Tensor& LayerWeights::proj(LoraTarget target) const {
   return q_proj;
 }
 
-std::vector<std::string> layer_tensor_names(int64_t layer) {
-  const std::string p = "model.layers." + std::to_string(layer) + ".";
-  return {p + "input_layernorm.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
-          p + "self_attn.v_proj.weight", p + "self_attn.o_proj.weight", p + "post_attention_layernorm.weight",
-          p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight"};
+at::Tensor LayerWeights::bias(LoraTarget target) const {
+  switch (target) {
+    case LoraTarget::kQ: return q_bias;
+    case LoraTarget::kK: return k_bias;
+    case LoraTarget::kV: return v_bias;
+    default: return {};
+  }
+}
+
+namespace {
+
+// Which member holds the tensor of each layer suffix (model_layout.h).
+at::Tensor LayerWeights::*member_of(const std::string& suffix) {
+  static const std::pair<const char*, at::Tensor LayerWeights::*> kMembers[] = {
+      {"input_layernorm.weight", &LayerWeights::input_norm},
+      {"self_attn.q_proj.weight", &LayerWeights::q_proj},
+      {"self_attn.k_proj.weight", &LayerWeights::k_proj},
+      {"self_attn.v_proj.weight", &LayerWeights::v_proj},
+      {"self_attn.o_proj.weight", &LayerWeights::o_proj},
+      {"post_attention_layernorm.weight", &LayerWeights::post_norm},
+      {"mlp.gate_proj.weight", &LayerWeights::gate_proj},
+      {"mlp.up_proj.weight", &LayerWeights::up_proj},
+      {"mlp.down_proj.weight", &LayerWeights::down_proj},
+      {"self_attn.q_proj.bias", &LayerWeights::q_bias},
+      {"self_attn.k_proj.bias", &LayerWeights::k_bias},
+      {"self_attn.v_proj.bias", &LayerWeights::v_bias},
+      {"pre_feedforward_layernorm.weight", &LayerWeights::pre_ffn_norm},
+      {"post_feedforward_layernorm.weight", &LayerWeights::post_ffn_norm},
+      {"self_attn.q_norm.weight", &LayerWeights::q_norm},
+      {"self_attn.k_norm.weight", &LayerWeights::k_norm},
+  };
+  for (const auto& [name, member] : kMembers)
+    if (suffix == name) return member;
+  LEMA_CHECK_MSG(false, "no LayerWeights member for layer tensor " + suffix);
+  return nullptr;
+}
+
+}  // namespace
+
+LayerWeights layer_weights_from(const ModelConfig& config, const std::vector<at::Tensor>& tensors) {
+  const std::vector<std::string> suffixes = layer_tensor_suffixes(config);
+  LEMA_CHECK_MSG(tensors.size() == suffixes.size(), "layer_weights_from: wrong tensor count");
+  LayerWeights w;
+  for (size_t k = 0; k < suffixes.size(); ++k) w.*member_of(suffixes[k]) = tensors[k];
+  return w;
+}
+
+std::vector<at::Tensor> layer_weights_list(const ModelConfig& config, const LayerWeights& w) {
+  std::vector<at::Tensor> out;
+  for (const std::string& s : layer_tensor_suffixes(config)) out.push_back(w.*member_of(s));
+  return out;
+}
+
+std::vector<std::string> layer_tensor_names(const ModelConfig& config, int64_t layer) {
+  std::vector<std::string> names;
+  for (const std::string& s : layer_tensor_suffixes(config)) names.push_back(layer_tensor_name(layer, s));
+  return names;
 }
 
 std::vector<std::vector<int64_t>> layer_tensor_shapes(const ModelConfig& c) {
-  const int64_t h = c.hidden_size, q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
-  const int64_t i = c.intermediate_size;
-  return {{h}, {q, h}, {kv, h}, {kv, h}, {h, q}, {h}, {i, h}, {i, h}, {h, i}};
+  std::vector<std::vector<int64_t>> shapes;
+  for (const std::string& s : layer_tensor_suffixes(c)) shapes.push_back(layer_tensor_shape(c, s));
+  return shapes;
 }
 
 // ---------------------------------------------------------------------------
 // RoPE: HF's _compute_default_rope_parameters, _compute_linear_scaling_...
 // and _compute_llama3_parameters, op for op in float32.
 
-Rope::Rope(const ModelConfig& config) {
+Rope::Rope(const ModelConfig& config, bool local) {
   const int64_t dim = config.head_dim;
   const at::Tensor exponents =
       at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / static_cast<double>(dim);
-  at::Tensor inv_freq = 1.0 / at::pow(config.rope_theta, exponents);  // [hd/2]
-  const RopeScaling& s = config.rope_scaling;
+  const double base = local ? config.rope_local_base_freq : config.rope_theta;
+  at::Tensor inv_freq = 1.0 / at::pow(base, exponents);  // [hd/2]
+  const RopeScaling s = local ? RopeScaling{} : config.rope_scaling;
   if (s.type == RopeScalingType::kLinear) {
     inv_freq = inv_freq / s.factor;
   } else if (s.type == RopeScalingType::kLlama3) {
@@ -85,6 +139,15 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * (xf * at::rsqrt(variance + eps)).to(x.scalar_type());
 }
 
+at::Tensor model_norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& config) {
+  if (!config.unit_offset_norm()) return rms_norm(x, weight, config.rms_norm_eps);
+  // Gemma: the scale (1 + w) is applied in fp32, before the cast back.
+  const at::ScalarType wide = at::promote_types(x.scalar_type(), at::kFloat);
+  const at::Tensor xf = x.to(wide);
+  const at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+  return ((xf * at::rsqrt(variance + config.rms_norm_eps)) * (1.0 + weight.to(wide))).to(x.scalar_type());
+}
+
 static at::Tensor rotate_half(const at::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -102,57 +165,125 @@ static at::Tensor repeat_kv(const at::Tensor& x, int64_t n_rep) {
   return x.unsqueeze(2).expand({b, nkv, n_rep, t, hd}).reshape({b, nkv * n_rep, t, hd});
 }
 
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale, double softcap,
+                     const at::Tensor& allowed_in, int64_t window) {
   const int64_t n_rep = q.size(1) / k.size(1);
   const at::Tensor kr = repeat_kv(k, n_rep);
   const at::Tensor vr = repeat_kv(v, n_rep);
+  const int64_t t = q.size(2), s = k.size(2);
+  at::Tensor allowed = allowed_in;
+  if (!allowed.defined() && window > 0) {
+    // Query i sees keys (i - window, i] (transformers' sliding_window_overlay).
+    const at::Tensor qi = at::arange(t, q.options().dtype(at::kLong)).view({t, 1});
+    const at::Tensor kj = at::arange(s, q.options().dtype(at::kLong)).view({1, s});
+    allowed = ((kj <= qi) & (kj > qi - window)).view({1, 1, t, s});
+  }
 #if TORCH_VERSION_MAJOR >= 2
-  return at::scaled_dot_product_attention(q, kr, vr, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
-#else
-  // HF's eager_attention_forward: scores * scaling + mask, softmax in fp32.
-  const int64_t t = q.size(2);
-  const double scaling = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
-  at::Tensor scores = at::matmul(q, kr.transpose(2, 3)) * scaling;  // [B, nh, T, T]
-  const at::Tensor future = at::ones({t, t}, q.options().dtype(at::kBool)).triu(1);
-  scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+  if (softcap <= 0) {
+    if (!allowed.defined()) {
+      return at::scaled_dot_product_attention(q, kr, vr, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true, scale);
+    }
+    return at::scaled_dot_product_attention(q, kr, vr, allowed, /*dropout_p=*/0.0, /*is_causal=*/false, scale);
+  }
+#endif
+  // HF's eager_attention_forward: scores * scaling (soft-capped), + mask,
+  // softmax in fp32.
+  at::Tensor scores = at::matmul(q, kr.transpose(2, 3)) * scale;  // [B, nh, T, S]
+  if (softcap > 0) scores = at::tanh(scores / softcap) * softcap;
+  if (allowed.defined()) {
+    scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+  } else {
+    const at::Tensor future = at::ones({t, s}, q.options().dtype(at::kBool)).triu(1);
+    scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+  }
   const at::ScalarType wide = at::promote_types(q.scalar_type(), at::kFloat);
   const at::Tensor probs = at::softmax(scores, -1, wide).to(q.scalar_type());
   return at::matmul(probs, vr);
-#endif
+}
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(q.size(3))), 0.0, {}, 0);
+}
+
+LayerContext make_layer_context(const ModelConfig& config, int64_t seq_len, at::ScalarType dtype, at::Device device) {
+  LayerContext ctx;
+  ctx.config = &config;
+  std::tie(ctx.cos, ctx.sin) = Rope(config).cos_sin(seq_len, dtype, device);
+  if (config.rope_local_base_freq > 0) {
+    std::tie(ctx.cos_local, ctx.sin_local) = Rope(config, /*local=*/true).cos_sin(seq_len, dtype, device);
+  }
+  return ctx;
 }
 
 at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, const LayerLora& lora,
                                  const LayerContext& ctx) {
   const ModelConfig& c = *ctx.config;
   const int64_t b = x.size(0), t = x.size(1), hd = c.head_dim;
+  const bool sliding = c.is_sliding(ctx.layer);
   auto proj = [&](const at::Tensor& in, LoraTarget target) {
-    return lora_linear(in, w.proj(target), lora[target], mix_seed(ctx.dropout_seed, static_cast<uint64_t>(target)));
+    at::Tensor y = lora_linear(in, w.proj(target), lora[target], mix_seed(ctx.dropout_seed, static_cast<uint64_t>(target)));
+    const at::Tensor bias = w.bias(target);
+    return bias.defined() ? y + bias : y;
   };
 
   // Self-attention block.
-  const at::Tensor h = rms_norm(x, w.input_norm, c.rms_norm_eps);                       // [B, T, H]
-  at::Tensor q = proj(h, LoraTarget::kQ).view({b, t, c.n_heads, hd}).transpose(1, 2);   // [B, nh, T, hd]
-  at::Tensor k = proj(h, LoraTarget::kK).view({b, t, c.n_kv_heads, hd}).transpose(1, 2);  // [B, nkv, T, hd]
+  const at::Tensor h = model_norm(x, w.input_norm, c);                                 // [B, T, H]
+  at::Tensor q = proj(h, LoraTarget::kQ).view({b, t, c.n_heads, hd});                 // [B, T, nh, hd]
+  at::Tensor k = proj(h, LoraTarget::kK).view({b, t, c.n_kv_heads, hd});               // [B, T, nkv, hd]
   const at::Tensor v = proj(h, LoraTarget::kV).view({b, t, c.n_kv_heads, hd}).transpose(1, 2);
-  q = apply_rope(q, ctx.cos, ctx.sin);
-  k = apply_rope(k, ctx.cos, ctx.sin);
-  const at::Tensor attn = causal_attention(q, k, v).transpose(1, 2).reshape({b, t, c.n_heads * hd});
-  const at::Tensor x1 = x + proj(attn, LoraTarget::kO);
+  if (c.qk_norm()) {
+    q = model_norm(q, w.q_norm, c);
+    k = model_norm(k, w.k_norm, c);
+  }
+  const bool local_rope = sliding && ctx.cos_local.defined();
+  const at::Tensor& cos = local_rope ? ctx.cos_local : ctx.cos;
+  const at::Tensor& sin = local_rope ? ctx.sin_local : ctx.sin;
+  q = apply_rope(q.transpose(1, 2), cos, sin);  // [B, nh, T, hd]
+  k = apply_rope(k.transpose(1, 2), cos, sin);  // [B, nkv, T, hd]
+  at::Tensor attn;
+  if (ctx.cache != nullptr) {
+    const int64_t end = ctx.cache_offset + t;
+    ctx.cache->k.narrow(2, ctx.cache_offset, t).copy_(k);
+    ctx.cache->v.narrow(2, ctx.cache_offset, t).copy_(v);
+    attn = attention(q, ctx.cache->k.narrow(2, 0, end), ctx.cache->v.narrow(2, 0, end), c.attention_scale(),
+                     c.attn_logit_softcapping, sliding ? ctx.allowed_local : ctx.allowed, 0);
+  } else {
+    attn = attention(q, k, v, c.attention_scale(), c.attn_logit_softcapping, {}, sliding ? c.sliding_window : 0);
+  }
+  attn = attn.transpose(1, 2).reshape({b, t, c.n_heads * hd});
+  at::Tensor attn_out = proj(attn, LoraTarget::kO);
+  if (c.sandwich_norms()) attn_out = model_norm(attn_out, w.post_norm, c);
+  const at::Tensor x1 = x + attn_out;
 
-  // MLP block: down(silu(gate(h)) * up(h)).
-  const at::Tensor h2 = rms_norm(x1, w.post_norm, c.rms_norm_eps);
-  const at::Tensor act = at::silu(proj(h2, LoraTarget::kGate)) * proj(h2, LoraTarget::kUp);  // [B, T, I]
-  return x1 + proj(act, LoraTarget::kDown);
+  // MLP block: down(act(gate(h)) * up(h)).
+  const at::Tensor h2 = model_norm(x1, c.sandwich_norms() ? w.pre_ffn_norm : w.post_norm, c);
+  const at::Tensor gate = proj(h2, LoraTarget::kGate);
+  const at::Tensor act = (c.hidden_act == "silu" ? at::silu(gate) : at::gelu(gate, "tanh")) * proj(h2, LoraTarget::kUp);
+  at::Tensor mlp_out = proj(act, LoraTarget::kDown);
+  if (c.sandwich_norms()) mlp_out = model_norm(mlp_out, w.post_ffn_norm, c);
+  return x1 + mlp_out;
 }
 
-at::Tensor embed_tokens(const at::Tensor& input_ids, const HeadWeights& head) {
-  return at::embedding(head.embed, input_ids);
+at::Tensor embed_tokens(const at::Tensor& input_ids, const HeadWeights& head, const ModelConfig& config) {
+  const at::Tensor x = at::embedding(head.embed, input_ids);
+  if (!config.scaled_embedding()) return x;
+  // Gemma: sqrt(hidden) rounded to the weights' dtype first, as HF does.
+  const at::Tensor scale = at::scalar_tensor(std::sqrt(static_cast<double>(config.hidden_size)),
+                                             at::TensorOptions().dtype(at::kFloat))
+                               .to(x.scalar_type());
+  return x * scale.to(x.device());
 }
 
 at::Tensor shift_labels(const at::Tensor& labels) {
   const int64_t t = labels.size(1);
   const at::Tensor pad = at::full({labels.size(0), 1}, -100, labels.options());
   return at::cat({labels.narrow(1, 1, t - 1), pad}, 1);
+}
+
+// Gemma 2's final soft-capping, in the compute dtype as HF applies it.
+static at::Tensor softcap_logits(const at::Tensor& logits, const ModelConfig& config) {
+  const double cap = config.final_logit_softcapping;
+  return cap > 0 ? at::tanh(logits / cap) * cap : logits;
 }
 
 // The chunked head of head_loss_backward and head_loss: one code path, so
@@ -164,7 +295,7 @@ static HeadLossResult head_loss_chunked(const at::Tensor& hidden, const at::Tens
   at::AutoGradMode grad_mode(backward);
   const int64_t hsz = hidden.size(-1);
   const at::Tensor x = backward ? hidden.detach().requires_grad_(true) : hidden;                  // [B, T, H]
-  const at::Tensor normed = rms_norm(x, head.final_norm, config.rms_norm_eps).reshape({-1, hsz});  // [N, H]
+  const at::Tensor normed = model_norm(x, head.final_norm, config).reshape({-1, hsz});  // [N, H]
   const at::Tensor targets = shift_labels(labels).reshape({-1}).to(hidden.device());            // [N]
   const at::Tensor valid = (targets != -100).nonzero().squeeze(1);                              // [Nv]
   HeadLossResult result;
@@ -182,7 +313,7 @@ static HeadLossResult head_loss_chunked(const at::Tensor& hidden, const at::Tens
   at::Tensor loss_sum = at::zeros({}, hidden.options().dtype(wide));
   for (int64_t start = 0; start < result.n_valid; start += chunk_tokens) {
     const int64_t n = std::min(chunk_tokens, result.n_valid - start);
-    const at::Tensor logits = at::linear(rows_leaf.narrow(0, start, n), head.lm_head).to(wide);  // [n, V]
+    const at::Tensor logits = softcap_logits(at::linear(rows_leaf.narrow(0, start, n), head.lm_head), config).to(wide);  // [n, V]
     const at::Tensor loss = at::cross_entropy_loss(logits, row_targets.narrow(0, start, n), /*weight=*/{},
                                                    at::Reduction::Sum, /*ignore_index=*/-100, /*label_smoothing=*/0.0);
     if (backward) (loss / loss_denominator).backward();
@@ -207,7 +338,7 @@ HeadLossResult head_loss(const at::Tensor& hidden, const at::Tensor& labels, con
 }
 
 at::Tensor head_logits(const at::Tensor& hidden, const HeadWeights& head, const ModelConfig& config) {
-  return at::linear(rms_norm(hidden, head.final_norm, config.rms_norm_eps), head.lm_head);
+  return softcap_logits(at::linear(model_norm(hidden, head.final_norm, config), head.lm_head), config);
 }
 
 }  // namespace lema::engine

@@ -1,8 +1,12 @@
-// The Llama decoder as Hugging Face's LlamaForCausalLM computes it: RMSNorm
-// in fp32 then cast back, RoPE (rotate_half, rope_theta, rope_scaling linear
-// and llama3), grouped-query attention, causal attention, SiLU-gated MLP,
-// final norm and lm_head (tied or not). Plain functions over weight views;
-// nothing here owns weights (LayerSource does).
+// The decoder, written once for every family (common/formats/model_family.h),
+// as Hugging Face computes each: RMSNorm in fp32 then cast back ((1 + w) for
+// Gemma), RoPE (rotate_half, rope_theta, rope_scaling linear and llama3; a
+// local base for Gemma 3's sliding layers), grouped-query attention with
+// optional q/k/v bias (Qwen2), per-head q/k norms (Qwen3, Gemma 3), causal
+// or sliding-window attention, soft-capping (Gemma 2), an optional KV cache
+// for generation, SiLU- or tanh-GELU-gated MLP, Gemma's four norms per block
+// and scaled embeddings, final norm and lm_head (tied or not). Plain
+// functions over weight views; nothing here owns weights (LayerSource does).
 //
 // Padding: sequences are right-padded. With right padding the causal mask
 // alone gives every real token exactly HF's result (a real token never sees
@@ -35,8 +39,20 @@ struct LayerWeights {
   at::Tensor gate_proj;   // [I, H]
   at::Tensor up_proj;     // [I, H]
   at::Tensor down_proj;   // [H, I]
+  // The families' extras (undefined where the family has none).
+  at::Tensor q_bias, k_bias, v_bias;   // [nh*hd], [nkv*hd] (Qwen2)
+  at::Tensor pre_ffn_norm;             // [H] pre_feedforward_layernorm (Gemma)
+  at::Tensor post_ffn_norm;            // [H] post_feedforward_layernorm (Gemma)
+  at::Tensor q_norm, k_norm;           // [hd] (Qwen3, Gemma 3)
   const at::Tensor& proj(LoraTarget target) const;
+  // The bias of a projection, undefined when it has none.
+  at::Tensor bias(LoraTarget target) const;
 };
+
+// A layer's tensors in layer_tensor_suffixes(config) order <-> LayerWeights:
+// the one mapping every source and the full model use.
+LayerWeights layer_weights_from(const ModelConfig& config, const std::vector<at::Tensor>& tensors);
+std::vector<at::Tensor> layer_weights_list(const ModelConfig& config, const LayerWeights& w);
 
 // Embedding, final norm and lm_head (the same tensor as embed when tied).
 struct HeadWeights {
@@ -45,16 +61,17 @@ struct HeadWeights {
   at::Tensor lm_head;     // [V, H]
 };
 
-// HF names of a layer's tensors, in the order LayerWeights lists them:
+// HF names of a layer's tensors, in layer_tensor_suffixes(config) order:
 // "model.layers.{i}.self_attn.q_proj.weight", ...
-std::vector<std::string> layer_tensor_names(int64_t layer);
+std::vector<std::string> layer_tensor_names(const ModelConfig& config, int64_t layer);
 // Shapes matching layer_tensor_names().
 std::vector<std::vector<int64_t>> layer_tensor_shapes(const ModelConfig& config);
 
 // RoPE frequencies as HF computes them (float32, default/linear/llama3).
 class Rope {
  public:
-  explicit Rope(const ModelConfig& config);
+  // local: the table of Gemma 3's sliding layers (rope_local_base_freq, no scaling).
+  explicit Rope(const ModelConfig& config, bool local = false);
   const at::Tensor& inv_freq() const { return inv_freq_; }  // [hd/2] float32, CPU
   // cos and sin for positions 0..T-1, computed in float32, cast to dtype.
   // -> pair of [T, hd]
@@ -66,25 +83,55 @@ class Rope {
 
 // x: [..., H] -> [..., H]: weight * (x_fp32 * rsqrt(mean(x^2) + eps)).to(x.dtype)
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+// The family's norm: rms_norm, or Gemma's ((x_fp32 * rsqrt(...)) * (1 + w_fp32)).to(x.dtype).
+at::Tensor model_norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& config);
 // x: [B, n, T, hd], cos/sin: [T, hd]
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 // Causal attention. q: [B, nh, T, hd]; k, v: [B, nkv, T, hd] -> [B, nh, T, hd].
 // SDPA on LibTorch >= 2, the eager formula (softmax in fp32) otherwise.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
+// Attention in general. q: [B, nh, T, hd]; k, v: [B, nkv, S, hd].
+// allowed: [B or 1, 1, T, S] bool (true = may attend), or undefined for
+// causal attention over S == T positions, limited to the last `window`
+// positions when window > 0. scale multiplies q.k; softcap > 0 applies
+// tanh(s / softcap) * softcap to the scores (Gemma 2; eager only).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale, double softcap,
+                     const at::Tensor& allowed, int64_t window);
+
+// Keys and values of one layer for generation: written at the step's
+// offset, read over [0, offset + T).
+struct KvCache {
+  at::Tensor k;  // [B, nkv, Tmax, hd]
+  at::Tensor v;  // [B, nkv, Tmax, hd]
+};
+
 // The per-call context of a decoder layer.
 struct LayerContext {
   const ModelConfig* config = nullptr;
-  at::Tensor cos, sin;        // [T, hd] in the compute dtype
+  int64_t layer = 0;          // which layer runs: sliding or global, which RoPE table
+  at::Tensor cos, sin;        // [T, hd] (or [B, 1, T, hd] per row) in the compute dtype
+  // Gemma 3's sliding layers' table; undefined: cos/sin serve every layer.
+  at::Tensor cos_local, sin_local;
   uint64_t dropout_seed = 0;  // per (step, micro-batch, layer); see mix_seed
+  // Generation: the layer appends its keys/values to *cache at cache_offset
+  // and attends over cache[0, cache_offset + T) where `allowed` (global
+  // layers) or `allowed_local` (sliding layers) says: [B, 1, T, S] bool.
+  KvCache* cache = nullptr;
+  int64_t cache_offset = 0;
+  at::Tensor allowed, allowed_local;
 };
+
+// The context of a plain forward over T positions 0..T-1 (training, eval):
+// the RoPE tables the family needs, in dtype on device.
+LayerContext make_layer_context(const ModelConfig& config, int64_t seq_len, at::ScalarType dtype, at::Device device);
 
 // One decoder layer: x [B, T, H] -> [B, T, H]. Autograd follows grad mode.
 at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, const LayerLora& lora,
                                  const LayerContext& ctx);
 
-// input_ids [B, T] int64 -> [B, T, H]
-at::Tensor embed_tokens(const at::Tensor& input_ids, const HeadWeights& head);
+// input_ids [B, T] int64 -> [B, T, H] (times sqrt(H) in the compute dtype for Gemma)
+at::Tensor embed_tokens(const at::Tensor& input_ids, const HeadWeights& head, const ModelConfig& config);
 
 // Shifts HF-style labels (unshifted, -100 ignored) to next-token targets:
 // labels [B, T] -> targets [B, T] with targets[:, t] = labels[:, t+1], -100 last.

@@ -1,5 +1,7 @@
 #include "engine/memory_planner.h"
 
+#include "common/formats/model_layout.h"
+
 #include <algorithm>
 
 #include "common/base/file_util.h"
@@ -75,9 +77,13 @@ const char* plan_mode_name(PlanMode mode) {
 }
 
 uint64_t layer_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
-  const int64_t h = c.hidden_size, i = c.intermediate_size, hd = c.head_dim;
-  const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
-  const int64_t numel = 2 * h + h * q + 2 * h * kv + q * h + 3 * h * i;
+  // The family's own tensors (biases, extra norms) count too.
+  int64_t numel = 0;
+  for (const std::string& s : layer_tensor_suffixes(c)) {
+    int64_t n = 1;
+    for (int64_t d : layer_tensor_shape(c, s)) n *= d;
+    numel += n;
+  }
   return u(numel * dtype_bytes);
 }
 

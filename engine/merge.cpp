@@ -16,7 +16,7 @@
 #include "common/base/file_util.h"
 #include "common/formats/hf_model.h"
 #include "common/formats/layer_file.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_layout.h"
 #include "common/base/log.h"
 #include "common/base/progress.h"
 #include "common/formats/safetensors.h"

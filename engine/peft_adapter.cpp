@@ -8,7 +8,7 @@
 
 #include "common/formats/dtype.h"
 #include "common/base/file_util.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_layout.h"
 #include "common/formats/safetensors.h"
 
 namespace lema::engine {

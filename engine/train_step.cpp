@@ -26,7 +26,6 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
   const at::Device device = source.device();
   const int64_t n_layers = config.n_layers;
   const int64_t n_micro = static_cast<int64_t>(micro_batches.size());
-  const Rope rope(config);
   const HeadWeights& head = source.head();
 
   // The loss is a mean over the label tokens of the whole step, so every
@@ -39,8 +38,7 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
     ids[m] = mb.input_ids.to(device);
     result.n_label_tokens += (shift_labels(mb.labels) != -100).sum().item<int64_t>();
     result.n_input_tokens += mb.input_ids.numel();
-    contexts[m].config = &config;
-    std::tie(contexts[m].cos, contexts[m].sin) = rope.cos_sin(mb.input_ids.size(1), dtype, device);
+    contexts[m] = make_layer_context(config, mb.input_ids.size(1), dtype, device);
   }
   if (result.n_label_tokens == 0) return Status::invalid_argument("the batch has no label tokens (every label is -100)");
 
@@ -73,7 +71,7 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
     {
       at::NoGradGuard no_grad;
       for (int64_t m = 0; m < n_micro; ++m) {
-        current[m] = embed_tokens(ids[m], head);
+        current[m] = embed_tokens(ids[m], head, config);
         if (!kept[0]) boundary[0][m] = offload(current[m]);
       }
     }
@@ -87,6 +85,7 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
       }
       const LayerLora shared_lora = kept[layer] ? LayerLora{} : adapter.layer(layer, dtype, options.dropout);
       for (int64_t m = 0; m < n_micro; ++m) {
+        contexts[m].layer = layer;
         contexts[m].dropout_seed = layer_dropout_seed(dropout_seed, m, layer);
         if (kept[layer]) {
           // Its own compute copies per micro-batch, as in the backward below.
@@ -143,6 +142,7 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
         const LayerLora lora = adapter.layer(layer, dtype, options.dropout);
         // Layer 0's input is the embedding, which has no LoRA: no input grad needed.
         const at::Tensor x = bring_back(boundary[layer][m]).detach().requires_grad_(layer > 0);
+        contexts[m].layer = layer;
         contexts[m].dropout_seed = layer_dropout_seed(dropout_seed, m, layer);
         const at::Tensor y = decoder_layer_forward(x, w, lora, contexts[m]);
         y.backward(grad[m]);

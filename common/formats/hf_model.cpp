@@ -6,7 +6,8 @@
 #include <set>
 
 #include "common/base/file_util.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_family.h"
+#include "common/formats/model_layout.h"
 
 namespace lema {
 
@@ -158,7 +159,8 @@ Status HfModel::load_shards() {
       continue;
     }
     return Status::unsupported(file->path() + ": unexpected tensor '" + name +
-                               "' (not part of a Llama-family model: biases, another architecture, or "
+                               "' (not part of a " + family_info(config_.family).name +
+                               " model as config.json describes it: another architecture, or "
                                "num_hidden_layers in config.json too small?)");
   }
   return Status();

@@ -1,6 +1,6 @@
 // A Hugging Face Llama-family model directory opened for reading:
 // config.json plus model.safetensors, or shards listed in
-// model.safetensors.index.json. Every expected tensor (llama_layout.h) is
+// model.safetensors.index.json. Every expected tensor (model_layout.h) is
 // found and its shape checked against the config at open(). Pickle
 // checkpoints (pytorch_model*.bin) are refused. Import rules: docs/FORMATS.md.
 //
@@ -30,7 +30,7 @@ class HfModel {
 
   const ModelConfig& config() const { return config_; }
   const std::string& dir() const { return dir_; }
-  // Tensors in storage order (llama_layout.h model_tensor_specs); lm_head is
+  // Tensors in storage order (model_layout.h model_tensor_specs); lm_head is
   // absent when tied.
   const std::vector<TensorRef>& tensors() const { return tensors_; }
   // nullptr when absent.

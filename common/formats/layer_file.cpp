@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/formats/hf_model.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_layout.h"
 
 namespace lema {
 
@@ -24,12 +24,10 @@ constexpr const char* kKeyLayerRanges = "lema.layer_ranges";
 constexpr const char* kKeyTied = "lema.tied";
 constexpr const char* kKeyDType = "lema.dtype";
 
-size_t n_layer_tensors() { return layer_tensor_suffixes().size(); }
-
 // Layer i's byte range from tensors in storage order (embed first).
-ByteRange layer_range_of(const std::vector<TensorInfo>& tensors, size_t layer) {
-  const size_t first = 1 + layer * n_layer_tensors();
-  const size_t last = first + n_layer_tensors() - 1;
+ByteRange layer_range_of(const std::vector<TensorInfo>& tensors, size_t layer, size_t n_layer_tensors) {
+  const size_t first = 1 + layer * n_layer_tensors;
+  const size_t last = first + n_layer_tensors - 1;
   return {tensors[first].offset, tensors[last].offset + tensors[last].nbytes - tensors[first].offset};
 }
 
@@ -131,13 +129,14 @@ Status LayerFile::validate() {
 
   ranges_.clear();
   layer_tensors_.assign(static_cast<size_t>(config_.n_layers), {});
+  const std::vector<std::string> suffixes = layer_tensor_suffixes(config_);
+  const size_t n_layer_tensors = suffixes.size();
   for (size_t l = 0; l < static_cast<size_t>(config_.n_layers); ++l) {
-    ByteRange r = layer_range_of(tensors, l);
+    ByteRange r = layer_range_of(tensors, l, n_layer_tensors);
     ranges_.push_back(r);
-    for (size_t k = 0; k < n_layer_tensors(); ++k) {
-      const TensorInfo& t = tensors[1 + l * n_layer_tensors() + k];
-      layer_tensors_[l].push_back(
-          {layer_tensor_suffixes()[k], t.dtype, t.shape, t.offset - r.offset, t.nbytes});
+    for (size_t k = 0; k < n_layer_tensors; ++k) {
+      const TensorInfo& t = tensors[1 + l * n_layer_tensors + k];
+      layer_tensors_[l].push_back({suffixes[k], t.dtype, t.shape, t.offset - r.offset, t.nbytes});
     }
   }
   const std::string* n_layers = get(kKeyNLayers);
@@ -149,7 +148,7 @@ Status LayerFile::validate() {
     return Status::corruption(path_ + ": metadata 'lema.layer_ranges' does not match the tensor offsets");
   }
   embed_ = tensors.front();
-  final_norm_ = tensors[1 + static_cast<size_t>(config_.n_layers) * n_layer_tensors()];
+  final_norm_ = tensors[1 + static_cast<size_t>(config_.n_layers) * n_layer_tensors];
   if (!config_.tie_word_embeddings) lm_head_ = tensors.back();
   dtype_ = tensors.front().dtype;
   for (const auto& t : tensors) {
@@ -200,9 +199,10 @@ Result<ConvertStats> convert_hf_to_layer_file(const std::string& hf_dir, const s
   w.set_metadata(kKeyTied, config.tie_word_embeddings ? "true" : "false");
   w.set_metadata(kKeyDType, mixed ? "mixed" : dtype_name(first));
   const size_t n_layers = static_cast<size_t>(config.n_layers);
-  w.set_layout_metadata([n_layers](const std::vector<TensorInfo>& tensors) {
+  const size_t per_layer = layer_tensor_suffixes(config).size();
+  w.set_layout_metadata([n_layers, per_layer](const std::vector<TensorInfo>& tensors) {
     std::vector<ByteRange> ranges;
-    for (size_t l = 0; l < n_layers; ++l) ranges.push_back(layer_range_of(tensors, l));
+    for (size_t l = 0; l < n_layers; ++l) ranges.push_back(layer_range_of(tensors, l, per_layer));
     return std::map<std::string, std::string>{{kKeyLayerRanges, ranges_to_json(ranges)}};
   });
   w.set_data_alignment(kLayerFileAlignment);
@@ -212,7 +212,7 @@ Result<ConvertStats> convert_hf_to_layer_file(const std::string& hf_dir, const s
   uint64_t total = 0;
   for (const auto& t : w.tensors()) total += t.nbytes;
   for (size_t l = 0; l < n_layers; ++l) {
-    stats.largest_layer_bytes = std::max(stats.largest_layer_bytes, layer_range_of(w.tensors(), l).nbytes);
+    stats.largest_layer_bytes = std::max(stats.largest_layer_bytes, layer_range_of(w.tensors(), l, per_layer).nbytes);
   }
   uint64_t done = 0;
   std::vector<uint8_t> cast_buf;

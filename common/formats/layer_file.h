@@ -1,6 +1,6 @@
 // The layer file (`*.lema.safetensors`): a valid safetensors file whose
 // tensors are stored embed, layer 0..N-1 (each layer one contiguous byte
-// range, tensors in llama_layout.h order), final norm, lm_head (omitted when
+// range, tensors in model_layout.h order), final norm, lm_head (omitted when
 // tied). `__metadata__` holds the config and each layer's byte range.
 // Layout and keys: docs/FORMATS.md.
 //

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base/file_util.h"
+#include "common/formats/model_family.h"
 
 namespace lema {
 
@@ -11,9 +12,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* kSupported =
-    "supported: LlamaForCausalLM and MistralForCausalLM (Llama 1/2/3, Mistral, TinyLlama) with "
-    "safetensors weights";
 // Bounds that keep every shape product far from int64 overflow.
 constexpr int64_t kMaxDim = 1 << 20;
 constexpr int64_t kMaxVocab = 1 << 24;
@@ -76,29 +74,54 @@ class ConfigParser {
     return Status();
   }
 
-  Status architecture(ModelConfig* c) const {
-    std::string arch;
+  // The family from architectures[0] (or model_type when that is absent);
+  // when both are given they must name the same family.
+  Status family(ModelConfig* c) const {
+    const FamilyInfo* by_arch = nullptr;
     auto a = root_.find("architectures");
     if (a != root_.end() && !a->is_null()) {
       if (!a->is_array() || a->size() != 1 || !(*a)[0].is_string()) {
         return error("architectures", "expected a list of one name, got " + a->dump());
       }
-      arch = (*a)[0].get<std::string>();
-    } else {
-      auto mt = root_.find("model_type");
-      std::string model_type = mt != root_.end() && mt->is_string() ? mt->get<std::string>() : "";
-      if (model_type == "llama")
-        arch = "LlamaForCausalLM";
-      else if (model_type == "mistral")
-        arch = "MistralForCausalLM";
-      else
-        return error("architectures",
-                     std::string("missing, and model_type is not llama or mistral; ") + kSupported);
+      const std::string arch = (*a)[0].get<std::string>();
+      by_arch = family_by_architecture(arch);
+      if (by_arch == nullptr) {
+        return Status::unsupported(source_ + ": architecture '" + arch + "' is not supported; supported: " +
+                                   supported_families());
+      }
     }
-    if (arch != "LlamaForCausalLM" && arch != "MistralForCausalLM") {
-      return Status::unsupported(source_ + ": architecture '" + arch + "' is not supported; " + kSupported);
+    const FamilyInfo* by_type = nullptr;
+    auto mt = root_.find("model_type");
+    if (mt != root_.end() && !mt->is_null()) {
+      if (!mt->is_string()) return error("model_type", "expected a string, got " + mt->dump());
+      by_type = family_by_model_type(mt->get<std::string>());
+      if (by_type == nullptr) {
+        return Status::unsupported(source_ + ": key 'model_type': '" + mt->get<std::string>() +
+                                   "' is not supported; supported: " + supported_families());
+      }
     }
-    c->architecture = arch;
+    if (by_arch == nullptr && by_type == nullptr) {
+      return error("architectures", "missing, and so is model_type; supported: " + supported_families());
+    }
+    if (by_arch != nullptr && by_type != nullptr && by_arch != by_type) {
+      return error("model_type", std::string("'") + by_type->model_type + "' does not match architectures '" +
+                                     by_arch->architecture + "'");
+    }
+    const FamilyInfo* f = by_arch != nullptr ? by_arch : by_type;
+    c->family = f->family;
+    c->architecture = f->architecture;
+    return Status();
+  }
+
+  // Keys that ask for a model lema does not run (mixture of experts):
+  // refused rather than read as a dense model.
+  Status no_experts() const {
+    for (const char* key : {"num_experts", "num_local_experts", "n_routed_experts", "moe_intermediate_size"}) {
+      auto it = root_.find(key);
+      if (it != root_.end() && !it->is_null() && !(it->is_number() && it->get<double>() == 0)) {
+        return Status::unsupported(source_ + ": key '" + key + "': mixture-of-experts models are not supported");
+      }
+    }
     return Status();
   }
 
@@ -111,10 +134,125 @@ class ConfigParser {
     auto it = root_.find("rope_parameters");
     if (it == root_.end() || it->is_null()) return Status();
     if (!it->is_object()) return error("rope_parameters", "expected an object or null, got " + it->dump());
+    // Gemma in transformers 5: one object per layer type.
+    if (it->contains("full_attention") || it->contains("sliding_attention")) {
+      for (auto& [type, params] : it->items()) {
+        if (type != "full_attention" && type != "sliding_attention") {
+          return error("rope_parameters." + type, "unknown layer type (expected full_attention, sliding_attention)");
+        }
+        if (!params.is_object()) return error("rope_parameters." + type, "expected an object");
+        json wrapped = json::object({{"rope_parameters", params}});
+        ConfigParser sub(wrapped, source_, "rope_parameters." + type + ".");
+        ModelConfig part;
+        LEMA_RETURN_IF_ERROR(sub.rope(&part));
+        if (type == "full_attention") {
+          c->rope_theta = part.rope_theta;
+          c->rope_scaling = part.rope_scaling;
+        } else {
+          if (part.rope_scaling.type != RopeScalingType::kNone) {
+            return error("rope_parameters.sliding_attention", "scaling of the sliding layers' RoPE is not supported");
+          }
+          c->rope_local_base_freq = part.rope_theta;
+        }
+      }
+      return Status();
+    }
     ConfigParser sub(*it, source_, "rope_parameters.");
     LEMA_RETURN_IF_ERROR(sub.get_double("rope_theta", &c->rope_theta));
     c->rope_scaling = RopeScaling{};
     return rope_scaling_object("rope_parameters", c);
+  }
+
+  // Which layers use sliding-window attention, as transformers decides it
+  // per family: layer_types when listed, else the family's rule.
+  Status sliding(ModelConfig* c) const {
+    const int64_t n = c->n_layers;
+    int64_t window = 0;
+    if (auto it = root_.find("sliding_window"); it != root_.end() && !it->is_null()) {
+      LEMA_RETURN_IF_ERROR(get_int("sliding_window", kMaxDim * 64, &window));
+    }
+    std::vector<bool> slides(static_cast<size_t>(n), false);
+    auto lt = root_.find("layer_types");
+    const bool listed = lt != root_.end() && !lt->is_null();
+    if (listed) {
+      if (!lt->is_array() || static_cast<int64_t>(lt->size()) != n) {
+        return error("layer_types", "expected a list of num_hidden_layers (" + std::to_string(n) + ") names");
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const json& t = (*lt)[static_cast<size_t>(i)];
+        const std::string name = t.is_string() ? t.get<std::string>() : t.dump();
+        if (name == "sliding_attention") {
+          slides[static_cast<size_t>(i)] = true;
+        } else if (name != "full_attention") {
+          return Status::unsupported(source_ + ": key 'layer_types[" + std::to_string(i) + "]': '" + name +
+                                     "' is not supported (supported: full_attention, sliding_attention)");
+        }
+      }
+    }
+    switch (c->family) {
+      case ModelFamily::kLlama:
+        // LlamaForCausalLM has no sliding window: transformers never reads the key.
+        window = 0;
+        break;
+      case ModelFamily::kMistral:
+        if (!listed) slides.assign(static_cast<size_t>(n), true);
+        break;
+      case ModelFamily::kQwen2:
+      case ModelFamily::kQwen3: {
+        bool use = false;
+        LEMA_RETURN_IF_ERROR(get_bool("use_sliding_window", &use));
+        if (!use) window = 0;
+        int64_t from = n;
+        if (auto it = root_.find("max_window_layers"); it != root_.end() && !it->is_null()) {
+          if (!it->is_number_integer() || it->get<int64_t>() < 0) return error("max_window_layers", "expected an integer >= 0");
+          from = it->get<int64_t>();
+        }
+        if (!listed)
+          for (int64_t i = 0; i < n; ++i) slides[static_cast<size_t>(i)] = i >= from;
+        break;
+      }
+      case ModelFamily::kGemma2:
+        if (!listed)
+          for (int64_t i = 0; i < n; ++i) slides[static_cast<size_t>(i)] = i % 2 == 0;
+        break;
+      case ModelFamily::kGemma3: {
+        int64_t pattern = 6;
+        LEMA_RETURN_IF_ERROR(get_int("sliding_window_pattern", 4096, &pattern, false));
+        if (!listed)
+          for (int64_t i = 0; i < n; ++i) slides[static_cast<size_t>(i)] = (i + 1) % pattern != 0;
+        break;
+      }
+    }
+    bool any = false;
+    for (bool b : slides) any = any || b;
+    // A window that covers every position is plain causal attention.
+    if (window == 0 || !any || window >= c->max_position_embeddings) return Status();
+    c->sliding_window = window;
+    c->layer_sliding = slides;
+    return Status();
+  }
+
+  // Gemma's extra keys: attention scale, soft-capping, the local RoPE base.
+  Status gemma(ModelConfig* c) const {
+    if (c->family != ModelFamily::kGemma2 && c->family != ModelFamily::kGemma3) {
+      for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar"}) {
+        auto it = root_.find(key);
+        if (it != root_.end() && !it->is_null()) {
+          return Status::unsupported(source_ + ": key '" + key + "' is not supported for model_type " +
+                                     family_info(c->family).model_type);
+        }
+      }
+      return Status();
+    }
+    c->query_pre_attn_scalar = static_cast<double>(c->head_dim);
+    LEMA_RETURN_IF_ERROR(get_double("query_pre_attn_scalar", &c->query_pre_attn_scalar));
+    LEMA_RETURN_IF_ERROR(get_double("attn_logit_softcapping", &c->attn_logit_softcapping));
+    LEMA_RETURN_IF_ERROR(get_double("final_logit_softcapping", &c->final_logit_softcapping));
+    if (c->family == ModelFamily::kGemma3) {
+      if (c->rope_local_base_freq == 0) c->rope_local_base_freq = 10000.0;
+      LEMA_RETURN_IF_ERROR(get_double("rope_local_base_freq", &c->rope_local_base_freq));
+    }
+    return Status();
   }
 
  private:
@@ -172,7 +310,8 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
   try {
     ModelConfig c;
     ConfigParser p(root, source);
-    LEMA_RETURN_IF_ERROR(p.architecture(&c));
+    LEMA_RETURN_IF_ERROR(p.family(&c));
+    LEMA_RETURN_IF_ERROR(p.no_experts());
     LEMA_RETURN_IF_ERROR(p.get_int("hidden_size", kMaxDim, &c.hidden_size));
     LEMA_RETURN_IF_ERROR(p.get_int("intermediate_size", kMaxDim, &c.intermediate_size));
     LEMA_RETURN_IF_ERROR(p.get_int("num_hidden_layers", 4096, &c.n_layers));
@@ -196,6 +335,8 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
     LEMA_RETURN_IF_ERROR(p.get_double("rms_norm_eps", &c.rms_norm_eps));
     LEMA_RETURN_IF_ERROR(p.rope(&c));
     LEMA_RETURN_IF_ERROR(p.get_int("vocab_size", kMaxVocab, &c.vocab_size));
+    // Gemma's config classes tie the embeddings unless told otherwise.
+    c.tie_word_embeddings = c.family == ModelFamily::kGemma2 || c.family == ModelFamily::kGemma3;
     LEMA_RETURN_IF_ERROR(p.get_bool("tie_word_embeddings", &c.tie_word_embeddings));
     LEMA_RETURN_IF_ERROR(
         p.get_int("max_position_embeddings", kMaxDim * 64, &c.max_position_embeddings, false));
@@ -236,24 +377,28 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
 
     LEMA_RETURN_IF_ERROR(p.get_bool("attention_bias", &c.attention_bias));
     if (c.attention_bias) {
-      return Status::unsupported(source +
-                                 ": key 'attention_bias': true is not supported (Llama-family "
-                                 "projections have no bias)");
+      // Llama's attention_bias also puts a bias on o_proj, Qwen3's on every
+      // projection: neither is built (Qwen2's q/k/v bias is, from the table).
+      return Status::unsupported(source + ": key 'attention_bias': true is not supported");
     }
+    c.attention_bias = family_info(c.family).qkv_bias;
     bool mlp_bias = false;
     LEMA_RETURN_IF_ERROR(p.get_bool("mlp_bias", &mlp_bias));
     if (mlp_bias) return Status::unsupported(source + ": key 'mlp_bias': true is not supported");
-    if (auto it = root.find("hidden_act"); it != root.end() && !it->is_null()) {
-      if (!it->is_string() || (it->get<std::string>() != "silu" && it->get<std::string>() != "swish")) {
-        return Status::unsupported(source + ": key 'hidden_act': " + it->dump() +
-                                   " is not supported (only silu)");
+    // Gemma names its activation hidden_activation (hidden_act is legacy there).
+    const bool gemma = c.family == ModelFamily::kGemma2 || c.family == ModelFamily::kGemma3;
+    c.hidden_act = gemma ? "gelu_pytorch_tanh" : "silu";
+    const char* act_key = gemma ? "hidden_activation" : "hidden_act";
+    if (auto it = root.find(act_key); it != root.end() && !it->is_null()) {
+      const std::string act = it->is_string() ? it->get<std::string>() : it->dump();
+      const bool ok = gemma ? act == "gelu_pytorch_tanh" : (act == "silu" || act == "swish");
+      if (!ok) {
+        return Status::unsupported(source + ": key '" + act_key + "': '" + act + "' is not supported (only " +
+                                   c.hidden_act + " for " + family_info(c.family).model_type + ")");
       }
     }
-    if (auto it = root.find("sliding_window"); it != root.end() && !it->is_null()) {
-      LEMA_RETURN_IF_ERROR(p.get_int("sliding_window", kMaxDim * 64, &c.sliding_window));
-      // A window that covers every position is plain causal attention.
-      if (c.sliding_window >= c.max_position_embeddings) c.sliding_window = 0;
-    }
+    LEMA_RETURN_IF_ERROR(p.sliding(&c));
+    LEMA_RETURN_IF_ERROR(p.gemma(&c));
     return c;
   } catch (const json::exception& e) {
     return Status::invalid_argument(source + ": unexpected value: " + e.what());
@@ -267,16 +412,17 @@ Result<ModelConfig> load_model_config(const std::string& path) {
 
 std::string model_config_to_json(const ModelConfig& c) {
   nlohmann::ordered_json j;
-  bool mistral = c.architecture == "MistralForCausalLM";
-  j["architectures"] = {c.architecture};
-  j["model_type"] = mistral ? "mistral" : "llama";
+  const FamilyInfo& f = family_info(c.family);
+  const bool gemma = c.family == ModelFamily::kGemma2 || c.family == ModelFamily::kGemma3;
+  j["architectures"] = {f.architecture};
+  j["model_type"] = f.model_type;
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;
   j["num_hidden_layers"] = c.n_layers;
   j["num_attention_heads"] = c.n_heads;
   j["num_key_value_heads"] = c.n_kv_heads;
   j["head_dim"] = c.head_dim;
-  j["hidden_act"] = "silu";
+  j[gemma ? "hidden_activation" : "hidden_act"] = c.hidden_act;
   j["rms_norm_eps"] = c.rms_norm_eps;
   j["rope_theta"] = c.rope_theta;
   if (c.rope_scaling.type == RopeScalingType::kNone) {
@@ -305,13 +451,45 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["pad_token_id"] = c.pad_token_id >= 0 ? nlohmann::ordered_json(c.pad_token_id) : nullptr;
   j["torch_dtype"] = c.torch_dtype;
   j["initializer_range"] = c.initializer_range;
-  j["attention_bias"] = false;
+  j["attention_bias"] = false;  // Qwen2's q/k/v bias is implied by its class
   j["attention_dropout"] = 0.0;
-  j["mlp_bias"] = false;
-  j["pretraining_tp"] = 1;
+  if (c.family == ModelFamily::kLlama) {
+    j["mlp_bias"] = false;
+    j["pretraining_tp"] = 1;
+  }
   j["use_cache"] = true;
-  if (mistral)
-    j["sliding_window"] = c.sliding_window > 0 ? nlohmann::ordered_json(c.sliding_window) : nullptr;
+  // The sliding window, spelled the way the family's config class reads it;
+  // layer_types states the choice per layer where the class knows the key.
+  const nlohmann::ordered_json window = c.sliding_window > 0 ? nlohmann::ordered_json(c.sliding_window) : nullptr;
+  switch (c.family) {
+    case ModelFamily::kLlama: break;
+    case ModelFamily::kMistral: j["sliding_window"] = window; break;
+    case ModelFamily::kQwen2:
+    case ModelFamily::kQwen3: {
+      j["use_sliding_window"] = c.sliding_window > 0;
+      j["sliding_window"] = window;
+      int64_t first = c.n_layers;
+      for (int64_t i = 0; i < c.n_layers; ++i)
+        if (c.is_sliding(i)) { first = i; break; }
+      j["max_window_layers"] = first;
+      break;
+    }
+    case ModelFamily::kGemma2:
+    case ModelFamily::kGemma3:
+      j["sliding_window"] = c.sliding_window > 0 ? c.sliding_window : c.max_position_embeddings;
+      j["query_pre_attn_scalar"] = c.query_pre_attn_scalar;
+      j["attn_logit_softcapping"] =
+          c.attn_logit_softcapping > 0 ? nlohmann::ordered_json(c.attn_logit_softcapping) : nullptr;
+      j["final_logit_softcapping"] =
+          c.final_logit_softcapping > 0 ? nlohmann::ordered_json(c.final_logit_softcapping) : nullptr;
+      if (c.family == ModelFamily::kGemma3) j["rope_local_base_freq"] = c.rope_local_base_freq;
+      break;
+  }
+  if (c.family != ModelFamily::kLlama && c.family != ModelFamily::kMistral) {
+    nlohmann::ordered_json types = nlohmann::ordered_json::array();
+    for (int64_t i = 0; i < c.n_layers; ++i) types.push_back(c.is_sliding(i) ? "sliding_attention" : "full_attention");
+    j["layer_types"] = types;
+  }
   return j.dump(2) + "\n";
 }
 

@@ -1,6 +1,7 @@
-// The configuration of a Llama-family model, as Hugging Face's config.json
-// gives it (LlamaForCausalLM, MistralForCausalLM). Plain data; the parser
-// and writer live in model_config.cpp.
+// The configuration of a decoder-only model as Hugging Face's config.json
+// gives it, for the families lema runs (ModelFamily). Plain data; the parser
+// and writer live in model_config.cpp, the per-family table (what each
+// family's decoder does differently) in model_family.cpp.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,10 @@ namespace lema {
 
 enum class RopeScalingType { kNone, kLinear, kLlama3 };
 
+// The families lema runs. Each is a row of the table in model_family.cpp:
+// the HF model_type and class, and the switches of the one decoder.
+enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kGemma2, kGemma3 };
+
 struct RopeScaling {
   RopeScalingType type = RopeScalingType::kNone;
   double factor = 1.0;
@@ -23,7 +28,8 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string architecture = "LlamaForCausalLM";  // or MistralForCausalLM
+  ModelFamily family = ModelFamily::kLlama;
+  std::string architecture = "LlamaForCausalLM";  // the HF class (architectures[0])
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
   int64_t n_layers = 0;     // num_hidden_layers
@@ -41,23 +47,51 @@ struct ModelConfig {
   int64_t pad_token_id = -1;                 // -1: none
   std::string torch_dtype = "float32";       // float32 | float16 | bfloat16
   double initializer_range = 0.02;
-  bool attention_bias = false;  // refused when true: Llama-family projections have no bias
-  // Mistral's sliding-window attention span in tokens; 0 = none. Recorded,
-  // not refused: attention equals full causal attention for sequences of at
-  // most sliding_window tokens, so the engine must refuse longer sequences.
+  // Bias on q/k/v (Qwen2; Llama with attention_bias). The bias is frozen;
+  // LoRA adapts the weights only, as PEFT does.
+  bool attention_bias = false;
+  // Sliding-window attention: a query at position i sees keys (i - window, i].
+  // 0 = none. Which layers slide: every layer (Mistral, Qwen2 with
+  // use_sliding_window from layer max_window_layers on), or the layers that
+  // are not every sliding_window_pattern-th one (Gemma 3); layer_types, when
+  // the config lists it, decides per layer.
   int64_t sliding_window = 0;
+  std::vector<bool> layer_sliding;  // [n_layers], filled by the parser; empty = none slide
+  // Gemma 3: RoPE base of the sliding layers (the global ones use rope_theta).
+  double rope_local_base_freq = 0.0;
+  // Gemma: attention scale query_pre_attn_scalar^-0.5 instead of head_dim^-0.5.
+  double query_pre_attn_scalar = 0.0;  // 0: head_dim
+  // Gemma 2: tanh soft-capping of attention scores and final logits; 0 = off.
+  double attn_logit_softcapping = 0.0;
+  double final_logit_softcapping = 0.0;
+  // The activation of the gated MLP: "silu" (Llama, Qwen) or
+  // "gelu_pytorch_tanh" (Gemma).
+  std::string hidden_act = "silu";
+
+  // Switches derived from the family (model_family.cpp).
+  bool qk_norm() const;          // RMSNorm per head on q and k before RoPE (Qwen3, Gemma 3)
+  bool sandwich_norms() const;   // four norms per block (Gemma)
+  bool unit_offset_norm() const; // RMSNorm scales by (1 + weight) (Gemma)
+  bool scaled_embedding() const; // embeddings times sqrt(hidden) (Gemma)
+  bool is_sliding(int64_t layer) const {
+    return sliding_window > 0 && layer >= 0 && static_cast<size_t>(layer) < layer_sliding.size() &&
+           layer_sliding[static_cast<size_t>(layer)];
+  }
+  double attention_scale() const;  // the factor on q.k
 
   int64_t q_dim() const { return n_heads * head_dim; }    // rows of q_proj / cols of o_proj
   int64_t kv_dim() const { return n_kv_heads * head_dim; }  // rows of k_proj and v_proj
 };
 
 // Parses a config.json text. `source` names the file in error messages.
-// Refuses architectures other than Llama/Mistral, biases, activations other
-// than SiLU and rope_scaling types other than none/linear/llama3. Errors name
-// `source` and the key.
+// Refuses model types and architectures not in the family table, and any key
+// whose value asks for something the engine does not do (MLP biases, another
+// activation, a rope_scaling type other than none/linear/llama3, MoE...), with
+// the key and what is supported. Errors name `source` and the key.
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
 Result<ModelConfig> load_model_config(const std::string& path);
-// A config.json text that transformers' LlamaConfig accepts.
+// A config.json text that transformers' config class of the family accepts
+// (model_type and the family's keys kept).
 std::string model_config_to_json(const ModelConfig& config);
 
 }  // namespace lema

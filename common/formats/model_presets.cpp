@@ -4,10 +4,81 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base/file_util.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_family.h"
+#include "common/formats/model_layout.h"
 #include "common/formats/safetensors.h"
 
 namespace lema {
+
+namespace {
+
+// tiny-<family>: the tiny shape with each feature of the family switched on
+// and small enough that CPU tests see it: a sliding window of 16 tokens,
+// head_dim apart from hidden / heads where the family allows it, the
+// families' sliding and global layers interleaved.
+Result<ModelConfig> tiny_family_preset(const std::string& name) {
+  const std::string type = name.substr(5);
+  const std::string model_type = type == "gemma3" ? "gemma3_text" : type;
+  const FamilyInfo* f = family_by_model_type(model_type);
+  if (f == nullptr || f->family == ModelFamily::kLlama) {
+    return Status::invalid_argument("unknown model preset '" + name + "'");
+  }
+  ModelConfig c;
+  c.family = f->family;
+  c.architecture = f->architecture;
+  c.hidden_size = 64;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 16;
+  c.intermediate_size = 176;
+  c.vocab_size = 512;
+  c.max_position_embeddings = 512;
+  c.rms_norm_eps = 1e-6;
+  c.rope_theta = 10000.0;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  c.torch_dtype = "float32";
+  c.initializer_range = 0.02;
+  c.attention_bias = f->qkv_bias;
+  c.sliding_window = 16;
+  switch (c.family) {
+    case ModelFamily::kLlama: break;
+    case ModelFamily::kMistral: c.layer_sliding = {true, true}; break;
+    case ModelFamily::kQwen2:  // use_sliding_window from max_window_layers = 1
+      c.layer_sliding = {false, true};
+      c.rope_theta = 1000000.0;
+      break;
+    case ModelFamily::kQwen3:
+      c.layer_sliding = {false, true};
+      c.head_dim = 32;
+      c.tie_word_embeddings = true;
+      break;
+    case ModelFamily::kGemma2:
+      c.layer_sliding = {true, false};
+      c.hidden_act = "gelu_pytorch_tanh";
+      c.head_dim = 32;
+      c.query_pre_attn_scalar = 24;
+      c.attn_logit_softcapping = 50.0;
+      c.final_logit_softcapping = 30.0;
+      c.tie_word_embeddings = true;
+      break;
+    case ModelFamily::kGemma3:
+      c.layer_sliding = {true, false};
+      c.hidden_act = "gelu_pytorch_tanh";
+      c.head_dim = 32;
+      c.query_pre_attn_scalar = 24;
+      c.rope_theta = 1000000.0;
+      c.rope_local_base_freq = 10000.0;
+      c.rope_scaling.type = RopeScalingType::kLinear;
+      c.rope_scaling.factor = 8.0;
+      c.tie_word_embeddings = true;
+      break;
+  }
+  return c;
+}
+
+}  // namespace
 
 Result<ModelConfig> model_preset(const std::string& name) {
   ModelConfig c;
@@ -51,14 +122,20 @@ Result<ModelConfig> model_preset(const std::string& name) {
     c.intermediate_size = 688;
     c.vocab_size = 2000;
     c.max_position_embeddings = 1024;
+  } else if (name.rfind("tiny-", 0) == 0) {
+    return tiny_family_preset(name);
   } else {
-    return Status::invalid_argument("unknown model preset '" + name + "' (known: tiny, mini, compact, small)");
+    std::string known;
+    for (const std::string& n : model_preset_names()) known += (known.empty() ? "" : ", ") + n;
+    return Status::invalid_argument("unknown model preset '" + name + "' (known: " + known + ")");
   }
   c.head_dim = c.hidden_size / c.n_heads;
   return c;
 }
 
-std::vector<std::string> model_preset_names() { return {"tiny", "mini", "compact", "small"}; }
+std::vector<std::string> model_preset_names() {
+  return {"tiny", "mini", "compact", "small", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"};
+}
 
 namespace {
 uint64_t splitmix64(uint64_t* state) {
@@ -112,8 +189,11 @@ Status write_random_hf_model(const ModelConfig& config, const std::string& dir, 
   for (const auto& s : specs) {
     size_t n = 1;
     for (int64_t d : s.shape) n *= static_cast<size_t>(d);
+    // Norm weights 1; matrices and biases normal(0, initializer_range)
+    // (transformers zeroes biases: random ones make them visible in tests).
     buf.assign(n, 1.0f);
-    if (s.shape.size() == 2) random_normal_for_tensor(s.name, seed, c.initializer_range, buf.data(), n);
+    const bool bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;
+    if (s.shape.size() == 2 || bias) random_normal_for_tensor(s.name, seed, c.initializer_range, buf.data(), n);
     LEMA_RETURN_IF_ERROR(w.write_tensor(s.name, buf.data(), n * sizeof(float)));
   }
   return w.commit();

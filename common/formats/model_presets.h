@@ -13,12 +13,16 @@ namespace lema {
 
 // tiny:  hidden 64, 2 layers, 4 heads, 2 kv heads (GQA), intermediate 176, vocab 512.
 // small: hidden 256, 4 layers, 4 heads, 4 kv heads, intermediate 688, vocab 2000.
+// tiny-mistral, tiny-qwen2, tiny-qwen3, tiny-gemma2, tiny-gemma3: the tiny
+// shape in each family with its features on (sliding window 16 on some
+// layers, head_dim 32 where the family decouples it, soft-capping...).
 Result<ModelConfig> model_preset(const std::string& name);
 std::vector<std::string> model_preset_names();
 
 // Writes `dir`/config.json, generation_config.json and model.safetensors
 // (F32) with weights drawn from normal(0, initializer_range) as transformers
-// initialises Linear and Embedding layers, and RMSNorm weights = 1.
+// initialises Linear and Embedding layers, RMSNorm weights = 1, biases
+// normal as well (non-zero, so tests see them).
 // Deterministic for a seed (own generator: splitmix64 + Box-Muller, so the
 // bytes do not depend on the standard library). Creates `dir` if needed.
 Status write_random_hf_model(const ModelConfig& config, const std::string& dir, uint64_t seed);

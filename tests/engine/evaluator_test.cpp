@@ -89,7 +89,7 @@ struct Model {
 Model make_model(at::ScalarType dtype, double init, uint64_t seed) {
   Model m;
   m.config = test_models::tiny_gqa_config(2, 260, init);
-  auto src = InMemoryLayerSource::create(m.config, make_random_llama(m.config, seed, dtype), dtype, at::kCPU);
+  auto src = InMemoryLayerSource::create(m.config, make_random_model(m.config, seed, dtype), dtype, at::kCPU);
   EXPECT_TRUE(src.ok()) << src.status().to_string();
   m.source = std::move(src).value();
   return m;
@@ -126,7 +126,7 @@ std::pair<double, int64_t> reference_loss(LayerSource& source, const LoraAdapter
     ctx.config = &c;
     std::tie(ctx.cos, ctx.sin) = rope.cos_sin(t, source.dtype(), at::kCPU);
     const at::Tensor input = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong).view({1, t});
-    at::Tensor x = embed_tokens(input, source.head());
+    at::Tensor x = embed_tokens(input, source.head(), c);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       const LayerLora lora = adapter ? adapter->layer(l, source.dtype(), false) : LayerLora{};
       x = decoder_layer_forward(x, source.acquire(l).value(), lora, ctx);
@@ -279,7 +279,7 @@ TEST(Evaluator, TokenIdsOutsideTheModelVocabularyAreRefused) {
   Model m = make_model(at::kFloat, 0.02, 1);
   m.config.vocab_size = 50;
   auto src =
-      InMemoryLayerSource::create(m.config, make_random_llama(m.config, 1, at::kFloat), at::kFloat, at::kCPU);
+      InMemoryLayerSource::create(m.config, make_random_model(m.config, 1, at::kFloat), at::kFloat, at::kCPU);
   ASSERT_TRUE(src.ok());
   ByteTokenizer tok;
   Result<EvalModelResult> r =

@@ -21,7 +21,7 @@ using test_models::random_padded_batch;
 using test_models::tiny_gqa_config;
 
 FullModel make_model(const ModelConfig& c) {
-  auto src = InMemoryLayerSource::create(c, make_random_llama(c, 3, at::kDouble), at::kDouble, at::kCPU);
+  auto src = InMemoryLayerSource::create(c, make_random_model(c, 3, at::kDouble), at::kDouble, at::kCPU);
   EXPECT_TRUE(src.ok()) << src.status().to_string();
   auto m = FullModel::from_source(**src, at::kDouble);
   EXPECT_TRUE(m.ok()) << m.status().to_string();
@@ -42,7 +42,7 @@ double plain_autograd(FullModel& m, const std::vector<MicroBatch>& mbs) {
     ctx.config = &c;
     std::tie(ctx.cos, ctx.sin) = rope.cos_sin(mb.input_ids.size(1), at::kDouble, at::kCPU);
     const HeadWeights head = m.head(at::kDouble);
-    at::Tensor x = embed_tokens(mb.input_ids, head);
+    at::Tensor x = embed_tokens(mb.input_ids, head, c);
     for (int64_t l = 0; l < c.n_layers; ++l) x = decoder_layer_forward(x, m.layer(l, at::kDouble), LayerLora{}, ctx);
     const at::Tensor logits = head_logits(x, head, c).reshape({-1, c.vocab_size});
     loss = loss + at::cross_entropy_loss(logits, shift_labels(mb.labels).reshape({-1}), {}, at::Reduction::Sum, -100, 0.0);

@@ -30,7 +30,7 @@ struct Model {
 
 Model make_model(at::ScalarType dtype, bool with_lora) {
   Model m;
-  auto src = InMemoryLayerSource::create(m.config, make_random_llama(m.config, 7, dtype), dtype, at::kCPU);
+  auto src = InMemoryLayerSource::create(m.config, make_random_model(m.config, 7, dtype), dtype, at::kCPU);
   EXPECT_TRUE(src.ok()) << src.status().to_string();
   m.source = std::move(src).value();
   if (with_lora) {
@@ -60,7 +60,7 @@ std::vector<int32_t> greedy_no_cache(Model& m, std::vector<int32_t> seq, int64_t
     LayerContext ctx;
     ctx.config = &m.config;
     std::tie(ctx.cos, ctx.sin) = rope.cos_sin(t, m.source->dtype(), at::kCPU);
-    at::Tensor x = embed_tokens(ids, m.source->head());
+    at::Tensor x = embed_tokens(ids, m.source->head(), m.config);
     for (int64_t l = 0; l < m.config.n_layers; ++l) {
       LayerLora lora;
       if (m.adapter) lora = m.adapter->layer(l, m.source->dtype(), false);
@@ -197,7 +197,7 @@ class ByteTokenizer : public Tokenizer {
 TEST(Generator, StopStringsAndStreamedTextAgree) {
   Model m;
   m.config.vocab_size = 257;
-  auto src = InMemoryLayerSource::create(m.config, make_random_llama(m.config, 3, at::kFloat), at::kFloat, at::kCPU);
+  auto src = InMemoryLayerSource::create(m.config, make_random_model(m.config, 3, at::kFloat), at::kFloat, at::kCPU);
   ASSERT_TRUE(src.ok());
   m.source = std::move(src).value();
   ByteTokenizer tok;

@@ -81,7 +81,7 @@ struct Model {
 Model& model() {
   static Model* m = [] {
     auto* m = new Model();
-    m->tensors = std::make_shared<TensorMap>(make_random_llama(m->config, 3, at::kFloat));
+    m->tensors = std::make_shared<TensorMap>(make_random_model(m->config, 3, at::kFloat));
     m->reference = InMemoryLayerSource::create(m->config, *m->tensors, at::kFloat, at::kCPU).value();
     m->expected = run_steps(*m->reference, m->config);
     return m;

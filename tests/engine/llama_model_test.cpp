@@ -141,7 +141,7 @@ at::Tensor ref_decoder_layer(const at::Tensor& x, const LayerWeights& w, const L
 TEST(DecoderLayer, MatchesLoopReference) {
   for (auto type : {RopeScalingType::kNone, RopeScalingType::kLinear, RopeScalingType::kLlama3}) {
     ModelConfig c = config_with(type);
-    auto tensors = make_random_llama(c, 4, at::kDouble);
+    auto tensors = make_random_model(c, 4, at::kDouble);
     at::Generator gen = at::detail::createCPUGenerator(9);
     // Non-trivial norm weights.
     tensors["model.layers.0.input_layernorm.weight"] = at::empty({c.hidden_size}, at::kDouble).uniform_(0.5, 1.5, gen);

@@ -13,7 +13,7 @@
 #include "common/base/file_util.h"
 #include "common/formats/hf_model.h"
 #include "common/formats/layer_file.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_layout.h"
 #include "common/formats/model_config.h"
 #include "common/formats/model_presets.h"
 #include "common/formats/safetensors.h"
@@ -68,7 +68,7 @@ at::Tensor logits_of(const ModelConfig& c, const TensorMap& tensors, const LoraA
   LayerContext ctx;
   ctx.config = &c;
   std::tie(ctx.cos, ctx.sin) = Rope(c).cos_sin(t, at::kFloat, at::kCPU);
-  at::Tensor x = embed_tokens(ids, src.value()->head());
+  at::Tensor x = embed_tokens(ids, src.value()->head(), c);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     LayerLora lora;
     if (adapter) lora = adapter->layer(l, at::kFloat, false);

@@ -40,7 +40,7 @@ struct Fixture {
 Fixture make_fixture(RopeScalingType rope, bool tied, double dropout, std::vector<LoraTarget> targets) {
   Fixture f;
   f.config = tiny_config(rope, tied);
-  auto src = InMemoryLayerSource::create(f.config, make_random_llama(f.config, 7, at::kDouble), at::kDouble, at::kCPU);
+  auto src = InMemoryLayerSource::create(f.config, make_random_model(f.config, 7, at::kDouble), at::kDouble, at::kCPU);
   EXPECT_TRUE(src.ok()) << src.status().to_string();
   f.source = std::move(src).value();
   LoraConfig lc;
@@ -65,7 +65,7 @@ double full_autograd_loss_backward(Fixture& f, const std::vector<MicroBatch>& mb
     LayerContext ctx;
     ctx.config = &c;
     std::tie(ctx.cos, ctx.sin) = rope.cos_sin(mbs[m].input_ids.size(1), at::kDouble, at::kCPU);
-    at::Tensor x = embed_tokens(mbs[m].input_ids, f.source->head());
+    at::Tensor x = embed_tokens(mbs[m].input_ids, f.source->head(), c);
     for (int64_t layer = 0; layer < c.n_layers; ++layer) {
       ctx.dropout_seed = layer_dropout_seed(seed, static_cast<int64_t>(m), layer);
       x = decoder_layer_forward(x, f.source->acquire(layer).value(), f.adapter.layer(layer, at::kDouble, dropout), ctx);
@@ -161,7 +161,7 @@ TEST(TrainStep, RightPaddingDoesNotChangeRealTokens) {
     LayerContext ctx;
     ctx.config = &c;
     std::tie(ctx.cos, ctx.sin) = rope.cos_sin(ids.size(1), at::kDouble, at::kCPU);
-    at::Tensor x = embed_tokens(ids, f.source->head());
+    at::Tensor x = embed_tokens(ids, f.source->head(), c);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       x = decoder_layer_forward(x, f.source->acquire(l).value(), f.adapter.layer(l, at::kDouble, false), ctx);
     }
@@ -176,7 +176,7 @@ TEST(TrainStep, RightPaddingDoesNotChangeRealTokens) {
 TEST(TrainStep, RepeatRunsAreBitIdentical) {
   auto train = [](uint64_t seed) {
     ModelConfig c = tiny_config(RopeScalingType::kNone, false);
-    auto src = InMemoryLayerSource::create(c, make_random_llama(c, 3, at::kFloat), at::kFloat, at::kCPU).value();
+    auto src = InMemoryLayerSource::create(c, make_random_model(c, 3, at::kFloat), at::kFloat, at::kCPU).value();
     LoraConfig lc;
     lc.r = 4;
     lc.dropout = 0.1;
@@ -206,7 +206,7 @@ TEST(TrainStep, RepeatRunsAreBitIdentical) {
 // micro-batches, dropout on, float32 (where an operation order change shows).
 TEST(TrainStep, KeptGraphsEqualRecomputationBitForBit) {
   ModelConfig c = tiny_config(RopeScalingType::kNone, false);
-  auto src = InMemoryLayerSource::create(c, make_random_llama(c, 3, at::kFloat), at::kFloat, at::kCPU).value();
+  auto src = InMemoryLayerSource::create(c, make_random_model(c, 3, at::kFloat), at::kFloat, at::kCPU).value();
   auto run = [&](int64_t kept) {
     LoraConfig lc;
     lc.r = 4;

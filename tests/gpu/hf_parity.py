@@ -10,8 +10,17 @@ models, saves them, converts them with `lema convert`, and compares
   * the loss and every LoRA gradient of one training step against PEFT with
     the same LoRA weights: fp32 <= 1e-4 relative (bf16: reported).
 
-Models: "llama2" (MHA, untied, default RoPE) and "gqa-llama3" (GQA, tied
-embeddings, rope_scaling llama3 with positions beyond the original context).
+  * greedy generation of 48 tokens by lema's KV-cache generator (prompts
+    batched, left-padded, longer than the sliding window) against
+    transformers' generate with the same adapter, per prompt (fp32).
+
+Models: "llama2" (MHA, untied, default RoPE), "gqa-llama3" (GQA, tied
+embeddings, rope_scaling llama3 with positions beyond the original context),
+and one small random model per family with its features on and a sliding
+window (20) shorter than the sequence (80): mistral, qwen2 (q/k/v bias,
+sliding from layer 1), qwen3 (q/k norms, head_dim apart), gemma2 (soft-capping,
+four norms), gemma3 (q/k norms, local RoPE base, linear scaling). The
+reference runs with attn_implementation="eager".
 Exit status 0 only when every fp32 check passes. Usage:
 
   python3 tests/gpu/hf_parity.py --lema build/cli/lema [--device cuda] [--keep DIR]
@@ -27,20 +36,35 @@ import tempfile
 
 import torch
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 from peft import LoraConfig, get_peft_model
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
+COMMON = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=8,
+              num_key_value_heads=2, vocab_size=1000, max_position_embeddings=512, rms_norm_eps=1e-6)
+SLIDING3 = ["sliding_attention", "full_attention", "sliding_attention"]
+
+# name -> (model_type, config kwargs)
 MODELS = {
-    "llama2": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=3, num_attention_heads=8,
+    "llama2": ("llama", dict(hidden_size=256, intermediate_size=688, num_hidden_layers=3, num_attention_heads=8,
                    num_key_value_heads=8, vocab_size=1000, rope_theta=10000.0, tie_word_embeddings=False,
-                   max_position_embeddings=512, rms_norm_eps=1e-5),
-    "gqa-llama3": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=8,
+                   max_position_embeddings=512, rms_norm_eps=1e-5)),
+    "gqa-llama3": ("llama", dict(hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=8,
                        num_key_value_heads=2, vocab_size=1000, rope_theta=500000.0, tie_word_embeddings=True,
                        max_position_embeddings=512, rms_norm_eps=1e-5,
                        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
+                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 32})),
+    "mistral-window": ("mistral", dict(COMMON, rope_theta=1e6, sliding_window=20, tie_word_embeddings=False)),
+    "qwen2": ("qwen2", dict(COMMON, rope_theta=1e6, use_sliding_window=True, sliding_window=20, max_window_layers=1,
+                            tie_word_embeddings=False)),
+    "qwen3": ("qwen3", dict(COMMON, head_dim=48, rope_theta=1e6, use_sliding_window=True, sliding_window=20,
+                            max_window_layers=1, tie_word_embeddings=True)),
+    "gemma2": ("gemma2", dict(COMMON, head_dim=32, query_pre_attn_scalar=24, sliding_window=20,
+                              attn_logit_softcapping=50.0, final_logit_softcapping=30.0, layer_types=SLIDING3)),
+    "gemma3": ("gemma3_text", dict(COMMON, head_dim=32, query_pre_attn_scalar=24, sliding_window=20,
+                                   rope_theta=1e6, rope_local_base_freq=10000.0, layer_types=SLIDING3,
+                                   rope_scaling={"rope_type": "linear", "factor": 8.0})),
 }
 
 
@@ -69,7 +93,7 @@ def make_batch(vocab, seed):
 
 
 def peft_reference(model_dir, adapter_dir, ids, mask, labels, dtype, device):
-    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, attn_implementation="eager").to(device)
     from peft import PeftModel
     peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=True).to(device)
     # LoRA weights in fp32 masters as lema keeps them; compute in the model dtype.
@@ -81,6 +105,30 @@ def peft_reference(model_dir, adapter_dir, ids, mask, labels, dtype, device):
             key = name.replace(".default", "")
             grads[key] = p.grad.detach().float().cpu()
     return out.logits.detach().float().cpu(), out.loss.item(), grads
+
+
+GEN_TOKENS = 48
+
+
+def compare_generation(name, model_dir, adapter_dir, prompts, lema_out, device, failures):
+    """lema's batched KV-cache greedy tokens against transformers' generate, one prompt at a time."""
+    from peft import PeftModel
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32,
+                                                 attn_implementation="eager").to(device)
+    model = PeftModel.from_pretrained(model, adapter_dir).to(device).eval()
+    for i, p in enumerate(prompts):
+        ids = torch.tensor([p], device=device)
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=GEN_TOKENS,
+                                 min_new_tokens=GEN_TOKENS, do_sample=False, pad_token_id=0)
+        ref = out[0, len(p):].tolist()
+        got = [int(x) for x in lema_out["generated.%d" % i].tolist()]
+        same = sum(1 for a, b in zip(ref, got) if a == b)
+        first = next((k for k, (a, b) in enumerate(zip(ref, got)) if a != b), None)
+        print(f"{name} generate prompt {i} ({len(p)} tokens): {same}/{GEN_TOKENS} tokens equal"
+              + ("" if first is None else f", first difference at {first}"))
+        if ref != got:
+            failures.append(f"{name}: greedy generation of prompt {i} differs from transformers at token {first}")
 
 
 def compare(name, lema_out, ref_logits, ref_loss, ref_grads, mask, strict, failures):
@@ -113,16 +161,26 @@ def main():
     ap.add_argument("--lema", default="build/cli/lema")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--keep", help="keep the work files in this directory")
+    ap.add_argument("--models", help="comma-separated subset of " + ",".join(MODELS))
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     work = args.keep or tempfile.mkdtemp(prefix="lema_parity_")
     os.makedirs(work, exist_ok=True)
     failures = []
-    for mname, kwargs in MODELS.items():
+    only = set(args.models.split(",")) if args.models else None
+    for mname, (model_type, kwargs) in MODELS.items():
+        if only and mname not in only:
+            continue
         torch.manual_seed(1234)
-        cfg = LlamaConfig(initializer_range=0.05, **kwargs)
-        model = LlamaForCausalLM(cfg).float().eval()
+        cfg = AutoConfig.for_model(model_type, initializer_range=0.05, **kwargs)
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").float().eval()
+        # Random norms and biases (transformers initialises them to 1 / 0).
+        with torch.no_grad():
+            g0 = torch.Generator().manual_seed(11)
+            for n, p in model.named_parameters():
+                if p.dim() == 1:
+                    p.copy_(torch.randn(p.shape, generator=g0) * 0.3 + (0.0 if n.endswith("bias") else 1.0))
         model_dir = os.path.join(work, mname)
         model.save_pretrained(model_dir, safe_serialization=True)
         layer_file = os.path.join(work, mname + ".lema.safetensors")
@@ -140,9 +198,11 @@ def main():
         peft_model.save_pretrained(adapter_dir)
 
         ids, mask, labels = make_batch(cfg.vocab_size, 3)
+        gp = torch.Generator().manual_seed(5)
+        prompts = [torch.randint(3, cfg.vocab_size, (n,), generator=gp).tolist() for n in (30, 23)]
         batch_path = os.path.join(work, mname + "-batch.json")
         with open(batch_path, "w") as f:
-            json.dump({"input_ids": ids.tolist(), "labels": labels.tolist()}, f)
+            json.dump({"input_ids": ids.tolist(), "labels": labels.tolist(), "prompt_ids": prompts}, f)
 
         for dtype_name, dtype, strict in (("float32", torch.float32, True), ("bfloat16", torch.bfloat16, False)):
             if dtype == torch.bfloat16 and args.device == "cpu":
@@ -150,10 +210,14 @@ def main():
             ref_logits, ref_loss, ref_grads = peft_reference(model_dir, adapter_dir, ids, mask, labels, dtype, args.device)
             for src_name, src in (("layer-file", layer_file), ("hf-dir", model_dir)):
                 out_path = os.path.join(work, f"{mname}-{dtype_name}-{src_name}.safetensors")
+                gen = ["--generate", str(GEN_TOKENS)] if strict and src_name == "layer-file" else []
                 run([args.lema, "debug", "step", "--model", src, "--adapter", adapter_dir, "--batch", batch_path,
-                     "--out", out_path, "--dtype", dtype_name, "--device", args.device])
-                compare(f"{mname} {dtype_name} {src_name}", load_file(out_path), ref_logits, ref_loss, ref_grads,
+                     "--out", out_path, "--dtype", dtype_name, "--device", args.device] + gen)
+                lema_out = load_file(out_path)
+                compare(f"{mname} {dtype_name} {src_name}", lema_out, ref_logits, ref_loss, ref_grads,
                         mask, strict, failures)
+                if gen:
+                    compare_generation(mname, model_dir, adapter_dir, prompts, lema_out, args.device, failures)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     if failures:

@@ -28,10 +28,31 @@ import tempfile
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 TOL_FP32 = 1e-4
 failures = []
+
+
+BASE = dict(hidden_size=128, intermediate_size=344, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=512, max_position_embeddings=256, rms_norm_eps=1e-5,
+            initializer_range=0.05, bos_token_id=1, eos_token_id=2)
+SLIDING3 = ["sliding_attention", "full_attention", "sliding_attention"]
+# name -> (model_type, config kwargs): one small random model per family,
+# sliding windows (12) shorter than the 40-token inputs.
+FAMILIES = {
+    "llama": ("llama", dict(BASE, rope_theta=10000.0, tie_word_embeddings=False)),
+    "mistral": ("mistral", dict(BASE, sliding_window=12, tie_word_embeddings=False)),
+    "qwen2": ("qwen2", dict(BASE, use_sliding_window=True, sliding_window=12, max_window_layers=1,
+                            tie_word_embeddings=False)),
+    "qwen3": ("qwen3", dict(BASE, head_dim=48, use_sliding_window=True, sliding_window=12, max_window_layers=1,
+                            tie_word_embeddings=True)),
+    "gemma2": ("gemma2", dict(BASE, head_dim=32, query_pre_attn_scalar=24, sliding_window=12,
+                              attn_logit_softcapping=50.0, final_logit_softcapping=30.0, layer_types=SLIDING3)),
+    "gemma3": ("gemma3_text", dict(BASE, head_dim=32, query_pre_attn_scalar=24, sliding_window=12,
+                                   rope_local_base_freq=10000.0, layer_types=SLIDING3,
+                                   rope_scaling={"rope_type": "linear", "factor": 8.0})),
+}
 
 
 def run(cmd):
@@ -67,11 +88,76 @@ def hf_logits(model, ids):
     return model(ids.to(model.device)).logits.float().cpu()
 
 
+def check_family(name, model_type, kwargs, lema, device, work, failures):
+    """Adapter import/export and merge for one family; appends to failures."""
+    dev = torch.device(device)
+    p = lambda f: os.path.join(work, name + "-" + f)  # noqa: E731
+    load = lambda path, torch_dtype: AutoModelForCausalLM.from_pretrained(  # noqa: E731
+        path, torch_dtype=torch_dtype, attn_implementation="eager")
+    print(f"== {name} ({model_type})")
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(model_type, **kwargs)
+    base = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").float()
+    with torch.no_grad():  # non-trivial norms and biases
+        g0 = torch.Generator().manual_seed(3)
+        for n, t in base.named_parameters():
+            if t.dim() == 1:
+                t.copy_(torch.randn(t.shape, generator=g0) * 0.3 + (0.0 if n.endswith("bias") else 1.0))
+    base.save_pretrained(p("base"), safe_serialization=True)
+
+    # An adapter made by PEFT with non-zero B (init_lora_weights=False).
+    lcfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                      init_lora_weights=False)
+    torch.manual_seed(1)
+    peft_model = get_peft_model(load(p("base"), torch_dtype=torch.float32), lcfg)
+    peft_model.save_pretrained(p("peft_adapter"), safe_serialization=True)
+    peft_model = peft_model.to(dev).eval()
+
+    ids = torch.randint(0, cfg.vocab_size, (2, 40), generator=torch.Generator().manual_seed(2))
+    ref = hf_logits(peft_model, ids)
+    base_only = hf_logits(load(p("base"), torch_dtype=torch.float32).to(dev).eval(), ids)
+    print(f"adapter effect: max |base+adapter - base| = {(ref - base_only).abs().max().item():.3g}")
+
+    # 1. PEFT adapter -> lema.
+    run([lema, "adapter", "import", p("peft_adapter"), "--base", p("base"), "--out", p("lema_adapter")])
+    got = lema_logits(lema, p("base"), p("lema_adapter"), ids, p("lema_logits.safetensors"), device)
+    check(f"{name}: PEFT adapter imported by lema, lema logits vs PEFT", (got - ref).abs().max().item())
+
+    # 2. lema's adapter -> PEFT.
+    peft_again = PeftModel.from_pretrained(load(p("base"), torch_dtype=torch.float32),
+                                           p("lema_adapter")).to(dev).eval()
+    check(f"{name}: lema adapter loaded by PeftModel.from_pretrained vs PEFT", (hf_logits(peft_again, ids) - ref).abs().max().item())
+
+    # 3. fp32 merge -> transformers and back into lema.
+    run([lema, "merge", "--base", p("base"), "--adapter", p("lema_adapter"), "--out", p("merged32"), "--dtype", "fp32"])
+    merged = load(p("merged32"), torch_dtype=torch.float32).to(dev).eval()
+    check(f"{name}: lema merge fp32 loaded by from_pretrained vs PEFT", (hf_logits(merged, ids) - ref).abs().max().item())
+    back = lema_logits(lema, p("merged32"), None, ids, p("merged_logits.safetensors"), device)
+    check(f"{name}: lema merge fp32 read by lema vs PEFT", (back - ref).abs().max().item())
+
+    # 4. bf16 merge, sharded (figures only).
+    run([lema, "merge", "--base", p("base"), "--adapter", p("lema_adapter"), "--out", p("merged16"),
+         "--dtype", "bf16", "--shard-size", "400KB"])
+    n_shards = len([f for f in os.listdir(p("merged16")) if f.endswith(".safetensors")])
+    m16 = load(p("merged16"), torch_dtype=torch.bfloat16).to(dev).eval()
+    d_lema = (hf_logits(m16, ids) - ref).abs().max().item()
+    peft16 = PeftModel.from_pretrained(load(p("base"), torch_dtype=torch.float32),
+                                       p("peft_adapter")).merge_and_unload().to(torch.bfloat16).to(dev).eval()
+    d_peft = (hf_logits(peft16, ids) - ref).abs().max().item()
+    print(f"INFO  bf16 merge ({n_shards} shards): lema max |diff| vs fp32 reference = {d_lema:.3g}; "
+          f"PEFT merge_and_unload bf16 = {d_peft:.3g}")
+    if n_shards < 2:
+        failures.append(f"{name}: bf16 merge with --shard-size 400KB wrote one shard")
+
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lema", required=True, help="path to the lema binary")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--keep", help="work directory to keep (default: a temp dir)")
+    ap.add_argument("--models", help="comma-separated subset of " + ",".join(FAMILIES))
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -81,59 +167,10 @@ def main():
     p = lambda name: os.path.join(work, name)  # noqa: E731
     print(f"work dir {work}, device {dev}, torch {torch.__version__}")
 
-    # A small random Llama with GQA and an untied head.
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=128, intermediate_size=344, num_hidden_layers=3, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=512, max_position_embeddings=256, rms_norm_eps=1e-5,
-                      rope_theta=10000.0, tie_word_embeddings=False, initializer_range=0.05,
-                      bos_token_id=1, eos_token_id=2)
-    LlamaForCausalLM(cfg).float().save_pretrained(p("base"), safe_serialization=True)
-
-    # An adapter made by PEFT with non-zero B (init_lora_weights=False).
-    lcfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-                      init_lora_weights=False)
-    torch.manual_seed(1)
-    peft_model = get_peft_model(LlamaForCausalLM.from_pretrained(p("base"), torch_dtype=torch.float32), lcfg)
-    peft_model.save_pretrained(p("peft_adapter"), safe_serialization=True)
-    peft_model = peft_model.to(dev).eval()
-
-    ids = torch.randint(0, cfg.vocab_size, (2, 17), generator=torch.Generator().manual_seed(2))
-    ref = hf_logits(peft_model, ids)
-    base_only = hf_logits(LlamaForCausalLM.from_pretrained(p("base"), torch_dtype=torch.float32).to(dev).eval(), ids)
-    print(f"adapter effect: max |base+adapter - base| = {(ref - base_only).abs().max().item():.3g}")
-
-    # 1. PEFT adapter -> lema.
-    run([args.lema, "adapter", "import", p("peft_adapter"), "--base", p("base"), "--out", p("lema_adapter")])
-    got = lema_logits(args.lema, p("base"), p("lema_adapter"), ids, p("lema_logits.safetensors"), args.device)
-    check("PEFT adapter imported by lema, lema logits vs PEFT", (got - ref).abs().max().item())
-
-    # 2. lema's adapter -> PEFT.
-    peft_again = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(p("base"), torch_dtype=torch.float32),
-                                           p("lema_adapter")).to(dev).eval()
-    check("lema adapter loaded by PeftModel.from_pretrained vs PEFT", (hf_logits(peft_again, ids) - ref).abs().max().item())
-
-    # 3. fp32 merge -> transformers and back into lema.
-    run([args.lema, "merge", "--base", p("base"), "--adapter", p("lema_adapter"), "--out", p("merged32"), "--dtype", "fp32"])
-    merged = LlamaForCausalLM.from_pretrained(p("merged32"), torch_dtype=torch.float32).to(dev).eval()
-    check("lema merge fp32 loaded by from_pretrained vs PEFT", (hf_logits(merged, ids) - ref).abs().max().item())
-    back = lema_logits(args.lema, p("merged32"), None, ids, p("merged_logits.safetensors"), args.device)
-    check("lema merge fp32 read by lema vs PEFT", (back - ref).abs().max().item())
-
-    # 4. bf16 merge, sharded (figures only).
-    run([args.lema, "merge", "--base", p("base"), "--adapter", p("lema_adapter"), "--out", p("merged16"),
-         "--dtype", "bf16", "--shard-size", "400KB"])
-    n_shards = len([f for f in os.listdir(p("merged16")) if f.endswith(".safetensors")])
-    m16 = LlamaForCausalLM.from_pretrained(p("merged16"), torch_dtype=torch.bfloat16).to(dev).eval()
-    d_lema = (hf_logits(m16, ids) - ref).abs().max().item()
-    peft16 = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(p("base"), torch_dtype=torch.float32),
-                                       p("peft_adapter")).merge_and_unload().to(torch.bfloat16).to(dev).eval()
-    d_peft = (hf_logits(peft16, ids) - ref).abs().max().item()
-    print(f"INFO  bf16 merge ({n_shards} shards): lema max |diff| vs fp32 reference = {d_lema:.3g}; "
-          f"PEFT merge_and_unload bf16 = {d_peft:.3g}")
-    if n_shards < 2:
-        failures.append("bf16 merge with --shard-size 400KB wrote one shard")
-
+    for name, (model_type, kwargs) in FAMILIES.items():
+        if args.models and name not in args.models.split(","):
+            continue
+        check_family(name, model_type, kwargs, args.lema, args.device, work, failures)
     print("RESULT: " + ("all fp32 checks passed" if not failures else "FAILED: " + "; ".join(failures)))
     return 1 if failures else 0
 

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "common/base/file_util.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_layout.h"
 #include "common/formats/model_presets.h"
 
 namespace lema {

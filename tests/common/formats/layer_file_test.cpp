@@ -7,7 +7,7 @@
 
 #include "common/base/file_util.h"
 #include "common/formats/hf_model.h"
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_layout.h"
 #include "common/formats/model_presets.h"
 
 namespace lema {
@@ -48,9 +48,9 @@ void check_layout(const LayerFile& lf, const HfModel& src, std::optional<DType> 
     EXPECT_EQ(r.offset, cursor) << "layer " << i;
     uint64_t sum = 0;
     const auto& ts = lf.layer_tensors(i);
-    ASSERT_EQ(ts.size(), layer_tensor_suffixes().size());
+    ASSERT_EQ(ts.size(), layer_tensor_suffixes(c).size());
     for (size_t k = 0; k < ts.size(); ++k) {
-      EXPECT_EQ(ts[k].suffix, layer_tensor_suffixes()[k]);
+      EXPECT_EQ(ts[k].suffix, layer_tensor_suffixes(c)[k]);
       EXPECT_EQ(ts[k].offset, sum);
       EXPECT_EQ(ts[k].shape, layer_tensor_shape(c, ts[k].suffix));
       sum += ts[k].nbytes;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/formats/model_family.h"
+
 namespace lema {
 namespace {
 
@@ -168,7 +170,7 @@ TEST(ModelConfig, Refusals) {
       "n_head":12,"vocab_size":50257})",
                  "GPT2LMHeadModel");
   expect_refused(R"({"architectures":["GPT2LMHeadModel"]})",
-                 "supported: LlamaForCausalLM and MistralForCausalLM");
+                 "supported: llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2");
   expect_refused(with(kLlama2_7B, "LlamaForCausalLM", "Qwen2MoeForCausalLM"), "Qwen2MoeForCausalLM");
   expect_refused(with(kLlama3_8B, "\"attention_bias\":false", "\"attention_bias\":true"), "attention_bias");
   expect_refused(with(kLlama31_8B, "\"mlp_bias\":false", "\"mlp_bias\":true"), "mlp_bias");
@@ -223,6 +225,127 @@ TEST(ModelConfig, ToJsonRoundTrip) {
     EXPECT_EQ(a.initializer_range, b.initializer_range);
     EXPECT_EQ(a.sliding_window, b.sliding_window);
     EXPECT_EQ(js, model_config_to_json(b));
+  }
+}
+
+}  // namespace
+}  // namespace lema
+
+namespace lema {
+namespace {
+
+// The config.json files of real models (published values, in
+// tests/data/model_configs): each is read as its family, with the features
+// that family's decoder must honour.
+ModelConfig must_load(const std::string& name) {
+  auto r = load_model_config(std::string(LEMA_TEST_DATA_DIR) + "/model_configs/" + name);
+  EXPECT_TRUE(r.ok()) << name << ": " << r.status().to_string();
+  return r.ok() ? *r : ModelConfig{};
+}
+
+TEST(ModelConfigFamilies, RealModelsParse) {
+  ModelConfig q25 = must_load("qwen2.5-7b-instruct.json");
+  EXPECT_EQ(q25.family, ModelFamily::kQwen2);
+  EXPECT_TRUE(q25.attention_bias);  // Qwen2's q/k/v bias comes with the class
+  EXPECT_EQ(q25.sliding_window, 0);  // use_sliding_window false: the 131072 window is off
+  EXPECT_EQ(q25.head_dim, 128);
+
+  ModelConfig q3 = must_load("qwen3-8b.json");
+  EXPECT_EQ(q3.family, ModelFamily::kQwen3);
+  EXPECT_TRUE(q3.qk_norm());
+  EXPECT_FALSE(q3.attention_bias);
+  EXPECT_EQ(q3.head_dim, 128);
+  EXPECT_EQ(q3.q_dim(), 4096);
+
+  ModelConfig g3 = must_load("gemma-3-4b-it-text.json");
+  EXPECT_EQ(g3.family, ModelFamily::kGemma3);
+  EXPECT_EQ(g3.architecture, "Gemma3ForCausalLM");
+  EXPECT_EQ(g3.head_dim, 256);
+  EXPECT_EQ(g3.q_dim(), 2048);
+  EXPECT_EQ(g3.sliding_window, 1024);
+  EXPECT_DOUBLE_EQ(g3.rope_local_base_freq, 10000.0);
+  EXPECT_EQ(g3.rope_scaling.type, RopeScalingType::kLinear);
+  EXPECT_DOUBLE_EQ(g3.attention_scale(), 1.0 / 16.0);
+  EXPECT_EQ(g3.hidden_act, "gelu_pytorch_tanh");
+  EXPECT_TRUE(g3.tie_word_embeddings);  // Gemma3TextConfig ties by default
+  // Every sixth layer is global: layers 5, 11, ... attend to everything.
+  for (int64_t l = 0; l < g3.n_layers; ++l) EXPECT_EQ(g3.is_sliding(l), (l + 1) % 6 != 0) << "layer " << l;
+
+  ModelConfig m = must_load("mistral-7b-v0.3.json");
+  EXPECT_EQ(m.family, ModelFamily::kMistral);
+  EXPECT_EQ(m.sliding_window, 0);  // null in v0.3
+
+  ModelConfig l31 = must_load("llama-3.1-8b-instruct.json");
+  EXPECT_EQ(l31.rope_scaling.type, RopeScalingType::kLlama3);
+  EXPECT_EQ(l31.eos_token_ids, (std::vector<int64_t>{128001, 128008, 128009}));
+  ModelConfig l32 = must_load("llama-3.2-1b.json");
+  EXPECT_TRUE(l32.tie_word_embeddings);
+  EXPECT_DOUBLE_EQ(l32.rope_scaling.factor, 32.0);
+
+  // Phi-3.5 is not built: refused with the key and the list of families.
+  auto phi = load_model_config(std::string(LEMA_TEST_DATA_DIR) + "/model_configs/phi-3.5-mini-instruct.json");
+  ASSERT_FALSE(phi.ok());
+  EXPECT_NE(phi.status().message().find("Phi3ForCausalLM"), std::string::npos) << phi.status().message();
+  EXPECT_NE(phi.status().message().find("gemma3_text"), std::string::npos) << phi.status().message();
+}
+
+TEST(ModelConfigFamilies, SlidingWindowsAsTransformersDecides) {
+  // Mistral: a window shorter than the context slides on every layer.
+  std::string mistral = R"({"architectures":["MistralForCausalLM"],"hidden_size":64,"intermediate_size":128,
+    "num_hidden_layers":3,"num_attention_heads":4,"vocab_size":100,"max_position_embeddings":512,"sliding_window":20})";
+  ModelConfig c = parse_model_config(mistral, "m.json").value();
+  EXPECT_EQ(c.sliding_window, 20);
+  for (int64_t l = 0; l < 3; ++l) EXPECT_TRUE(c.is_sliding(l));
+  // Qwen2 with use_sliding_window: from max_window_layers on.
+  std::string qwen = R"({"model_type":"qwen2","hidden_size":64,"intermediate_size":128,"num_hidden_layers":4,
+    "num_attention_heads":4,"vocab_size":100,"max_position_embeddings":512,"sliding_window":32,
+    "use_sliding_window":true,"max_window_layers":2})";
+  c = parse_model_config(qwen, "q.json").value();
+  EXPECT_EQ(c.layer_sliding, (std::vector<bool>{false, false, true, true}));
+  // layer_types, where listed, decides; an unknown type is refused.
+  std::string listed = qwen.substr(0, qwen.size() - 1) +
+                       R"(,"layer_types":["sliding_attention","full_attention","full_attention","sliding_attention"]})";
+  c = parse_model_config(listed, "q.json").value();
+  EXPECT_EQ(c.layer_sliding, (std::vector<bool>{true, false, false, true}));
+  std::string chunked = qwen.substr(0, qwen.size() - 1) +
+                        R"(,"layer_types":["chunked_attention","full_attention","full_attention","full_attention"]})";
+  auto bad = parse_model_config(chunked, "q.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("layer_types[0]"), std::string::npos) << bad.status().message();
+  // Llama has no sliding window in transformers: the key is not read.
+  std::string llama = R"({"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":128,
+    "num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,"max_position_embeddings":512,"sliding_window":20})";
+  EXPECT_EQ(parse_model_config(llama, "l.json").value().sliding_window, 0);
+}
+
+TEST(ModelConfigFamilies, RefusalsNameTheKey) {
+  auto refused = [](const std::string& text, const std::string& fragment) {
+    auto r = parse_model_config(text, "c.json");
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(r.status().message().find(fragment), std::string::npos) << r.status().message();
+  };
+  const std::string dims = R"("hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100)";
+  refused(R"({"model_type":"qwen2_moe",)" + dims + "}", "qwen2_moe");
+  refused(R"({"model_type":"qwen3","num_experts":8,)" + dims + "}", "num_experts");
+  refused(R"({"model_type":"llama","architectures":["Qwen2ForCausalLM"],)" + dims + "}", "does not match");
+  refused(R"({"model_type":"gemma3_text","hidden_activation":"gelu",)" + dims + "}", "hidden_activation");
+  refused(R"({"model_type":"llama","final_logit_softcapping":30.0,)" + dims + "}", "final_logit_softcapping");
+  refused(R"({"model_type":"qwen3","attention_bias":true,)" + dims + "}", "attention_bias");
+}
+
+TEST(ModelConfigFamilies, ToJsonRoundTripKeepsTheFamily) {
+  for (const char* name : {"qwen2.5-7b-instruct.json", "qwen3-8b.json", "gemma-3-4b-it-text.json"}) {
+    ModelConfig a = must_load(name);
+    const std::string js = model_config_to_json(a);
+    ModelConfig b = parse_model_config(js, name).value();
+    EXPECT_EQ(a.family, b.family) << name;
+    EXPECT_EQ(a.attention_bias, b.attention_bias) << name;
+    EXPECT_EQ(a.sliding_window, b.sliding_window) << name;
+    EXPECT_EQ(a.layer_sliding, b.layer_sliding) << name;
+    EXPECT_EQ(a.rope_local_base_freq, b.rope_local_base_freq) << name;
+    EXPECT_EQ(a.query_pre_attn_scalar, b.query_pre_attn_scalar) << name;
+    EXPECT_EQ(a.head_dim, b.head_dim) << name;
+    EXPECT_EQ(js, model_config_to_json(b)) << name;
   }
 }
 

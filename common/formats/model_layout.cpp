@@ -1,16 +1,19 @@
-#include "common/formats/llama_layout.h"
+#include "common/formats/model_layout.h"
 
 #include "common/base/status.h"
 
 namespace lema {
 
-const std::vector<std::string>& layer_tensor_suffixes() {
-  static const std::vector<std::string> kSuffixes = {
+std::vector<std::string> layer_tensor_suffixes(const ModelConfig& c) {
+  std::vector<std::string> s = {
       "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
       "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
       "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight",
   };
-  return kSuffixes;
+  if (c.attention_bias) s.insert(s.end(), {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"});
+  if (c.sandwich_norms()) s.insert(s.end(), {"pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight"});
+  if (c.qk_norm()) s.insert(s.end(), {"self_attn.q_norm.weight", "self_attn.k_norm.weight"});
+  return s;
 }
 
 std::string layer_tensor_name(int64_t layer, const std::string& suffix) {
@@ -19,7 +22,12 @@ std::string layer_tensor_name(int64_t layer, const std::string& suffix) {
 
 std::vector<int64_t> layer_tensor_shape(const ModelConfig& c, const std::string& s) {
   const int64_t h = c.hidden_size, f = c.intermediate_size;
-  if (s == "input_layernorm.weight" || s == "post_attention_layernorm.weight") return {h};
+  if (s == "input_layernorm.weight" || s == "post_attention_layernorm.weight" ||
+      s == "pre_feedforward_layernorm.weight" || s == "post_feedforward_layernorm.weight")
+    return {h};
+  if (s == "self_attn.q_norm.weight" || s == "self_attn.k_norm.weight") return {c.head_dim};
+  if (s == "self_attn.q_proj.bias") return {c.q_dim()};
+  if (s == "self_attn.k_proj.bias" || s == "self_attn.v_proj.bias") return {c.kv_dim()};
   if (s == "self_attn.q_proj.weight") return {c.q_dim(), h};
   if (s == "self_attn.k_proj.weight" || s == "self_attn.v_proj.weight") return {c.kv_dim(), h};
   if (s == "self_attn.o_proj.weight") return {h, c.q_dim()};
@@ -33,7 +41,7 @@ std::vector<TensorSpec> model_tensor_specs(const ModelConfig& c) {
   std::vector<TensorSpec> out;
   out.push_back({kEmbedName, {c.vocab_size, c.hidden_size}});
   for (int64_t i = 0; i < c.n_layers; ++i) {
-    for (const auto& s : layer_tensor_suffixes())
+    for (const auto& s : layer_tensor_suffixes(c))
       out.push_back({layer_tensor_name(i, s), layer_tensor_shape(c, s)});
   }
   out.push_back({kFinalNormName, {c.hidden_size}});

@@ -1,5 +1,6 @@
-// The tensors of a Llama-family model: Hugging Face names, shapes from the
-// config, and the fixed order lema stores them in (the layer file order).
+// The tensors of a model of any family lema runs: Hugging Face names,
+// shapes from the config, and the fixed order lema stores them in (the layer
+// file order): Llama's nine layer tensors first, then the family's extras.
 // Plain functions; thread-safe.
 #pragma once
 
@@ -22,11 +23,13 @@ constexpr const char* kFinalNormName = "model.norm.weight";      // [hidden]
 constexpr const char* kLmHeadName = "lm_head.weight";            // [vocab, hidden]
 
 // Suffixes of one decoder layer's tensors in storage order:
-// input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down.
-const std::vector<std::string>& layer_tensor_suffixes();
+// input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down,
+// then q/k/v biases (Qwen2), pre/post feed-forward norms (Gemma), q_norm and
+// k_norm (Qwen3, Gemma 3).
+std::vector<std::string> layer_tensor_suffixes(const ModelConfig& config);
 // "model.layers.{layer}." + suffix
 std::string layer_tensor_name(int64_t layer, const std::string& suffix);
-// Shape of a layer tensor given its suffix. REQUIRES: suffix is one of layer_tensor_suffixes().
+// Shape of a layer tensor given its suffix. REQUIRES: suffix is one of layer_tensor_suffixes(config).
 std::vector<int64_t> layer_tensor_shape(const ModelConfig& config, const std::string& suffix);
 // Every tensor of the model in storage order: embed, layer 0..N-1, norm, then
 // lm_head unless config.tie_word_embeddings.

@@ -1,0 +1,317 @@
+// Every family of the table (common/formats/model_family.h) through the one
+// decoder, in fp64 on the tiny-<family> presets (each family's features on:
+// q/k/v bias, q/k norms, Gemma's four (1 + w) norms, scaled embeddings,
+// tanh-GELU, soft-capping, query_pre_attn_scalar, sliding windows shorter
+// than the sequence, Gemma 3's local RoPE base):
+//   * one decoder layer against a loop-by-loop implementation of Hugging
+//     Face's formulas written here;
+//   * the whole model: the head (embedding scale, final norm, soft-capping)
+//     against the reference, and the layer-wise training step's loss and
+//     LoRA gradients against plain autograd;
+//   * greedy generation with the KV cache against full recomputation, with
+//     prompts longer than the window.
+// Exactness against transformers itself is tests/gpu/hf_parity.py.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "common/formats/model_family.h"
+#include "common/formats/model_presets.h"
+#include "engine/generator.h"
+#include "engine/layer_source.h"
+#include "engine/llama_model.h"
+#include "engine/train_step.h"
+#include "tests/engine/tiny_model.h"
+
+namespace lema::engine {
+namespace {
+
+const std::vector<std::string> kPresets = {"tiny", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2",
+                                           "tiny-gemma3"};
+
+ModelConfig preset(const std::string& name) {
+  auto c = model_preset(name);
+  EXPECT_TRUE(c.ok()) << c.status().to_string();
+  ModelConfig config = *c;
+  config.initializer_range = 0.2;  // large enough that every layer matters
+  return config;
+}
+
+// Random weights with every 1-D tensor (norms, biases) non-trivial.
+std::unique_ptr<InMemoryLayerSource> random_source(const ModelConfig& c, uint64_t seed) {
+  TensorMap tensors = make_random_model(c, seed, at::kDouble);
+  at::Generator gen = at::detail::createCPUGenerator(seed + 1);
+  for (auto& [name, t] : tensors) {
+    if (t.dim() != 1) continue;
+    const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    t = bias ? at::empty_like(t).normal_(0, 0.3, gen) : at::empty_like(t).uniform_(0.5, 1.5, gen);
+  }
+  auto src = InMemoryLayerSource::create(c, tensors, at::kDouble, at::kCPU);
+  EXPECT_TRUE(src.ok()) << src.status().to_string();
+  return std::move(src).value();
+}
+
+LoraAdapter random_adapter(const ModelConfig& c) {
+  LoraConfig lc;
+  lc.r = 3;
+  lc.alpha = 5;
+  LoraAdapter adapter = LoraAdapter::init(c, lc, 1, at::kDouble, at::kCPU);
+  test_models::randomize_lora_b(adapter, lc.r, 0.2, 9);
+  return adapter;
+}
+
+// ---- The reference: Hugging Face's formulas in loops, plain doubles.
+
+std::vector<double> ref_inv_freq(const ModelConfig& c, bool local) {
+  std::vector<double> out;
+  for (int64_t i = 0; i < c.head_dim; i += 2) {
+    const double base = local ? c.rope_local_base_freq : c.rope_theta;
+    double f = 1.0 / std::pow(base, static_cast<double>(i) / c.head_dim);
+    if (!local && c.rope_scaling.type == RopeScalingType::kLinear) f /= c.rope_scaling.factor;
+    out.push_back(f);
+  }
+  return out;
+}
+
+// RMSNorm of one vector: HF's LlamaRMSNorm, or Gemma's with (1 + w).
+at::Tensor ref_norm(const at::Tensor& v, const at::Tensor& w, const ModelConfig& c) {
+  const double ms = (v * v).sum().item<double>() / v.size(0);
+  const at::Tensor n = v / std::sqrt(ms + c.rms_norm_eps);
+  return c.unit_offset_norm() ? n * (1.0 + w) : n * w;
+}
+
+at::Tensor ref_norm_rows(const at::Tensor& x, const at::Tensor& w, const ModelConfig& c) {
+  at::Tensor out = at::empty_like(x);
+  for (int64_t t = 0; t < x.size(0); ++t) out[t] = ref_norm(x[t], w, c);
+  return out;
+}
+
+at::Tensor ref_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const LoraPair& lora) {
+  at::Tensor y = at::zeros({x.size(0), w.size(0)}, at::kDouble);
+  for (int64_t t = 0; t < x.size(0); ++t)
+    for (int64_t o = 0; o < w.size(0); ++o) y[t][o] = (x[t] * w[o]).sum();
+  if (bias.defined()) y = y + bias;
+  if (lora.defined()) y = y + at::mm(at::mm(x, lora.a.t()), lora.b.t()) * lora.scale;
+  return y;
+}
+
+double ref_gelu_tanh(double g) {
+  return 0.5 * g * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (g + 0.044715 * g * g * g)));
+}
+
+// One sequence x [T, H] through layer `layer`.
+at::Tensor ref_layer(const at::Tensor& x, const LayerWeights& w, const LayerLora& lora, const ModelConfig& c,
+                     int64_t layer) {
+  const int64_t T = x.size(0), hd = c.head_dim, half = hd / 2, n_rep = c.n_heads / c.n_kv_heads;
+  const bool sliding = c.is_sliding(layer);
+  const auto inv_freq = ref_inv_freq(c, sliding && c.rope_local_base_freq > 0);
+  auto rope = [&](const at::Tensor& v, int64_t pos) {
+    at::Tensor out = at::empty_like(v);
+    for (int64_t j = 0; j < hd; ++j) {
+      // HF computes the angle in float32.
+      const double ang = static_cast<float>(static_cast<float>(pos) * static_cast<float>(inv_freq[j % half]));
+      const double rot = j < half ? -v[j + half].item<double>() : v[j - half].item<double>();
+      out[j] = v[j].item<double>() * std::cos(ang) + rot * std::sin(ang);
+    }
+    return out;
+  };
+  const at::Tensor h = ref_norm_rows(x, w.input_norm, c);
+  const at::Tensor q = ref_linear(h, w.q_proj, w.q_bias, lora[LoraTarget::kQ]);
+  const at::Tensor k = ref_linear(h, w.k_proj, w.k_bias, lora[LoraTarget::kK]);
+  const at::Tensor v = ref_linear(h, w.v_proj, w.v_bias, lora[LoraTarget::kV]);
+  const double scale = 1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(hd));
+  at::Tensor attn = at::zeros({T, c.n_heads * hd}, at::kDouble);
+  for (int64_t head = 0; head < c.n_heads; ++head) {
+    const int64_t kvh = head / n_rep;
+    auto key = [&](int64_t j) {
+      at::Tensor kj = k[j].narrow(0, kvh * hd, hd);
+      if (c.qk_norm()) kj = ref_norm(kj, w.k_norm, c);
+      return rope(kj, j);
+    };
+    for (int64_t i = 0; i < T; ++i) {
+      at::Tensor qi = q[i].narrow(0, head * hd, hd);
+      if (c.qk_norm()) qi = ref_norm(qi, w.q_norm, c);
+      qi = rope(qi, i);
+      std::vector<double> scores;
+      std::vector<int64_t> keys;
+      double mx = -1e300;
+      for (int64_t j = 0; j <= i; ++j) {
+        if (sliding && i - j >= c.sliding_window) continue;  // keys (i - window, i]
+        double s = (qi * key(j)).sum().item<double>() * scale;
+        if (c.attn_logit_softcapping > 0) s = std::tanh(s / c.attn_logit_softcapping) * c.attn_logit_softcapping;
+        scores.push_back(s);
+        keys.push_back(j);
+        mx = std::max(mx, s);
+      }
+      double z = 0;
+      for (double& s : scores) z += (s = std::exp(s - mx));
+      for (size_t n = 0; n < keys.size(); ++n)
+        attn[i].narrow(0, head * hd, hd) += scores[n] / z * v[keys[n]].narrow(0, kvh * hd, hd);
+    }
+  }
+  at::Tensor o = ref_linear(attn, w.o_proj, {}, lora[LoraTarget::kO]);
+  if (c.sandwich_norms()) o = ref_norm_rows(o, w.post_norm, c);
+  const at::Tensor x1 = x + o;
+  const at::Tensor h2 = ref_norm_rows(x1, c.sandwich_norms() ? w.pre_ffn_norm : w.post_norm, c);
+  const at::Tensor g = ref_linear(h2, w.gate_proj, {}, lora[LoraTarget::kGate]);
+  at::Tensor act = at::empty_like(g);
+  for (int64_t t = 0; t < g.size(0); ++t)
+    for (int64_t n = 0; n < g.size(1); ++n) {
+      const double gv = g[t][n].item<double>();
+      act[t][n] = c.hidden_act == "silu" ? gv / (1 + std::exp(-gv)) : ref_gelu_tanh(gv);
+    }
+  at::Tensor m = ref_linear(act * ref_linear(h2, w.up_proj, {}, lora[LoraTarget::kUp]), w.down_proj, {},
+                            lora[LoraTarget::kDown]);
+  if (c.sandwich_norms()) m = ref_norm_rows(m, w.post_ffn_norm, c);
+  return x1 + m;
+}
+
+// ---- Tests
+
+TEST(ModelFamily, PresetsSwitchOnTheirFeatures) {
+  EXPECT_TRUE(preset("tiny-qwen2").attention_bias);
+  EXPECT_TRUE(preset("tiny-qwen3").qk_norm());
+  EXPECT_TRUE(preset("tiny-gemma3").sandwich_norms());
+  EXPECT_TRUE(preset("tiny-gemma3").unit_offset_norm());
+  EXPECT_TRUE(preset("tiny-gemma2").final_logit_softcapping > 0);
+  for (const std::string& name : kPresets) {
+    const ModelConfig c = preset(name);
+    if (name == "tiny") continue;
+    bool any = false;
+    for (int64_t l = 0; l < c.n_layers; ++l) any = any || c.is_sliding(l);
+    EXPECT_TRUE(any) << name << ": no sliding layer";
+  }
+}
+
+TEST(ModelFamily, DecoderLayerMatchesLoopReference) {
+  for (const std::string& name : kPresets) {
+    const ModelConfig c = preset(name);
+    auto src = random_source(c, 4);
+    LoraAdapter adapter = random_adapter(c);
+    at::NoGradGuard no_grad;
+    at::Generator gen = at::detail::createCPUGenerator(9);
+    const int64_t T = 24;  // longer than the window (16)
+    const at::Tensor x = at::empty({2, T, c.hidden_size}, at::kDouble).normal_(0, 1, gen);
+    LayerContext ctx = make_layer_context(c, T, at::kDouble, at::kCPU);
+    for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+      ctx.layer = layer;
+      const LayerWeights w = src->acquire(layer).value();
+      const LayerLora lora = adapter.layer(layer, at::kDouble, false);
+      const at::Tensor y = decoder_layer_forward(x, w, lora, ctx);
+      for (int64_t b = 0; b < 2; ++b) {
+        const at::Tensor ref = ref_layer(x[b], w, lora, c, layer);
+        // RoPE angles are float32 in HF (and here); the reference takes their cos in doubles.
+        EXPECT_LT((y[b] - ref).abs().max().item<double>(), 2e-5) << name << " layer " << layer;
+        EXPECT_GT((y[b] - x[b]).abs().max().item<double>(), 0.1) << name;
+      }
+    }
+  }
+}
+
+TEST(ModelFamily, HeadMatchesReference) {
+  for (const std::string& name : kPresets) {
+    const ModelConfig c = preset(name);
+    auto src = random_source(c, 5);
+    at::NoGradGuard no_grad;
+    const at::Tensor ids = at::arange(7, at::TensorOptions().dtype(at::kLong)).view({1, 7}) * 31 % c.vocab_size;
+    const at::Tensor x = embed_tokens(ids, src->head(), c)[0];
+    const double emb_scale = c.scaled_embedding() ? std::sqrt(static_cast<double>(c.hidden_size)) : 1.0;
+    EXPECT_LT((x - src->head().embed.index_select(0, ids[0]) * emb_scale).abs().max().item<double>(), 1e-12) << name;
+    const at::Tensor logits = head_logits(x.unsqueeze(0), src->head(), c)[0];
+    at::Tensor ref = at::mm(ref_norm_rows(x, src->head().final_norm, c), src->head().lm_head.t());
+    if (c.final_logit_softcapping > 0)
+      ref = at::tanh(ref / c.final_logit_softcapping) * c.final_logit_softcapping;
+    EXPECT_LT((logits - ref).abs().max().item<double>(), 1e-10) << name;
+  }
+}
+
+TEST(ModelFamily, LayerwiseStepEqualsFullAutograd) {
+  for (const std::string& name : kPresets) {
+    const ModelConfig c = preset(name);
+    auto src = random_source(c, 7);
+    LoraAdapter adapter = random_adapter(c);
+    const std::vector<MicroBatch> mbs = {test_models::random_padded_batch(c, 2, 24, 1),
+                                         test_models::random_padded_batch(c, 1, 20, 2)};
+    // Reference: plain autograd through the whole model, full logits.
+    adapter.zero_grad();
+    double ref_loss = 0;
+    {
+      at::AutoGradMode grad_on(true);
+      int64_t total = 0;
+      for (const auto& mb : mbs) total += (shift_labels(mb.labels) != -100).sum().item<int64_t>();
+      at::Tensor loss = at::zeros({}, at::kDouble);
+      for (const MicroBatch& mb : mbs) {
+        LayerContext ctx = make_layer_context(c, mb.input_ids.size(1), at::kDouble, at::kCPU);
+        at::Tensor x = embed_tokens(mb.input_ids, src->head(), c);
+        for (int64_t l = 0; l < c.n_layers; ++l) {
+          ctx.layer = l;
+          x = decoder_layer_forward(x, src->acquire(l).value(), adapter.layer(l, at::kDouble, false), ctx);
+        }
+        const at::Tensor logits = head_logits(x, src->head(), c).reshape({-1, c.vocab_size});
+        loss = loss + at::cross_entropy_loss(logits, shift_labels(mb.labels).reshape({-1}), {}, at::Reduction::Sum,
+                                             -100, 0.0);
+      }
+      loss = loss / static_cast<double>(total);
+      loss.backward();
+      ref_loss = loss.item<double>();
+    }
+    std::vector<at::Tensor> ref_grads;
+    for (const at::Tensor& p : adapter.parameters()) ref_grads.push_back(p.grad().clone());
+    adapter.zero_grad();
+    StepOptions opts;
+    opts.dropout = false;
+    opts.loss_chunk_tokens = 5;
+    auto r = layerwise_forward_backward(*src, adapter, mbs, 3, opts);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    EXPECT_NEAR(r->loss, ref_loss, 1e-9 * ref_loss) << name;
+    const auto params = adapter.parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const double scale = ref_grads[i].abs().max().item<double>();
+      EXPECT_GT(scale, 1e-8) << name << " parameter " << i;
+      EXPECT_LT((params[i].grad() - ref_grads[i]).abs().max().item<double>(), 1e-9 * scale) << name;
+    }
+  }
+}
+
+TEST(ModelFamily, KvCacheGenerationEqualsRecomputation) {
+  for (const std::string& name : kPresets) {
+    ModelConfig c = preset(name);
+    c.initializer_range = 0.3;  // peaky logits: no constant token
+    auto src = random_source(c, 3);
+    LoraAdapter adapter = random_adapter(c);
+    // Prompts of different lengths (left padding in the batch), both longer
+    // than the window once generation runs.
+    const std::vector<std::vector<int32_t>> prompts = {
+        {5, 9, 14, 200, 3, 77, 101, 8, 64, 33, 12, 90, 45, 7, 300, 11, 2, 19},
+        {42, 17, 250, 6, 9}};
+    GenerateOptions go;
+    go.max_new_tokens = 12;
+    go.eos_ids = {-1};
+    Generator gen(*src, &adapter, nullptr);
+    auto out = gen.generate(prompts, go);
+    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    at::NoGradGuard no_grad;
+    for (size_t p = 0; p < prompts.size(); ++p) {
+      std::vector<int32_t> seq = prompts[p];
+      for (int64_t s = 0; s < go.max_new_tokens; ++s) {
+        const int64_t t = static_cast<int64_t>(seq.size());
+        const at::Tensor ids = at::tensor(std::vector<int64_t>(seq.begin(), seq.end()), at::kLong).view({1, t});
+        LayerContext ctx = make_layer_context(c, t, at::kDouble, at::kCPU);
+        at::Tensor x = embed_tokens(ids, src->head(), c);
+        for (int64_t l = 0; l < c.n_layers; ++l) {
+          ctx.layer = l;
+          x = decoder_layer_forward(x, src->acquire(l).value(), adapter.layer(l, at::kDouble, false), ctx);
+        }
+        seq.push_back(static_cast<int32_t>(head_logits(x, src->head(), c)[0][t - 1].argmax().item<int64_t>()));
+      }
+      const std::vector<int32_t> want(seq.begin() + static_cast<int64_t>(prompts[p].size()), seq.end());
+      EXPECT_EQ((*out)[p].tokens, want) << name << " prompt " << p;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lema::engine
