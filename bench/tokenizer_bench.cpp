@@ -111,7 +111,7 @@ std::vector<std::string> utf8_chars(const std::string& s) {
 }
 
 std::string byte_char(int b) {
-  // GPT-2 byte map (same as common/bpe_tokenizer.cpp), built independently.
+  // GPT-2 byte map (same as common/text/bpe_tokenizer.cpp), built independently.
   static std::vector<std::string> map = [] {
     std::vector<std::string> m(256);
     int n = 0;

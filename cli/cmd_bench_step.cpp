@@ -138,7 +138,7 @@ void setup_bench_step(CLI::App& app) {
   cmd->add_option("--lora-r", args->lora_r, "LoRA rank")->check(CLI::Range(1, 4096));
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
   cmd->add_flag("--recompute-all", args->recompute_all, "Recompute every layer in the backward (keep no forward graph)");
-  cmd->add_option("--dtype", args->dtype, "auto, fp32, bf16 or fp16");
+  cmd->add_option("--dtype", args->dtype, "auto | fp32 | bf16 | fp16");
   cmd->add_flag("--disk", args->force_disk, "Stream from the file every pass even when RAM would hold the model");
   cmd->add_flag("--json", args->json, "Print the statistics as one JSON line");
   cmd->callback([args] { lema::cli::finish(run_bench(*args)); });

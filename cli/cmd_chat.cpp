@@ -1,7 +1,7 @@
 // `lema chat MODEL [--adapter DIR] [--prompt TEXT] [--vram 4GiB] [--ram 8GiB]`:
 // renders the LEMA chat template around each question, generates with a KV
 // cache (text streamed as it comes), stops at [/LEMA_REPLY] or EOS, and marks
-// the reply valid or with the strict validator's reason (common/chat_format.h).
+// the reply valid or with the strict validator's reason (common/text/chat_format.h).
 // With a budget the base (a layer file) streams through the device
 // (open_inference_source, docs/EVAL.md).
 #include <ATen/Parallel.h>
@@ -25,7 +25,7 @@ namespace {
 
 struct ChatArgs {
   std::string model, adapter, prompt, tokenizer, system = lema::kSystemPrompt;
-  std::string dtype = "float32", device = "cpu";
+  std::string dtype = "fp32", device = "cpu";
   int64_t max_new_tokens = 200;
   double temperature = 0.0, top_p = 1.0, repetition_penalty = 1.0;
   int64_t top_k = 0;
@@ -119,7 +119,7 @@ void setup_chat(CLI::App& app) {
   cmd->add_option("--top-p", a->top_p, "1: off")->capture_default_str();
   cmd->add_option("--repetition-penalty", a->repetition_penalty, "1: off")->capture_default_str();
   cmd->add_option("--seed", a->seed, "sampling seed")->capture_default_str();
-  cmd->add_option("--dtype", a->dtype, "float32 | bfloat16 | float16")->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "fp32 | bf16 | fp16")->capture_default_str();
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)");
   cmd->callback([a] { lema::cli::finish(run_chat(*a)); });

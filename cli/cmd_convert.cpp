@@ -60,7 +60,7 @@ void setup_convert(CLI::App& app) {
   cmd->add_option("hf_dir", args->hf_dir, "Hugging Face model directory (config.json + *.safetensors)")
       ->required();
   cmd->add_option("-o,--out", args->out, "Output layer file (*.lema.safetensors)")->required();
-  cmd->add_option("--dtype", args->dtype, "Cast weights to bf16, fp16 or fp32 (default: keep)")
+  cmd->add_option("--dtype", args->dtype, "fp32 | bf16 | fp16: cast the weights (default: keep)")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32", "keep"}));
   cmd->callback([args] { lema::cli::finish(run_convert(*args)); });
 }

@@ -15,7 +15,7 @@ void setup_debug(CLI::App& app) {
   cmd->add_option("--adapter", o->adapter, "PEFT adapter directory with the LoRA weights to use");
   cmd->add_option("--batch", o->batch, "JSON {\"input_ids\": [[...]], \"labels\": [[...]]}")->required();
   cmd->add_option("--out", o->out, "output safetensors")->required();
-  cmd->add_option("--dtype", o->dtype, "float32 | bfloat16 | float16 | float64")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "fp32 | bf16 | fp16 (also fp64, for parity checks)")->capture_default_str();
   cmd->add_option("--device", o->device, "cpu | cuda | cuda:N")->capture_default_str();
   cmd->add_option("--lora-r", o->lora_r, "rank when no --adapter")->capture_default_str();
   cmd->add_option("--lora-alpha", o->lora_alpha, "alpha when no --adapter")->capture_default_str();

@@ -1,7 +1,7 @@
 // `lema eval --model MODEL [--adapter DIR] --data eval.jsonl --out DIR`:
 // eval loss, perplexity and format adherence of the base model and, with
 // --adapter, of base + adapter ("tuned"), side by side
-// (worker/engine/evaluator.h). Writes DIR/report.json, DIR/report.md (and
+// (engine/evaluator.h). Writes DIR/report.json, DIR/report.md (and
 // DIR/loss_curve.svg with --metrics) and prints the summary table.
 #include <cstdio>
 #include <memory>
@@ -40,7 +40,7 @@ void setup_eval(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "sequences per forward pass and prompts per generate call")
       ->capture_default_str();
   cmd->add_option("--device", o->device, "cpu | cuda | cuda:N")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "auto | fp32 | bf16 | fp16 | fp64")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "auto | fp32 | bf16 | fp16")->capture_default_str();
   cmd->add_option("--threads", o->threads, "CPU threads (default: all cores)");
   lema::cli::add_bytes_option(cmd, "--vram", o->vram_budget,
                               "device memory budget, e.g. 4GiB: stream the base (a layer file) within it, forward only");

@@ -1,5 +1,5 @@
 // `lema merge`: fold a PEFT LoRA adapter into its base model and write a
-// Hugging Face directory (worker/engine/merge.h, docs/MERGE.md).
+// Hugging Face directory (engine/merge.h, docs/MERGE.md).
 #include <cstdio>
 #include <memory>
 

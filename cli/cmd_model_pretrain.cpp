@@ -40,13 +40,10 @@ struct PretrainArgs {
 
 // One line per line of text: the SentencePiece trainer reads lines.
 void append_lines(const std::string& text, std::string* corpus) {
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    if (end > start) corpus->append(text, start, end - start).push_back('\n');
-    start = end + 1;
-  }
+  (void)lema::for_each_line(text, "text", [corpus](int64_t, std::string_view line) {
+    if (!line.empty()) corpus->append(line).push_back('\n');
+    return lema::Status();
+  });
 }
 
 lema::Status run_pretrain(const PretrainArgs& a) {
@@ -115,8 +112,9 @@ lema::Status run_pretrain(const PretrainArgs& a) {
   o.schedule = "cosine";
   o.warmup = std::min<int64_t>(20, a.steps / 10);
   o.batch = a.batch;
+  o.micro_batch = a.batch;  // a small model: the whole batch in one pass
   o.seq_len = a.seq_len;
-  o.dtype = "float32";
+  o.dtype = "fp32";
   o.device = "cpu";
   o.checkpoint_every = a.checkpoint_every;
   o.threads = a.threads;

@@ -83,7 +83,11 @@ class StageView {
         }
         std::string line = lema::str_printf("stage %-8s %s", kind.c_str(), state.c_str());
         if (!s.value("worker", std::string()).empty()) line += " on " + s["worker"].get<std::string>();
-        if (!s.value("error", std::string()).empty()) line += ": " + s["error"].get<std::string>();
+        // A stage that failed for good fails the job, whose error (printed
+        // once, as the exit message) carries the stage's: not here too.
+        if (state != "failed" && !s.value("error", std::string()).empty()) {
+          line += ": " + s["error"].get<std::string>();
+        }
         lema::log_info("%s", line.c_str());
         last = state;
       }

@@ -16,6 +16,8 @@ using CommandSetup = void (*)(CLI::App& app);
 
 // Returns true so it can initialise a static (see LEMA_REGISTER_COMMAND).
 bool register_command(CommandSetup setup);
+// Runs every registered setup on `app` (main, before parsing).
+void setup_commands(CLI::App& app);
 
 // The subcommand `name` of `app`, created on first use with `help`: lets
 // several files add verbs under one noun (`lema model init`, `lema model pretrain`).

@@ -23,7 +23,6 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::start(const LocalClusterOpti
   bo.db_path = options.db_path;
   bo.workers_bind = "tcp://127.0.0.1:*";
   bo.clients_bind = "tcp://127.0.0.1:*";
-  bo.store.retry_backoff_init_ms = options.retry_backoff_ms;
   LEMA_ASSIGN_OR_RETURN(c->broker_, Broker::create(bo));
   c->clients_ep_ = c->broker_->clients_endpoint();
   c->workers_ep_ = c->broker_->workers_endpoint();

@@ -28,7 +28,6 @@ struct LocalClusterOptions {
   int workers = 0;         // 0: one per GPU, or one CPU worker
   bool cpu = false;        // force CPU workers
   int64_t threads = 0;     // CPU threads per worker
-  int64_t retry_backoff_ms = 1000;
 };
 
 class LocalCluster {

@@ -10,7 +10,8 @@ find_package(CLI11 REQUIRED)
 
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
-# Only executables that never link LibTorch may use it (TOOLCHAIN.md: protobuf clash).
+# Only executables that never link LibTorch may use it: both bring their own
+# protobuf, and the two copies clash in one process.
 pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)
 
 # msgpack-c++ is header-only; its CMake config wants Boost, which we do not use.

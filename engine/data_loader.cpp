@@ -10,13 +10,15 @@
 namespace lema::engine {
 
 namespace {
-Result<std::vector<int32_t>> int_array(const nlohmann::json& j, const char* key, const std::string& where) {
-  if (!j.contains(key) || !j[key].is_array()) return Status::invalid_argument(where + ": '" + key + "' must be an array of integers");
+Result<std::vector<int32_t>> int_array(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_array()) {
+    return Status::invalid_argument(std::string("'") + key + "' must be an array of integers");
+  }
   std::vector<int32_t> out;
   for (const auto& v : j[key]) {
-    if (!v.is_number_integer()) return Status::invalid_argument(where + ": '" + key + "' holds a non-integer");
+    if (!v.is_number_integer()) return Status::invalid_argument(std::string("'") + key + "' holds a non-integer");
     const int64_t x = v.get<int64_t>();
-    if (x < kIgnoreLabel || x > INT32_MAX) return Status::invalid_argument(where + ": '" + key + "' value out of range");
+    if (x < kIgnoreLabel || x > INT32_MAX) return Status::invalid_argument(std::string("'") + key + "' value out of range");
     out.push_back(static_cast<int32_t>(x));
   }
   return out;
@@ -32,36 +34,30 @@ bool is_pretokenized(const std::string& text) {
 Result<std::vector<TokenizedExample>> read_tokenized_jsonl(const std::string& path) {
   LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
   std::vector<TokenizedExample> out;
-  size_t start = 0;
-  int64_t line_no = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    const std::string line = text.substr(start, end - start);
-    start = end + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(line_no);
+  // for_each_line prefixes each error with path:line.
+  LEMA_RETURN_IF_ERROR(for_each_line(text, path, [&](int64_t, std::string_view line) -> Status {
+    if (line.find_first_not_of(" \t") == std::string_view::npos) return Status();
     nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) return Status::invalid_argument(where + ": not a JSON object");
-    if (!j.contains("input_ids")) return Status::invalid_argument(where + ": no 'input_ids' (the file's first line is pre-tokenized)");
+    if (j.is_discarded() || !j.is_object()) return Status::invalid_argument("not a JSON object");
+    if (!j.contains("input_ids")) return Status::invalid_argument("no 'input_ids' (the file's first line is pre-tokenized)");
     TokenizedExample ex;
-    LEMA_ASSIGN_OR_RETURN(ex.input_ids, int_array(j, "input_ids", where));
+    LEMA_ASSIGN_OR_RETURN(ex.input_ids, int_array(j, "input_ids"));
     if (j.contains("labels")) {
-      LEMA_ASSIGN_OR_RETURN(ex.labels, int_array(j, "labels", where));
+      LEMA_ASSIGN_OR_RETURN(ex.labels, int_array(j, "labels"));
     } else {
       ex.labels = ex.input_ids;
     }
-    if (ex.input_ids.empty()) return Status::invalid_argument(where + ": empty 'input_ids'");
+    if (ex.input_ids.empty()) return Status::invalid_argument("empty 'input_ids'");
     if (ex.labels.size() != ex.input_ids.size()) {
-      return Status::invalid_argument(where + ": 'labels' has " + std::to_string(ex.labels.size()) +
-                                      " entries, 'input_ids' " + std::to_string(ex.input_ids.size()));
+      return Status::invalid_argument("'labels' has " + std::to_string(ex.labels.size()) + " entries, 'input_ids' " +
+                                      std::to_string(ex.input_ids.size()));
     }
     for (int32_t id : ex.input_ids) {
-      if (id < 0) return Status::invalid_argument(where + ": negative token id in 'input_ids'");
+      if (id < 0) return Status::invalid_argument("negative token id in 'input_ids'");
     }
     out.push_back(std::move(ex));
-  }
+    return Status();
+  }));
   if (out.empty()) return Status::invalid_argument(path + ": no examples");
   return out;
 }

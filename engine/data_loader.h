@@ -1,9 +1,9 @@
 // Training data for the engine: JSONL -> tokenized examples -> each
 // optimizer step's right-padded micro-batches as tensors.
 //
-// load_training_data accepts the dataset JSONL of DESIGN.md section 3
+// load_training_data accepts the dataset JSONL of docs/DATASET.md
 // ({"question",...} or {"messages":[...]}), rendered with the chat format and
-// tokenized by the dataset module (common/dataset.h, common/training_example.h;
+// tokenized by the dataset module (common/data/dataset.h, common/data/training_example.h;
 // loss on the reply and EOS only), or pre-tokenized lines
 // {"input_ids":[...], "labels":[...]} (labels optional: every token trained).
 //

@@ -2,16 +2,16 @@
 // (`lema eval`, the worker's eval stage). For each model:
 //   - eval loss: mean token cross-entropy over the reply tokens (and EOS) of
 //     every example, with the labels training uses (tokenize_example in
-//     common/training_example.h) and the training loss head (head_loss in
+//     common/data/training_example.h) and the training loss head (head_loss in
 //     llama_model.h, chunked); perplexity = exp(loss);
 //   - format adherence: the first `questions` examples' prompts (the exact
 //     training prompt: [BOS] + the chat template up to "<|assistant|>\n")
 //     are answered greedily (Generator, KV cache, stop at [/LEMA_REPLY] or
 //     EOS, at most max_new_tokens) and checked with the strict validator
-//     (validate_reply in common/chat_format.h): valid / total, failures by
+//     (validate_reply in common/text/chat_format.h): valid / total, failures by
 //     reason and adherence by category.
 // run_eval does both for the base, then for "tuned" (base + adapter) when
-// an adapter is given, and writes report.json / report.md (common/eval_report.h)
+// an adapter is given, and writes report.json / report.md (common/data/eval_report.h)
 // plus loss_curve.svg from a training run's metrics.jsonl. docs/EVAL.md.
 //
 // Plain functions; one call at a time per LayerSource / LoraAdapter.
@@ -34,7 +34,7 @@ namespace lema::engine {
 struct EvalOptions {
   std::string model;       // HF model directory or layer file
   std::string adapter;     // PEFT adapter directory; "": evaluate the base only
-  std::string data;        // eval JSONL (dataset schema, common/dataset.h)
+  std::string data;        // eval JSONL (dataset schema, common/data/dataset.h)
   std::string out;         // report directory; "": write no files
   std::string tokenizer;   // tokenizer file or directory; "": the model's directory (or the layer file's)
   std::string metrics;     // a training run's metrics.jsonl; "": no loss curve

@@ -1,7 +1,10 @@
 // Every option of a training run, named as the job spec names them (seed,
 // steps, epochs, lr, schedule, warmup, batch, micro_batch, seq_len, lora_r,
 // lora_alpha, lora_dropout, targets, dtype, device, checkpoint_every), so
-// the CLI and the worker fill the same struct. No LibTorch here.
+// the CLI and the worker fill the same struct. The defaults are the job
+// spec's (common/protocol/job_spec.h): `lema train` with no flag trains as a
+// job with no [train] key does (tests/worker/stage_options_test.cpp checks
+// it). No LibTorch here.
 #pragma once
 
 #include <cstdint>
@@ -19,25 +22,26 @@ struct TrainOptions {
   std::string resume;  // run directory or step-N directory; empty: fresh start
   bool full = false;   // train every weight (small models; full_model.h); output <out>/model
 
-  uint64_t seed = 42;
+  uint64_t seed = 0;
   int64_t steps = 0;        // optimizer steps; 0: derived from epochs
   double epochs = 1.0;      // used when steps == 0
   int64_t stop_after = 0;   // stop this process after this global step (0: run to the end); the
                             // schedule still spans `steps` (resume tests, preemption drills)
   double lr = 2e-4;
-  std::string schedule = "constant";  // constant | linear | cosine
+  std::string schedule = "cosine";    // constant | linear | cosine
   int64_t warmup = 0;                 // warmup steps
-  int64_t batch = 4;                  // sequences per optimizer step
-  int64_t micro_batch = 0;            // sequences per micro-batch; 0: = batch
+  int64_t batch = 8;                  // sequences per optimizer step
+  int64_t micro_batch = 1;            // sequences per micro-batch; 0: the memory plan's split
+                                      // (with budgets), else = batch
   int64_t seq_len = 512;              // longer examples are cut
   int64_t lora_r = 16;
   double lora_alpha = 32.0;
   double lora_dropout = 0.05;
   bool use_rslora = false;
-  std::string targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
-  std::string dtype = "auto";  // auto: float32 on cpu, bfloat16 on cuda
-  std::string device = "cpu";  // cpu | cuda | cuda:N | auto (cuda when present)
-  int64_t checkpoint_every = 0;  // 0: only at the end
+  std::string targets = "q_proj,k_proj,v_proj,o_proj";  // comma-separated, or "all"
+  std::string dtype = "auto";  // auto | fp32 | bf16 | fp16 (auto: fp32 on cpu, bf16 on cuda)
+  std::string device = "auto";  // cpu | cuda | cuda:N | auto (cuda when present)
+  int64_t checkpoint_every = 100;  // 0: only at the end
   double weight_decay = 0.0;
   double max_grad_norm = 1.0;    // 0: no clipping
   int64_t loss_chunk_tokens = 1024;

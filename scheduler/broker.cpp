@@ -267,6 +267,27 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
   Conn& conn = it->second;
   conn.last_seen_ms = now();
   const std::string& wid = conn.info.id;
+  auto reply_error = [&](const char* code, const std::string& message) {
+    Message err = protocol::make_error(code, message);
+    if (m.has("stage_id")) err.fields["stage_id"] = m.i64("stage_id");
+    if (m.has("attempt")) err.fields["attempt"] = m.i64("attempt");
+    counter.errors++;
+    send(workers, env, err);
+  };
+  // Fencing comes first: a message about a stage from an attempt that no
+  // longer holds the stage's lease changes nothing and is answered
+  // stale_attempt, so that its worker drops the stage.
+  const bool about_a_stage = m.type == MessageType::kProgress || m.type == MessageType::kCheckpoint ||
+                             m.type == MessageType::kDone || m.type == MessageType::kFailed ||
+                             (m.type == MessageType::kLog && m.has("stage_id"));
+  if (about_a_stage) {
+    Result<JobStore::LeaseCheck> lease = store->check_lease(m.i64("stage_id"), m.i64("attempt"), wid);
+    if (!lease.ok()) return reply_error(error_code_for(lease.status()), lease.status().message());
+    if (!lease->held) {
+      counter.stale++;
+      return reply_error(ec::kStaleAttempt, "stale: " + lease->why);
+    }
+  }
   Status s;
   switch (m.type) {
     case MessageType::kHeartbeat:
@@ -286,11 +307,8 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
                                    m.str("sha256"), now());
       break;
     case MessageType::kLog:
-      if (m.has("stage_id")) s = store->check_lease(m.i64("stage_id"), m.i64("attempt"), wid);
-      if (s.ok()) {
-        s = store->add_event(0, m.i64("stage_id"), m.i64("attempt"), m.str("level"),
-                             m.str("line").substr(0, 8192), now());
-      }
+      s = store->add_event(0, m.i64("stage_id"), m.i64("attempt"), m.str("level"), m.str("line").substr(0, 8192),
+                           now());
       break;
     case MessageType::kDone:
       s = store->complete_stage(m.i64("stage_id"), m.i64("attempt"), wid,
@@ -307,15 +325,7 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
                  std::string(protocol::message_type_name(m.type)) + " is not a worker-to-scheduler message");
       return;
   }
-  if (!s.ok()) {
-    bool stale = s.code() == Status::Code::kNotFound && s.message().rfind("stale", 0) == 0;
-    if (stale) counter.stale++;
-    Message err = protocol::make_error(stale ? ec::kStaleAttempt : error_code_for(s), s.message());
-    if (m.has("stage_id")) err.fields["stage_id"] = m.i64("stage_id");
-    if (m.has("attempt")) err.fields["attempt"] = m.i64("attempt");
-    counter.errors++;
-    send(workers, env, err);
-  }
+  if (!s.ok()) reply_error(error_code_for(s), s.message());
 }
 
 Result<json> Broker::Impl::client_request(const Message& m) {

@@ -264,21 +264,24 @@ struct JobStore::Impl {
     st.bind(6, now_ms);
     st.exec();
   }
-  Status check_lease(int64_t stage_id, int64_t attempt, const std::string& worker_id) {
+  JobStore::LeaseCheck lease_of(int64_t stage_id, int64_t attempt, const std::string& worker_id) {
     auto& st = stmt("SELECT attempt, worker_id FROM leases WHERE stage_id = ?");
     st.bind(1, stage_id);
     if (!st.executeStep()) {
-      return Status::not_found(str_printf("stale: stage %lld attempt %lld holds no lease", (long long)stage_id,
-                                          (long long)attempt));
+      return {false, str_printf("stage %lld attempt %lld holds no lease", (long long)stage_id, (long long)attempt)};
     }
     int64_t cur = st.getColumn(0).getInt64();
     std::string holder = st.getColumn(1).getString();
     if (cur != attempt || holder != worker_id) {
-      return Status::not_found(str_printf("stale: stage %lld is leased as attempt %lld to '%s', not attempt %lld to '%s'",
-                                          (long long)stage_id, (long long)cur, holder.c_str(), (long long)attempt,
-                                          worker_id.c_str()));
+      return {false, str_printf("stage %lld is leased as attempt %lld to '%s', not attempt %lld to '%s'",
+                                (long long)stage_id, (long long)cur, holder.c_str(), (long long)attempt,
+                                worker_id.c_str())};
     }
-    return Status();
+    return {true, ""};
+  }
+  Status check_lease(int64_t stage_id, int64_t attempt, const std::string& worker_id) {
+    JobStore::LeaseCheck lease = lease_of(stage_id, attempt, worker_id);
+    return lease.held ? Status() : Status::not_found("stale: " + lease.why);
   }
   void end_attempt(int64_t stage_id, int64_t attempt, const char* state, const std::string& error, int64_t now_ms) {
     auto& st = stmt("UPDATE attempts SET state = ?, error = ?, ended_ms = ? WHERE stage_id = ? AND attempt = ?");
@@ -739,8 +742,13 @@ Result<std::vector<LeaseRef>> JobStore::release_worker_leases(const std::string&
   return released;
 }
 
-Status JobStore::check_lease(int64_t stage_id, int64_t attempt, const std::string& worker_id) {
-  return impl_->guard("check lease", [&] { return impl_->check_lease(stage_id, attempt, worker_id); });
+Result<JobStore::LeaseCheck> JobStore::check_lease(int64_t stage_id, int64_t attempt, const std::string& worker_id) {
+  LeaseCheck lease;
+  LEMA_RETURN_IF_ERROR(impl_->guard("check lease", [&] {
+    lease = impl_->lease_of(stage_id, attempt, worker_id);
+    return Status();
+  }));
+  return lease;
 }
 
 Status JobStore::record_progress(int64_t stage_id, int64_t attempt, const std::string& worker_id, int64_t step,

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base/status.h"
+#include "common/protocol/protocol.h"
 
 namespace lema {
 
@@ -31,8 +32,11 @@ struct Migration {
 const std::vector<Migration>& embedded_migrations();
 
 struct StoreOptions {
-  int64_t retry_backoff_init_ms = 1000;  // FAILED(retryable) -> wait, doubled per attempt
-  int64_t retry_backoff_max_ms = 60000;
+  // The retry policy: a FAILED(retryable) stage waits this long before it is
+  // assigned again, doubled per attempt up to the max (a lost lease is
+  // retried at once: the worker died, not the stage).
+  int64_t retry_backoff_init_ms = protocol::kRetryBackoffInitMs;
+  int64_t retry_backoff_max_ms = protocol::kRetryBackoffMaxMs;
   int busy_timeout_ms = 5000;
   bool synchronous_full = false;  // NORMAL survives process crashes; FULL also power loss
   int cache_mib = 64;             // SQLite page cache of the connection
@@ -119,7 +123,14 @@ class JobStore {
 
   // --- messages from a worker about its stage. All are fenced: they return
   // kNotFound ("stale ...") unless (stage, attempt, worker) holds the lease.
-  Status check_lease(int64_t stage_id, int64_t attempt, const std::string& worker_id);
+  // check_lease asks first, so that a stale message is told apart by type,
+  // not by its text: held false is a stale attempt (the broker answers
+  // stale_attempt); an error is the database's.
+  struct LeaseCheck {
+    bool held = false;
+    std::string why;  // when not held: "stage 5 is leased as attempt 2 to 'w2', not attempt 1 to 'w1'"
+  };
+  Result<LeaseCheck> check_lease(int64_t stage_id, int64_t attempt, const std::string& worker_id);
   Status record_progress(int64_t stage_id, int64_t attempt, const std::string& worker_id, int64_t step,
                          int64_t total_steps, const nlohmann::json& metrics, int64_t now_ms);
   Status record_checkpoint(int64_t stage_id, int64_t attempt, const std::string& worker_id, int64_t step,

@@ -33,7 +33,7 @@ if [[ ! -f "$build_dir/CMakeCache.txt" ]] && command -v ninja >/dev/null 2>&1; t
 fi
 cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE="${LEMA_BUILD_TYPE:-Release}" ${LEMA_CMAKE_ARGS:-}
 jobs=$(nproc)
-# A LibTorch translation unit takes ~1.5 GB to compile (TOOLCHAIN.md).
+# A LibTorch translation unit takes ~1.5 GB to compile: one job per 2 GB available.
 mem_gb=$(awk '/MemAvailable/ {print int($2/1024/1024)}' /proc/meminfo)
 ((mem_gb / 2 < jobs)) && jobs=$((mem_gb / 2 > 0 ? mem_gb / 2 : 1))
 cmake --build "$build_dir" -j "$jobs"

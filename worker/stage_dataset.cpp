@@ -9,6 +9,7 @@
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "engine/data_loader.h"
+#include "worker/stage_options.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {
@@ -23,13 +24,11 @@ bool first_line_is_tokenized(const std::string& text) {
 
 StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& /*env*/,
                                StageReporter& reporter) {
-  nlohmann::json spec = nlohmann::json::parse(a.spec_json, nullptr, false);
-  if (!spec.is_object() || !spec.contains("data")) {
-    return {Status::invalid_argument("ASSIGN spec has no [data] section"), "{}", false};
-  }
-  const nlohmann::json& d = spec["data"];
+  Result<JobSpec> spec = assignment_spec(a);
+  if (!spec.ok()) return {spec.status(), "{}", false};
+  const JobSpec::Data& d = spec->data;
   const std::string out_dir = job_data_dir(work_dir);
-  const std::string jsonl = d.value("jsonl", std::string());
+  const std::string& jsonl = d.jsonl;
   reporter.progress(0, 1, "{}");
   nlohmann::json result = {{"dir", out_dir}};
   if (!jsonl.empty()) {
@@ -53,21 +52,17 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
       reporter.log("warn", str_printf("%s:%lld: %s: %s", jsonl.c_str(), static_cast<long long>(bad.line),
                                       line_error_name(bad.error), bad.detail.c_str()));
     }
-    auto built = split_imported(std::move(imported).value(), d.value("eval_fraction", 0.1),
-                                static_cast<uint64_t>(d.value("seed", int64_t{0})));
+    auto built = split_imported(std::move(imported).value(), d.eval_fraction, static_cast<uint64_t>(d.seed));
     if (!built.ok()) return {built.status(), "{}", false};
     if (Status s = write_dataset(built.value(), out_dir); !s.ok()) return {s, "{}", true};
     result["train_examples"] = built->train.size();
     result["eval_examples"] = built->eval.size();
   } else {
-    const std::string builder = d.value("builder", std::string("lema-reply"));
-    if (builder != "lema-reply") {
-      return {Status::invalid_argument("data.builder '" + builder + "' is unknown (known: lema-reply)"), "{}", false};
-    }
+    // JobSpec checked the builder's name: lema-reply is the only one.
     BuildOptions options;
-    options.examples = d.value("examples", options.examples);
-    options.seed = static_cast<uint64_t>(d.value("seed", int64_t{0}));
-    options.eval_fraction = d.value("eval_fraction", options.eval_fraction);
+    options.examples = d.examples;
+    options.seed = static_cast<uint64_t>(d.seed);
+    options.eval_fraction = d.eval_fraction;
     auto built = build_lema_reply(options);
     if (!built.ok()) return {built.status(), "{}", false};
     if (Status s = write_dataset(built.value(), out_dir); !s.ok()) return {s, "{}", true};

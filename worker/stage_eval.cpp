@@ -15,6 +15,7 @@
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "engine/evaluator.h"
+#include "worker/stage_options.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {
@@ -43,33 +44,9 @@ std::string summary_line(const EvalReport& report) {
 
 StageOutcome run_eval_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                             StageReporter& reporter) {
-  nlohmann::json spec = nlohmann::json::parse(a.spec_json, nullptr, false);
-  if (!spec.is_object() || !spec.contains("model") || !spec["model"].is_object()) {
-    return {Status::invalid_argument("ASSIGN spec has no [model] section"), "{}", false};
-  }
-  auto section = [&](const char* name) {
-    return spec.contains(name) && spec[name].is_object() ? spec[name] : nlohmann::json::object();
-  };
-  const nlohmann::json train = section("train"), eval = section("eval");
-  engine::EvalOptions o;
-  o.model = spec["model"].value("path", std::string());
-  o.tokenizer = spec["model"].value("tokenizer", std::string());
-  o.adapter = job_adapter_dir(work_dir);
-  o.data = path_join(job_data_dir(work_dir), "eval.jsonl");
-  o.out = job_eval_dir(work_dir);
-  o.metrics = path_join(job_train_dir(work_dir), "metrics.jsonl");
-  o.questions = eval.value("questions", o.questions);
-  o.max_new_tokens = eval.value("max_new_tokens", o.max_new_tokens);
-  // The loss sees examples cut as training saw them.
-  o.seq_len = train.value("seq_len", o.seq_len);
-  o.device = stage_device(train.value("device", std::string("auto")), env);
-  o.dtype = train.value("dtype", o.dtype);
-  // The base streams within the budgets that training had.
-  o.vram_budget = train.value("vram", uint64_t{0});
-  o.ram_budget = train.value("ram", uint64_t{0});
-  o.threads = env.threads;
-  o.show_progress = false;
-  if (o.model.empty()) return {Status::invalid_argument("model.path is empty in the job spec"), "{}", false};
+  Result<JobSpec> spec = assignment_spec(a);
+  if (!spec.ok()) return {spec.status(), "{}", false};
+  engine::EvalOptions o = eval_options(spec.value(), work_dir, env);
 
   if (!path_exists(o.data)) {
     if (path_exists(path_join(job_data_dir(work_dir), "train.jsonl"))) {

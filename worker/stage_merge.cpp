@@ -6,34 +6,22 @@
 // or SIGTERM between two tensors.
 #include <nlohmann/json.hpp>
 
-#include "common/formats/dtype.h"
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "engine/merge.h"
+#include "worker/stage_options.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {
 
 StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                              StageReporter& reporter) {
-  nlohmann::json spec = nlohmann::json::parse(a.spec_json, nullptr, false);
-  if (!spec.is_object() || !spec.contains("model") || !spec["model"].is_object()) {
-    return {Status::invalid_argument("ASSIGN spec has no [model] section"), "{}", false};
-  }
-  const nlohmann::json merge = spec.contains("merge") && spec["merge"].is_object() ? spec["merge"]
-                                                                                    : nlohmann::json::object();
-  engine::MergeOptions o;
-  o.base = spec["model"].value("path", std::string());
-  o.tokenizer = spec["model"].value("tokenizer", std::string());
-  o.adapter = job_adapter_dir(work_dir);
-  o.out = job_merged_dir(work_dir);
-  o.show_progress = false;
-  if (o.base.empty()) return {Status::invalid_argument("model.path is empty in the job spec"), "{}", false};
-  const std::string dtype_name = merge.value("dtype", std::string("bf16"));
-  Result<DType> dtype = parse_dtype_alias(dtype_name);
-  if (!dtype.ok()) return {dtype.status().with_context("merge.dtype"), "{}", false};
-  o.dtype = dtype.value();
-  o.shard_bytes = merge.value("shard_size", uint64_t{2} << 30);
+  Result<JobSpec> spec = assignment_spec(a);
+  if (!spec.ok()) return {spec.status(), "{}", false};
+  Result<engine::MergeOptions> options = merge_options(spec.value(), work_dir);
+  if (!options.ok()) return {options.status(), "{}", false};
+  engine::MergeOptions& o = options.value();
+  const std::string& dtype_name = spec->merge.dtype;
   if (!path_exists(path_join(o.adapter, "adapter_model.safetensors"))) {
     // The train stage succeeded, so its adapter exists somewhere: the shared
     // directory is missing on this machine; another worker may see it.

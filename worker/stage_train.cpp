@@ -11,6 +11,7 @@
 #include "common/base/log.h"
 #include "common/base/sha256.h"
 #include "engine/trainer.h"
+#include "worker/stage_options.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {
@@ -58,24 +59,6 @@ class StageObserver : public engine::TrainObserver {
   bool stopped_ = false;
 };
 
-std::string join(const nlohmann::json& list) {
-  std::string out;
-  for (const auto& t : list) {
-    if (!t.is_string()) continue;
-    if (!out.empty()) out += ",";
-    out += t.get<std::string>();
-  }
-  return out;
-}
-
-// The job spec's dtype names ("fp32") -> the engine's ("float32").
-std::string engine_dtype(const std::string& spec_dtype) {
-  if (spec_dtype == "fp32") return "float32";
-  if (spec_dtype == "bf16") return "bfloat16";
-  if (spec_dtype == "fp16") return "float16";
-  return spec_dtype;
-}
-
 int64_t count_lines(const std::string& path) {
   Result<std::string> text = read_file(path);
   if (!text.ok()) return 0;
@@ -88,43 +71,10 @@ int64_t count_lines(const std::string& path) {
 
 StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                              StageReporter& reporter) {
-  nlohmann::json spec = nlohmann::json::parse(a.spec_json, nullptr, false);
-  if (!spec.is_object() || !spec.contains("train") || !spec.contains("model")) {
-    return {Status::invalid_argument("ASSIGN spec has no [train] or [model] section"), "{}", false};
-  }
-  const nlohmann::json& t = spec["train"];
-  engine::TrainOptions o;
-  o.model = spec["model"].value("path", std::string());
-  // Text JSONL (what the dataset stage writes) is tokenized by the engine's
-  // data loader, as `lema train --tokenizer` does: with model.tokenizer, or
-  // the tokenizer.json / tokenizer.model next to the model when it is empty.
-  o.tokenizer = spec["model"].value("tokenizer", std::string());
-  o.data = path_join(job_data_dir(work_dir), "train.jsonl");
-  o.out = job_train_dir(work_dir);
+  Result<JobSpec> spec = assignment_spec(a);
+  if (!spec.ok()) return {spec.status(), "{}", false};
+  engine::TrainOptions o = train_options(spec.value(), work_dir, env);
   o.resume = a.resume_checkpoint;
-  o.seed = static_cast<uint64_t>(t.value("seed", int64_t{0}));
-  o.steps = t.value("steps", int64_t{0});
-  o.epochs = t.value("epochs", 1.0);
-  o.lr = t.value("lr", o.lr);
-  o.schedule = t.value("schedule", o.schedule);
-  o.warmup = t.value("warmup", o.warmup);
-  o.batch = t.value("batch", o.batch);
-  o.micro_batch = t.value("micro_batch", o.micro_batch);
-  o.seq_len = t.value("seq_len", o.seq_len);
-  o.lora_r = t.value("lora_r", o.lora_r);
-  o.lora_alpha = t.value("lora_alpha", o.lora_alpha);
-  o.lora_dropout = t.value("lora_dropout", o.lora_dropout);
-  if (t.contains("targets")) o.targets = join(t["targets"]);
-  o.dtype = engine_dtype(t.value("dtype", std::string("auto")));
-  o.device = stage_device(t.value("device", std::string("auto")), env);
-  o.checkpoint_every = t.value("checkpoint_every", o.checkpoint_every);
-  // train.vram / train.ram (bytes in the normalised spec): the engine
-  // streams the base (a layer file) within them, as `lema train --vram/--ram`.
-  o.vram_budget = t.value("vram", uint64_t{0});
-  o.ram_budget = t.value("ram", uint64_t{0});
-  o.threads = env.threads;
-  o.quiet = true;
-  if (o.model.empty()) return {Status::invalid_argument("model.path is empty in the job spec"), "{}", false};
   if (!o.resume.empty() && !path_exists(o.resume)) {
     // The checkpoint the scheduler recorded is not visible here: the shared
     // directory is missing on this machine; another worker may see it.

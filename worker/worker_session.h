@@ -3,13 +3,13 @@
 // that sends HELLO, heartbeats every kHeartbeatIntervalMs (also while the
 // caller is busy in a long GPU step), counts the scheduler dead after
 // kHeartbeatLiveness silent intervals, and then reconnects with exponential
-// backoff (kReconnectInitialMs -> kReconnectMaxMs), saying HELLO again.
+// backoff (protocol::kReconnectBackoffInitMs -> kReconnectBackoffMaxMs), saying HELLO again.
 //
 // Stage messages (PROGRESS, LOG, CHECKPOINT, DONE, FAILED) are queued by the
 // caller and sent by the I/O thread once the scheduler has said WELCOME; the
 // final DONE/FAILED is sent again after every reconnect until the next ASSIGN
 // (the scheduler fences duplicates by attempt). Messages are those of
-// common/protocol.h.
+// common/protocol/protocol.h.
 //
 // Thread-safety: every public method may be called from any thread. The
 // zmq socket is touched only by the I/O thread. No zmq type leaks out.
@@ -65,7 +65,7 @@ struct SessionOptions {
   std::string curve_server_public_key;
   std::string curve_public_key;
   std::string curve_secret_key;
-  // Defaults from common/protocol.h; WELCOME may change the first two.
+  // Defaults from common/protocol/protocol.h; WELCOME may change the first two.
   int64_t heartbeat_interval_ms = -1;
   int heartbeat_liveness = -1;
   int64_t reconnect_initial_ms = -1;

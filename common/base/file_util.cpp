@@ -43,6 +43,23 @@ Result<std::string> read_file(const std::string& path) {
   return out;
 }
 
+Status for_each_line(std::string_view text, const std::string& name,
+                     const std::function<Status(int64_t line_number, std::string_view line)>& fn) {
+  int64_t line_number = 0;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    start = end + 1;
+    ++line_number;
+    Status s = fn(line_number, line);
+    if (!s.ok()) return s.with_context(name + ":" + std::to_string(line_number));
+  }
+  return Status();
+}
+
 Status write_file_atomic(const std::string& path, const std::string& data) {
   AtomicFileWriter w;
   LEMA_RETURN_IF_ERROR(w.open(path));

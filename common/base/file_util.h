@@ -6,7 +6,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "common/base/status.h"
 
@@ -20,6 +22,15 @@ Result<std::string> read_file(const std::string& path);
 // Writes `data` to `path` atomically: a reader sees the old file or the new
 // one, never a mix, and after return the new content survives a power cut.
 Status write_file_atomic(const std::string& path, const std::string& data);
+
+// The one line loop of lema's line files (JSONL, key lists): calls
+// fn(line_number, line) for each line of `text`, numbered from 1, without
+// its "\n" or "\r\n"; a last line without "\n" is a line, and a final "\n"
+// starts none. Blank lines are passed on (callers decide). The first
+// non-OK Status from fn stops the loop and is returned as
+// "<name>:<line_number>: <message>", its code kept.
+Status for_each_line(std::string_view text, const std::string& name,
+                     const std::function<Status(int64_t line_number, std::string_view line)>& fn);
 
 // fsync of a file or directory by path.
 Status fsync_path(const std::string& path);

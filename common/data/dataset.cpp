@@ -179,17 +179,14 @@ Result<ImportResult> import_jsonl_text(const std::string& text, const std::strin
                                        const ImportOptions& options) {
   ImportResult res;
   std::unordered_set<std::string> seen;
-  size_t start = 0;
-  int64_t line_no = 0;
-  while (start < text.size()) {
-    size_t nl = text.find('\n', start);
-    std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-    start = nl == std::string::npos ? text.size() : nl + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  int64_t lines = 0;
+  // The callback never fails: a bad line is counted and skipped.
+  (void)for_each_line(text, name, [&](int64_t line_no, std::string_view view) {
+    lines = line_no;
+    const std::string line(view);
     if (blank(line)) {
       ++res.lines_blank;
-      continue;
+      return Status();
     }
     Example e;
     BadLine bad;
@@ -199,15 +196,16 @@ Result<ImportResult> import_jsonl_text(const std::string& text, const std::strin
                bad.detail.c_str());
       res.bad_by_reason[line_error_name(bad.error)]++;
       res.bad_lines.push_back(std::move(bad));
-      continue;
+      return Status();
     }
     if (!seen.insert(example_text(e)).second) {
       ++res.duplicates;
-      continue;
+      return Status();
     }
     res.examples.push_back(std::move(e));
-  }
-  res.lines_total = line_no;
+    return Status();
+  });
+  res.lines_total = lines;
   if (options.strict && !res.bad_lines.empty()) {
     const BadLine& b = res.bad_lines.front();
     return Status::invalid_argument(str_printf("%s:%lld: %s: %s (%zu bad line(s) in all; --strict)", name.c_str(),

@@ -1,4 +1,4 @@
-// Dataset examples, the JSONL formats of DESIGN.md section 3, import with
+// Dataset examples, the JSONL formats of docs/DATASET.md, import with
 // per-line errors, and statistics.
 //
 // A JSONL line is one of

@@ -154,21 +154,16 @@ Status write_eval_report(const EvalReport& report, const std::string& dir) {
 Result<std::vector<MetricPoint>> read_metrics_jsonl(const std::string& path) {
   LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
   std::vector<MetricPoint> points;
-  size_t start = 0;
-  int64_t line_no = 0;
-  while (start < text.size()) {
-    size_t nl = text.find('\n', start);
-    std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-    start = nl == std::string::npos ? text.size() : nl + 1;
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  LEMA_RETURN_IF_ERROR(for_each_line(text, path, [&](int64_t, std::string_view line) {
+    if (line.find_first_not_of(" \t") == std::string_view::npos) return Status();
     nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      return Status::invalid_argument(str_printf("%s:%lld: not a JSON object", path.c_str(), static_cast<long long>(line_no)));
+    if (j.is_discarded() || !j.is_object()) return Status::invalid_argument("not a JSON object");
     auto s = j.find("step"), l = j.find("loss");
-    if (s == j.end() || l == j.end() || !s->is_number() || !l->is_number()) continue;
-    points.push_back({s->get<int64_t>(), l->get<double>()});
-  }
+    if (s != j.end() && l != j.end() && s->is_number() && l->is_number()) {
+      points.push_back({s->get<int64_t>(), l->get<double>()});
+    }
+    return Status();
+  }));
   return points;
 }
 

@@ -1,8 +1,13 @@
-// TOML -> JobSpec with strict keys. toml++ throws toml::parse_error on bad
-// syntax; it is caught here and turned into a Status with the line.
+// TOML or normalised JSON -> JobSpec with strict keys. Both forms go through
+// one reader (JSON is turned into a TOML table first), so a spec read back
+// from the scheduler's JSON is checked exactly as the submitted TOML was.
+// toml++ throws toml::parse_error on bad syntax; it is caught here and
+// turned into a Status with the line.
 #include "common/protocol/job_spec.h"
 
+#include <cstdint>
 #include <set>
+#include <utility>
 
 #include <toml++/toml.h>
 
@@ -13,6 +18,12 @@ namespace lema {
 namespace {
 
 using nlohmann::json;
+
+// "spec.toml:12", or "spec" for a node without a line (a spec read from JSON).
+std::string where(const std::string& source, const toml::node* n) {
+  const unsigned line = n ? n->source().begin.line : 0;
+  return line > 0 ? str_printf("%s:%u", source.c_str(), line) : source;
+}
 
 // Reads the keys of one table, remembering which were consumed so that the
 // rest can be reported as unknown.
@@ -86,9 +97,9 @@ class TableReader {
     if (!table_) return Status();
     for (const auto& [k, v] : *table_) {
       if (!used_.count(std::string(k.str()))) {
-        return Status::invalid_argument(str_printf("%s:%u: unknown key '%s' in [%s]", source_.c_str(),
-                                                   v.source().begin.line, std::string(k.str()).c_str(),
-                                                   section_.c_str()));
+        return Status::invalid_argument(where(source_, &v) + str_printf(": unknown key '%s' in [%s]",
+                                                                         std::string(k.str()).c_str(),
+                                                                         section_.c_str()));
       }
     }
     return Status();
@@ -100,9 +111,8 @@ class TableReader {
     return table_ ? table_->get(key) : nullptr;
   }
   Status error(const char* key, const toml::node* n, const std::string& what) const {
-    unsigned line = n ? n->source().begin.line : 0;
-    return Status::invalid_argument(
-        str_printf("%s:%u: [%s] %s: %s", source_.c_str(), line, section_.c_str(), key, what.c_str()));
+    return Status::invalid_argument(where(source_, n) +
+                                    str_printf(": [%s] %s: %s", section_.c_str(), key, what.c_str()));
   }
   Status type_error(const char* key, const toml::node* n, const char* expected) const {
     return error(key, n, std::string("expected ") + expected);
@@ -121,28 +131,68 @@ bool one_of(const std::string& v, std::initializer_list<const char*> options) {
   return false;
 }
 
-}  // namespace
+// JSON -> TOML, so that a spec from JSON goes through the very checks of a
+// spec from TOML. false: a value TOML cannot hold (null, an unsigned number
+// beyond int64).
+bool table_from_json(const json& object, toml::table* out);
+bool array_from_json(const json& array, toml::array* out);
 
-Result<JobSpec> JobSpec::parse(const std::string& toml_text, const std::string& source) {
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& e) {
-    return Status::invalid_argument(str_printf("%s:%u: %s", source.c_str(), e.source().begin.line,
-                                               std::string(e.description()).c_str()));
+// Calls put(x) with `value` as the TOML type that holds it.
+template <typename Put>
+bool put_json(const json& value, Put put) {
+  switch (value.type()) {
+    case json::value_t::string: put(value.get<std::string>()); return true;
+    case json::value_t::boolean: put(value.get<bool>()); return true;
+    case json::value_t::number_integer: put(value.get<int64_t>()); return true;
+    case json::value_t::number_unsigned:
+      if (value.get<uint64_t>() > uint64_t(INT64_MAX)) return false;
+      put(int64_t(value.get<uint64_t>()));
+      return true;
+    case json::value_t::number_float: put(value.get<double>()); return true;
+    case json::value_t::array: {
+      toml::array array;
+      if (!array_from_json(value, &array)) return false;
+      put(std::move(array));
+      return true;
+    }
+    case json::value_t::object: {
+      toml::table table;
+      if (!table_from_json(value, &table)) return false;
+      put(std::move(table));
+      return true;
+    }
+    default: return false;
   }
+}
+
+bool table_from_json(const json& object, toml::table* out) {
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    const std::string& key = it.key();
+    if (!put_json(it.value(), [&](auto&& x) { out->insert(key, std::forward<decltype(x)>(x)); })) return false;
+  }
+  return true;
+}
+
+bool array_from_json(const json& array, toml::array* out) {
+  for (const json& value : array) {
+    if (!put_json(value, [&](auto&& x) { out->push_back(std::forward<decltype(x)>(x)); })) return false;
+  }
+  return true;
+}
+
+// Every section, key and range check of a spec, on a parsed TOML table
+// (from TOML text, or from JSON through toml_from_json).
+Result<JobSpec> spec_from_table(const toml::table& root, const std::string& source) {
   static const char* kSections[] = {"job", "model", "data", "train", "eval", "merge", "resources"};
   for (const auto& [k, v] : root) {
     std::string name(k.str());
     bool known = false;
     for (const char* s : kSections) known = known || name == s;
     if (!known) {
-      return Status::invalid_argument(
-          str_printf("%s:%u: unknown section or key '%s'", source.c_str(), v.source().begin.line, name.c_str()));
+      return Status::invalid_argument(where(source, &v) + ": unknown section or key '" + name + "'");
     }
     if (!v.is_table()) {
-      return Status::invalid_argument(
-          str_printf("%s:%u: '%s' must be a table ([%s])", source.c_str(), v.source().begin.line, name.c_str(), name.c_str()));
+      return Status::invalid_argument(where(source, &v) + ": '" + name + "' must be a table ([" + name + "])");
     }
   }
   auto reader = [&](const char* s) { return TableReader(root[s].as_table(), s, source); };
@@ -211,8 +261,10 @@ Result<JobSpec> JobSpec::parse(const std::string& toml_text, const std::string& 
                                      "must be constant, linear or cosine"));
   LEMA_RETURN_IF_ERROR(train.require("warmup", t.warmup >= 0, "must be >= 0"));
   LEMA_RETURN_IF_ERROR(train.require("batch", t.batch >= 1, "must be >= 1"));
-  LEMA_RETURN_IF_ERROR(train.require("micro_batch", t.micro_batch >= 1 && t.batch % t.micro_batch == 0,
-                                     "must be >= 1 and divide batch"));
+  // 0: the memory plan picks the split (with budgets), else the whole batch.
+  LEMA_RETURN_IF_ERROR(train.require("micro_batch",
+                                     t.micro_batch == 0 || (t.micro_batch >= 1 && t.batch % t.micro_batch == 0),
+                                     "must be 0 (auto) or divide batch"));
   LEMA_RETURN_IF_ERROR(train.require("seq_len", t.seq_len >= 8, "must be >= 8"));
   LEMA_RETURN_IF_ERROR(train.require("lora_r", t.lora_r >= 1, "must be >= 1"));
   LEMA_RETURN_IF_ERROR(train.require("lora_dropout", t.lora_dropout >= 0 && t.lora_dropout < 1, "must be in [0, 1)"));
@@ -250,6 +302,37 @@ Result<JobSpec> JobSpec::parse(const std::string& toml_text, const std::string& 
   LEMA_RETURN_IF_ERROR(res.get("cpu_ok", &spec.resources.cpu_ok));
   LEMA_RETURN_IF_ERROR(res.check_unknown());
   return spec;
+}
+
+}  // namespace
+
+Result<JobSpec> JobSpec::parse(const std::string& toml_text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    return Status::invalid_argument(str_printf("%s:%u: %s", source.c_str(), e.source().begin.line,
+                                               std::string(e.description()).c_str()));
+  }
+  return spec_from_table(root, source);
+}
+
+Result<JobSpec> JobSpec::from_json(const json& j, const std::string& source) {
+  if (!j.is_object()) return Status::invalid_argument(source + ": the job spec is not a JSON object");
+  json in = j;
+  // to_json writes both data.builder and data.jsonl, the unused one empty;
+  // the TOML form takes only one of them.
+  if (in.contains("data") && in["data"].is_object()) {
+    json& d = in["data"];
+    for (const char* key : {"builder", "jsonl"}) {
+      if (d.contains(key) && d[key].is_string() && d[key].get<std::string>().empty()) d.erase(std::string(key));
+    }
+  }
+  toml::table root;
+  if (!table_from_json(in, &root)) {
+    return Status::invalid_argument(source + ": the job spec holds a null or an out-of-range number");
+  }
+  return spec_from_table(root, source);
 }
 
 json JobSpec::to_json() const {

@@ -1,7 +1,10 @@
 // JobSpec: the TOML job description a user submits (docs/SCHEDULER.md "Job
 // spec"). Parsing checks every key and type (errors name the key and line),
 // fills defaults, and to_json() gives the normalised form the scheduler stores
-// next to the submitted text and sends to workers in ASSIGN.
+// next to the submitted text and sends to workers in ASSIGN; from_json() reads
+// that form back with the same checks, so a worker gets the typed spec and
+// never reads the JSON by key. These defaults are the only ones: the engine's
+// TrainOptions and `lema train` use the same (tests/worker/stage_options_test.cpp).
 //
 // Thread-safety: a plain value.
 #pragma once
@@ -42,7 +45,7 @@ struct JobSpec {
     std::string schedule = "cosine";  // constant | linear | cosine
     int64_t warmup = 0;
     int64_t batch = 8;
-    int64_t micro_batch = 1;
+    int64_t micro_batch = 1;  // 0: the memory plan's split (with budgets), else = batch
     int64_t seq_len = 512;
     int64_t lora_r = 16;
     double lora_alpha = 32;
@@ -71,6 +74,9 @@ struct JobSpec {
 
   // Parses TOML text. `source` names the file in error messages.
   static Result<JobSpec> parse(const std::string& toml_text, const std::string& source = "spec");
+  // The normalised form (to_json) back; keys may be missing (defaults), any
+  // other error is reported as parse() reports it, naming `source`.
+  static Result<JobSpec> from_json(const nlohmann::json& j, const std::string& source = "spec");
   // Normalised form: every section, every key, defaults filled, sizes in bytes.
   nlohmann::json to_json() const;
 };

@@ -26,7 +26,9 @@ constexpr int64_t kHeartbeatIntervalMs = 2000;
 constexpr int kHeartbeatLiveness = 3;  // missed heartbeats before a peer is presumed dead
 constexpr int64_t kReconnectBackoffInitMs = 250;
 constexpr int64_t kReconnectBackoffMaxMs = 8000;
-constexpr int64_t kRetryBackoffInitMs = 1000;  // stage retry delay, doubled per attempt
+// The scheduler's retry policy (StoreOptions' defaults): a stage that failed
+// retryably waits this long before it runs again, doubled per attempt.
+constexpr int64_t kRetryBackoffInitMs = 1000;
 constexpr int64_t kRetryBackoffMaxMs = 60000;
 // Largest frame either ROUTER accepts (ZMQ_MAXMSGSIZE); larger peers are dropped.
 constexpr int64_t kMaxMessageBytes = 16 << 20;

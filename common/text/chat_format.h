@@ -1,4 +1,4 @@
-// The LEMA chat format (DESIGN.md section 3), byte for byte, and the strict
+// The LEMA chat format (docs/DATASET.md "Chat format"), byte for byte, and the strict
 // validator of the [LEMA_REPLY] block.
 //
 //   <|system|>\nYou are a precise assistant trained using LEMA.\n\n

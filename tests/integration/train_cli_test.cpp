@@ -4,7 +4,7 @@
 // with another configuration is refused.
 //
 // The data is tokenized here byte by byte (id = byte + 3) until the dataset
-// module's tokenization lands; the text is the chat format of DESIGN.md.
+// module's tokenization lands; the text is the chat format of docs/DATASET.md.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/wait.h>

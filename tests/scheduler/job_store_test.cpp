@@ -185,6 +185,28 @@ TEST_F(StoreFixture, PriorityThenAgeAndCapabilities) {
   EXPECT_EQ(t.kind, "train");
 }
 
+// The broker tells a stale message apart by check_lease's typed answer,
+// never by the text of an error.
+TEST_F(StoreFixture, CheckLeaseSaysWhoHoldsTheStage) {
+  submit(small_spec("c"));
+  Assignment d = assign(gpu_worker("w1"));
+  auto held = store->check_lease(d.stage_id, d.attempt, "w1");
+  ASSERT_TRUE(held.ok()) << held.status().to_string();
+  EXPECT_TRUE(held->held);
+  auto other = store->check_lease(d.stage_id, d.attempt, "w2");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->held);
+  EXPECT_NE(other->why.find("leased as attempt 1 to 'w1'"), std::string::npos) << other->why;
+  auto old = store->check_lease(d.stage_id, d.attempt + 1, "w1");
+  ASSERT_TRUE(old.ok());
+  EXPECT_FALSE(old->held);
+  ASSERT_TRUE(store->complete_stage(d.stage_id, d.attempt, "w1", nullptr, now).ok());
+  auto done = store->check_lease(d.stage_id, d.attempt, "w1");
+  ASSERT_TRUE(done.ok());
+  EXPECT_FALSE(done->held);
+  EXPECT_NE(done->why.find("holds no lease"), std::string::npos) << done->why;
+}
+
 TEST_F(StoreFixture, LapsedLeaseRequeuesWithCheckpointAndFencesOldAttempt) {
   int64_t job = submit(small_spec("l"));
   auto w1 = gpu_worker("w1"), w2 = gpu_worker("w2");

@@ -156,4 +156,37 @@ TEST(FileUtil, DirnameAndBasename) {
 }
 
 }  // namespace
+// Lines as read: CRLF and LF endings, blank lines kept, a last line with no
+// newline, and no empty line after a final newline.
+std::vector<std::pair<int64_t, std::string>> lines_of(std::string_view text) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  Status s = for_each_line(text, "f", [&](int64_t n, std::string_view line) {
+    out.emplace_back(n, std::string(line));
+    return Status();
+  });
+  EXPECT_TRUE(s.ok()) << s.to_string();
+  return out;
+}
+
+TEST(FileUtil, ForEachLineSplitsAsAJsonlReaderNeeds) {
+  using Lines = std::vector<std::pair<int64_t, std::string>>;
+  EXPECT_EQ(lines_of("a\nb\n"), (Lines{{1, "a"}, {2, "b"}}));
+  EXPECT_EQ(lines_of("a\r\nb\r\n"), (Lines{{1, "a"}, {2, "b"}}));
+  EXPECT_EQ(lines_of("a\n\n c\nlast"), (Lines{{1, "a"}, {2, ""}, {3, " c"}, {4, "last"}}));
+  EXPECT_EQ(lines_of(""), Lines{});
+  EXPECT_EQ(lines_of("\n"), (Lines{{1, ""}}));
+  EXPECT_EQ(lines_of("a\r"), (Lines{{1, "a"}}));
+}
+
+TEST(FileUtil, ForEachLineStopsAtTheFirstErrorNamingFileAndLine) {
+  int calls = 0;
+  Status s = for_each_line("ok\nbad\nnever\n", "data/x.jsonl", [&](int64_t, std::string_view line) {
+    ++calls;
+    return line == "bad" ? Status::corruption("not JSON") : Status();
+  });
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption);
+  EXPECT_EQ(s.message(), "data/x.jsonl:2: not JSON");
+}
+
 }  // namespace lema

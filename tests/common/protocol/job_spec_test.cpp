@@ -111,5 +111,102 @@ TEST(JobSpec, ErrorsNameKeyAndLine) {
   EXPECT_NE(e.find("must be a table"), std::string::npos) << e;
 }
 
+// Every field set away from its default, so a field that to_json or
+// from_json drops shows up as a difference.
+JobSpec every_field_changed() {
+  JobSpec s;
+  s.job = {"named", 9, "/w/named", 7};
+  s.model = {"/models/m", "/models/m/tokenizer.json"};
+  s.data.builder.clear();
+  s.data.jsonl = "/data/x.jsonl";
+  s.data.examples = 321;
+  s.data.seed = 11;
+  s.data.eval_fraction = 0.25;
+  auto& t = s.train;
+  t.seed = 13;
+  t.steps = 77;
+  t.epochs = 3;
+  t.lr = 3e-3;
+  t.schedule = "linear";
+  t.warmup = 4;
+  t.batch = 6;
+  t.micro_batch = 3;
+  t.seq_len = 96;
+  t.lora_r = 5;
+  t.lora_alpha = 7.5;
+  t.lora_dropout = 0.125;
+  t.targets = {"gate_proj", "down_proj"};
+  t.dtype = "bf16";
+  t.device = "cuda";
+  t.checkpoint_every = 9;
+  t.vram_bytes = uint64_t(3) << 30;
+  t.ram_bytes = uint64_t(5) << 30;
+  s.eval = {false, 4, 33};
+  s.merge = {false, "fp16", uint64_t(3) << 20};
+  s.resources = {uint64_t(6) << 30, false};
+  return s;
+}
+
+TEST(JobSpec, FromJsonInvertsToJson) {
+  const JobSpec changed = every_field_changed();
+  const nlohmann::json j = changed.to_json();
+  ASSERT_NE(j, JobSpec().to_json());
+  auto back = JobSpec::from_json(j);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->to_json(), j);
+  // Field by field, for the fields whose JSON could hide a type change.
+  EXPECT_EQ(back->train.targets, changed.train.targets);
+  EXPECT_EQ(back->train.vram_bytes, changed.train.vram_bytes);
+  EXPECT_EQ(back->train.lora_alpha, 7.5);
+  EXPECT_EQ(back->data.builder, "");
+  EXPECT_EQ(back->data.jsonl, "/data/x.jsonl");
+  // Through text, as the scheduler stores it and ASSIGN carries it.
+  auto reparsed = JobSpec::from_json(nlohmann::json::parse(j.dump()));
+  ASSERT_TRUE(reparsed.ok()) << reparsed.status().to_string();
+  EXPECT_EQ(reparsed->to_json(), j);
+  // The defaults (builder set, jsonl empty) round-trip as well.
+  auto parsed = JobSpec::parse("[model]\npath = \"/m\"\n", "job.toml");
+  ASSERT_TRUE(parsed.ok());
+  auto defaults = JobSpec::from_json(parsed->to_json());
+  ASSERT_TRUE(defaults.ok()) << defaults.status().to_string();
+  EXPECT_EQ(defaults->to_json(), parsed->to_json());
+  EXPECT_EQ(defaults->data.builder, "lema-reply");
+}
+
+TEST(JobSpec, FromJsonChecksAsParseDoes) {
+  auto error_of_json = [](const nlohmann::json& j) {
+    auto r = JobSpec::from_json(j, "assign");
+    EXPECT_FALSE(r.ok()) << j.dump();
+    return r.ok() ? std::string() : r.status().message();
+  };
+  nlohmann::json good = every_field_changed().to_json();
+  nlohmann::json j = good;
+  j["train"]["lr"] = 2;
+  EXPECT_EQ(error_of_json(j), "assign: [train] lr: must be in (0, 1)");
+  j = good;
+  j["train"]["learning_rate"] = 0.1;
+  EXPECT_EQ(error_of_json(j), "assign: unknown key 'learning_rate' in [train]");
+  j = good;
+  j["train"]["steps"] = "ten";
+  EXPECT_EQ(error_of_json(j), "assign: [train] steps: expected an integer");
+  j = good;
+  j["train"]["targets"] = {"q_proj", "x_proj"};
+  EXPECT_NE(error_of_json(j).find("unknown target 'x_proj'"), std::string::npos);
+  j = good;
+  j["data"]["builder"] = "lema-reply";
+  EXPECT_NE(error_of_json(j).find("either builder or jsonl"), std::string::npos);
+  j = good;
+  j["model"]["path"] = "";
+  EXPECT_NE(error_of_json(j).find("[model] path is required"), std::string::npos);
+  j = good;
+  j["trian"] = nlohmann::json::object();
+  EXPECT_EQ(error_of_json(j), "assign: unknown section or key 'trian'");
+  j = good;
+  j["eval"]["questions"] = nullptr;
+  EXPECT_NE(error_of_json(j).find("null"), std::string::npos);
+  EXPECT_NE(error_of_json(nlohmann::json::array()).find("not a JSON object"), std::string::npos);
+  EXPECT_NE(error_of_json(nlohmann::json{{"model", 3}}).find("must be a table"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace lema

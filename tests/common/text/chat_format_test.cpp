@@ -8,7 +8,7 @@
 namespace lema {
 namespace {
 
-// DESIGN.md section 3, byte for byte.
+// The format's own example (docs/DATASET.md "Chat format"), byte for byte.
 const char* kDesignExample =
     "<|system|>\n"
     "You are a precise assistant trained using LEMA.\n"
