@@ -43,6 +43,38 @@ bool token_matches(const std::string& want, const std::string& got) {
   return diff == 0;
 }
 
+// Peer-supplied text in a log line: printable ASCII only (no forged lines).
+std::string printable(const std::string& s) {
+  std::string out = s.substr(0, 256);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
+// Security warnings a peer can provoke are capped at kLogBudget a second,
+// so a flood cannot fill the disk through the log; the rest are counted.
+constexpr int kLogBudget = 20;
+struct LogBudget {
+  int64_t second = -1;
+  int used = 0;
+  uint64_t suppressed = 0;
+  bool take(int64_t now_ms) {
+    if (now_ms / 1000 != second) {
+      if (suppressed > 0) log_warn("broker: %llu more refusals not logged", (unsigned long long)suppressed);
+      second = now_ms / 1000;
+      used = 0;
+      suppressed = 0;
+    }
+    if (used < kLogBudget) {
+      ++used;
+      return true;
+    }
+    ++suppressed;
+    return false;
+  }
+};
+
 const char* error_code_for(const Status& s) {
   switch (s.code()) {
     case Status::Code::kNotFound: return ec::kNotFound;
@@ -90,6 +122,7 @@ struct Broker::Impl {
   };
   std::map<std::string, Bucket> buckets;
   int64_t next_worker_expiry_ms = 0;
+  LogBudget log_budget;
 
   bool curve() const { return !options.curve_secret_key.empty(); }
   // True when the message may be handled: under the peer's rate, and (with
@@ -204,7 +237,9 @@ void Broker::Impl::handle_hello(const std::string& rid, const std::string& key, 
   }
   auto refuse = [&](const std::string& why) {
     counter.unauthorized++;
-    log_warn("broker: HELLO as worker %s refused: %s", info.id.c_str(), why.c_str());
+    if (log_budget.take(now())) {
+      log_warn("broker: HELLO as worker %s refused: %s", printable(info.id).c_str(), why.c_str());
+    }
     send_error(workers, {rid}, ec::kUnauthorized, "HELLO: " + why);
   };
   // One connection is one worker: a second id on it would leave the first
@@ -247,7 +282,8 @@ void Broker::Impl::handle_hello(const std::string& rid, const std::string& key, 
     work_may_exist = true;
   }
   if (keep) (void)store->renew_leases(info.id, now() + lease_ms());
-  log_info("broker: worker %s connected (host %s, %lld GPU, %s VRAM%s%s%s)", info.id.c_str(), info.host.c_str(),
+  log_info("broker: worker %s connected (host %s, %lld GPU, %s VRAM%s%s%s)", printable(info.id).c_str(),
+           printable(info.host).c_str(),
            (long long)info.gpus, std::to_string(info.vram_bytes).c_str(), info.cpu_only ? ", cpu only" : "",
            key.empty() ? "" : ", key ", key.c_str());
   send_worker(rid, Message(MessageType::kWelcome, {{"worker_id", info.id},
@@ -313,8 +349,10 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
   if (it != conns.end() && it->second.info.curve_key != key) {
     // A routing id reused by another key (ZMQ_ROUTING_ID): not that worker.
     counter.unauthorized++;
-    log_warn("broker: %s from key %s on worker %s's routing id refused", protocol::message_type_name(m.type),
-             key.c_str(), it->second.info.id.c_str());
+    if (log_budget.take(now())) {
+      log_warn("broker: %s from key %s on worker %s's routing id refused", protocol::message_type_name(m.type),
+               key.c_str(), printable(it->second.info.id).c_str());
+    }
     send_error(workers, env, ec::kUnauthorized, "this connection belongs to another key");
     return;
   }
@@ -467,7 +505,8 @@ void Broker::Impl::handle_client(const std::vector<std::string>& env, const std:
 // identity, mechanism, then for CURVE the 32-byte client public key.
 // The reply's user id is the key itself: every message of the connection
 // then carries it as its "User-Id" property (zmq_msg_gets).
-void handle_zap(zmq::socket_t& zap, const std::set<std::string>& authorized, Counter& counter) {
+void handle_zap(zmq::socket_t& zap, const std::set<std::string>& authorized, Counter& counter, LogBudget& budget,
+                int64_t now_ms) {
   std::vector<zmq::message_t> frames;
   if (!zmq::recv_multipart(zap, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
   std::string version = frames.size() > 0 ? frames[0].to_string() : "1.0";
@@ -479,8 +518,10 @@ void handle_zap(zmq::socket_t& zap, const std::set<std::string>& authorized, Cou
     ok = authorized.count(z85) > 0;
     if (!ok) {
       counter.keys_refused++;
-      log_warn("broker: CURVE key %s from %s refused (not in the authorized keys)", z85,
-               frames.size() > 3 ? frames[3].to_string().c_str() : "?");
+      if (budget.take(now_ms)) {
+        log_warn("broker: CURVE key %s from %s refused (not in the authorized keys)", z85,
+                 frames.size() > 3 ? printable(frames[3].to_string()).c_str() : "?");
+      }
     }
   }
   std::vector<std::string> reply = {version, request_id, ok ? "200" : "400", ok ? "OK" : "unauthorized key",
@@ -498,7 +539,7 @@ bool Broker::Impl::admit(zmq::socket_t& sock, const std::vector<std::string>& en
     counter.unauthorized++;
     auto it = conns.find(rid);
     if (it != conns.end()) {
-      log_warn("broker: worker %s: key %s was revoked; dropped", it->second.info.id.c_str(), key.c_str());
+      log_warn("broker: worker %s: key %s was revoked; dropped", printable(it->second.info.id).c_str(), key.c_str());
       (void)store->mark_worker_lost(it->second.info.id, now());
       routing_of.erase(it->second.info.id);
       conns.erase(it);
@@ -699,7 +740,9 @@ Status Broker::run() {
         Status r = d.reload_keys();
         if (!r.ok()) log_error("scheduler: reloading keys: %s (the previous list stays)", r.to_string().c_str());
       }
-      if (curve && (items[2].revents & ZMQ_POLLIN)) handle_zap(d.zap, d.authorized_keys, d.counter);
+      if (curve && (items[2].revents & ZMQ_POLLIN)) {
+        handle_zap(d.zap, d.authorized_keys, d.counter, d.log_budget, d.now());
+      }
       // Everything this iteration does to the store is one transaction; the
       // replies go out after it commits.
       Status begun = d.store->begin_batch();
