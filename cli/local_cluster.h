@@ -29,6 +29,9 @@ struct LocalClusterOptions {
   bool cpu = false;        // force CPU workers
   int64_t threads = 0;     // CPU threads per worker
   int64_t retry_backoff_ms = 1000;
+  // Where the job's absolute paths may point, for the broker (at submit) and
+  // the workers (--allow-path); LEMA_ALLOW_PATH is added to it.
+  std::vector<std::string> allowed_roots;
 };
 
 class LocalCluster {

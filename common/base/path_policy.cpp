@@ -127,14 +127,16 @@ PathRoots PathRoots::make(const std::string& base, const std::vector<std::string
   return r;
 }
 
-void PathRoots::add_env_roots() {
+std::vector<std::string> allowed_roots_from_env() {
+  std::vector<std::string> roots;
   const char* env = std::getenv("LEMA_ALLOW_PATH");
-  if (env == nullptr) return;
+  if (env == nullptr) return roots;
   std::stringstream ss(env);
   std::string item;
   while (std::getline(ss, item, ':')) {
-    if (!item.empty()) allowed.push_back(resolve_path(item));
+    if (!item.empty()) roots.push_back(item);
   }
+  return roots;
 }
 
 Result<std::string> confine_path(const std::string& what, const std::string& path, const PathRoots& roots) {

@@ -39,9 +39,11 @@ struct PathRoots {
   std::vector<std::string> allowed;
 
   static PathRoots make(const std::string& base, const std::vector<std::string>& allowed);
-  // Appends LEMA_ALLOW_PATH (':'-separated) when it is set.
-  void add_env_roots();
 };
+
+// The roots of LEMA_ALLOW_PATH (':'-separated), as given; empty when unset.
+// `lema scheduler` and `lema worker` add them to their --allow-path.
+std::vector<std::string> allowed_roots_from_env();
 
 // Resolves `path` (relative: against roots.base) and checks it lies under
 // roots.base (relative paths) or an allowed root (absolute paths). `what`
