@@ -143,7 +143,10 @@ int run_bench(int jobs, int n_workers, const std::string& transport, double stag
     auto store = JobStore::open(db).value();
     Progress progress("queue jobs", jobs, "jobs");
     for (int i = 0; i < jobs; ++i) {
-      auto id = store->submit(spec_text, spec, 0);
+      // One live job per work_dir (docs/SECURITY.md): each its own.
+      JobSpec job = spec;
+      job.job.work_dir = "runs/bench/" + std::to_string(i);
+      auto id = store->submit(spec_text, job, 0);
       if (!id.ok()) {
         std::fprintf(stderr, "submit: %s\n", id.status().to_string().c_str());
         return 1;
@@ -158,6 +161,7 @@ int run_bench(int jobs, int n_workers, const std::string& transport, double stag
   o.db_path = db;
   o.workers_bind = transport == "ipc" ? "ipc://" + dir + "/workers.sock" : "tcp://127.0.0.1:*";
   o.clients_bind = transport == "ipc" ? "ipc://" + dir + "/clients.sock" : "tcp://127.0.0.1:*";
+  o.max_messages_per_s = 0;  // the bench's workers are the broker's limit, not the per-peer rate
   std::unique_ptr<Broker> broker;
   std::unique_ptr<EchoServer> echo;
   std::string ep;

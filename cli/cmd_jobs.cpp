@@ -22,6 +22,7 @@ struct ClientArgs {
   std::string state;
   int64_t job_id = 0;
   bool follow = false;
+  bool all_workers = false;
   std::string curve_server_file;
   std::string curve_key_stem;
 };
@@ -128,7 +129,7 @@ lema::Status run_verb(const std::string& verb, ClientArgs& a) {
     LEMA_ASSIGN_OR_RETURN(reply, client->retry(a.job_id));
     if (!a.as_json) std::printf("job %lld queued again\n", (long long)a.job_id);
   } else if (verb == "workers") {
-    LEMA_ASSIGN_OR_RETURN(reply, client->workers());
+    LEMA_ASSIGN_OR_RETURN(reply, client->workers(a.all_workers));
     if (!a.as_json) {
       std::printf("%-20s  %-7s  %4s  %10s  %6s  %s\n", "ID", "STATE", "GPUS", "VRAM", "LEASES", "HOST");
       for (const json& w : reply["workers"]) {
@@ -172,7 +173,9 @@ void setup_jobs(CLI::App& app) {
   });
   add_verb(app, "cancel", "Cancel a job", job_id_arg);
   add_verb(app, "retry", "Queue a failed or cancelled job again", job_id_arg);
-  add_verb(app, "workers", "List workers", nullptr);
+  add_verb(app, "workers", "List connected workers", [](CLI::App* c, ClientArgs& a) {
+    c->add_flag("--all", a.all_workers, "Also the lost workers still retained (--worker-retention-days)");
+  });
   add_verb(app, "ping", "Check that the scheduler answers", nullptr);
 }
 

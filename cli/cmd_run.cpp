@@ -108,6 +108,11 @@ lema::Status run_pipeline(const RunArgs& args) {
   co.workers = args.workers;
   co.cpu = args.cpu;
   co.threads = args.threads;
+  // The spec is the user's own: its absolute paths are the roots it may use
+  // (relative ones lie under the current directory, the workers' --workdir).
+  for (const std::string& p : {co.work_dir, spec.model.path, spec.model.tokenizer, spec.data.jsonl}) {
+    if (!p.empty() && p[0] == '/') co.allowed_roots.push_back(p);
+  }
   LEMA_RETURN_IF_ERROR(lema::make_dirs(co.work_dir));
   LEMA_ASSIGN_OR_RETURN(auto cluster, lema::cli::LocalCluster::start(co));
   lema::ClientOptions clo;

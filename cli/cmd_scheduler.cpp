@@ -1,10 +1,12 @@
 // `lema scheduler`: runs the scheduler process (SQLite store + ZeroMQ broker).
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 
 #include "cli/command.h"
 #include "common/base/file_util.h"
 #include "common/base/log.h"
+#include "common/base/path_policy.h"
 #include "common/base/version.h"
 #include "scheduler/broker.h"
 #include "scheduler/curve_keys.h"
@@ -16,12 +18,17 @@ lema::Broker* g_broker = nullptr;  // for the signal handler only
 void on_signal(int) {
   if (g_broker) g_broker->request_stop();  // sets an atomic flag: async-signal-safe
 }
+// SIGHUP: re-read the authorized keys (a revoked key is refused from then on).
+void on_hangup(int) {
+  if (g_broker) g_broker->request_reload();  // an atomic flag too
+}
 
 struct SchedulerArgs {
   lema::BrokerOptions options;
   std::string token_file;
   std::string curve_secret_file;
   std::string curve_authorized_file;
+  double worker_retention_days = 7;
 };
 
 lema::Status run_scheduler(SchedulerArgs& args) {
@@ -34,10 +41,13 @@ lema::Status run_scheduler(SchedulerArgs& args) {
   if (!args.curve_secret_file.empty()) {
     LEMA_ASSIGN_OR_RETURN(args.options.curve_secret_key, lema::read_curve_key(args.curve_secret_file));
     if (args.curve_authorized_file.empty()) {
-      return lema::Status::invalid_argument("--curve-secret-file needs --curve-authorized (the peers' .pub keys)");
+      return lema::Status::invalid_argument(
+          "--curve-secret-file needs --curve-authorized (a directory of the workers' and clients' .pub files)");
     }
-    LEMA_ASSIGN_OR_RETURN(args.options.curve_authorized_keys, lema::read_curve_key_list(args.curve_authorized_file));
+    args.options.curve_authorized_path = args.curve_authorized_file;  // read by the broker, again on SIGHUP
   }
+  args.options.worker_retention_ms = static_cast<int64_t>(args.worker_retention_days * 24 * 3600 * 1000);
+  for (const std::string& root : lema::allowed_roots_from_env()) args.options.allowed_roots.push_back(root);
   if (args.options.allow_remote_clients && args.options.token.empty() && args.options.curve_secret_key.empty()) {
     return lema::Status::invalid_argument("--allow-remote-clients needs a token or CURVE keys");
   }
@@ -46,6 +56,7 @@ lema::Status run_scheduler(SchedulerArgs& args) {
   g_broker = broker.get();
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_hangup);
   lema::Status s = broker->run();
   g_broker = nullptr;
   return s;
@@ -66,7 +77,18 @@ void setup_scheduler(CLI::App& app) {
   cmd->add_option("--token-file", args->token_file, "Read the shared secret from this file");
   cmd->add_option("--curve-secret-file", args->curve_secret_file, "Scheduler CURVE secret key (from `lema keys`)");
   cmd->add_option("--curve-authorized", args->curve_authorized_file,
-                  "File listing the public keys (Z85, one a line) of workers and clients allowed in");
+                  "Directory of the .pub keys of the workers and clients allowed in (or a file, a key a line); "
+                  "re-read on SIGHUP");
+  cmd->add_flag("--insecure", args->options.insecure,
+                "Allow endpoints beyond loopback without CURVE (anyone who reaches them can take and fake work)");
+  cmd->add_option("--allow-path", args->options.allowed_roots,
+                  "A root under which job specs may name absolute paths (repeatable; env LEMA_ALLOW_PATH, ':'-separated)");
+  cmd->add_option("--worker-retention-days", args->worker_retention_days,
+                  "Days the row of a lost worker is kept (`lema workers --all`)")
+      ->capture_default_str();
+  cmd->add_option("--max-messages-per-s", args->options.max_messages_per_s,
+                  "Messages per second one connection may send; more are dropped (0: no limit)")
+      ->capture_default_str();
   cmd->add_option("--heartbeat-ms", args->options.heartbeat_interval_ms, "Heartbeat interval")
       ->capture_default_str();
   cmd->add_option("--liveness", args->options.heartbeat_liveness, "Missed heartbeats before a lease lapses")

@@ -8,7 +8,10 @@
 #include <cstdio>
 
 #include "cli/command.h"
+#include "common/base/file_util.h"
 #include "common/base/log.h"
+#include "common/base/path_policy.h"
+#include "scheduler/curve_keys.h"
 #include "worker/stage_runner.h"
 #include "worker/worker_loop.h"
 
@@ -37,10 +40,17 @@ void setup_worker(CLI::App& app) {
   cmd->add_option("--id", opts->worker_id, "Worker id (default: HOST/gpuN or HOST/cpu.PID)");
   cmd->add_option("--threads", opts->threads, "CPU threads for training (default: all cores)");
   cmd->add_option("--max-stages", opts->max_stages, "Exit after this many stages (default: never)");
-  cmd->add_option("--server-key", opts->curve_server_public_key,
-                  "Scheduler's CURVE public key (Z85), from `lema keys` (env LEMA_SERVER_KEY)");
+  auto server_key = std::make_shared<std::string>();
+  auto secret_file = std::make_shared<std::string>();
+  cmd->add_option("--server-key", *server_key,
+                  "Scheduler's CURVE public key: its .pub file, or the key (Z85) (env LEMA_SERVER_KEY)");
+  cmd->add_option("--curve-secret-file", *secret_file,
+                  "This worker's CURVE secret key (`lema keys NAME` -> NAME.key); NAME.pub goes to the scheduler");
+  cmd->add_option("--allow-path", opts->allowed_roots,
+                  "A root under which job specs may name absolute paths (repeatable; env LEMA_ALLOW_PATH, "
+                  "':'-separated)");
   cmd->add_flag("--stages", *list_stages, "Print the stage kinds this worker runs, one a line, and exit");
-  cmd->callback([opts, cpu, list_stages] {
+  cmd->callback([opts, cpu, list_stages, server_key, secret_file] {
     if (*list_stages) {
       for (const std::string& kind : lema::worker::stage_kinds()) std::printf("%s\n", kind.c_str());
       lema::cli::finish(lema::Status());
@@ -48,9 +58,29 @@ void setup_worker(CLI::App& app) {
     }
     if (*cpu) opts->gpu = -2;
     if (const char* t = std::getenv("LEMA_TOKEN")) opts->token = t;
-    if (opts->curve_server_public_key.empty()) {
-      if (const char* k = std::getenv("LEMA_SERVER_KEY")) opts->curve_server_public_key = k;
+    lema::Status keys = [&]() -> lema::Status {
+      std::string server = *server_key;
+      if (server.empty()) {
+        if (const char* k = std::getenv("LEMA_SERVER_KEY")) server = k;
+      }
+      if (!server.empty() && lema::path_exists(server)) {
+        LEMA_ASSIGN_OR_RETURN(server, lema::read_curve_key(server));
+      }
+      opts->curve_server_public_key = server;
+      if (!secret_file->empty()) {
+        LEMA_ASSIGN_OR_RETURN(opts->curve_secret_key, lema::read_curve_key(*secret_file));
+      }
+      if (server.empty() != opts->curve_secret_key.empty()) {
+        return lema::Status::invalid_argument(
+            "--server-key and --curve-secret-file go together (docs/SECURITY.md: each worker has its own key)");
+      }
+      return lema::Status();
+    }();
+    if (!keys.ok()) {
+      lema::cli::finish(keys);
+      return;
     }
+    for (const std::string& root : lema::allowed_roots_from_env()) opts->allowed_roots.push_back(root);
     struct sigaction sa = {};
     sa.sa_handler = on_stop_signal;
     sigaction(SIGTERM, &sa, nullptr);

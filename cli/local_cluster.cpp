@@ -10,6 +10,7 @@
 
 #include "common/base/file_util.h"
 #include "common/base/log.h"
+#include "common/base/path_policy.h"
 #include "scheduler/broker.h"
 #include "worker/worker_loop.h"
 
@@ -23,6 +24,10 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::start(const LocalClusterOpti
   bo.db_path = options.db_path;
   bo.workers_bind = "tcp://127.0.0.1:*";
   bo.clients_bind = "tcp://127.0.0.1:*";
+  // Loopback only, so the broker may run open (docs/SECURITY.md); paths are
+  // still confined to the spec's own.
+  bo.allowed_roots = options.allowed_roots;
+  for (const std::string& root : allowed_roots_from_env()) bo.allowed_roots.push_back(root);
   LEMA_ASSIGN_OR_RETURN(c->broker_, Broker::create(bo));
   c->clients_ep_ = c->broker_->clients_endpoint();
   c->workers_ep_ = c->broker_->workers_endpoint();
@@ -44,6 +49,7 @@ Result<std::unique_ptr<LocalCluster>> LocalCluster::start(const LocalClusterOpti
       args.insert(args.end(), {"--gpu", std::to_string(g), "--id", str_printf("local/gpu%d", g)});
     }
     if (options.threads > 0) args.insert(args.end(), {"--threads", std::to_string(options.threads)});
+    for (const std::string& root : options.allowed_roots) args.insert(args.end(), {"--allow-path", root});
     c->worker_args_.push_back(args);
     c->pids_.push_back(-1);
     LEMA_RETURN_IF_ERROR(c->spawn(static_cast<size_t>(i)));

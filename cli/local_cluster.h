@@ -28,6 +28,9 @@ struct LocalClusterOptions {
   int workers = 0;         // 0: one per GPU, or one CPU worker
   bool cpu = false;        // force CPU workers
   int64_t threads = 0;     // CPU threads per worker
+  // Where the job's absolute paths may point, for the broker (at submit) and
+  // the workers (--allow-path); LEMA_ALLOW_PATH is added to it.
+  std::vector<std::string> allowed_roots;
 };
 
 class LocalCluster {

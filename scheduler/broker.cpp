@@ -14,9 +14,11 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/protocol/job_paths.h"
 #include "common/protocol/job_spec.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
+#include "scheduler/curve_keys.h"
 
 namespace lema {
 namespace {
@@ -41,6 +43,38 @@ bool token_matches(const std::string& want, const std::string& got) {
   return diff == 0;
 }
 
+// Peer-supplied text in a log line: printable ASCII only (no forged lines).
+std::string printable(const std::string& s) {
+  std::string out = s.substr(0, 256);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
+// Security warnings a peer can provoke are capped at kLogBudget a second,
+// so a flood cannot fill the disk through the log; the rest are counted.
+constexpr int kLogBudget = 20;
+struct LogBudget {
+  int64_t second = -1;
+  int used = 0;
+  uint64_t suppressed = 0;
+  bool take(int64_t now_ms) {
+    if (now_ms / 1000 != second) {
+      if (suppressed > 0) log_warn("broker: %llu more refusals not logged", (unsigned long long)suppressed);
+      second = now_ms / 1000;
+      used = 0;
+      suppressed = 0;
+    }
+    if (used < kLogBudget) {
+      ++used;
+      return true;
+    }
+    ++suppressed;
+    return false;
+  }
+};
+
 const char* error_code_for(const Status& s) {
   switch (s.code()) {
     case Status::Code::kNotFound: return ec::kNotFound;
@@ -51,6 +85,7 @@ const char* error_code_for(const Status& s) {
 
 struct Counter {
   std::atomic<uint64_t> messages{0}, errors{0}, malformed{0}, unauthorized{0}, stale{0}, assignments{0};
+  std::atomic<uint64_t> rate_limited{0}, keys_refused{0}, key_reloads{0};
   std::atomic<uint64_t> rounds{0};
   std::atomic<double> commit_ms_total{0}, commit_ms_max{0};
 };
@@ -70,14 +105,31 @@ struct Broker::Impl {
   zmq::socket_t clients{ctx, zmq::socket_type::router};
   std::string workers_ep, clients_ep;
   std::atomic<bool> stop{false};
+  std::atomic<bool> reload{false};
   Counter counter;
 
-  // One connected worker (keyed by its ZeroMQ routing id).
+  // One connected worker (keyed by its ZeroMQ routing id). info.curve_key
+  // is the key its connection authenticated with.
   struct Conn {
     WorkerInfo info;
     int64_t last_seen_ms = 0;
     bool idle = false;
   };
+  // Token bucket per connection (routing id), on both sockets.
+  struct Bucket {
+    double tokens = 0;
+    int64_t last_ms = 0;
+  };
+  std::map<std::string, Bucket> buckets;
+  int64_t next_worker_expiry_ms = 0;
+  LogBudget log_budget;
+
+  bool curve() const { return !options.curve_secret_key.empty(); }
+  // True when the message may be handled: under the peer's rate, and (with
+  // CURVE) from a key still authorized.
+  bool admit(zmq::socket_t& sock, const std::vector<std::string>& env, const std::string& key,
+             const zmq::message_t& payload);
+  Status reload_keys();
   std::map<std::string, Conn> conns;                // routing id -> connection
   std::map<std::string, std::string> routing_of;    // worker id -> routing id
   bool work_may_exist = true;  // set when something may have become runnable
@@ -124,8 +176,8 @@ struct Broker::Impl {
   void send_worker(const std::string& routing_id, const Message& m) { send(workers, {routing_id}, m); }
 
   // --- workers
-  void handle_worker(const std::vector<std::string>& env, const std::string& payload);
-  void handle_hello(const std::string& rid, const Message& m);
+  void handle_worker(const std::vector<std::string>& env, const std::string& key, const std::string& payload);
+  void handle_hello(const std::string& rid, const std::string& key, const Message& m);
   void assign_to(const std::string& rid, Conn& conn);
   void assign_idle();
   void send_cancels();
@@ -133,7 +185,7 @@ struct Broker::Impl {
   void heartbeat();
 
   // --- clients
-  void handle_client(const std::vector<std::string>& env, const std::string& payload);
+  void handle_client(const std::vector<std::string>& env, const std::string& key, const std::string& payload);
   Result<json> client_request(const Message& m);
 
   // Reads up to 1000 queued messages of one socket and hands each to `handle`.
@@ -155,12 +207,17 @@ struct Broker::Impl {
         continue;
       }
       for (size_t f = 0; f + 1 < frames.size(); ++f) env.push_back(frames[f].to_string());
-      handle(env, frames.back().to_string());
+      // With CURVE, ZAP set the User-Id of the connection to its public key
+      // (Z85): who sent this, whatever the message claims.
+      const char* uid = curve() ? zmq_msg_gets(frames.back().handle(), "User-Id") : nullptr;
+      std::string key = uid ? uid : "";
+      if (!admit(sock, env, key, frames.back())) continue;
+      handle(env, key, frames.back().to_string());
     }
   }
 };
 
-void Broker::Impl::handle_hello(const std::string& rid, const Message& m) {
+void Broker::Impl::handle_hello(const std::string& rid, const std::string& key, const Message& m) {
   if (!options.token.empty() && !token_matches(options.token, m.str("token"))) {
     counter.unauthorized++;
     send_error(workers, {rid}, ec::kUnauthorized, "HELLO: bad or missing token");
@@ -168,24 +225,51 @@ void Broker::Impl::handle_hello(const std::string& rid, const Message& m) {
   }
   WorkerInfo info;
   info.id = m.str("worker_id");
-  info.host = m.str("host");
+  info.host = m.str("host").substr(0, 256);
   info.gpus = m.i64("gpus");
   info.vram_bytes = m.i64("vram_bytes");
   info.cpu_only = m.flag("cpu_only", info.gpus == 0);
-  info.version = m.str("version");
+  info.version = m.str("version").substr(0, 256);
+  info.curve_key = key;
   if (info.id.empty() || info.id.size() > 256) {
     send_error(workers, {rid}, ec::kInvalid, "HELLO: worker_id must be 1..256 characters");
     return;
   }
+  auto refuse = [&](const std::string& why) {
+    counter.unauthorized++;
+    if (log_budget.take(now())) {
+      log_warn("broker: HELLO as worker %s refused: %s", printable(info.id).c_str(), why.c_str());
+    }
+    send_error(workers, {rid}, ec::kUnauthorized, "HELLO: " + why);
+  };
+  // One connection is one worker: a second id on it would leave the first
+  // registered forever (and lets one peer fill the table).
+  auto same = conns.find(rid);
+  if (same != conns.end() && same->second.info.id != info.id) {
+    return refuse("this connection is already worker '" + same->second.info.id + "'");
+  }
+  int per_key = 0;
+  for (const auto& [other_rid, c] : conns) {
+    if (other_rid != rid && c.info.curve_key == key && c.info.id != info.id) ++per_key;
+  }
+  if (per_key >= options.max_workers_per_key) {
+    return refuse("key " + (key.empty() ? std::string("(none)") : key) + " already has " + std::to_string(per_key) +
+                  " workers connected (the limit)");
+  }
+  // The store refuses an id bound to another key: no peer speaks for another.
+  Status s = store->upsert_worker(info, now());
+  if (s.code() == Status::Code::kInvalidArgument) return refuse(s.message());
   // The same worker on a new connection replaces the old one.
   auto old = routing_of.find(info.id);
-  if (old != routing_of.end() && old->second != rid) conns.erase(old->second);
+  if (old != routing_of.end() && old->second != rid) {
+    conns.erase(old->second);
+    buckets.erase(old->second);
+  }
   routing_of[info.id] = rid;
   Conn& conn = conns[rid];
   conn.info = info;
   conn.last_seen_ms = now();
   conn.idle = false;
-  Status s = store->upsert_worker(info, now());
   // A worker that comes back without naming its running stage has lost it.
   int64_t keep = 0;
   if (m.has("running") && m.fields["running"].is_object()) {
@@ -198,8 +282,10 @@ void Broker::Impl::handle_hello(const std::string& rid, const Message& m) {
     work_may_exist = true;
   }
   if (keep) (void)store->renew_leases(info.id, now() + lease_ms());
-  log_info("broker: worker %s connected (host %s, %lld GPU, %s VRAM%s)", info.id.c_str(), info.host.c_str(),
-           (long long)info.gpus, std::to_string(info.vram_bytes).c_str(), info.cpu_only ? ", cpu only" : "");
+  log_info("broker: worker %s connected (host %s, %lld GPU, %s VRAM%s%s%s)", printable(info.id).c_str(),
+           printable(info.host).c_str(),
+           (long long)info.gpus, std::to_string(info.vram_bytes).c_str(), info.cpu_only ? ", cpu only" : "",
+           key.empty() ? "" : ", key ", key.c_str());
   send_worker(rid, Message(MessageType::kWelcome, {{"worker_id", info.id},
                                                    {"heartbeat_interval_ms", options.heartbeat_interval_ms},
                                                    {"liveness", options.heartbeat_liveness}}));
@@ -243,7 +329,8 @@ void Broker::Impl::send_cancels() {
   }
 }
 
-void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std::string& payload) {
+void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std::string& key,
+                                 const std::string& payload) {
   const std::string& rid = env[0];
   if (env.size() != 1) {
     counter.malformed++;
@@ -257,8 +344,18 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
     return;
   }
   const Message& m = *decoded;
-  if (m.type == MessageType::kHello) return handle_hello(rid, m);
+  if (m.type == MessageType::kHello) return handle_hello(rid, key, m);
   auto it = conns.find(rid);
+  if (it != conns.end() && it->second.info.curve_key != key) {
+    // A routing id reused by another key (ZMQ_ROUTING_ID): not that worker.
+    counter.unauthorized++;
+    if (log_budget.take(now())) {
+      log_warn("broker: %s from key %s on worker %s's routing id refused", protocol::message_type_name(m.type),
+               key.c_str(), printable(it->second.info.id).c_str());
+    }
+    send_error(workers, env, ec::kUnauthorized, "this connection belongs to another key");
+    return;
+  }
   if (it == conns.end()) {
     send_error(workers, env, ec::kHelloRequired,
                std::string(protocol::message_type_name(m.type)) + " before HELLO: say HELLO first");
@@ -307,6 +404,9 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
                                    m.str("sha256"), now());
       break;
     case MessageType::kLog:
+      // Only about a stage this worker holds (fenced above): a line with no
+      // stage would be stored for nobody to read, so it is dropped.
+      if (!m.has("stage_id")) return;
       s = store->add_event(0, m.i64("stage_id"), m.i64("attempt"), m.str("level"), m.str("line").substr(0, 8192),
                            now());
       break;
@@ -332,6 +432,7 @@ Result<json> Broker::Impl::client_request(const Message& m) {
   switch (m.type) {
     case MessageType::kSubmit: {
       LEMA_ASSIGN_OR_RETURN(JobSpec spec, JobSpec::parse(m.str("spec"), m.str("source", "spec").substr(0, 256)));
+      LEMA_RETURN_IF_ERROR(check_submitted_paths(spec, options.allowed_roots));
       LEMA_ASSIGN_OR_RETURN(int64_t id, store->submit(m.str("spec"), spec, now()));
       work_may_exist = true;
       return json{{"job_id", id}};
@@ -359,7 +460,7 @@ Result<json> Broker::Impl::client_request(const Message& m) {
       work_may_exist = true;
       return json{{"job_id", m.i64("job_id")}, {"state", "queued"}};
     case MessageType::kWorkers: {
-      LEMA_ASSIGN_OR_RETURN(json workers_json, store->list_workers());
+      LEMA_ASSIGN_OR_RETURN(json workers_json, store->list_workers(m.flag("all", true)));
       for (json& w : workers_json) {
         auto it = routing_of.find(w["id"].get<std::string>());
         bool connected = it != routing_of.end() && conns.count(it->second);
@@ -378,14 +479,16 @@ Result<json> Broker::Impl::client_request(const Message& m) {
                   {"stats",
                    {{"messages", counter.messages.load()}, {"errors", counter.errors.load()},
                     {"malformed", counter.malformed.load()}, {"unauthorized", counter.unauthorized.load()},
-                    {"stale", counter.stale.load()}, {"assignments", counter.assignments.load()}}}};
+                    {"stale", counter.stale.load()}, {"assignments", counter.assignments.load()},
+                    {"rate_limited", counter.rate_limited.load()}, {"keys_refused", counter.keys_refused.load()}}}};
     }
     default:
       return Status::unsupported(std::string(protocol::message_type_name(m.type)) + " is not a client request");
   }
 }
 
-void Broker::Impl::handle_client(const std::vector<std::string>& env, const std::string& payload) {
+void Broker::Impl::handle_client(const std::vector<std::string>& env, const std::string& /*key*/,
+                                 const std::string& payload) {
   Result<Message> decoded = protocol::decode(payload);
   if (!decoded.ok()) {
     counter.malformed++;
@@ -410,22 +513,83 @@ void Broker::Impl::handle_client(const std::vector<std::string>& env, const std:
 
 // ZAP request frames (RFC 27): version, request id, domain, address,
 // identity, mechanism, then for CURVE the 32-byte client public key.
-void handle_zap(zmq::socket_t& zap, const std::set<std::string>& authorized) {
+// The reply's user id is the key itself: every message of the connection
+// then carries it as its "User-Id" property (zmq_msg_gets).
+void handle_zap(zmq::socket_t& zap, const std::set<std::string>& authorized, Counter& counter, LogBudget& budget,
+                int64_t now_ms) {
   std::vector<zmq::message_t> frames;
   if (!zmq::recv_multipart(zap, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
   std::string version = frames.size() > 0 ? frames[0].to_string() : "1.0";
   std::string request_id = frames.size() > 1 ? frames[1].to_string() : "";
   bool ok = false;
+  char z85[41] = {0};
   if (frames.size() >= 7 && frames[5].to_string() == "CURVE" && frames[6].size() == 32) {
-    char z85[41] = {0};
     zmq_z85_encode(z85, static_cast<const uint8_t*>(frames[6].data()), 32);
     ok = authorized.count(z85) > 0;
-    if (!ok) log_warn("broker: CURVE key %s refused (not in the authorized keys)", z85);
+    if (!ok) {
+      counter.keys_refused++;
+      if (budget.take(now_ms)) {
+        log_warn("broker: CURVE key %s from %s refused (not in the authorized keys)", z85,
+                 frames.size() > 3 ? printable(frames[3].to_string()).c_str() : "?");
+      }
+    }
   }
-  std::vector<std::string> reply = {version, request_id, ok ? "200" : "400", ok ? "OK" : "unauthorized key", "", ""};
+  std::vector<std::string> reply = {version, request_id, ok ? "200" : "400", ok ? "OK" : "unauthorized key",
+                                    ok ? std::string(z85) : std::string(), ""};
   for (size_t i = 0; i < reply.size(); ++i) {
     zap.send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
+}
+
+bool Broker::Impl::admit(zmq::socket_t& sock, const std::vector<std::string>& env, const std::string& key,
+                         const zmq::message_t& payload) {
+  const std::string& rid = env[0];
+  if (curve() && !authorized_keys.count(key)) {
+    // Authorized at the handshake, revoked since (request_reload).
+    counter.unauthorized++;
+    auto it = conns.find(rid);
+    if (it != conns.end()) {
+      log_warn("broker: worker %s: key %s was revoked; dropped", printable(it->second.info.id).c_str(), key.c_str());
+      (void)store->mark_worker_lost(it->second.info.id, now());
+      routing_of.erase(it->second.info.id);
+      conns.erase(it);
+    }
+    // The request id lets a client tell this answer from a timeout.
+    Result<Message> m = protocol::decode(payload.data(), payload.size());
+    send_error(sock, env, ec::kUnauthorized, "key " + key + " was revoked", m.ok() ? m->i64("req", -1) : -1);
+    return false;
+  }
+  if (options.max_messages_per_s <= 0) return true;
+  const double rate = static_cast<double>(options.max_messages_per_s);
+  Bucket& b = buckets[rid];
+  const int64_t t = now();
+  if (b.last_ms == 0) b.tokens = rate;
+  b.tokens = std::min(rate, b.tokens + rate * static_cast<double>(t - b.last_ms) / 1000.0);
+  b.last_ms = t;
+  if (b.tokens < 1) {
+    // Dropped unread and unanswered: an answer would cost as much again.
+    if (counter.rate_limited++ % 10000 == 0) {
+      log_warn("broker: peer over %lld messages/s; dropping its messages", (long long)options.max_messages_per_s);
+    }
+    return false;
+  }
+  b.tokens -= 1;
+  return true;
+}
+
+Status Broker::Impl::reload_keys() {
+  if (!curve()) return Status();
+  std::set<std::string> keys(options.curve_authorized_keys.begin(), options.curve_authorized_keys.end());
+  if (!options.curve_authorized_path.empty()) {
+    LEMA_ASSIGN_OR_RETURN(std::vector<std::string> listed, read_authorized_keys(options.curve_authorized_path));
+    keys.insert(listed.begin(), listed.end());
+  }
+  size_t revoked = 0;
+  for (const std::string& k : authorized_keys) revoked += keys.count(k) ? 0 : 1;
+  authorized_keys.swap(keys);
+  counter.key_reloads++;
+  log_info("scheduler: %zu authorized keys (%zu revoked)", authorized_keys.size(), revoked);
+  return Status();
 }
 
 void Broker::Impl::purge() {
@@ -450,6 +614,15 @@ void Broker::Impl::purge() {
     } else {
       ++it;
     }
+  }
+  // Buckets of connections quiet for a while go (a new one starts full).
+  for (auto it = buckets.begin(); it != buckets.end();) {
+    it = it->second.last_ms < cutoff && !conns.count(it->first) ? buckets.erase(it) : std::next(it);
+  }
+  if (now() >= next_worker_expiry_ms) {
+    next_worker_expiry_ms = now() + 10000;
+    auto gone = store->expire_workers(now() - options.worker_retention_ms, options.max_lost_workers);
+    if (gone.ok() && *gone > 0) log_info("broker: %lld rows of lost workers expired", (long long)*gone);
   }
   send_cancels();
 }
@@ -476,6 +649,23 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerOptions& options) {
   if (options.heartbeat_interval_ms <= 0 || options.heartbeat_liveness <= 0) {
     return Status::invalid_argument("heartbeat interval and liveness must be positive");
   }
+  // Secure by default: without CURVE, anyone who reaches a port can take job
+  // specs, report stages done and submit jobs (docs/SECURITY.md).
+  for (const std::string* ep : {&options.workers_bind, &options.clients_bind}) {
+    if (options.curve_secret_key.empty() && !is_local_endpoint(*ep)) {
+      if (!options.insecure) {
+        return Status::invalid_argument(
+            "endpoint " + *ep + " reaches beyond loopback and no CURVE keys are set: give --curve-secret-file and "
+            "--curve-authorized (docs/SECURITY.md), bind to 127.0.0.1, or pass --insecure");
+      }
+      log_warn("scheduler: INSECURE: %s is open to anyone who can reach it (no CURVE): any peer can read job "
+               "specs, report stages done and submit jobs; tokens cross the network in clear", ep->c_str());
+    }
+  }
+  if (!options.curve_secret_key.empty() && options.curve_authorized_keys.empty() &&
+      options.curve_authorized_path.empty()) {
+    return Status::invalid_argument("CURVE secret key given but no authorized keys (--curve-authorized)");
+  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->clock = options.clock ? options.clock : &impl->system_clock;
@@ -486,7 +676,7 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerOptions& options) {
       if (options.curve_secret_key.size() != 40) return Status::invalid_argument("CURVE secret key must be 40 Z85 characters");
       impl->zap.set(zmq::sockopt::linger, 0);
       impl->zap.bind("inproc://zeromq.zap.01");
-      impl->authorized_keys.insert(options.curve_authorized_keys.begin(), options.curve_authorized_keys.end());
+      LEMA_RETURN_IF_ERROR(impl->reload_keys());
       for (zmq::socket_t* s : {&impl->workers, &impl->clients}) {
         s->set(zmq::sockopt::curve_server, 1);
         s->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
@@ -495,7 +685,9 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerOptions& options) {
     }
     for (zmq::socket_t* s : {&impl->workers, &impl->clients}) {
       s->set(zmq::sockopt::linger, 0);
-      s->set(zmq::sockopt::maxmsgsize, protocol::kMaxMessageBytes);
+      // A larger frame drops the connection before it is buffered.
+      s->set(zmq::sockopt::maxmsgsize, std::min<int64_t>(options.max_frame_bytes, protocol::kMaxMessageBytes));
+      s->set(zmq::sockopt::rcvhwm, 1000);
       s->set(zmq::sockopt::sndhwm, 100000);
     }
     impl->workers.bind(options.workers_bind);
@@ -515,6 +707,7 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerOptions& options) {
 std::string Broker::workers_endpoint() const { return impl_->workers_ep; }
 std::string Broker::clients_endpoint() const { return impl_->clients_ep; }
 void Broker::request_stop() { impl_->stop = true; }
+void Broker::request_reload() { impl_->reload = true; }
 
 BrokerStats Broker::stats() const {
   const Counter& c = impl_->counter;
@@ -525,6 +718,9 @@ BrokerStats Broker::stats() const {
   s.unauthorized = c.unauthorized;
   s.stale = c.stale;
   s.assignments = c.assignments;
+  s.rate_limited = c.rate_limited;
+  s.keys_refused = c.keys_refused;
+  s.key_reloads = c.key_reloads;
   s.rounds = c.rounds;
   s.commit_ms_total = c.commit_ms_total;
   s.commit_ms_max = c.commit_ms_max;
@@ -550,7 +746,13 @@ Status Broker::run() {
         if (e.num() == EINTR) continue;  // a signal (SIGINT/SIGTERM sets stop)
         throw;
       }
-      if (curve && (items[2].revents & ZMQ_POLLIN)) handle_zap(d.zap, d.authorized_keys);
+      if (d.reload.exchange(false)) {
+        Status r = d.reload_keys();
+        if (!r.ok()) log_error("scheduler: reloading keys: %s (the previous list stays)", r.to_string().c_str());
+      }
+      if (curve && (items[2].revents & ZMQ_POLLIN)) {
+        handle_zap(d.zap, d.authorized_keys, d.counter, d.log_budget, d.now());
+      }
       // Everything this iteration does to the store is one transaction; the
       // replies go out after it commits.
       Status begun = d.store->begin_batch();
@@ -560,10 +762,14 @@ Status Broker::run() {
       }
       d.batching = true;
       if (items[0].revents & ZMQ_POLLIN) {
-        d.drain(d.workers, [&](const auto& env, const auto& payload) { d.handle_worker(env, payload); });
+        d.drain(d.workers, [&](const auto& env, const auto& key, const auto& payload) {
+          d.handle_worker(env, key, payload);
+        });
       }
       if (items[1].revents & ZMQ_POLLIN) {
-        d.drain(d.clients, [&](const auto& env, const auto& payload) { d.handle_client(env, payload); });
+        d.drain(d.clients, [&](const auto& env, const auto& key, const auto& payload) {
+          d.handle_client(env, key, payload);
+        });
       }
       int64_t now = d.now();
       if (now >= next_purge) {

@@ -29,9 +29,30 @@ struct BrokerOptions {
   // Shared secret that HELLO and every client request must carry; empty: none.
   std::string token;
   // ZeroMQ CURVE (both sockets) when curve_secret_key is set (Z85). Only
-  // peers whose public key is in curve_authorized_keys may connect (ZAP).
+  // peers whose public key is in curve_authorized_keys, or in
+  // curve_authorized_path (a directory of .pub files, or one file with a key
+  // a line; re-read by request_reload()), may connect (ZAP). A worker id is
+  // bound to the key that first registered it (docs/SECURITY.md).
   std::string curve_secret_key;
   std::vector<std::string> curve_authorized_keys;
+  std::string curve_authorized_path;
+  // Without CURVE, an endpoint beyond loopback/ipc is refused unless this is
+  // set (and then a warning is logged at every start).
+  bool insecure = false;
+  // Roots under which a submitted spec may name absolute paths (work_dir,
+  // model, tokenizer, data); relative paths may not climb out with "..".
+  std::vector<std::string> allowed_roots;
+  // Limits per peer (docs/SECURITY.md "Limits"). Frames larger than
+  // max_frame_bytes drop the connection (ZMQ_MAXMSGSIZE); messages beyond
+  // max_messages_per_s (per connection, burst of one second) are dropped
+  // unread; one key registers at most max_workers_per_key connected worker
+  // ids; lost workers' rows go after worker_retention_ms, and beyond
+  // max_lost_workers rows the oldest go first.
+  int64_t max_frame_bytes = 1 << 20;
+  int64_t max_messages_per_s = 5000;
+  int max_workers_per_key = 256;
+  int64_t worker_retention_ms = 7LL * 24 * 3600 * 1000;
+  int64_t max_lost_workers = 1000;
   int64_t heartbeat_interval_ms = protocol::kHeartbeatIntervalMs;
   int heartbeat_liveness = protocol::kHeartbeatLiveness;
   StoreOptions store;
@@ -45,6 +66,9 @@ struct BrokerStats {
   uint64_t unauthorized = 0;
   uint64_t stale = 0;         // fenced messages from old attempts
   uint64_t assignments = 0;
+  uint64_t rate_limited = 0;  // messages dropped by the per-peer rate limit
+  uint64_t keys_refused = 0;  // CURVE handshakes ZAP refused
+  uint64_t key_reloads = 0;   // authorized key lists (re)read
   // Loop turns that did work, and the time their COMMITs took (the WAL write,
   // and the checkpoint when SQLite runs one on this thread).
   uint64_t rounds = 0;
@@ -66,6 +90,10 @@ class Broker {
   // Serves until request_stop() (or SIGINT/SIGTERM when the caller wires it).
   Status run();
   void request_stop();
+  // Re-reads curve_authorized_path on the broker's thread before its next
+  // poll turn; connections whose key is no longer listed are refused from
+  // then on. Async-signal-safe (SIGHUP).
+  void request_reload();
   BrokerStats stats() const;
 
  private:

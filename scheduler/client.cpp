@@ -93,7 +93,7 @@ Result<json> Client::logs(int64_t job_id, int64_t after_id, int64_t limit) {
 }
 Result<json> Client::cancel(int64_t job_id) { return call(MessageType::kCancel, {{"job_id", job_id}}); }
 Result<json> Client::retry(int64_t job_id) { return call(MessageType::kRetry, {{"job_id", job_id}}); }
-Result<json> Client::workers() { return call(MessageType::kWorkers); }
+Result<json> Client::workers(bool include_lost) { return call(MessageType::kWorkers, {{"all", include_lost}}); }
 Result<json> Client::ping() { return call(MessageType::kPing); }
 
 }  // namespace lema

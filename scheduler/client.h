@@ -45,7 +45,8 @@ class Client {
   Result<nlohmann::json> logs(int64_t job_id, int64_t after_id = 0, int64_t limit = 1000);
   Result<nlohmann::json> cancel(int64_t job_id);
   Result<nlohmann::json> retry(int64_t job_id);
-  Result<nlohmann::json> workers();
+  // Connected workers; with include_lost also the retained history.
+  Result<nlohmann::json> workers(bool include_lost = true);
   Result<nlohmann::json> ping();
 
  private:

@@ -1,6 +1,9 @@
 #include "scheduler/curve_keys.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
+
+#include <algorithm>
 
 #include <sstream>
 
@@ -59,6 +62,35 @@ Result<std::string> read_curve_key(const std::string& path) {
   LEMA_ASSIGN_OR_RETURN(std::vector<std::string> keys, read_curve_key_list(path));
   if (keys.empty()) return Status::invalid_argument(path + ": no CURVE key in the file");
   return keys[0];
+}
+
+Result<std::vector<std::string>> read_authorized_keys(const std::string& path) {
+  if (!is_directory(path)) return read_curve_key_list(path);
+  DIR* dir = opendir(path.c_str());
+  if (dir == nullptr) return status_from_errno("open directory " + path, errno);
+  std::vector<std::string> files;
+  while (struct dirent* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".pub") == 0) files.push_back(path_join(path, name));
+  }
+  closedir(dir);
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> keys;
+  for (const std::string& f : files) {
+    LEMA_ASSIGN_OR_RETURN(std::vector<std::string> in_file, read_curve_key_list(f));
+    keys.insert(keys.end(), in_file.begin(), in_file.end());
+  }
+  return keys;
+}
+
+Result<std::string> curve_public_key_of(const std::string& secret_z85) {
+  if (!curve_available()) return Status::unsupported("this libzmq has no CURVE support (built without libsodium)");
+  if (!is_z85_key(secret_z85)) return Status::invalid_argument("not a 40-character Z85 CURVE secret key");
+  char pub[41] = {0};
+  if (zmq_curve_public(pub, secret_z85.c_str()) != 0) {
+    return Status::invalid_argument(std::string("zmq_curve_public: ") + zmq_strerror(zmq_errno()));
+  }
+  return std::string(pub);
 }
 
 }  // namespace lema

@@ -25,5 +25,12 @@ Status write_curve_keypair(const std::string& dir, const std::string& name, cons
 Result<std::string> read_curve_key(const std::string& path);
 // Reads every Z85 public key in a file (one per line; '#' comments).
 Result<std::vector<std::string>> read_curve_key_list(const std::string& path);
+// The scheduler's authorized keys: every key of every *.pub file in a
+// directory (one file per worker or client: delete it to revoke), or of one
+// file (read_curve_key_list). An unreadable or malformed file is an error
+// naming it: a typo must not silently lock a worker out or let one in.
+Result<std::vector<std::string>> read_authorized_keys(const std::string& path);
+// The public key of a secret key (both Z85): a worker needs only its .key.
+Result<std::string> curve_public_key_of(const std::string& secret_z85);
 
 }  // namespace lema

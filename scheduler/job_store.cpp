@@ -12,6 +12,7 @@
 
 #include "common/protocol/job_spec.h"
 #include "common/base/log.h"
+#include "common/base/path_policy.h"
 #include "common/base/sha256.h"
 
 namespace lema {
@@ -501,13 +502,27 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
   Status s = impl_->guard("submit", [&]() -> Status {
     auto& db = impl_->db;
     Impl::Tx tx(*impl_);
+    const std::string work_dir = normalize_path(spec.job.work_dir);
+    auto& live = impl_->stmt(
+        "SELECT id, state FROM jobs WHERE work_dir = ? AND (state = 'queued' OR state = 'running') LIMIT 1");
+    live.bind(1, work_dir);
+    bool in_use = live.executeStep();
+    if (in_use) {
+      Status busy = Status::invalid_argument(
+          "job.work_dir '" + spec.job.work_dir + "' is the directory of job " +
+          std::to_string(live.getColumn(0).getInt64()) + " (" + live.getColumn(1).getString() +
+          "): one live job per directory; wait for it, cancel it, or choose another work_dir");
+      live.reset();
+      return busy;
+    }
+    live.reset();
     auto& ins = impl_->stmt(
         "INSERT INTO jobs (name, state, priority, max_attempts, work_dir, spec_toml, spec_json, created_ms, "
         "updated_ms) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, spec.job.name);
     ins.bind(2, spec.job.priority);
     ins.bind(3, spec.job.max_attempts);
-    ins.bind(4, spec.job.work_dir);
+    ins.bind(4, work_dir);
     ins.bind(5, spec_toml);
     ins.bind(6, spec.to_json().dump());
     ins.bind(7, now_ms);
@@ -871,11 +886,39 @@ Status JobStore::add_event(int64_t job_id, int64_t stage_id, int64_t attempt, co
 }
 
 Status JobStore::upsert_worker(const WorkerInfo& w, int64_t now_ms) {
+  if (schema_version() < 3) {
+    // A store opened with older migrations only (tests of the upgrade path):
+    // no key column yet, so no binding.
+    return impl_->guard("worker", [&]() -> Status {
+      auto& st = impl_->stmt(
+          "INSERT INTO workers (id, host, gpus, vram_bytes, cpu_only, version, state, first_seen_ms, last_seen_ms) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'online', ?7, ?7) ON CONFLICT(id) DO UPDATE SET host = ?2, gpus = ?3, "
+          "vram_bytes = ?4, cpu_only = ?5, version = ?6, state = 'online', last_seen_ms = ?7");
+      st.bind(1, w.id);
+      st.bind(2, w.host);
+      st.bind(3, w.gpus);
+      st.bind(4, w.vram_bytes);
+      st.bind(5, w.cpu_only ? 1 : 0);
+      st.bind(6, w.version);
+      st.bind(7, now_ms);
+      st.exec();
+      return Status();
+    });
+  }
   return impl_->guard("worker", [&]() -> Status {
+    auto& owner = impl_->stmt("SELECT curve_key FROM workers WHERE id = ?");
+    owner.bind(1, w.id);
+    std::string bound = owner.executeStep() ? owner.getColumn(0).getString() : std::string();
+    owner.reset();
+    if (!bound.empty() && bound != w.curve_key) {
+      return Status::invalid_argument("worker id '" + w.id + "' belongs to key " + bound + ", not " +
+                                      (w.curve_key.empty() ? std::string("an unauthenticated peer") : w.curve_key));
+    }
     auto& st = impl_->stmt(
-        "INSERT INTO workers (id, host, gpus, vram_bytes, cpu_only, version, state, first_seen_ms, last_seen_ms) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'online', ?7, ?7) ON CONFLICT(id) DO UPDATE SET host = ?2, gpus = ?3, "
-        "vram_bytes = ?4, cpu_only = ?5, version = ?6, state = 'online', last_seen_ms = ?7");
+        "INSERT INTO workers (id, host, gpus, vram_bytes, cpu_only, version, state, first_seen_ms, last_seen_ms, "
+        "curve_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'online', ?7, ?7, ?8) ON CONFLICT(id) DO UPDATE SET host = ?2, "
+        "gpus = ?3, vram_bytes = ?4, cpu_only = ?5, version = ?6, state = 'online', last_seen_ms = ?7, "
+        "curve_key = ?8");
     st.bind(1, w.id);
     st.bind(2, w.host);
     st.bind(3, w.gpus);
@@ -883,9 +926,29 @@ Status JobStore::upsert_worker(const WorkerInfo& w, int64_t now_ms) {
     st.bind(5, w.cpu_only ? 1 : 0);
     st.bind(6, w.version);
     st.bind(7, now_ms);
+    st.bind(8, w.curve_key);
     st.exec();
     return Status();
   });
+}
+
+Result<int64_t> JobStore::expire_workers(int64_t lost_before_ms, int64_t max_lost_rows) {
+  int64_t deleted = 0;
+  Status s = impl_->guard("expire workers", [&]() -> Status {
+    Impl::Tx tx(*impl_);
+    auto& old = impl_->stmt("DELETE FROM workers WHERE state = 'lost' AND last_seen_ms < ?");
+    old.bind(1, lost_before_ms);
+    deleted += old.exec();
+    auto& excess = impl_->stmt(
+        "DELETE FROM workers WHERE id IN (SELECT id FROM workers WHERE state = 'lost' "
+        "ORDER BY last_seen_ms DESC LIMIT -1 OFFSET ?)");
+    excess.bind(1, max_lost_rows);
+    deleted += excess.exec();
+    tx.commit();
+    return Status();
+  });
+  if (!s.ok()) return s;
+  return deleted;
 }
 
 Status JobStore::mark_worker_lost(const std::string& worker_id, int64_t now_ms) {
@@ -985,12 +1048,14 @@ Result<json> JobStore::job_logs(int64_t job_id, int64_t after_id, int64_t limit)
   return out;
 }
 
-Result<json> JobStore::list_workers() {
+Result<json> JobStore::list_workers(bool include_lost) {
   json out = json::array();
   Status s = impl_->guard("workers", [&]() -> Status {
     auto& st = impl_->stmt(
         "SELECT id, host, gpus, vram_bytes, cpu_only, version, state, first_seen_ms, last_seen_ms, "
-        "  (SELECT count(*) FROM leases l WHERE l.worker_id = workers.id) FROM workers ORDER BY id");
+        "  (SELECT count(*) FROM leases l WHERE l.worker_id = workers.id) FROM workers "
+        "WHERE ?1 OR state = 'online' ORDER BY id");
+    st.bind(1, include_lost ? 1 : 0);
     while (st.executeStep()) {
       out.push_back({{"id", col_str(st, 0)}, {"host", col_str(st, 1)}, {"gpus", st.getColumn(2).getInt64()},
                      {"vram_bytes", st.getColumn(3).getInt64()}, {"cpu_only", st.getColumn(4).getInt() != 0},

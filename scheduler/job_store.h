@@ -50,6 +50,9 @@ struct WorkerInfo {
   int64_t vram_bytes = 0;
   bool cpu_only = true;
   std::string version;
+  // The CURVE public key (Z85) the worker authenticated with; "" without
+  // CURVE. The first key to register an id owns it (upsert_worker).
+  std::string curve_key;
 };
 
 struct Assignment {
@@ -95,6 +98,9 @@ class JobStore {
   Status commit_batch();
 
   // --- jobs
+  // Refuses (kInvalidArgument) a spec whose job.work_dir (normalised) is the
+  // directory of a queued or running job: two live jobs would overwrite each
+  // other's outputs.
   Result<int64_t> submit(const std::string& spec_toml, const JobSpec& spec, int64_t now_ms);
   // Cancels the job and its unfinished stages (their leases are cut: see
   // take_cut_leases).
@@ -144,14 +150,20 @@ class JobStore {
                    const std::string& line, int64_t now_ms);
 
   // --- workers
+  // Registers (or refreshes) a worker. kInvalidArgument when the id is bound
+  // to another CURVE key: no peer may speak for another worker.
   Status upsert_worker(const WorkerInfo& worker, int64_t now_ms);
   Status mark_worker_lost(const std::string& worker_id, int64_t now_ms);
+  // Deletes rows of workers lost before lost_before_ms, then the oldest lost
+  // rows beyond max_lost_rows. Returns how many rows went.
+  Result<int64_t> expire_workers(int64_t lost_before_ms, int64_t max_lost_rows);
 
   // --- queries (JSON for the client API; docs/PROTOCOL.md)
   Result<nlohmann::json> list_jobs(const std::string& state, int64_t limit);
   Result<nlohmann::json> show_job(int64_t job_id);
   Result<nlohmann::json> job_logs(int64_t job_id, int64_t after_id, int64_t limit);
-  Result<nlohmann::json> list_workers();
+  // Online workers; with include_lost also the lost ones still retained.
+  Result<nlohmann::json> list_workers(bool include_lost = true);
   // {"queued": n, "running": n, ...} over jobs.
   Result<nlohmann::json> job_counts();
 

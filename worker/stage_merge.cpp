@@ -8,6 +8,7 @@
 
 #include "common/base/file_util.h"
 #include "common/base/log.h"
+#include "common/base/path_policy.h"
 #include "engine/merge.h"
 #include "worker/stage_options.h"
 #include "worker/stage_runner.h"
@@ -31,8 +32,12 @@ StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_d
   if (path_exists(o.out)) {
     // An earlier attempt renamed its output into place but its DONE was lost;
     // the adapter may have changed since (a retried job), so merge again.
+    // Only a directory an earlier merge made (its marker): a spec must never
+    // make a worker delete a merged/ that lema did not create.
     reporter.log("info", "replacing " + o.out + " left by an earlier attempt");
-    if (Status s = remove_all(o.out); !s.ok()) return {s, "{}", true};
+    if (Status s = remove_owned_dir(o.out); !s.ok()) {
+      return {s, "{}", s.code() != Status::Code::kInvalidArgument};
+    }
   }
 
   bool cancelled = false, stopped = false;
@@ -59,6 +64,7 @@ StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_d
   if (stopped) return {stats.status(), "{}", true, true};
   if (cancelled) return {stats.status(), "{}", false};
   if (!stats.ok()) return {stats.status(), "{}", is_retryable(stats.status())};
+  if (Status marked = mark_owned(o.out); !marked.ok()) return {marked, "{}", true};
   reporter.log("info", str_printf("merged %lld projections: %d shard(s), %s of tensors",
                                   static_cast<long long>(stats->n_merged), stats->n_shards,
                                   format_bytes(stats->total_bytes).c_str()));

@@ -4,6 +4,7 @@
 
 #include "common/base/file_util.h"
 #include "common/base/log.h"
+#include "common/protocol/job_paths.h"
 
 namespace lema::worker {
 
@@ -43,6 +44,24 @@ std::string stage_device(const std::string& spec_device, const StageEnv& env) {
 bool is_retryable(const Status& status) {
   const Status::Code c = status.code();
   return c != Status::Code::kInvalidArgument && c != Status::Code::kUnsupported && c != Status::Code::kCorruption;
+}
+
+Result<StageAssignment> confine_assignment(const StageAssignment& a, const StageEnv& env) {
+  PathRoots roots = PathRoots::make(env.base_dir, env.allowed_roots);
+  StageAssignment out = a;
+  LEMA_ASSIGN_OR_RETURN(out.work_dir, confine_work_dir(a.work_dir, roots));
+  nlohmann::json spec = nlohmann::json::parse(a.spec_json, nullptr, false);
+  if (!spec.is_object()) return Status::invalid_argument("ASSIGN spec is not a JSON object");
+  LEMA_RETURN_IF_ERROR(confine_spec_inputs(&spec, roots));
+  if (spec.contains("job") && spec["job"].is_object()) spec["job"]["work_dir"] = out.work_dir;
+  out.spec_json = spec.dump();
+  if (!a.resume_checkpoint.empty()) {
+    // A checkpoint the store recorded: it must lie in the job's directory.
+    LEMA_ASSIGN_OR_RETURN(std::string ck, confine_path("resume_checkpoint", a.resume_checkpoint,
+                                                       PathRoots::make(out.work_dir, {out.work_dir})));
+    out.resume_checkpoint = ck;
+  }
+  return out;
 }
 
 StageOutcome run_stage(const StageAssignment& a, const StageEnv& env, StageReporter& reporter) {

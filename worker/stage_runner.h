@@ -36,6 +36,9 @@ class StageReporter {
 struct StageEnv {
   std::string device = "cpu";    // "cpu" or "cuda:N"
   std::string base_dir;          // a relative work_dir is resolved against it
+  // --allow-path roots: where absolute paths of a spec may point
+  // (confine_assignment; docs/SECURITY.md).
+  std::vector<std::string> allowed_roots;
   int64_t threads = 0;           // CPU threads for training; 0: all cores
   // SIGTERM/Ctrl-C: the train runner checkpoints, then the stage returns kCancelled.
   const std::atomic<bool>* stop = nullptr;
@@ -49,6 +52,13 @@ struct StageOutcome {
 };
 
 StageOutcome run_stage(const StageAssignment& assignment, const StageEnv& env, StageReporter& reporter);
+
+// The assignment as the scheduler sent it, confined to this worker's roots:
+// work_dir inside env.base_dir (relative) or an allowed root (absolute), the
+// same for model.path, model.tokenizer and data.jsonl, all after symlinks;
+// the result carries the resolved paths. kInvalidArgument says which path
+// and why. The worker loop calls it on every ASSIGN, before run_stage.
+Result<StageAssignment> confine_assignment(const StageAssignment& assignment, const StageEnv& env);
 
 // The stage kinds run_stage runs (any other kind fails as unknown), in
 // pipeline order; `lema worker --stages` prints them.

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <thread>
 
+#include <zmq.h>
+
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
@@ -96,6 +98,14 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
   so.capabilities = detect_capabilities(options.gpu);
   so.token = options.token;
   so.curve_server_public_key = options.curve_server_public_key;
+  so.curve_secret_key = options.curve_secret_key;
+  if (!so.curve_secret_key.empty()) {
+    char pub[41] = {0};
+    if (zmq_curve_public(pub, so.curve_secret_key.c_str()) != 0) {
+      return Status::invalid_argument("the worker's CURVE secret key is not a 40-character Z85 key");
+    }
+    so.curve_public_key = pub;
+  }
   so.worker_id = options.worker_id;
   if (so.worker_id.empty()) {
     so.worker_id = so.capabilities.cpu_only
@@ -109,6 +119,7 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
     char cwd[4096];
     if (getcwd(cwd, sizeof(cwd))) env.base_dir = cwd;
   }
+  env.allowed_roots = options.allowed_roots;
   env.threads = options.threads;
   env.stop = &stop;
 
@@ -121,7 +132,17 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
   while (!stop.load()) {
     LEMA_ASSIGN_OR_RETURN(std::optional<StageAssignment> a, session->wait_for_assignment(stop));
     if (!a) break;
-    StageOutcome out = run_stage(*a, env, reporter);
+    // Paths come from the network: confined before anything is read or made.
+    Result<StageAssignment> confined = confine_assignment(*a, env);
+    if (!confined.ok()) {
+      log_warn("stage %s of job %lld refused: %s", a->kind.c_str(), static_cast<long long>(a->job_id),
+               confined.status().to_string().c_str());
+      session->send_failed(confined.status().to_string(), false);
+      ++stages;
+      if (options.max_stages > 0 && stages >= options.max_stages) break;
+      continue;
+    }
+    StageOutcome out = run_stage(*confined, env, reporter);
     if (out.status.ok()) {
       log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
       session->send_done(out.result_json);

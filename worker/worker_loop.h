@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "common/base/status.h"
 #include "worker/worker_session.h"
@@ -22,6 +23,8 @@ struct WorkerOptions {
   std::string worker_id;     // default: "<host>/gpu<N>" or "<host>/cpu.<pid>"
   std::string token;         // shared secret (LEMA_TOKEN)
   std::string curve_server_public_key;  // Z85; empty: no CURVE
+  std::string curve_secret_key;         // this worker's key (Z85), authorized by the scheduler
+  std::vector<std::string> allowed_roots;  // --allow-path: absolute spec paths only under these
   int64_t threads = 0;       // CPU training threads; 0: all cores
   int64_t max_stages = 0;    // exit after this many stages (0: never)
 };

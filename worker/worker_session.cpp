@@ -96,14 +96,6 @@ std::unique_ptr<zmq::socket_t> WorkerSession::Impl::open_socket() {
   auto socket = std::make_unique<zmq::socket_t>(context, zmq::socket_type::dealer);
   socket->set(zmq::sockopt::linger, 0);
   if (!options.curve_server_public_key.empty()) {
-    if (options.curve_public_key.empty()) {
-      // No key pair of our own: an ephemeral one (the scheduler authenticates
-      // workers by token; CURVE here gives encryption and server identity).
-      char pub[41] = {0}, sec[41] = {0};
-      if (zmq_curve_keypair(pub, sec) != 0) throw zmq::error_t();
-      options.curve_public_key = pub;
-      options.curve_secret_key = sec;
-    }
     socket->set(zmq::sockopt::curve_serverkey, options.curve_server_public_key);
     socket->set(zmq::sockopt::curve_publickey, options.curve_public_key);
     socket->set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
@@ -283,6 +275,14 @@ void WorkerSession::Impl::io_loop() {
 Result<std::unique_ptr<WorkerSession>> WorkerSession::start(SessionOptions options) {
   if (options.endpoint.empty()) return Status::invalid_argument("worker: no scheduler endpoint");
   if (options.worker_id.empty()) return Status::invalid_argument("worker: no worker id");
+  if (!options.curve_server_public_key.empty() &&
+      (options.curve_public_key.size() != 40 || options.curve_secret_key.size() != 40)) {
+    // A throwaway key pair would be refused by the scheduler's ZAP handler
+    // and the worker would reconnect forever: say so now.
+    return Status::invalid_argument(
+        "worker: the scheduler's key is set but this worker has no CURVE key pair (lema worker "
+        "--curve-secret-file WORKER.key; its .pub goes into the scheduler's --curve-authorized directory)");
+  }
   if (options.heartbeat_interval_ms <= 0) options.heartbeat_interval_ms = protocol::kHeartbeatIntervalMs;
   if (options.heartbeat_liveness <= 0) options.heartbeat_liveness = protocol::kHeartbeatLiveness;
   if (options.reconnect_initial_ms <= 0) options.reconnect_initial_ms = protocol::kReconnectBackoffInitMs;

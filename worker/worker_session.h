@@ -61,7 +61,9 @@ struct SessionOptions {
   std::string token;      // shared secret, when the scheduler asks for one
   WorkerCapabilities capabilities;
   // Optional CURVE (Z85, 40 chars each): the scheduler's public key and this
-  // worker's key pair. Empty server key = no encryption (loopback, trusted LAN).
+  // worker's key pair, which the scheduler must list (its --curve-authorized
+  // directory) and which owns worker_id there. Empty server key = no CURVE
+  // (a loopback scheduler, or one started --insecure).
   std::string curve_server_public_key;
   std::string curve_public_key;
   std::string curve_secret_key;

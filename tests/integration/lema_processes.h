@@ -43,8 +43,14 @@ inline void write_text(const std::string& path, const std::string& text) {
   f << text;
 }
 
+// Job specs of these tests name absolute paths under /tmp: the scheduler and
+// the workers must allow them (docs/SECURITY.md, --allow-path). A test that
+// wants other roots sets LEMA_ALLOW_PATH itself first.
+inline void allow_tmp_paths() { setenv("LEMA_ALLOW_PATH", "/tmp", 0); }
+
 // Starts `lema ARGS...` with stdout+stderr appended to `log`; returns its pid.
 inline pid_t spawn_lema(const std::vector<std::string>& args, const std::string& log) {
+  allow_tmp_paths();
   pid_t pid = fork();
   if (pid == 0) {
     int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -87,6 +93,7 @@ inline RunResult run_lema(const std::vector<std::string>& args) {
 // Runs `lema ARGS` through the shell: ARGS is one string, so redirections
 // and quoting work as typed.
 inline RunResult run_lema_shell(const std::string& args) {
+  allow_tmp_paths();
   const std::string cmd = std::string(LEMA_BINARY) + " " + args + " 2>&1";
   RunResult r;
   FILE* p = ::popen(cmd.c_str(), "r");

@@ -34,6 +34,7 @@ int run_scheduler_child_if_asked() {
   o.clients_bind = std::getenv("LEMA_TEST_CLIENTS_EP");
   o.heartbeat_interval_ms = 100;
   o.store.retry_backoff_init_ms = 20;
+  o.allowed_roots = {"/models"};  // small_spec's model.path
   auto b = Broker::create(o);
   if (!b.ok()) {
     std::fprintf(stderr, "scheduler child: %s\n", b.status().to_string().c_str());

@@ -78,6 +78,7 @@ inline BrokerOptions test_broker_options(const std::string& dir) {
   o.heartbeat_liveness = 3;
   o.store.retry_backoff_init_ms = 20;
   o.store.retry_backoff_max_ms = 100;
+  o.allowed_roots = {"/models"};  // small_spec's model.path
   return o;
 }
 
