@@ -299,7 +299,8 @@ void add_gguf_vocab_metadata(const GgufVocab& v, GgufWriter* w) {
   w->set("tokenizer.ggml.tokens", GgufValue::strings(v.tokens));
   if (!v.scores.empty()) w->set("tokenizer.ggml.scores", GgufValue::f32s(v.scores));
   w->set("tokenizer.ggml.token_type", GgufValue::i32s(v.types));
-  if (!v.merges.empty()) w->set("tokenizer.ggml.merges", GgufValue::strings(v.merges));
+  // llama.cpp requires the merges key for byte-level BPE, even when empty.
+  if (!v.merges.empty() || v.model == "gpt2") w->set("tokenizer.ggml.merges", GgufValue::strings(v.merges));
   auto id = [&](const char* key, int32_t value) {
     if (value >= 0) w->set(key, GgufValue::u32(static_cast<uint32_t>(value)));
   };
