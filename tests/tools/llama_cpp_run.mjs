@@ -49,11 +49,20 @@ async function withSequence(fn) {
 }
 
 if (request.prompt_ids) {
+  // Step by step with controlledEvaluate rather than sequence.evaluate(),
+  // which ends at an end-of-generation token: the comparison runs on past EOS.
   out.generated = await withSequence(async (sequence) => {
+    const greedy = {generateNext: {token: true, options: {temperature: 0}}};
+    const prompt = request.prompt_ids;
+    const input = prompt.map((t, i) => (i === prompt.length - 1 ? [t, greedy] : t));
+    let results = await sequence.controlledEvaluate(input);
+    let next = results[prompt.length - 1].next.token;
     const ids = [];
-    for await (const token of sequence.evaluate(request.prompt_ids, {temperature: 0})) {
-      ids.push(token);
-      if (ids.length >= request.n_generate) break;
+    while (ids.length < request.n_generate) {
+      ids.push(next);
+      if (ids.length === request.n_generate) break;
+      results = await sequence.controlledEvaluate([[next, greedy]]);
+      next = results[0].next.token;
     }
     return ids;
   });
