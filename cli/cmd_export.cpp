@@ -285,6 +285,19 @@ class TensorEmitter {
   std::vector<uint8_t> encoded_;
 };
 
+// general.name when --name is not given: the model's directory or file name.
+std::string default_name(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  std::string name = lema::path_basename(path);
+  for (const char* ext : {".lema.safetensors", ".safetensors"}) {
+    const std::string e = ext;
+    if (name.size() > e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0) {
+      return name.substr(0, name.size() - e.size());
+    }
+  }
+  return name;
+}
+
 Status check_out(const std::string& out) {
   if (out.empty()) return Status::invalid_argument("export: --out is empty");
   if (lema::path_exists(out)) return Status::invalid_argument("export: " + out + " already exists");
@@ -312,9 +325,7 @@ Status export_model(const ExportArgs& a) {
   lema::GgufWriter writer;
   writer.set("general.architecture", lema::GgufValue::string(arch->name));
   writer.set("general.type", lema::GgufValue::string("model"));
-  writer.set("general.name", lema::GgufValue::string(
-                                 a.name.empty() ? lema::path_basename(a.model.back() == '/' ? a.model.substr(0, a.model.size() - 1) : a.model)
-                                                : a.name));
+  writer.set("general.name", lema::GgufValue::string(a.name.empty() ? default_name(a.model) : a.name));
   LEMA_RETURN_IF_ERROR(lema::add_gguf_model_metadata(*arch, c, src.config_json, src.config_source, file_type, &writer));
   lema::add_gguf_vocab_metadata(vocab, &writer);
 
@@ -399,7 +410,7 @@ Status export_lora(const ExportArgs& a) {
   lema::GgufWriter writer;
   writer.set("general.architecture", lema::GgufValue::string(arch->name));
   writer.set("general.type", lema::GgufValue::string("adapter"));
-  writer.set("general.name", lema::GgufValue::string(a.name.empty() ? lema::path_basename(a.adapter) : a.name));
+  writer.set("general.name", lema::GgufValue::string(a.name.empty() ? default_name(a.adapter) : a.name));
   writer.set("adapter.type", lema::GgufValue::string("lora"));
   // llama.cpp scales by alpha / rank (the rank read from each lora_a); this
   // alpha makes that equal lema's scale, rsLoRA's alpha / sqrt(r) included.

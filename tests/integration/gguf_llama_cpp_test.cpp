@@ -140,7 +140,7 @@ class GgufLlamaCpp : public ::testing::Test {
              "/base")) {
       return;
     }
-    for (const char* type : {"f32", "f16", "q8_0", "q4_0"}) {
+    for (const char* type : {"f32", "f16", "bf16", "q8_0", "q4_0"}) {
       if (!run("export " + dir_ + "/base --format gguf --type " + type + " --out " + dir_ + "/" + type + ".gguf")) {
         return;
       }
@@ -232,12 +232,12 @@ class GgufLlamaCpp : public ::testing::Test {
     std::vector<int32_t> token;
     std::vector<float> margin;
   };
-  static Top1 lema_top1(const std::vector<int32_t>& ids) {
+  static Top1 lema_top1(const std::vector<int32_t>& ids, const std::string& model = "base") {
     static int n = 0;
     const std::string batch = dir_ + "/batch" + std::to_string(n) + ".json";
     const std::string out = dir_ + "/logits" + std::to_string(n++) + ".safetensors";
     write_text(batch, json({{"input_ids", {ids}}, {"labels", {ids}}}).dump());
-    RunResult r = run_lema_shell("debug step --model " + dir_ + "/base --batch " + batch + " --out " + out);
+    RunResult r = run_lema_shell("debug step --model " + dir_ + "/" + model + " --batch " + batch + " --out " + out);
     EXPECT_EQ(r.exit_code, 0) << r.output;
     Top1 top;
     auto st = SafetensorsReader::open(out);
@@ -396,13 +396,13 @@ TEST_F(GgufLlamaCpp, QuantizedTop1AgreesWithLemaFp32) {
   ASSERT_GT(ids.size(), 60u);
   const std::vector<int32_t> lema = lema_top1(ids).token;
   ASSERT_EQ(lema.size(), ids.size());
-  for (const char* type : {"f32", "f16", "q8_0", "q4_0"}) {
+  for (const char* type : {"f32", "f16", "bf16", "q8_0", "q4_0"}) {
     const json got = llama_cpp({{"model", dir_ + "/" + type + ".gguf"}, {"score_ids", ids}});
     const double a = agreement(got["top1"].get<std::vector<int32_t>>(), lema);
     std::printf("top-1 agreement with lema fp32, %s: %.1f%% of %zu positions\n", type, 100 * a, ids.size());
     RecordProperty(std::string("top1_") + type, std::to_string(a));
     const std::string t = type;
-    if (t == "f32") {
+    if (t == "f32" || t == "f16" || t == "bf16") {
       EXPECT_GE(a, 0.99);
     } else if (t == "q8_0") {
       EXPECT_GE(a, 0.95);
@@ -428,6 +428,32 @@ TEST_F(GgufLlamaCpp, LoraOnBaseEqualsMergedExport) {
   EXPECT_GE(same, 0.99);
   EXPECT_LT(vs_base, 0.9) << "the adapter should change the model";
   // And lema's own merged model agrees: lema debug step on base + adapter.
+}
+
+// Mistral is exported as llama.cpp's Llama: the same base relabelled
+// MistralForCausalLM (sliding window beyond the text) gives lema's top-1 at
+// every position.
+TEST_F(GgufLlamaCpp, MistralRunsAsLlama) {
+  const std::string mistral = dir_ + "/mistral";
+  ASSERT_TRUE(make_dirs(mistral).ok());
+  for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer.model", "tokenizer_config.json"}) {
+    if (path_exists(dir_ + "/base/" + f)) write_text(mistral + "/" + f, slurp(dir_ + "/base/" + f));
+  }
+  json cfg = json::parse(slurp(dir_ + "/base/config.json"));
+  cfg["architectures"] = {"MistralForCausalLM"};
+  cfg["model_type"] = "mistral";
+  cfg["sliding_window"] = 4096;
+  write_text(mistral + "/config.json", cfg.dump(2));
+  RunResult r = run_lema_shell("export " + mistral + " --type f32 --out " + dir_ + "/mistral.gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto g = GgufReader::open(dir_ + "/mistral.gguf");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ((*g)->find("general.architecture")->s, "llama");
+  const std::vector<int32_t> ids = lema_ids(kHeldOut, /*special=*/true);
+  const json got = llama_cpp({{"model", dir_ + "/mistral.gguf"}, {"score_ids", ids}});
+  const double a = agreement(got["top1"].get<std::vector<int32_t>>(), lema_top1(ids, "mistral").token);
+  std::printf("mistral f32: top-1 agreement with lema fp32 %.1f%%\n", 100 * a);
+  EXPECT_GE(a, 0.99);
 }
 
 // Bad input, without llama.cpp.
