@@ -123,7 +123,7 @@ std::string pre_tokenizer_name(const lema::BpeSpec& spec) {
     }
   }
   // ByteLevel alone (use_regex) is GPT-2's own pattern.
-  return split ? std::string() : std::string("gpt2");
+  return split ? std::string() : std::string("gpt-2");
 }
 
 std::string read_chat_template(const std::string& dir) {
