@@ -25,7 +25,7 @@ fetch_node_llama_cpp() {
   [ -f "$dir/package.json" ] || echo '{"name": "lema-test-node-llama-cpp", "private": true}' > "$dir/package.json"
   # --ignore-scripts: the prebuilt binaries come as optional dependencies; the
   # postinstall would only try to download or build llama.cpp from source.
-  if ! (cd "$dir" && npm install --no-audit --no-fund --ignore-scripts "node-llama-cpp@$version" >/dev/null 2>&1); then
+  if ! (cd "$dir" && npm install --no-audit --no-fund --ignore-scripts --fetch-retries=1 --fetch-timeout=30000 "node-llama-cpp@$version" >/dev/null 2>&1); then
     echo "fetch_test_assets: could not install node-llama-cpp@$version (offline?); GGUF tests will skip" >&2
   fi
   return 0
