@@ -430,6 +430,35 @@ TEST_F(GgufLlamaCpp, LoraOnBaseEqualsMergedExport) {
   // And lema's own merged model agrees: lema debug step on base + adapter.
 }
 
+// A byte-level BPE vocabulary (tokenizer.ggml.model gpt2, pre-tokenizer
+// "gpt-2"): llama.cpp loads it and tokenizes the 200 strings as lema does.
+TEST_F(GgufLlamaCpp, ByteLevelTokenizerEqualsLemas) {
+  const std::string m = dir_ + "/bytelevel";
+  ASSERT_EQ(run_lema_shell("model init --preset tiny --out " + m).exit_code, 0);
+  write_byte_tokenizer(m);
+  RunResult r = run_lema_shell("export " + m + " --type f32 --out " + dir_ + "/bytelevel.gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::vector<std::string> strings = varied_strings();
+  std::string jsonl;
+  for (const std::string& s : strings) jsonl += json(s).dump() + "\n";
+  write_text(dir_ + "/strings_bl.jsonl", jsonl);
+  Captured lema = capture(lema_cmd("tokenize --tokenizer " + m + " --jsonl " + dir_ + "/strings_bl.jsonl"));
+  ASSERT_EQ(lema.exit_code, 0) << lema.out;
+  const json got = llama_cpp({{"model", dir_ + "/bytelevel.gguf"}, {"tokenize", strings}});
+  ASSERT_EQ(got["tokens"].size(), strings.size());
+  size_t start = 0, i = 0, same = 0;
+  while (start < lema.out.size() && i < strings.size()) {
+    const size_t end = lema.out.find('\n', start);
+    const std::vector<int32_t> expected = parse_ids(lema.out.substr(start, end - start));
+    const std::vector<int32_t> ids = got["tokens"][i].get<std::vector<int32_t>>();
+    if (ids == expected) ++same;
+    EXPECT_EQ(ids, expected) << "string " << i << " " << json(strings[i]).dump();
+    start = end + 1;
+    ++i;
+  }
+  std::printf("byte-level BPE tokenization: %zu / %zu strings identical\n", same, strings.size());
+}
+
 // Mistral is exported as llama.cpp's Llama: the same base relabelled
 // MistralForCausalLM (sliding window beyond the text) gives lema's top-1 at
 // every position.
