@@ -333,7 +333,7 @@ constexpr float kClearLead = 0.01f;
 
 TEST_F(GgufLlamaCpp, GreedyContinuationEqualsLemaChat) {
   const std::string system = "You answer briefly.";
-  const std::vector<std::string> questions = {"What is the capital of France?", "How many legs does a spider have?",
+  const std::vector<std::string> questions = {"How many legs does a spider have?", "What is the capital of France?",
                                               "Which planet is known as the red planet?", "What is 7 times 6?",
                                               "Name a primary colour.", "What do bees make?"};
   bool compared = false;
