@@ -113,11 +113,14 @@ Result<BaseModel> open_base(const std::string& path) {
 }  // namespace
 
 Result<MergeStats> merge_adapter(const MergeOptions& o) {
-  if (o.out.empty()) return Status::invalid_argument("merge: --out is empty");
-  if (path_exists(o.out)) return Status::invalid_argument(o.out + ": already exists (merge writes a new directory)");
-  if (o.shard_bytes == 0) return Status::invalid_argument("merge: shard size must be > 0");
-  if (!o.tokenizer.empty() && !path_exists(o.tokenizer)) {
-    return Status::not_found("merge: tokenizer '" + o.tokenizer + "': no such file or directory");
+  const bool to_sink = static_cast<bool>(o.tensor_sink);
+  if (!to_sink) {
+    if (o.out.empty()) return Status::invalid_argument("merge: --out is empty");
+    if (path_exists(o.out)) return Status::invalid_argument(o.out + ": already exists (merge writes a new directory)");
+    if (o.shard_bytes == 0) return Status::invalid_argument("merge: shard size must be > 0");
+    if (!o.tokenizer.empty() && !path_exists(o.tokenizer)) {
+      return Status::not_found("merge: tokenizer '" + o.tokenizer + "': no such file or directory");
+    }
   }
   LEMA_ASSIGN_OR_RETURN(BaseModel model, open_base(o.base));
   const ModelConfig& config = model.config;
@@ -148,6 +151,43 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
       if (t >= 0 && lc.has_target(static_cast<LoraTarget>(t))) p.target = t;
     }
     plan.push_back(p);
+  }
+  // One tensor of the plan in fp32 with its adapter folded in:
+  // W' = W + scale * B @ A, [out, r] @ [r, in] -> [out, in].
+  auto merged_fp32 = [&](const PlannedTensor& p) -> at::Tensor {
+    const TensorInfo& info = p.ref.info;
+    const at::Tensor src = at::from_blob(const_cast<uint8_t*>(p.ref.data()), info.shape,
+                                         at::TensorOptions().dtype(torch_type(info.dtype)));
+    at::Tensor w = src.to(at::kFloat);  // a copy when the source is fp32 too
+    if (w.data_ptr() == src.data_ptr()) w = w.clone();
+    if (p.target >= 0) {
+      const auto target = static_cast<LoraTarget>(p.target);
+      w.add_(at::matmul(adapter->b(p.layer, target).detach(), adapter->a(p.layer, target).detach()), scale);
+    }
+    return w.contiguous();
+  };
+  if (to_sink) {
+    MergeStats stats;
+    try {
+      at::NoGradGuard no_grad;
+      std::unique_ptr<Progress> progress;
+      if (o.show_progress) progress = std::make_unique<Progress>("merge", plan.size(), "tensors");
+      uint64_t done = 0;
+      for (const PlannedTensor& p : plan) {
+        const at::Tensor w = merged_fp32(p);
+        if (p.target >= 0) ++stats.n_merged;
+        LEMA_RETURN_IF_ERROR(o.tensor_sink(p.spec.name, p.spec.shape, w.data_ptr<float>()));
+        p.ref.file->release(p.ref.info.offset, p.ref.info.nbytes);
+        stats.total_bytes += static_cast<uint64_t>(w.nbytes());
+        ++done;
+        if (progress) progress->update(done);
+        if (o.on_tensor) LEMA_RETURN_IF_ERROR(o.on_tensor(done, plan.size()));
+      }
+      if (progress) progress->finish();
+    } catch (const std::exception& e) {
+      return Status::internal(std::string("merge: ") + e.what());
+    }
+    return stats;
   }
   const DType out_dtype = o.dtype.value_or(base_dtype);
   if (!dtype_is_float(out_dtype) || out_dtype == DType::kF64) {
@@ -201,16 +241,8 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
       for (size_t i : shards[static_cast<size_t>(k)]) {
         const PlannedTensor& p = plan[i];
         const TensorInfo& info = p.ref.info;
-        const at::Tensor src = at::from_blob(const_cast<uint8_t*>(p.ref.data()), info.shape,
-                                             at::TensorOptions().dtype(torch_type(info.dtype)));
-        at::Tensor w = src.to(at::kFloat);  // [out, in] fp32 (a copy when the source is fp32 too)
-        if (w.data_ptr() == src.data_ptr()) w = w.clone();
-        if (p.target >= 0) {
-          const auto target = static_cast<LoraTarget>(p.target);
-          // W' = W + scale * B @ A, in fp32: [out, r] @ [r, in] -> [out, in].
-          w.add_(at::matmul(adapter->b(p.layer, target).detach(), adapter->a(p.layer, target).detach()), scale);
-          ++stats.n_merged;
-        }
+        const at::Tensor w = merged_fp32(p);  // [out, in] fp32
+        if (p.target >= 0) ++stats.n_merged;
         const at::Tensor out = w.to(torch_type(out_dtype)).contiguous();
         LEMA_RETURN_IF_ERROR(writer.write_tensor(p.spec.name, out.data_ptr(), out.nbytes()));
         p.ref.file->release(info.offset, info.nbytes);

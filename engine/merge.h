@@ -17,6 +17,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/formats/dtype.h"
 #include "common/base/status.h"
@@ -37,6 +38,13 @@ struct MergeOptions {
   // stops the merge with that status (e.g. a cancelled pipeline stage); no
   // output remains.
   std::function<Status(uint64_t tensors_done, uint64_t tensors_total)> on_tensor;
+  // When set, no directory is written (`out`, `tokenizer`, `dtype` and
+  // `shard_bytes` are ignored): each merged tensor goes to the sink in
+  // storage order (model_layout.h), in fp32 and valid only during the call.
+  // `lema export` streams a GGUF file this way.
+  using TensorSink = std::function<Status(const std::string& name, const std::vector<int64_t>& shape,
+                                          const float* data)>;  // data: [shape...] row-major
+  TensorSink tensor_sink;
 };
 
 struct MergeStats {
