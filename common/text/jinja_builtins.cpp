@@ -1,0 +1,942 @@
+#include "common/text/jinja_builtins.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+
+namespace lema::jinja {
+
+void raise(const std::string& message) { throw Error{message, Pos{0, 0}}; }
+
+namespace {
+
+// ---- argument access ------------------------------------------------------
+
+// The argument at position `index` or named `name`; nullptr when absent.
+const Value* arg(const CallArgs& a, size_t index, const char* name) {
+  if (index < a.positional.size()) return &a.positional[index];
+  for (const auto& kv : a.keyword) {
+    if (kv.first == name) return &kv.second;
+  }
+  return nullptr;
+}
+
+Value arg_or(const CallArgs& a, size_t index, const char* name, Value dflt) {
+  const Value* v = arg(a, index, name);
+  return v ? *v : dflt;
+}
+
+void check_arity(const CallArgs& a, size_t max_positional, const std::string& what) {
+  if (a.positional.size() > max_positional) {
+    raise(what + " takes at most " + std::to_string(max_positional) + " argument(s), got " +
+          std::to_string(a.positional.size()));
+  }
+}
+
+std::string need_string(const Value& v, const std::string& what) {
+  if (!v.is_string()) raise(what + " expects a string, got " + v.type_name());
+  return v.as_string();
+}
+
+std::vector<Value> need_iterable(const Value& v, const std::string& what) {
+  std::vector<Value> items;
+  if (!v.iterate(&items)) raise(std::string("'") + v.type_name() + "' object is not iterable (" + what + ")");
+  return items;
+}
+
+// ---- UTF-8 and Python string helpers -------------------------------------
+
+size_t utf8_len(unsigned char c) {
+  if (c < 0x80) return 1;
+  if ((c >> 5) == 0x6) return 2;
+  if ((c >> 4) == 0xE) return 3;
+  if ((c >> 3) == 0x1E) return 4;
+  return 1;
+}
+
+std::vector<std::string> code_points(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size();) {
+    size_t n = std::min(utf8_len(static_cast<unsigned char>(s[i])), s.size() - i);
+    out.push_back(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+// str.isspace() per CPython's Unicode tables (the code points that exist).
+bool is_py_space(const std::string& cp) {
+  static const char* kSpaces[] = {" ", "\t", "\n", "\v", "\f", "\r", "\x1c", "\x1d", "\x1e", "\x1f",
+                                  "\xc2\x85", "\xc2\xa0", "\xe1\x9a\x80", "\xe2\x80\x80", "\xe2\x80\x81",
+                                  "\xe2\x80\x82", "\xe2\x80\x83", "\xe2\x80\x84", "\xe2\x80\x85",
+                                  "\xe2\x80\x86", "\xe2\x80\x87", "\xe2\x80\x88", "\xe2\x80\x89",
+                                  "\xe2\x80\x8a", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf",
+                                  "\xe2\x81\x9f", "\xe3\x80\x80"};
+  for (const char* s : kSpaces) {
+    if (cp == s) return true;
+  }
+  return false;
+}
+
+// Upper/lower/title map ASCII letters only (a documented approximation:
+// CPython maps all of Unicode).
+char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+bool ascii_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+std::string to_upper(std::string s) {
+  for (char& c : s) c = ascii_upper(c);
+  return s;
+}
+std::string to_lower(std::string s) {
+  for (char& c : s) c = ascii_lower(c);
+  return s;
+}
+// str.title(): a letter after a non-letter starts a word.
+std::string to_title(std::string s) {
+  bool prev_cased = false;
+  for (char& c : s) {
+    bool cased = ascii_alpha(c) || static_cast<unsigned char>(c) >= 0x80;
+    if (ascii_alpha(c)) c = prev_cased ? ascii_lower(c) : ascii_upper(c);
+    prev_cased = cased;
+  }
+  return s;
+}
+std::string capitalize(std::string s) {
+  for (size_t i = 0; i < s.size(); ++i) s[i] = i == 0 ? ascii_upper(s[i]) : ascii_lower(s[i]);
+  return s;
+}
+
+std::string replace_all(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+  std::string out;
+  if (from.empty()) {
+    // Python inserts `to` between code points (and at both ends).
+    auto cps = code_points(s);
+    int64_t done = 0;
+    for (const auto& cp : cps) {
+      if (count < 0 || done < count) {
+        out += to;
+        ++done;
+      }
+      out += cp;
+    }
+    if (count < 0 || done < count) out += to;
+    return out;
+  }
+  size_t pos = 0;
+  int64_t done = 0;
+  while (count < 0 || done < count) {
+    size_t hit = s.find(from, pos);
+    if (hit == std::string::npos) break;
+    out.append(s, pos, hit - pos);
+    out += to;
+    pos = hit + from.size();
+    ++done;
+  }
+  out.append(s, pos, std::string::npos);
+  return out;
+}
+
+std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_t maxsplit) {
+  std::vector<std::string> out;
+  if (sep.is_none() || sep.is_undefined()) {
+    auto cps = code_points(s);
+    size_t i = 0;
+    while (true) {
+      while (i < cps.size() && is_py_space(cps[i])) ++i;
+      if (i >= cps.size()) break;
+      if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
+        std::string rest;
+        for (size_t k = i; k < cps.size(); ++k) rest += cps[k];
+        // CPython strips trailing whitespace of the remainder.
+        out.push_back(py_strip(rest, Value::none(), false, true));
+        break;
+      }
+      std::string word;
+      while (i < cps.size() && !is_py_space(cps[i])) word += cps[i++];
+      out.push_back(word);
+    }
+    return out;
+  }
+  std::string d = need_string(sep, "split");
+  if (d.empty()) raise("split: empty separator");
+  size_t pos = 0;
+  while (maxsplit < 0 || static_cast<int64_t>(out.size()) < maxsplit) {
+    size_t hit = s.find(d, pos);
+    if (hit == std::string::npos) break;
+    out.push_back(s.substr(pos, hit - pos));
+    pos = hit + d.size();
+  }
+  out.push_back(s.substr(pos));
+  return out;
+}
+
+Value string_list(const std::vector<std::string>& parts) {
+  std::vector<Value> items;
+  for (const auto& p : parts) items.push_back(Value::string(p));
+  return Value::list(std::move(items));
+}
+
+// startswith/endswith take a string or a tuple of strings.
+bool affix_match(const std::string& s, const Value& affix, bool prefix) {
+  std::vector<Value> options;
+  if (affix.is_list()) {
+    options = affix.as_list().items;
+  } else {
+    options.push_back(affix);
+  }
+  for (const auto& o : options) {
+    std::string a = need_string(o, prefix ? "startswith" : "endswith");
+    if (a.size() <= s.size() && (prefix ? s.compare(0, a.size(), a) == 0 : s.compare(s.size() - a.size(), a.size(), a) == 0)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// ---- numbers ---------------------------------------------------------------
+
+Value to_int(const Value& v, const Value& dflt) {
+  if (v.is_int() || v.is_bool()) return Value::integer(v.as_int());
+  if (v.is_float()) {
+    if (!std::isfinite(v.as_double())) return dflt;
+    return Value::integer(static_cast<int64_t>(std::trunc(v.as_double())));
+  }
+  if (v.is_string()) {
+    std::string s = py_strip(v.as_string(), Value::none(), true, true);
+    s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
+    if (s.empty()) return dflt;
+    size_t idx = 0;
+    try {
+      int64_t i = std::stoll(s, &idx, 10);
+      if (idx == s.size()) return Value::integer(i);
+    } catch (...) {
+    }
+    // Jinja2 falls back to int(float(s)).
+    try {
+      double d = std::stod(s, &idx);
+      if (idx == s.size() && std::isfinite(d)) return Value::integer(static_cast<int64_t>(std::trunc(d)));
+    } catch (...) {
+    }
+  }
+  return dflt;
+}
+
+Value to_float(const Value& v, const Value& dflt) {
+  if (v.is_number()) return Value::real(v.as_double());
+  if (v.is_string()) {
+    std::string s = py_strip(v.as_string(), Value::none(), true, true);
+    size_t idx = 0;
+    try {
+      double d = std::stod(s, &idx);
+      if (idx == s.size()) return Value::real(d);
+    } catch (...) {
+    }
+  }
+  return dflt;
+}
+
+// ---- attribute lookup used by map/selectattr/sort ----------------------------
+
+// "a.b.0" -> v.a.b[0], undefined where missing (Jinja2's make_attrgetter).
+Value get_path(const Value& v, const std::string& path) {
+  Value cur = v;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t dot = path.find('.', pos);
+    std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+    if (cur.is_dict()) {
+      Value* f = cur.as_dict().find(part);
+      cur = f ? *f : Value::undefined("'dict object' has no attribute '" + part + "'");
+    } else if (cur.is_list() && !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)) {
+      size_t i = std::stoul(part);
+      cur = i < cur.as_list().items.size() ? cur.as_list().items[i] : Value::undefined();
+    } else {
+      cur = Value::undefined(std::string("'") + cur.type_name() + " object' has no attribute '" + part + "'");
+    }
+    if (dot == std::string::npos) break;
+    pos = dot + 1;
+  }
+  return cur;
+}
+
+// ---- sorting ---------------------------------------------------------------
+
+Value sort_key(const Value& v, bool case_sensitive) {
+  if (!case_sensitive && v.is_string()) return Value::string(to_lower(v.as_string()));
+  return v;
+}
+
+// ---- filters ---------------------------------------------------------------
+
+using FilterFn = std::function<Value(const Value&, CallArgs&)>;
+
+Value filter_tojson(const Value& v, CallArgs& a) {
+  check_arity(a, 4, "tojson");
+  JsonDumpOptions o;
+  Value indent = arg_or(a, 1, "indent", Value::none());
+  if (indent.is_int()) {
+    o.indent = static_cast<int>(indent.as_int());
+  } else if (!indent.is_none()) {
+    raise("tojson: indent must be an integer or none");
+  }
+  Value seps = arg_or(a, 2, "separators", Value::none());
+  if (seps.is_list() && seps.as_list().items.size() == 2 && seps.as_list().items[0].is_string() &&
+      seps.as_list().items[1].is_string()) {
+    o.item_separator = seps.as_list().items[0].as_string();
+    o.key_separator = seps.as_list().items[1].as_string();
+    if (o.item_separator.empty() && o.key_separator.empty()) o.key_separator = "\x01";  // marker, fixed below
+  } else if (!seps.is_none()) {
+    raise("tojson: separators must be a pair of strings");
+  }
+  Value ensure_ascii = arg_or(a, 0, "ensure_ascii", Value::boolean(false));
+  if (ensure_ascii.truthy()) raise("tojson: ensure_ascii=true is not supported");
+  o.sort_keys = arg_or(a, 3, "sort_keys", Value::boolean(false)).truthy();
+  if (o.key_separator == "\x01") o.key_separator = "";
+  std::string out, error;
+  if (!json_dumps(v, o, &out, &error)) raise("tojson: " + error);
+  return Value::string(out);
+}
+
+Value filter_join(const Value& v, CallArgs& a) {
+  std::string sep = arg_or(a, 0, "d", Value::string("")).str();
+  const Value* attr = arg(a, 1, "attribute");
+  std::string out;
+  bool first = true;
+  for (const auto& item : need_iterable(v, "join")) {
+    if (!first) out += sep;
+    first = false;
+    out += attr ? get_path(item, attr->str()).str() : item.str();
+  }
+  return Value::string(out);
+}
+
+Value filter_map(const Value& v, CallArgs& a) {
+  std::vector<Value> out;
+  const Value* attr = nullptr;
+  for (const auto& kv : a.keyword) {
+    if (kv.first == "attribute") attr = &kv.second;
+  }
+  if (attr) {
+    Value dflt = Value::undefined();
+    for (const auto& kv : a.keyword) {
+      if (kv.first == "default") dflt = kv.second;
+    }
+    for (const auto& item : need_iterable(v, "map")) {
+      Value got = get_path(item, attr->str());
+      out.push_back(got.is_undefined() && !dflt.is_undefined() ? dflt : got);
+    }
+    return Value::list(std::move(out));
+  }
+  if (a.positional.empty()) raise("map: needs a filter name or attribute=");
+  std::string name = need_string(a.positional[0], "map");
+  if (!has_filter(name)) raise("map: no filter named '" + name + "'");
+  CallArgs rest;
+  rest.positional.assign(a.positional.begin() + 1, a.positional.end());
+  rest.keyword = a.keyword;
+  for (const auto& item : need_iterable(v, "map")) out.push_back(apply_filter(name, item, rest));
+  return Value::list(std::move(out));
+}
+
+// select/reject (by_attr false) and selectattr/rejectattr (true).
+Value select_impl(const Value& v, CallArgs& a, bool by_attr, bool keep_when) {
+  size_t k = 0;
+  std::string attr;
+  if (by_attr) {
+    if (a.positional.empty()) raise("selectattr: needs an attribute name");
+    attr = need_string(a.positional[k++], "selectattr");
+  }
+  std::string test;
+  CallArgs rest;
+  if (k < a.positional.size()) {
+    test = need_string(a.positional[k++], "select");
+    if (!has_test(test)) raise("no test named '" + test + "'");
+    rest.positional.assign(a.positional.begin() + static_cast<long>(k), a.positional.end());
+    rest.keyword = a.keyword;
+  }
+  std::vector<Value> out;
+  for (const auto& item : need_iterable(v, "select")) {
+    Value subject = by_attr ? get_path(item, attr) : item;
+    bool pass = test.empty() ? subject.truthy() : apply_test(test, subject, rest);
+    if (pass == keep_when) out.push_back(item);
+  }
+  return Value::list(std::move(out));
+}
+
+Value filter_sort(const Value& v, CallArgs& a) {
+  bool reverse = arg_or(a, 0, "reverse", Value::boolean(false)).truthy();
+  bool case_sensitive = arg_or(a, 1, "case_sensitive", Value::boolean(false)).truthy();
+  const Value* attr = arg(a, 2, "attribute");
+  std::vector<Value> items = need_iterable(v, "sort");
+  auto key = [&](const Value& x) { return sort_key(attr ? get_path(x, attr->str()) : x, case_sensitive); };
+  std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
+    return reverse ? less_than(key(y), key(x)) : less_than(key(x), key(y));
+  });
+  return Value::list(std::move(items));
+}
+
+Value filter_unique(const Value& v, CallArgs& a) {
+  bool case_sensitive = arg_or(a, 0, "case_sensitive", Value::boolean(false)).truthy();
+  const Value* attr = arg(a, 1, "attribute");
+  std::vector<Value> out, seen;
+  for (const auto& item : need_iterable(v, "unique")) {
+    Value k = sort_key(attr ? get_path(item, attr->str()) : item, case_sensitive);
+    if (std::find(seen.begin(), seen.end(), k) == seen.end()) {
+      seen.push_back(k);
+      out.push_back(item);
+    }
+  }
+  return Value::list(std::move(out));
+}
+
+Value filter_indent(const Value& v, CallArgs& a) {
+  Value width = arg_or(a, 0, "width", Value::integer(4));
+  bool first = arg_or(a, 1, "first", Value::boolean(false)).truthy();
+  bool blank = arg_or(a, 2, "blank", Value::boolean(false)).truthy();
+  std::string ind = width.is_string() ? width.as_string() : std::string(static_cast<size_t>(std::max<int64_t>(0, width.as_int())), ' ');
+  // Jinja2 appends "\n" and splits with str.splitlines() (\n, \r\n, \r).
+  std::string s = v.str() + "\n";
+  std::vector<std::string> lines;
+  size_t start = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\n' || s[i] == '\r') {
+      lines.push_back(s.substr(start, i - start));
+      if (s[i] == '\r' && i + 1 < s.size() && s[i + 1] == '\n') ++i;
+      start = i + 1;
+    }
+  }
+  if (start < s.size()) lines.push_back(s.substr(start));
+  std::string out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i > 0) {
+      out += "\n";
+      if (blank || !lines[i].empty()) out += ind;
+    }
+    out += lines[i];
+  }
+  if (first) out = ind + out;
+  return Value::string(out);
+}
+
+Value filter_round(const Value& v, CallArgs& a) {
+  int64_t precision = arg_or(a, 0, "precision", Value::integer(0)).as_int();
+  std::string method = arg_or(a, 1, "method", Value::string("common")).str();
+  if (!v.is_number()) raise(std::string("round: expects a number, got ") + v.type_name());
+  double x = v.as_double();
+  double scale = std::pow(10.0, static_cast<double>(precision));
+  double r;
+  if (method == "common") {
+    if (v.is_int() || v.is_bool()) return Value::integer(v.as_int());  // Python: round(int, n) is that int
+    r = std::nearbyint(x * scale) / scale;  // ties to even, as CPython's round()
+  } else if (method == "floor") {
+    r = std::floor(x * scale) / scale;
+  } else if (method == "ceil") {
+    r = std::ceil(x * scale) / scale;
+  } else {
+    raise("round: method must be 'common', 'ceil' or 'floor'");
+  }
+  return Value::real(r);
+}
+
+Value filter_escape(const Value& v, CallArgs&) {
+  std::string out;
+  for (char c : v.str()) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&#34;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return Value::string(out);
+}
+
+Value filter_minmax(const Value& v, CallArgs& a, bool want_max) {
+  bool case_sensitive = arg_or(a, 0, "case_sensitive", Value::boolean(false)).truthy();
+  const Value* attr = arg(a, 1, "attribute");
+  std::vector<Value> items = need_iterable(v, want_max ? "max" : "min");
+  if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
+  size_t best = 0;
+  for (size_t i = 1; i < items.size(); ++i) {
+    Value ki = sort_key(attr ? get_path(items[i], attr->str()) : items[i], case_sensitive);
+    Value kb = sort_key(attr ? get_path(items[best], attr->str()) : items[best], case_sensitive);
+    if (want_max ? less_than(kb, ki) : less_than(ki, kb)) best = i;
+  }
+  return items[best];
+}
+
+Value filter_sum(const Value& v, CallArgs& a) {
+  const Value* attr = arg(a, 0, "attribute");
+  Value total = arg_or(a, 1, "start", Value::integer(0));
+  for (const auto& item : need_iterable(v, "sum")) {
+    Value x = attr ? get_path(item, attr->str()) : item;
+    if (!x.is_number() || !total.is_number()) raise(std::string("sum: cannot add ") + x.type_name());
+    if (x.is_float() || total.is_float()) {
+      total = Value::real(total.as_double() + x.as_double());
+    } else {
+      total = Value::integer(total.as_int() + x.as_int());
+    }
+  }
+  return total;
+}
+
+const std::map<std::string, FilterFn>& filters() {
+  static const std::map<std::string, FilterFn> kFilters = [] {
+    std::map<std::string, FilterFn> f;
+    f["trim"] = [](const Value& v, CallArgs& a) {
+      return Value::string(py_strip(v.str(), arg_or(a, 0, "chars", Value::none()), true, true));
+    };
+    f["tojson"] = filter_tojson;
+    f["length"] = [](const Value& v, CallArgs&) {
+      int64_t n;
+      if (!v.length(&n)) raise(std::string("object of type '") + v.type_name() + "' has no len()");
+      return Value::integer(n);
+    };
+    f["count"] = f["length"];
+    f["string"] = [](const Value& v, CallArgs&) { return Value::string(v.str()); };
+    f["upper"] = [](const Value& v, CallArgs&) { return Value::string(to_upper(v.str())); };
+    f["lower"] = [](const Value& v, CallArgs&) { return Value::string(to_lower(v.str())); };
+    f["title"] = [](const Value& v, CallArgs&) { return Value::string(to_title(v.str())); };
+    f["capitalize"] = [](const Value& v, CallArgs&) { return Value::string(capitalize(v.str())); };
+    f["default"] = [](const Value& v, CallArgs& a) {
+      Value dflt = arg_or(a, 0, "default_value", Value::string(""));
+      bool boolean = arg_or(a, 1, "boolean", Value::boolean(false)).truthy();
+      return (v.is_undefined() || (boolean && !v.truthy())) ? dflt : v;
+    };
+    f["d"] = f["default"];
+    f["items"] = [](const Value& v, CallArgs&) {
+      if (v.is_undefined()) return Value::list();
+      if (!v.is_dict()) raise(std::string("items: can only get items from a mapping, not ") + v.type_name());
+      std::vector<Value> out;
+      for (const auto& kv : v.as_dict().items) out.push_back(Value::list({Value::string(kv.first), kv.second}, true));
+      return Value::list(std::move(out));
+    };
+    f["join"] = filter_join;
+    f["first"] = [](const Value& v, CallArgs&) {
+      auto items = need_iterable(v, "first");
+      return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
+    };
+    f["last"] = [](const Value& v, CallArgs&) {
+      auto items = need_iterable(v, "last");
+      return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
+    };
+    f["list"] = [](const Value& v, CallArgs&) { return Value::list(need_iterable(v, "list")); };
+    f["map"] = filter_map;
+    f["select"] = [](const Value& v, CallArgs& a) { return select_impl(v, a, false, true); };
+    f["reject"] = [](const Value& v, CallArgs& a) { return select_impl(v, a, false, false); };
+    f["selectattr"] = [](const Value& v, CallArgs& a) { return select_impl(v, a, true, true); };
+    f["rejectattr"] = [](const Value& v, CallArgs& a) { return select_impl(v, a, true, false); };
+    f["replace"] = [](const Value& v, CallArgs& a) {
+      const Value* from = arg(a, 0, "old");
+      const Value* to = arg(a, 1, "new");
+      if (!from || !to) raise("replace: needs old and new");
+      Value count = arg_or(a, 2, "count", Value::none());
+      return Value::string(replace_all(v.str(), from->str(), to->str(), count.is_none() ? -1 : count.as_int()));
+    };
+    f["int"] = [](const Value& v, CallArgs& a) { return to_int(v, arg_or(a, 0, "default", Value::integer(0))); };
+    f["float"] = [](const Value& v, CallArgs& a) { return to_float(v, arg_or(a, 0, "default", Value::real(0))); };
+    f["abs"] = [](const Value& v, CallArgs&) {
+      if (v.is_float()) return Value::real(std::fabs(v.as_double()));
+      if (v.is_int() || v.is_bool()) return Value::integer(std::llabs(v.as_int()));
+      raise(std::string("bad operand type for abs(): '") + v.type_name() + "'");
+    };
+    f["round"] = filter_round;
+    f["reverse"] = [](const Value& v, CallArgs&) {
+      if (v.is_string()) {
+        auto cps = code_points(v.as_string());
+        std::string out;
+        for (auto it = cps.rbegin(); it != cps.rend(); ++it) out += *it;
+        return Value::string(out);
+      }
+      auto items = need_iterable(v, "reverse");
+      std::reverse(items.begin(), items.end());
+      return Value::list(std::move(items));
+    };
+    f["sort"] = filter_sort;
+    f["unique"] = filter_unique;
+    f["safe"] = [](const Value& v, CallArgs&) { return v; };
+    f["escape"] = filter_escape;
+    f["e"] = filter_escape;
+    f["indent"] = filter_indent;
+    f["wordcount"] = [](const Value& v, CallArgs&) {
+      // re.findall(r"\w+"): letters, digits, underscore (non-ASCII bytes count as word characters).
+      int64_t n = 0;
+      bool in_word = false;
+      for (unsigned char c : v.str()) {
+        bool w = std::isalnum(c) || c == '_' || c >= 0x80;
+        if (w && !in_word) ++n;
+        in_word = w;
+      }
+      return Value::integer(n);
+    };
+    f["min"] = [](const Value& v, CallArgs& a) { return filter_minmax(v, a, false); };
+    f["max"] = [](const Value& v, CallArgs& a) { return filter_minmax(v, a, true); };
+    f["sum"] = filter_sum;
+    f["center"] = [](const Value& v, CallArgs& a) {
+      int64_t width = arg_or(a, 0, "width", Value::integer(80)).as_int();
+      std::string s = v.str();
+      int64_t n;
+      Value::string(s).length(&n);
+      if (n >= width) return Value::string(s);
+      // CPython's str.center: the extra space goes left when the margin is odd and width is odd.
+      int64_t marg = width - n;
+      int64_t left = marg / 2 + (marg & width & 1);
+      return Value::string(std::string(static_cast<size_t>(left), ' ') + s + std::string(static_cast<size_t>(marg - left), ' '));
+    };
+    f["dictsort"] = [](const Value& v, CallArgs& a) {
+      if (!v.is_dict()) raise("dictsort: expects a mapping");
+      bool case_sensitive = arg_or(a, 0, "case_sensitive", Value::boolean(false)).truthy();
+      std::string by = arg_or(a, 1, "by", Value::string("key")).str();
+      bool reverse = arg_or(a, 2, "reverse", Value::boolean(false)).truthy();
+      std::vector<Value> items;
+      for (const auto& kv : v.as_dict().items) items.push_back(Value::list({Value::string(kv.first), kv.second}, true));
+      size_t idx = by == "value" ? 1 : 0;
+      std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
+        Value kx = sort_key(x.as_list().items[idx], case_sensitive), ky = sort_key(y.as_list().items[idx], case_sensitive);
+        return reverse ? less_than(ky, kx) : less_than(kx, ky);
+      });
+      return Value::list(std::move(items));
+    };
+    return f;
+  }();
+  return kFilters;
+}
+
+// ---- tests -----------------------------------------------------------------
+
+using TestFn = std::function<bool(const Value&, CallArgs&)>;
+
+const Value& test_arg(const CallArgs& a, const char* test) {
+  if (a.positional.empty()) raise(std::string("test '") + test + "' needs an argument");
+  return a.positional[0];
+}
+
+bool is_callable(const Value& v) { return v.is_function(); }
+
+const std::map<std::string, TestFn>& tests() {
+  static const std::map<std::string, TestFn> kTests = [] {
+    std::map<std::string, TestFn> t;
+    t["defined"] = [](const Value& v, CallArgs&) { return !v.is_undefined(); };
+    t["undefined"] = [](const Value& v, CallArgs&) { return v.is_undefined(); };
+    t["none"] = [](const Value& v, CallArgs&) { return v.is_none(); };
+    t["boolean"] = [](const Value& v, CallArgs&) { return v.is_bool(); };
+    t["true"] = [](const Value& v, CallArgs&) { return v.is_bool() && v.as_bool(); };
+    t["false"] = [](const Value& v, CallArgs&) { return v.is_bool() && !v.as_bool(); };
+    t["integer"] = [](const Value& v, CallArgs&) { return v.is_int(); };
+    t["float"] = [](const Value& v, CallArgs&) { return v.is_float(); };
+    t["number"] = [](const Value& v, CallArgs&) { return v.is_number(); };
+    t["string"] = [](const Value& v, CallArgs&) { return v.is_string(); };
+    t["mapping"] = [](const Value& v, CallArgs&) { return v.is_dict() && !v.is_namespace(); };
+    // Undefined is iterable (empty) and a sequence (len 0) in Jinja2.
+    t["iterable"] = [](const Value& v, CallArgs&) { return v.is_undefined() || v.is_string() || v.is_list() || (v.is_dict() && !v.is_namespace()); };
+    t["sequence"] = t["iterable"];
+    t["callable"] = [](const Value& v, CallArgs&) { return is_callable(v); };
+    t["odd"] = [](const Value& v, CallArgs&) {
+      if (!v.is_int() && !v.is_bool()) raise("test 'odd' expects an integer");
+      return (v.as_int() % 2) != 0;
+    };
+    t["even"] = [](const Value& v, CallArgs&) {
+      if (!v.is_int() && !v.is_bool()) raise("test 'even' expects an integer");
+      return (v.as_int() % 2) == 0;
+    };
+    t["divisibleby"] = [](const Value& v, CallArgs& a) {
+      const Value& n = test_arg(a, "divisibleby");
+      if (!n.is_number() || n.as_double() == 0) raise("divisibleby: bad divisor");
+      if ((v.is_int() || v.is_bool()) && (n.is_int() || n.is_bool())) return v.as_int() % n.as_int() == 0;
+      return std::fmod(v.as_double(), n.as_double()) == 0;
+    };
+    t["eq"] = [](const Value& v, CallArgs& a) { return v == test_arg(a, "eq"); };
+    t["equalto"] = t["eq"];
+    t["=="] = t["eq"];
+    t["ne"] = [](const Value& v, CallArgs& a) { return v != test_arg(a, "ne"); };
+    t["!="] = t["ne"];
+    t["lt"] = [](const Value& v, CallArgs& a) { return less_than(v, test_arg(a, "lt")); };
+    t["lessthan"] = t["lt"];
+    t["<"] = t["lt"];
+    t["le"] = [](const Value& v, CallArgs& a) { return !less_than(test_arg(a, "le"), v); };
+    t["<="] = t["le"];
+    t["gt"] = [](const Value& v, CallArgs& a) { return less_than(test_arg(a, "gt"), v); };
+    t["greaterthan"] = t["gt"];
+    t[">"] = t["gt"];
+    t["ge"] = [](const Value& v, CallArgs& a) { return !less_than(v, test_arg(a, "ge")); };
+    t[">="] = t["ge"];
+    t["in"] = [](const Value& v, CallArgs& a) {
+      const Value& seq = test_arg(a, "in");
+      if (seq.is_string()) return v.is_string() && seq.as_string().find(v.as_string()) != std::string::npos;
+      if (seq.is_dict()) return v.is_string() && seq.as_dict().find(v.as_string()) != nullptr;
+      std::vector<Value> items = need_iterable(seq, "in");
+      return std::find(items.begin(), items.end(), v) != items.end();
+    };
+    t["lower"] = [](const Value& v, CallArgs&) {
+      std::string s = v.str();
+      return to_lower(s) == s && std::any_of(s.begin(), s.end(), ascii_alpha);
+    };
+    t["upper"] = [](const Value& v, CallArgs&) {
+      std::string s = v.str();
+      return to_upper(s) == s && std::any_of(s.begin(), s.end(), ascii_alpha);
+    };
+    t["sameas"] = [](const Value& v, CallArgs& a) {
+      const Value& o = test_arg(a, "sameas");
+      if (v.kind() != o.kind()) return false;
+      if (v.is_list() || v.is_dict() || v.is_function()) return v == o && (v.is_list() ? &v.as_list() == &o.as_list() : v.is_dict() ? &v.as_dict() == &o.as_dict() : true);
+      return v == o;
+    };
+    return t;
+  }();
+  return kTests;
+}
+
+// ---- methods -----------------------------------------------------------------
+
+Value bound(const std::string& name, std::function<Value(CallArgs&)> fn) { return Value::function(name, std::move(fn)); }
+
+Value string_method(const std::string& s, const std::string& name, bool* found) {
+  *found = true;
+  if (name == "strip" || name == "lstrip" || name == "rstrip") {
+    bool l = name != "rstrip", r = name != "lstrip";
+    return bound(name, [s, l, r, name](CallArgs& a) {
+      check_arity(a, 1, name);
+      return Value::string(py_strip(s, arg_or(a, 0, "chars", Value::none()), l, r));
+    });
+  }
+  if (name == "startswith" || name == "endswith") {
+    bool prefix = name == "startswith";
+    return bound(name, [s, prefix, name](CallArgs& a) {
+      const Value* x = arg(a, 0, "prefix");
+      if (!x) raise(name + " needs an argument");
+      return Value::boolean(affix_match(s, *x, prefix));
+    });
+  }
+  if (name == "split") {
+    return bound(name, [s](CallArgs& a) {
+      return string_list(py_split(s, arg_or(a, 0, "sep", Value::none()), arg_or(a, 1, "maxsplit", Value::integer(-1)).as_int()));
+    });
+  }
+  if (name == "replace") {
+    return bound(name, [s](CallArgs& a) {
+      const Value* from = arg(a, 0, "old");
+      const Value* to = arg(a, 1, "new");
+      if (!from || !to) raise("replace needs old and new");
+      return Value::string(replace_all(s, need_string(*from, "replace"), need_string(*to, "replace"),
+                                       arg_or(a, 2, "count", Value::integer(-1)).as_int()));
+    });
+  }
+  if (name == "upper") return bound(name, [s](CallArgs&) { return Value::string(to_upper(s)); });
+  if (name == "lower") return bound(name, [s](CallArgs&) { return Value::string(to_lower(s)); });
+  if (name == "title") return bound(name, [s](CallArgs&) { return Value::string(to_title(s)); });
+  if (name == "capitalize") return bound(name, [s](CallArgs&) { return Value::string(capitalize(s)); });
+  if (name == "find" || name == "count" || name == "index" || name == "rfind") {
+    return bound(name, [s, name](CallArgs& a) {
+      const Value* x = arg(a, 0, "sub");
+      if (!x) raise(name + " needs an argument");
+      std::string sub = need_string(*x, name);
+      if (name == "count") {
+        if (sub.empty()) {
+          int64_t n;
+          Value::string(s).length(&n);
+          return Value::integer(n + 1);
+        }
+        int64_t n = 0;
+        for (size_t p = s.find(sub); p != std::string::npos; p = s.find(sub, p + sub.size())) ++n;
+        return Value::integer(n);
+      }
+      size_t p = name == "rfind" ? s.rfind(sub) : s.find(sub);
+      if (p == std::string::npos) {
+        if (name == "index") raise("substring not found");
+        return Value::integer(-1);
+      }
+      // Code-point index, as Python's.
+      int64_t n;
+      Value::string(s.substr(0, p)).length(&n);
+      return Value::integer(n);
+    });
+  }
+  if (name == "join") {
+    return bound(name, [s](CallArgs& a) {
+      const Value* x = arg(a, 0, "iterable");
+      if (!x) raise("join needs an argument");
+      std::string out;
+      bool first = true;
+      for (const auto& item : need_iterable(*x, "join")) {
+        if (!first) out += s;
+        first = false;
+        out += need_string(item, "join");
+      }
+      return Value::string(out);
+    });
+  }
+  if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isalnum") {
+    return bound(name, [s, name](CallArgs&) {
+      if (s.empty()) return Value::boolean(false);
+      for (unsigned char c : s) {
+        bool ok = name == "isdigit" ? std::isdigit(c) : name == "isalpha" ? std::isalpha(c)
+                : name == "isspace" ? std::isspace(c) : std::isalnum(c);
+        if (!ok) return Value::boolean(false);
+      }
+      return Value::boolean(true);
+    });
+  }
+  *found = false;
+  return Value::undefined();
+}
+
+Value dict_method(const Value& d, const std::string& name, bool* found) {
+  *found = true;
+  if (name == "items") {
+    return bound(name, [d](CallArgs&) {
+      std::vector<Value> out;
+      for (const auto& kv : d.as_dict().items) out.push_back(Value::list({Value::string(kv.first), kv.second}, true));
+      return Value::list(std::move(out));
+    });
+  }
+  if (name == "keys") {
+    return bound(name, [d](CallArgs&) {
+      std::vector<Value> out;
+      for (const auto& kv : d.as_dict().items) out.push_back(Value::string(kv.first));
+      return Value::list(std::move(out));
+    });
+  }
+  if (name == "values") {
+    return bound(name, [d](CallArgs&) {
+      std::vector<Value> out;
+      for (const auto& kv : d.as_dict().items) out.push_back(kv.second);
+      return Value::list(std::move(out));
+    });
+  }
+  if (name == "get") {
+    return bound(name, [d](CallArgs& a) {
+      const Value* k = arg(a, 0, "key");
+      if (!k) raise("get needs a key");
+      Value dflt = arg_or(a, 1, "default", Value::none());
+      if (!k->is_string()) return dflt;
+      Value* v = d.as_dict().find(k->as_string());
+      return v ? *v : dflt;
+    });
+  }
+  if (name == "copy") return bound(name, [d](CallArgs&) {
+    Value c = Value::dict();
+    c.as_dict().items = d.as_dict().items;
+    return c;
+  });
+  if (name == "update" || name == "pop" || name == "popitem" || name == "setdefault" || name == "clear") {
+    return Value::undefined("access to attribute '" + name + "' of 'dict' object is unsafe.");
+  }
+  *found = false;
+  return Value::undefined();
+}
+
+}  // namespace
+
+std::string py_strip(const std::string& s, const Value& chars, bool left, bool right) {
+  auto cps = code_points(s);
+  std::vector<std::string> set;
+  bool whitespace = chars.is_none() || chars.is_undefined();
+  if (!whitespace) set = code_points(need_string(chars, "strip"));
+  auto strip_me = [&](const std::string& cp) {
+    return whitespace ? is_py_space(cp) : std::find(set.begin(), set.end(), cp) != set.end();
+  };
+  size_t b = 0, e = cps.size();
+  if (left) {
+    while (b < e && strip_me(cps[b])) ++b;
+  }
+  if (right) {
+    while (e > b && strip_me(cps[e - 1])) --e;
+  }
+  std::string out;
+  for (size_t i = b; i < e; ++i) out += cps[i];
+  return out;
+}
+
+bool less_than(const Value& a, const Value& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.is_float() || b.is_float()) return a.as_double() < b.as_double();
+    return a.as_int() < b.as_int();
+  }
+  if (a.is_string() && b.is_string()) return a.as_string() < b.as_string();  // UTF-8 bytes order = code point order
+  if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
+    const auto& x = a.as_list().items;
+    const auto& y = b.as_list().items;
+    for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+      if (x[i] != y[i]) return less_than(x[i], y[i]);
+    }
+    return x.size() < y.size();
+  }
+  if (a.is_undefined() || b.is_undefined()) raise("'" + (a.is_undefined() ? a : b).undefined_hint() + "' is undefined");
+  raise(std::string("'<' not supported between instances of '") + a.type_name() + "' and '" + b.type_name() + "'");
+}
+
+bool has_filter(const std::string& name) { return filters().count(name) > 0; }
+bool has_test(const std::string& name) { return tests().count(name) > 0; }
+
+Value apply_filter(const std::string& name, const Value& subject, CallArgs& args) {
+  auto it = filters().find(name);
+  if (it == filters().end()) raise("no filter named '" + name + "'");
+  return it->second(subject, args);
+}
+
+bool apply_test(const std::string& name, const Value& subject, CallArgs& args) {
+  auto it = tests().find(name);
+  if (it == tests().end()) raise("no test named '" + name + "'");
+  return it->second(subject, args);
+}
+
+Value get_method(const Value& obj, const std::string& name, bool* found) {
+  *found = false;
+  if (obj.is_string()) return string_method(obj.as_string(), name, found);
+  if (obj.is_dict() && !obj.is_namespace()) return dict_method(obj, name, found);
+  if (obj.is_list()) {
+    static const char* kMutators[] = {"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse"};
+    for (const char* m : kMutators) {
+      if (name == m) {
+        *found = true;
+        return Value::undefined("access to attribute '" + name + "' of '" + obj.type_name() + "' object is unsafe.");
+      }
+    }
+  }
+  return Value::undefined();
+}
+
+Value builtin_global(const std::string& name) {
+  if (name == "range") {
+    return Value::function("range", [](CallArgs& a) {
+      if (a.positional.empty() || a.positional.size() > 3) raise("range expected 1 to 3 arguments");
+      for (const auto& v : a.positional) {
+        if (!v.is_int() && !v.is_bool()) raise(std::string("'") + v.type_name() + "' object cannot be interpreted as an integer");
+      }
+      int64_t start = 0, stop, step = 1;
+      if (a.positional.size() == 1) {
+        stop = a.positional[0].as_int();
+      } else {
+        start = a.positional[0].as_int();
+        stop = a.positional[1].as_int();
+        if (a.positional.size() == 3) step = a.positional[2].as_int();
+      }
+      if (step == 0) raise("range() arg 3 must not be zero");
+      std::vector<Value> out;
+      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+        // The sandbox's MAX_RANGE.
+        if (out.size() >= 100000) raise("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+        out.push_back(Value::integer(i));
+      }
+      return Value::list(std::move(out));
+    });
+  }
+  if (name == "dict" || name == "namespace") {
+    bool ns = name == "namespace";
+    return Value::function(name, [ns](CallArgs& a) {
+      Value d = ns ? Value::name_space() : Value::dict();
+      for (const auto& p : a.positional) {
+        if (!p.is_dict()) raise(std::string(ns ? "namespace" : "dict") + "() positional argument must be a mapping");
+        for (const auto& kv : p.as_dict().items) d.as_dict().set(kv.first, kv.second);
+      }
+      for (const auto& kv : a.keyword) d.as_dict().set(kv.first, kv.second);
+      return d;
+    });
+  }
+  return Value::undefined();
+}
+
+}  // namespace lema::jinja

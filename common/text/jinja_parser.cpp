@@ -1,0 +1,939 @@
+// Jinja2 lexer and parser: template text -> Body (jinja_ast.h).
+//
+// The lexer follows Jinja2's rules with transformers' settings
+// (trim_blocks=True, lstrip_blocks=True):
+//  - `{%-`, `{{-`, `{#-` strip all whitespace before the tag; `-%}`, `-}}`,
+//    `-#}` all whitespace after it;
+//  - trim_blocks: one "\n" right after `%}` or `#}` is dropped (not after
+//    `}}`), unless the tag ends with `+%}`;
+//  - lstrip_blocks: spaces and tabs between the start of a line and `{%` or
+//    `{#` are dropped (not before `{{`), unless the tag opens with `{%+`.
+//    "Start of a line" is after a "\n" in the text, or at the start of the
+//    text when the previous tag ended with a newline (or at the template's
+//    start), as Jinja2's lexer tracks it.
+// The parser follows Jinja2's grammar and operator precedence:
+//   cond-expr < or < and < not < compare (in, not in, ==, ...) < + - < ~
+//   < * / // % < ** < unary - + < postfix (. [] ()) then filters | and tests `is`.
+#include <cstring>
+#include <set>
+
+#include "common/text/jinja_ast.h"
+
+namespace lema::jinja {
+namespace {
+
+struct Token {
+  enum class Type { kText, kVarBegin, kVarEnd, kBlockBegin, kBlockEnd, kName, kString, kInt, kFloat, kOp, kEof };
+  Type type;
+  std::string value;
+  Pos pos;
+};
+
+class Lexer {
+ public:
+  explicit Lexer(const std::string& src) : src_(src) {
+    line_starts_.push_back(0);
+    for (size_t i = 0; i < src.size(); ++i) {
+      if (src[i] == '\n') line_starts_.push_back(i + 1);
+    }
+  }
+
+  std::vector<Token> run() {
+    size_t pos = 0;
+    bool line_starting = true;
+    while (pos < src_.size()) {
+      size_t tag = find_tag_start(pos);
+      if (tag == std::string::npos) {
+        emit_text(src_.substr(pos), pos);
+        break;
+      }
+      char kind = src_[tag + 1];
+      char sign = tag + 2 < src_.size() ? src_[tag + 2] : '\0';
+      std::string text = src_.substr(pos, tag - pos);
+      if (sign == '-') {
+        text.erase(text.find_last_not_of(" \t\n\r\v\f") + 1);
+      } else if (sign != '+' && kind != '{') {
+        size_t l_pos = text.rfind('\n');
+        l_pos = l_pos == std::string::npos ? 0 : l_pos + 1;
+        if ((l_pos > 0 || line_starting) && l_pos < text.size() &&
+            text.find_first_not_of(" \t\r\v\f", l_pos) == std::string::npos) {
+          text.erase(l_pos);
+        }
+      }
+      emit_text(text, pos);
+      size_t body = tag + 2 + ((sign == '-' || sign == '+') ? 1 : 0);
+      size_t end;
+      if (kind == '#') {
+        end = lex_comment(tag, body);
+      } else if (kind == '%' && is_raw(body)) {
+        end = lex_raw(tag, body);
+      } else {
+        end = lex_tag(kind, tag, body);
+      }
+      line_starting = end > 0 && src_[end - 1] == '\n';
+      pos = end;
+    }
+    tokens_.push_back({Token::Type::kEof, "", pos_of(src_.size())});
+    return std::move(tokens_);
+  }
+
+ private:
+  Pos pos_of(size_t offset) const {
+    size_t lo = 0, hi = line_starts_.size();
+    while (hi - lo > 1) {
+      size_t mid = (lo + hi) / 2;
+      if (line_starts_[mid] <= offset) lo = mid; else hi = mid;
+    }
+    return Pos{static_cast<int>(lo + 1), static_cast<int>(offset - line_starts_[lo] + 1)};
+  }
+
+  [[noreturn]] void fail(const std::string& msg, size_t offset) const { throw Error{msg, pos_of(offset)}; }
+
+  size_t find_tag_start(size_t from) const {
+    for (size_t i = src_.find('{', from); i != std::string::npos; i = src_.find('{', i + 1)) {
+      if (i + 1 < src_.size() && (src_[i + 1] == '{' || src_[i + 1] == '%' || src_[i + 1] == '#')) return i;
+    }
+    return std::string::npos;
+  }
+
+  void emit_text(const std::string& text, size_t offset) {
+    if (!text.empty()) tokens_.push_back({Token::Type::kText, text, pos_of(offset)});
+  }
+
+  // After the closing delimiter at `close` (pointing at '%', '}' or '#' of
+  // the end marker, with `sign` the char before it or 0): apply `-` / `+` /
+  // trim_blocks and return the offset where text resumes.
+  size_t after_close(size_t close_end, char sign, bool trim_newline) const {
+    size_t p = close_end;
+    if (sign == '-') {
+      while (p < src_.size() && std::strchr(" \t\n\r\v\f", src_[p])) ++p;
+    } else if (sign != '+' && trim_newline && p < src_.size() && src_[p] == '\n') {
+      ++p;
+    }
+    return p;
+  }
+
+  size_t lex_comment(size_t tag, size_t body) {
+    size_t close = src_.find("#}", body);
+    if (close == std::string::npos) fail("missing end of comment tag", tag);
+    char sign = close > body && (src_[close - 1] == '-' || src_[close - 1] == '+') ? src_[close - 1] : '\0';
+    return after_close(close + 2, sign, true);
+  }
+
+  bool is_raw(size_t body) const {
+    size_t p = body;
+    while (p < src_.size() && std::isspace(static_cast<unsigned char>(src_[p]))) ++p;
+    if (src_.compare(p, 3, "raw") != 0) return false;
+    p += 3;
+    while (p < src_.size() && std::isspace(static_cast<unsigned char>(src_[p]))) ++p;
+    return src_.compare(p, 2, "%}") == 0 || src_.compare(p, 3, "-%}") == 0 || src_.compare(p, 3, "+%}") == 0;
+  }
+
+  size_t lex_raw(size_t tag, size_t body) {
+    size_t close = src_.find("%}", body);
+    char sign = src_[close - 1] == '-' || src_[close - 1] == '+' ? src_[close - 1] : '\0';
+    size_t start = after_close(close + 2, sign, true);
+    // Find {% endraw %} (with optional - / +).
+    for (size_t p = src_.find("{%", start); p != std::string::npos; p = src_.find("{%", p + 2)) {
+      size_t q = p + 2;
+      char open_sign = q < src_.size() && (src_[q] == '-' || src_[q] == '+') ? src_[q++] : '\0';
+      while (q < src_.size() && std::isspace(static_cast<unsigned char>(src_[q]))) ++q;
+      if (src_.compare(q, 6, "endraw") != 0) continue;
+      q += 6;
+      while (q < src_.size() && std::isspace(static_cast<unsigned char>(src_[q]))) ++q;
+      char close_sign = '\0';
+      if (q < src_.size() && (src_[q] == '-' || src_[q] == '+')) close_sign = src_[q++];
+      if (src_.compare(q, 2, "%}") != 0) continue;
+      std::string text = src_.substr(start, p - start);
+      if (open_sign == '-') text.erase(text.find_last_not_of(" \t\n\r\v\f") + 1);
+      emit_text(text, start);
+      return after_close(q + 2, close_sign, true);
+    }
+    fail("missing end of raw directive", tag);
+  }
+
+  // Lexes the expression tokens of a {{ }} or {% %} tag; returns the
+  // offset after the tag.
+  size_t lex_tag(char kind, size_t tag, size_t p) {
+    bool block = kind == '%';
+    tokens_.push_back({block ? Token::Type::kBlockBegin : Token::Type::kVarBegin, "", pos_of(tag)});
+    const char close_char = block ? '%' : '}';
+    int depth = 0;  // brackets open: `}}` inside a dict literal does not close the tag
+    while (true) {
+      if (p >= src_.size()) fail(block ? "unexpected end of template: missing '%}'" : "unexpected end of template: missing '}}'", tag);
+      char c = src_[p];
+      if (depth == 0) {
+        char sign = '\0';
+        size_t q = p;
+        if ((c == '-' || (c == '+' && block)) && q + 1 < src_.size()) {
+          sign = c;
+          ++q;
+        }
+        if (src_[q] == close_char && q + 1 < src_.size() && src_[q + 1] == '}') {
+          tokens_.push_back({block ? Token::Type::kBlockEnd : Token::Type::kVarEnd, "", pos_of(p)});
+          return after_close(q + 2, sign, block);
+        }
+      }
+      if (std::isspace(static_cast<unsigned char>(c))) {
+        ++p;
+        continue;
+      }
+      size_t start = p;
+      if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+        while (p < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[p])) || src_[p] == '_')) ++p;
+        tokens_.push_back({Token::Type::kName, src_.substr(start, p - start), pos_of(start)});
+      } else if (std::isdigit(static_cast<unsigned char>(c))) {
+        p = lex_number(p);
+      } else if (c == '\'' || c == '"') {
+        p = lex_string(p);
+      } else {
+        static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">",
+                                     "=", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", ";"};
+        const char* op = nullptr;
+        for (const char* o : kOps) {
+          if (src_.compare(p, std::strlen(o), o) == 0) {
+            op = o;
+            break;
+          }
+        }
+        if (!op) fail(std::string("unexpected character '") + c + "'", p);
+        if (std::strchr("([{", op[0]) && op[1] == '\0') ++depth;
+        if (std::strchr(")]}", op[0]) && op[1] == '\0') {
+          if (depth == 0) fail(std::string("unexpected '") + op + "'", p);
+          --depth;
+        }
+        tokens_.push_back({Token::Type::kOp, op, pos_of(p)});
+        p += std::strlen(op);
+      }
+    }
+  }
+
+  size_t lex_number(size_t p) {
+    size_t start = p;
+    auto digits = [&]() {
+      while (p < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[p])) ||
+                                 (src_[p] == '_' && p + 1 < src_.size() && std::isdigit(static_cast<unsigned char>(src_[p + 1]))))) {
+        ++p;
+      }
+    };
+    digits();
+    bool is_float = false;
+    // `foo.0` is an item access, not a float: only digits after a dot that
+    // follows a number start a fraction.
+    if (p + 1 < src_.size() && src_[p] == '.' && std::isdigit(static_cast<unsigned char>(src_[p + 1])) &&
+        !(start > 0 && src_[start - 1] == '.')) {
+      ++p;
+      digits();
+      is_float = true;
+    }
+    if (p < src_.size() && (src_[p] == 'e' || src_[p] == 'E')) {
+      size_t q = p + 1;
+      if (q < src_.size() && (src_[q] == '+' || src_[q] == '-')) ++q;
+      if (q < src_.size() && std::isdigit(static_cast<unsigned char>(src_[q]))) {
+        p = q;
+        digits();
+        is_float = true;
+      }
+    }
+    std::string text = src_.substr(start, p - start);
+    text.erase(std::remove(text.begin(), text.end(), '_'), text.end());
+    tokens_.push_back({is_float ? Token::Type::kFloat : Token::Type::kInt, text, pos_of(start)});
+    return p;
+  }
+
+  static void append_utf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      *out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      *out += static_cast<char>(0xC0 | (cp >> 6));
+      *out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      *out += static_cast<char>(0xE0 | (cp >> 12));
+      *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      *out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      *out += static_cast<char>(0xF0 | (cp >> 18));
+      *out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      *out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  // A string literal with Python's unicode-escape rules (as Jinja2 decodes
+  // them): \n \t \r \\ \' \" \a \b \f \v \0-\777 \xNN \uNNNN \UNNNNNNNN and
+  // "\<newline>"; any other backslash is kept as written.
+  size_t lex_string(size_t p) {
+    char quote = src_[p];
+    size_t start = p++;
+    std::string out;
+    while (true) {
+      if (p >= src_.size()) fail("unterminated string literal", start);
+      char c = src_[p];
+      if (c == quote) break;
+      if (c != '\\') {
+        out += c;
+        ++p;
+        continue;
+      }
+      if (p + 1 >= src_.size()) fail("unterminated string literal", start);
+      char e = src_[p + 1];
+      p += 2;
+      switch (e) {
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        case '\\': out += '\\'; break;
+        case '\'': out += '\''; break;
+        case '"': out += '"'; break;
+        case 'a': out += '\a'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'v': out += '\v'; break;
+        case '\n': break;
+        case 'x':
+        case 'u':
+        case 'U': {
+          size_t n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
+          if (p + n > src_.size()) fail("truncated \\" + std::string(1, e) + " escape in string literal", p - 2);
+          uint32_t cp = 0;
+          for (size_t k = 0; k < n; ++k) {
+            char h = src_[p + k];
+            if (!std::isxdigit(static_cast<unsigned char>(h))) fail("truncated \\" + std::string(1, e) + " escape in string literal", p - 2);
+            cp = cp * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (std::tolower(h) - 'a' + 10));
+          }
+          if (cp > 0x10FFFF) fail("illegal Unicode character in string literal", p - 2);
+          append_utf8(cp, &out);
+          p += n;
+          break;
+        }
+        default:
+          if (e >= '0' && e <= '7') {
+            uint32_t cp = static_cast<uint32_t>(e - '0');
+            for (int k = 0; k < 2 && p < src_.size() && src_[p] >= '0' && src_[p] <= '7'; ++k) cp = cp * 8 + static_cast<uint32_t>(src_[p++] - '0');
+            append_utf8(cp, &out);
+          } else {
+            out += '\\';
+            out += e;
+          }
+      }
+    }
+    tokens_.push_back({Token::Type::kString, out, pos_of(start)});
+    return p + 1;
+  }
+
+  const std::string& src_;
+  std::vector<size_t> line_starts_;
+  std::vector<Token> tokens_;
+};
+
+class Parser {
+ public:
+  explicit Parser(std::vector<Token> tokens) : toks_(std::move(tokens)) {}
+
+  Body parse_all() {
+    std::string end;
+    Body body = parse_body({}, &end);
+    return body;
+  }
+
+ private:
+  const Token& cur() const { return toks_[i_]; }
+  const Token& peek(size_t k = 1) const { return toks_[std::min(i_ + k, toks_.size() - 1)]; }
+  [[noreturn]] void fail(const std::string& msg, Pos pos) const { throw Error{msg, pos}; }
+  [[noreturn]] void fail_here(const std::string& msg) const { fail(msg, cur().pos); }
+
+  bool is_op(const char* op) const { return cur().type == Token::Type::kOp && cur().value == op; }
+  bool is_name(const char* name) const { return cur().type == Token::Type::kName && cur().value == name; }
+  bool accept_op(const char* op) {
+    if (!is_op(op)) return false;
+    ++i_;
+    return true;
+  }
+  bool accept_name(const char* name) {
+    if (!is_name(name)) return false;
+    ++i_;
+    return true;
+  }
+  std::string describe(const Token& t) const {
+    switch (t.type) {
+      case Token::Type::kText: return "text";
+      case Token::Type::kVarBegin: return "'{{'";
+      case Token::Type::kVarEnd: return "'}}'";
+      case Token::Type::kBlockBegin: return "'{%'";
+      case Token::Type::kBlockEnd: return "'%}'";
+      case Token::Type::kEof: return "end of template";
+      case Token::Type::kString: return "string";
+      default: return "'" + t.value + "'";
+    }
+  }
+  void expect_op(const char* op) {
+    if (!accept_op(op)) fail_here(std::string("expected '") + op + "', got " + describe(cur()));
+  }
+  std::string expect_name() {
+    if (cur().type != Token::Type::kName) fail_here("expected a name, got " + describe(cur()));
+    return toks_[i_++].value;
+  }
+  void expect_block_end() {
+    if (cur().type != Token::Type::kBlockEnd) fail_here("expected '%}', got " + describe(cur()));
+    ++i_;
+  }
+
+  // Parses nodes until a block tag whose name is in `ends` (consumed up to
+  // and including the tag name; *end gets the name). Empty `ends`: to EOF.
+  Body parse_body(const std::set<std::string>& ends, std::string* end) {
+    Body body;
+    while (true) {
+      const Token& t = cur();
+      if (t.type == Token::Type::kEof) {
+        if (!ends.empty()) {
+          std::string list;
+          for (const auto& e : ends) list += (list.empty() ? "'" : " or '") + e + "'";
+          fail("unexpected end of template: expected " + list, t.pos);
+        }
+        return body;
+      }
+      if (t.type == Token::Type::kText) {
+        auto n = std::make_unique<Node>();
+        n->type = Node::Type::kText;
+        n->pos = t.pos;
+        n->text = t.value;
+        body.push_back(std::move(n));
+        ++i_;
+      } else if (t.type == Token::Type::kVarBegin) {
+        auto n = std::make_unique<Node>();
+        n->type = Node::Type::kOutput;
+        n->pos = t.pos;
+        ++i_;
+        n->expr = parse_tuple_expr();
+        if (cur().type != Token::Type::kVarEnd) fail_here("expected '}}', got " + describe(cur()));
+        ++i_;
+        body.push_back(std::move(n));
+      } else if (t.type == Token::Type::kBlockBegin) {
+        ++i_;
+        if (cur().type != Token::Type::kName) fail_here("expected a statement name, got " + describe(cur()));
+        std::string name = cur().value;
+        if (ends.count(name)) {
+          ++i_;
+          *end = name;
+          return body;
+        }
+        body.push_back(parse_statement());
+      } else {
+        fail_here("unexpected " + describe(t));
+      }
+    }
+  }
+
+  NodePtr parse_statement() {
+    const Token& t = cur();
+    std::string name = t.value;
+    Pos pos = t.pos;
+    ++i_;
+    auto n = std::make_unique<Node>();
+    n->pos = pos;
+    std::string end;
+    if (name == "if") {
+      n->type = Node::Type::kIf;
+      n->conds.push_back(parse_tuple_expr());
+      expect_block_end();
+      while (true) {
+        n->bodies.push_back(parse_body({"elif", "else", "endif"}, &end));
+        if (end == "elif") {
+          n->conds.push_back(parse_tuple_expr());
+          expect_block_end();
+        } else if (end == "else") {
+          expect_block_end();
+          n->bodies.push_back(parse_body({"endif"}, &end));
+          break;
+        } else {
+          break;
+        }
+      }
+      expect_block_end();
+    } else if (name == "for") {
+      n->type = Node::Type::kFor;
+      n->target = parse_target(false);
+      if (!accept_name("in")) fail_here("expected 'in', got " + describe(cur()));
+      n->expr = parse_tuple_expr(/*no_condexpr=*/true);
+      if (accept_name("if")) n->cond = parse_expr();
+      if (is_name("recursive")) fail_here("recursive for loops are not supported");
+      expect_block_end();
+      ++loop_depth_;
+      n->body = parse_body({"else", "endfor"}, &end);
+      --loop_depth_;
+      if (end == "else") {
+        expect_block_end();
+        n->else_body = parse_body({"endfor"}, &end);
+      }
+      expect_block_end();
+    } else if (name == "set") {
+      n->target = parse_target(true);
+      if (accept_op("=")) {
+        n->type = Node::Type::kSet;
+        n->expr = parse_tuple_expr();
+        expect_block_end();
+      } else {
+        n->type = Node::Type::kSetBlock;
+        if (!n->target.attr.empty() || n->target.tuple) fail("a block set needs a single name", pos);
+        if (is_op("|")) n->expr = parse_filters(nullptr);
+        expect_block_end();
+        n->body = parse_body({"endset"}, &end);
+        expect_block_end();
+      }
+    } else if (name == "macro") {
+      n->type = Node::Type::kMacro;
+      n->name = expect_name();
+      expect_op("(");
+      while (!accept_op(")")) {
+        if (!n->params.empty()) expect_op(",");
+        if (accept_op(")")) break;  // trailing comma
+        n->params.push_back(expect_name());
+        n->defaults.push_back(accept_op("=") ? parse_expr() : nullptr);
+      }
+      expect_block_end();
+      int saved = loop_depth_;
+      loop_depth_ = 0;
+      n->body = parse_body({"endmacro"}, &end);
+      loop_depth_ = saved;
+      if (cur().type == Token::Type::kName) ++i_;  // {% endmacro name %}
+      expect_block_end();
+    } else if (name == "filter") {
+      n->type = Node::Type::kFilterBlock;
+      n->expr = parse_filters(nullptr, /*first_without_pipe=*/true);
+      expect_block_end();
+      n->body = parse_body({"endfilter"}, &end);
+      expect_block_end();
+    } else if (name == "generation") {
+      n->type = Node::Type::kGeneration;
+      expect_block_end();
+      n->body = parse_body({"endgeneration"}, &end);
+      expect_block_end();
+    } else if (name == "break" || name == "continue") {
+      if (loop_depth_ == 0) fail("'" + name + "' outside a for loop", pos);
+      n->type = name == "break" ? Node::Type::kBreak : Node::Type::kContinue;
+      expect_block_end();
+    } else if (name == "include" || name == "import" || name == "from" || name == "extends" || name == "block" ||
+               name == "call" || name == "do" || name == "with" || name == "autoescape" || name == "trans") {
+      fail("'{% " + name + " %}' is not supported in chat templates", pos);
+    } else {
+      fail("unknown statement '" + name + "'", pos);
+    }
+    return n;
+  }
+
+  // name | a, b | (a, b) | ns.attr (only when `allow_attr`, for set)
+  Target parse_target(bool allow_attr) {
+    Target t;
+    bool paren = accept_op("(");
+    t.names.push_back(expect_name());
+    if (allow_attr && !paren && accept_op(".")) {
+      t.attr = expect_name();
+      return t;
+    }
+    while (accept_op(",")) {
+      t.tuple = true;
+      if (cur().type != Token::Type::kName) break;
+      t.names.push_back(expect_name());
+    }
+    if (paren) {
+      expect_op(")");
+      t.tuple = true;
+    }
+    return t;
+  }
+
+  ExprPtr make(Expr::Type type, Pos pos) {
+    auto e = std::make_unique<Expr>();
+    e->type = type;
+    e->pos = pos;
+    return e;
+  }
+
+  // An expression, or a bare tuple "a, b" (in {{ }}, set, for ... in, if).
+  ExprPtr parse_tuple_expr(bool no_condexpr = false) {
+    Pos pos = cur().pos;
+    ExprPtr first = no_condexpr ? parse_or() : parse_expr();
+    if (!is_op(",")) return first;
+    auto t = make(Expr::Type::kTuple, pos);
+    t->items.push_back(std::move(first));
+    while (accept_op(",")) {
+      if (cur().type == Token::Type::kBlockEnd || cur().type == Token::Type::kVarEnd || is_name("if")) break;
+      t->items.push_back(no_condexpr ? parse_or() : parse_expr());
+    }
+    return t;
+  }
+
+  ExprPtr parse_expr() {
+    ExprPtr e = parse_or();
+    while (is_name("if")) {
+      Pos pos = cur().pos;
+      ++i_;
+      auto c = make(Expr::Type::kCondExpr, pos);
+      c->items.push_back(std::move(e));
+      c->items.push_back(parse_or());
+      c->items.push_back(accept_name("else") ? parse_expr() : nullptr);
+      e = std::move(c);
+    }
+    return e;
+  }
+
+  ExprPtr binary(const char* op, ExprPtr a, ExprPtr b, Pos pos) {
+    auto e = make(Expr::Type::kBinary, pos);
+    e->name = op;
+    e->items.push_back(std::move(a));
+    e->items.push_back(std::move(b));
+    return e;
+  }
+
+  ExprPtr parse_or() {
+    ExprPtr e = parse_and();
+    while (is_name("or")) {
+      Pos pos = cur().pos;
+      ++i_;
+      e = binary("or", std::move(e), parse_and(), pos);
+    }
+    return e;
+  }
+
+  ExprPtr parse_and() {
+    ExprPtr e = parse_not();
+    while (is_name("and")) {
+      Pos pos = cur().pos;
+      ++i_;
+      e = binary("and", std::move(e), parse_not(), pos);
+    }
+    return e;
+  }
+
+  ExprPtr parse_not() {
+    if (is_name("not")) {
+      Pos pos = cur().pos;
+      ++i_;
+      auto e = make(Expr::Type::kUnary, pos);
+      e->name = "not";
+      e->items.push_back(parse_not());
+      return e;
+    }
+    return parse_compare();
+  }
+
+  ExprPtr parse_compare() {
+    Pos pos = cur().pos;
+    ExprPtr first = parse_math1();
+    ExprPtr cmp;
+    while (true) {
+      std::string op;
+      if (cur().type == Token::Type::kOp &&
+          (is_op("==") || is_op("!=") || is_op("<") || is_op("<=") || is_op(">") || is_op(">="))) {
+        op = cur().value;
+        ++i_;
+      } else if (is_name("in")) {
+        op = "in";
+        ++i_;
+      } else if (is_name("not") && peek().type == Token::Type::kName && peek().value == "in") {
+        op = "not in";
+        i_ += 2;
+      } else {
+        break;
+      }
+      if (!cmp) {
+        cmp = make(Expr::Type::kCompare, pos);
+        cmp->items.push_back(std::move(first));
+      }
+      cmp->ops.push_back(op);
+      cmp->items.push_back(parse_math1());
+    }
+    return cmp ? std::move(cmp) : std::move(first);
+  }
+
+  ExprPtr parse_math1() {
+    ExprPtr e = parse_concat();
+    while (is_op("+") || is_op("-")) {
+      std::string op = cur().value;
+      Pos pos = cur().pos;
+      ++i_;
+      e = binary(op == "+" ? "+" : "-", std::move(e), parse_concat(), pos);
+    }
+    return e;
+  }
+
+  ExprPtr parse_concat() {
+    ExprPtr e = parse_math2();
+    while (is_op("~")) {
+      Pos pos = cur().pos;
+      ++i_;
+      e = binary("~", std::move(e), parse_math2(), pos);
+    }
+    return e;
+  }
+
+  ExprPtr parse_math2() {
+    ExprPtr e = parse_pow();
+    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
+      std::string op = cur().value;
+      Pos pos = cur().pos;
+      ++i_;
+      ExprPtr rhs = parse_pow();
+      auto b = make(Expr::Type::kBinary, pos);
+      b->name = op;
+      b->items.push_back(std::move(e));
+      b->items.push_back(std::move(rhs));
+      e = std::move(b);
+    }
+    return e;
+  }
+
+  ExprPtr parse_pow() {
+    ExprPtr e = parse_unary(true);
+    while (is_op("**")) {
+      Pos pos = cur().pos;
+      ++i_;
+      e = binary("**", std::move(e), parse_unary(true), pos);
+    }
+    return e;
+  }
+
+  ExprPtr parse_unary(bool with_filter) {
+    ExprPtr e;
+    if (is_op("-") || is_op("+")) {
+      Pos pos = cur().pos;
+      std::string op = cur().value;
+      ++i_;
+      e = make(Expr::Type::kUnary, pos);
+      e->name = op;
+      e->items.push_back(parse_unary(false));
+    } else {
+      e = parse_postfix(parse_primary());
+    }
+    if (with_filter) e = parse_filter_tests(std::move(e));
+    return e;
+  }
+
+  ExprPtr parse_primary() {
+    const Token& t = cur();
+    Pos pos = t.pos;
+    switch (t.type) {
+      case Token::Type::kName: {
+        ++i_;
+        const std::string& v = t.value;
+        if (v == "true" || v == "True") return literal(Value::boolean(true), pos);
+        if (v == "false" || v == "False") return literal(Value::boolean(false), pos);
+        if (v == "none" || v == "None") return literal(Value::none(), pos);
+        auto e = make(Expr::Type::kName, pos);
+        e->name = v;
+        return e;
+      }
+      case Token::Type::kString: {
+        // Adjacent string literals concatenate, as in Python.
+        std::string s;
+        while (cur().type == Token::Type::kString) s += toks_[i_++].value;
+        return literal(Value::string(std::move(s)), pos);
+      }
+      case Token::Type::kInt: {
+        ++i_;
+        try {
+          return literal(Value::integer(std::stoll(t.value)), pos);
+        } catch (const std::out_of_range&) {
+          fail("integer literal " + t.value + " does not fit in 64 bits", pos);
+        }
+      }
+      case Token::Type::kFloat: ++i_; return literal(Value::real(std::stod(t.value)), pos);
+      case Token::Type::kOp:
+        if (t.value == "(") {
+          ++i_;
+          if (accept_op(")")) return make(Expr::Type::kTuple, pos);
+          ExprPtr first = parse_expr();
+          if (accept_op(")")) return first;
+          auto tup = make(Expr::Type::kTuple, pos);
+          tup->items.push_back(std::move(first));
+          while (accept_op(",")) {
+            if (is_op(")")) break;
+            tup->items.push_back(parse_expr());
+          }
+          expect_op(")");
+          return tup;
+        }
+        if (t.value == "[") {
+          ++i_;
+          auto l = make(Expr::Type::kList, pos);
+          while (!accept_op("]")) {
+            if (!l->items.empty()) expect_op(",");
+            if (accept_op("]")) break;
+            l->items.push_back(parse_expr());
+          }
+          return l;
+        }
+        if (t.value == "{") {
+          ++i_;
+          auto d = make(Expr::Type::kDict, pos);
+          while (!accept_op("}")) {
+            if (!d->items.empty()) expect_op(",");
+            if (accept_op("}")) break;
+            d->items.push_back(parse_expr());
+            expect_op(":");
+            d->items.push_back(parse_expr());
+          }
+          return d;
+        }
+        break;
+      default: break;
+    }
+    fail_here("unexpected " + describe(t));
+  }
+
+  ExprPtr literal(Value v, Pos pos) {
+    auto e = make(Expr::Type::kLiteral, pos);
+    e->literal = std::move(v);
+    return e;
+  }
+
+  ExprPtr parse_postfix(ExprPtr e) {
+    while (true) {
+      Pos pos = cur().pos;
+      if (accept_op(".")) {
+        if (cur().type == Token::Type::kName) {
+          auto a = make(Expr::Type::kAttr, pos);
+          a->name = toks_[i_++].value;
+          a->items.push_back(std::move(e));
+          e = std::move(a);
+        } else if (cur().type == Token::Type::kInt) {
+          auto it = make(Expr::Type::kItem, pos);
+          it->items.push_back(std::move(e));
+          it->items.push_back(literal(Value::integer(std::stoll(toks_[i_++].value)), pos));
+          e = std::move(it);
+        } else {
+          fail_here("expected an attribute name after '.', got " + describe(cur()));
+        }
+      } else if (accept_op("[")) {
+        e = parse_subscript(std::move(e), pos);
+      } else if (is_op("(")) {
+        e = parse_call(std::move(e));
+      } else {
+        return e;
+      }
+    }
+  }
+
+  ExprPtr parse_subscript(ExprPtr obj, Pos pos) {
+    ExprPtr parts[3];
+    bool slice = false;
+    int k = 0;
+    while (true) {
+      if (is_op(":")) {
+        slice = true;
+        ++i_;
+        if (++k > 2) fail_here("too many ':' in a slice");
+        continue;
+      }
+      if (is_op("]")) break;
+      if (parts[k]) fail_here("expected ':' or ']', got " + describe(cur()));
+      parts[k] = parse_expr();
+      if (!slice && is_op(",")) fail_here("tuple subscripts are not supported");
+    }
+    expect_op("]");
+    auto e = make(slice ? Expr::Type::kSlice : Expr::Type::kItem, pos);
+    e->items.push_back(std::move(obj));
+    if (!slice) {
+      if (!parts[0]) fail("empty subscript", pos);
+      e->items.push_back(std::move(parts[0]));
+    } else {
+      for (auto& p : parts) e->items.push_back(std::move(p));
+    }
+    return e;
+  }
+
+  // '(' args ')' -> fills e->items (after what is there) and e->kwargs.
+  void parse_args(Expr* e) {
+    expect_op("(");
+    bool first = true;
+    while (!accept_op(")")) {
+      if (!first) expect_op(",");
+      first = false;
+      if (accept_op(")")) break;
+      if (is_op("*") || is_op("**")) fail_here("*args and **kwargs are not supported");
+      if (cur().type == Token::Type::kName && peek().type == Token::Type::kOp && peek().value == "=") {
+        std::string key = cur().value;
+        i_ += 2;
+        e->kwargs.emplace_back(key, parse_expr());
+      } else {
+        if (!e->kwargs.empty()) fail_here("positional argument after a keyword argument");
+        e->items.push_back(parse_expr());
+      }
+    }
+  }
+
+  ExprPtr parse_call(ExprPtr callee) {
+    auto c = make(Expr::Type::kCall, cur().pos);
+    c->items.push_back(std::move(callee));
+    parse_args(c.get());
+    return c;
+  }
+
+  // `| f | g(x)` chains; with first_without_pipe the first name has no '|'
+  // ({% filter upper %}).
+  ExprPtr parse_filters(ExprPtr subject, bool first_without_pipe = false) {
+    bool first = true;
+    while ((first && first_without_pipe) || is_op("|")) {
+      if (!(first && first_without_pipe)) ++i_;
+      first = false;
+      Pos pos = cur().pos;
+      auto f = make(Expr::Type::kFilter, pos);
+      f->name = expect_name();
+      while (is_op(".") && peek().type == Token::Type::kName) {
+        i_ += 1;
+        f->name += "." + expect_name();
+      }
+      f->items.push_back(std::move(subject));
+      if (is_op("(")) parse_args(f.get());
+      subject = std::move(f);
+    }
+    return subject;
+  }
+
+  ExprPtr parse_filter_tests(ExprPtr e) {
+    while (true) {
+      if (is_op("|")) {
+        e = parse_filters(std::move(e));
+      } else if (is_name("is")) {
+        Pos pos = cur().pos;
+        ++i_;
+        auto t = make(Expr::Type::kTest, pos);
+        t->negated = accept_name("not");
+        t->name = expect_name();
+        while (is_op(".") && peek().type == Token::Type::kName) {
+          i_ += 1;
+          t->name += "." + expect_name();
+        }
+        t->items.push_back(std::move(e));
+        if (is_op("(")) {
+          parse_args(t.get());
+        } else if ((cur().type == Token::Type::kName || cur().type == Token::Type::kString ||
+                    cur().type == Token::Type::kInt || cur().type == Token::Type::kFloat || is_op("[") ||
+                    is_op("{")) &&
+                   !is_name("else") && !is_name("or") && !is_name("and")) {
+          // One argument without parentheses: `x is divisibleby 3`.
+          t->items.push_back(parse_postfix(parse_primary()));
+        }
+        e = std::move(t);
+      } else if (is_op("(")) {
+        e = parse_call(std::move(e));
+      } else {
+        return e;
+      }
+    }
+  }
+
+  std::vector<Token> toks_;
+  size_t i_ = 0;
+  int loop_depth_ = 0;
+};
+
+}  // namespace
+
+Body parse_template(const std::string& source) {
+  Lexer lexer(source);
+  Parser parser(lexer.run());
+  return parser.parse_all();
+}
+
+}  // namespace lema::jinja
