@@ -693,6 +693,59 @@ const std::map<std::string, TestFn>& tests() {
 
 Value bound(const std::string& name, std::function<Value(CallArgs&)> fn) { return Value::function(name, std::move(fn)); }
 
+// str.format with {}, {0}, {name}, {{ }} and !r / !s; format specs
+// (":>10") are refused.
+std::string py_format(const std::string& fmt, const CallArgs& a) {
+  std::string out;
+  size_t auto_index = 0;
+  for (size_t i = 0; i < fmt.size(); ++i) {
+    char c = fmt[i];
+    if (c == '}') {
+      if (i + 1 < fmt.size() && fmt[i + 1] == '}') ++i;
+      else raise("format: single '}' encountered in format string");
+      out += '}';
+      continue;
+    }
+    if (c != '{') {
+      out += c;
+      continue;
+    }
+    if (i + 1 < fmt.size() && fmt[i + 1] == '{') {
+      out += '{';
+      ++i;
+      continue;
+    }
+    size_t close = fmt.find('}', i);
+    if (close == std::string::npos) raise("format: single '{' encountered in format string");
+    std::string field = fmt.substr(i + 1, close - i - 1);
+    i = close;
+    char conversion = 's';
+    size_t bang = field.find('!');
+    if (field.find(':') != std::string::npos) raise("format: format specifications are not supported");
+    if (bang != std::string::npos) {
+      if (bang + 2 != field.size()) raise("format: bad conversion in '{" + field + "}'");
+      conversion = field[bang + 1];
+      field.erase(bang);
+    }
+    const Value* v = nullptr;
+    if (field.empty()) {
+      if (auto_index >= a.positional.size()) raise("format: replacement index " + std::to_string(auto_index) + " out of range");
+      v = &a.positional[auto_index++];
+    } else if (std::all_of(field.begin(), field.end(), ::isdigit)) {
+      size_t k = std::stoul(field);
+      if (k >= a.positional.size()) raise("format: replacement index " + field + " out of range");
+      v = &a.positional[k];
+    } else {
+      for (const auto& kv : a.keyword) {
+        if (kv.first == field) v = &kv.second;
+      }
+      if (!v) raise("format: no argument named '" + field + "'");
+    }
+    out += conversion == 'r' ? v->repr() : v->str();
+  }
+  return out;
+}
+
 Value string_method(const std::string& s, const std::string& name, bool* found) {
   *found = true;
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
@@ -754,6 +807,7 @@ Value string_method(const std::string& s, const std::string& name, bool* found) 
       return Value::integer(n);
     });
   }
+  if (name == "format") return bound(name, [s](CallArgs& a) { return Value::string(py_format(s, a)); });
   if (name == "join") {
     return bound(name, [s](CallArgs& a) {
       const Value* x = arg(a, 0, "iterable");

@@ -122,7 +122,7 @@ std::string Value::str() const {
 
 std::string Value::repr() const {
   switch (kind_) {
-    case Kind::kUndefined: return "";
+    case Kind::kUndefined: return "Undefined";
     case Kind::kNone: return "None";
     case Kind::kBool: return int_ ? "True" : "False";
     case Kind::kInt: return std::to_string(int_);
