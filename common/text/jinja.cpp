@@ -225,6 +225,13 @@ class Renderer {
       if (a.positional.size() > node->params.size()) {
         raise("macro '" + node->name + "' takes not more than " + std::to_string(node->params.size()) + " argument(s)");
       }
+      // Python stops runaway recursion (RecursionError); so do we, before the stack does.
+      if (macro_depth_ >= kMaxMacroDepth) raise("maximum recursion depth exceeded in macro '" + node->name + "'");
+      ++macro_depth_;
+      struct DepthRestore {
+        int* d;
+        ~DepthRestore() { --*d; }
+      } restore{&macro_depth_};
       auto local = std::make_shared<Scope>();
       ScopeChain saved = scopes_;
       scopes_ = closure;
@@ -569,6 +576,8 @@ class Renderer {
     fail("unknown expression", e.pos);
   }
 
+  static constexpr int kMaxMacroDepth = 180;  // CPython stops Jinja2 macros between 150 and 200
+  int macro_depth_ = 0;
   const RenderOptions& options_;
   RenderResult* result_;
   ScopeChain scopes_;

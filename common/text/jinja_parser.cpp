@@ -14,6 +14,7 @@
 // The parser follows Jinja2's grammar and operator precedence:
 //   cond-expr < or < and < not < compare (in, not in, ==, ...) < + - < ~
 //   < * / // % < ** < unary - + < postfix (. [] ()) then filters | and tests `is`.
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -380,7 +381,19 @@ class Parser {
 
   // Parses nodes until a block tag whose name is in `ends` (consumed up to
   // and including the tag name; *end gets the name). Empty `ends`: to EOF.
+  // Nesting deeper than this is refused rather than risking the stack
+  // (Python's parser stops near the same depth).
+  static constexpr int kMaxDepth = 200;
+  struct DepthGuard {
+    DepthGuard(Parser* p) : p_(p) {
+      if (++p_->depth_ > kMaxDepth) p_->fail_here("the template nests too deeply (more than 200 levels)");
+    }
+    ~DepthGuard() { --p_->depth_; }
+    Parser* p_;
+  };
+
   Body parse_body(const std::set<std::string>& ends, std::string* end) {
+    DepthGuard guard(this);
     Body body;
     while (true) {
       const Token& t = cur();
@@ -564,6 +577,7 @@ class Parser {
   }
 
   ExprPtr parse_expr() {
+    DepthGuard guard(this);
     ExprPtr e = parse_or();
     while (is_name("if")) {
       Pos pos = cur().pos;
@@ -694,6 +708,7 @@ class Parser {
   }
 
   ExprPtr parse_unary(bool with_filter) {
+    DepthGuard guard(this);
     ExprPtr e;
     if (is_op("-") || is_op("+")) {
       Pos pos = cur().pos;
@@ -926,6 +941,7 @@ class Parser {
   std::vector<Token> toks_;
   size_t i_ = 0;
   int loop_depth_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

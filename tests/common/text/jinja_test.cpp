@@ -255,6 +255,17 @@ TEST(Jinja, RefusedConstructsSayWhy) {
   EXPECT_EQ(error_of("{{ 1 | tojson(ensure_ascii=true) }}"), "t.jinja:1:8: tojson: ensure_ascii=true is not supported");
 }
 
+TEST(Jinja, RunawayNestingAndRecursionAreErrors) {
+  EXPECT_NE(error_of("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}").find("nests too deeply"), std::string::npos);
+  std::string ifs;
+  for (int i = 0; i < 1000; ++i) ifs += "{% if true %}";
+  EXPECT_NE(error_of(ifs).find("nests too deeply"), std::string::npos);
+  EXPECT_NE(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").find("maximum recursion depth exceeded in macro 'f'"),
+            std::string::npos);
+  // Deep but legitimate recursion still works.
+  EXPECT_EQ(render("{% macro r(n) %}{% if n > 0 %}{{ r(n - 1) }}{% else %}done{% endif %}{% endmacro %}{{ r(150) }}"), "done");
+}
+
 TEST(Jinja, TemplateIsReusableAndContextMustBeAnObject) {
   auto t = Template::parse("{{ a }}", "t");
   ASSERT_TRUE(t.ok());
