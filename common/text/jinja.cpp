@@ -430,10 +430,15 @@ class Renderer {
       type_error("*", a, b, pos);
     }
     if (op == "/" || op == "//" || op == "%") {
-      if (!nums) {
-        if (op == "%" && a.is_string()) fail("printf-style '%' formatting is not supported", pos);
-        type_error(op.c_str(), a, b, pos);
+      if (op == "%" && a.is_string()) {
+        try {
+          return Value::string(py_percent_format(a.as_string(), b));
+        } catch (Error& err) {
+          if (err.pos.line == 0) err.pos = pos;
+          throw;
+        }
       }
+      if (!nums) type_error(op.c_str(), a, b, pos);
       if (b.as_double() == 0) fail(op == "/" ? "division by zero" : "integer division or modulo by zero", pos);
       if (op == "/") return Value::real(a.as_double() / b.as_double());
       if (ints) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -290,8 +291,7 @@ Value filter_tojson(const Value& v, CallArgs& a) {
   } else if (!seps.is_none()) {
     raise("tojson: separators must be a pair of strings");
   }
-  Value ensure_ascii = arg_or(a, 0, "ensure_ascii", Value::boolean(false));
-  if (ensure_ascii.truthy()) raise("tojson: ensure_ascii=true is not supported");
+  o.ensure_ascii = arg_or(a, 0, "ensure_ascii", Value::boolean(false)).truthy();
   o.sort_keys = arg_or(a, 3, "sort_keys", Value::boolean(false)).truthy();
   if (o.key_separator == "\x01") o.key_separator = "";
   std::string out, error;
@@ -575,6 +575,17 @@ const std::map<std::string, FilterFn>& filters() {
     f["min"] = [](const Value& v, CallArgs& a) { return filter_minmax(v, a, false); };
     f["max"] = [](const Value& v, CallArgs& a) { return filter_minmax(v, a, true); };
     f["sum"] = filter_sum;
+    f["format"] = [](const Value& v, CallArgs& a) {
+      if (!a.positional.empty() && !a.keyword.empty()) raise("format: can't handle positional and keyword arguments at the same time");
+      Value args;
+      if (!a.keyword.empty()) {
+        args = Value::dict();
+        for (const auto& kv : a.keyword) args.as_dict().set(kv.first, kv.second);
+      } else {
+        args = Value::list(a.positional, /*tuple=*/true);
+      }
+      return Value::string(py_percent_format(v.str(), args));
+    };
     f["center"] = [](const Value& v, CallArgs& a) {
       int64_t width = arg_or(a, 0, "width", Value::integer(80)).as_int();
       std::string s = v.str();
@@ -745,6 +756,85 @@ std::string py_format(const std::string& fmt, const CallArgs& a) {
   }
   return out;
 }
+
+}  // namespace
+
+// printf-style formatting: %s %r %d %i %f %e %g %x %X %c and %%, with
+// flags (-, 0, +, space), width and precision, and %(name)s with a dict.
+std::string py_percent_format(const std::string& fmt, const Value& args) {
+  std::vector<Value> items;
+  const Dict* mapping = nullptr;
+  if (args.is_tuple()) {
+    items = args.as_list().items;
+  } else if (args.is_dict() && !args.is_namespace()) {
+    mapping = &args.as_dict();
+  } else {
+    items.push_back(args);
+  }
+  size_t next = 0;
+  std::string out;
+  for (size_t i = 0; i < fmt.size(); ++i) {
+    if (fmt[i] != '%') {
+      out += fmt[i];
+      continue;
+    }
+    if (++i >= fmt.size()) raise("incomplete format");
+    if (fmt[i] == '%') {
+      out += '%';
+      continue;
+    }
+    const Value* v = nullptr;
+    if (fmt[i] == '(') {
+      size_t close = fmt.find(')', i);
+      if (close == std::string::npos || !mapping) raise("format requires a mapping");
+      std::string key = fmt.substr(i + 1, close - i - 1);
+      v = const_cast<Dict*>(mapping)->find(key);
+      if (!v) raise("KeyError: '" + key + "'");
+      i = close + 1;
+    }
+    std::string spec = "%";
+    while (i < fmt.size() && std::strchr("-0+ #", fmt[i])) spec += fmt[i++];
+    while (i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i]))) spec += fmt[i++];
+    if (i < fmt.size() && fmt[i] == '.') {
+      spec += fmt[i++];
+      while (i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i]))) spec += fmt[i++];
+    }
+    if (i >= fmt.size()) raise("incomplete format");
+    // Widths and precisions stay small so that the result fits the buffer below.
+    if (std::count_if(spec.begin(), spec.end(), ::isdigit) > 2) raise("format: width or precision above 99 is not supported");
+    char conv = fmt[i];
+    if (!v) {
+      if (mapping) raise("format requires a mapping");
+      if (next >= items.size()) raise("not enough arguments for format string");
+      v = &items[next++];
+    }
+    char buf[512];
+    if (conv == 's' || conv == 'r' || conv == 'a') {
+      std::string text = conv == 's' ? v->str() : v->repr();
+      // Width and precision apply to code points; chat templates use plain %s.
+      if (spec != "%") raise("format: width or precision with %" + std::string(1, conv) + " is not supported");
+      out += text;
+    } else if (conv == 'd' || conv == 'i' || conv == 'x' || conv == 'X' || conv == 'o') {
+      if (!v->is_number()) raise(std::string("%") + conv + " format: a real number is required, not " + v->type_name());
+      long long n = v->is_float() ? static_cast<long long>(std::trunc(v->as_double())) : v->as_int();
+      std::snprintf(buf, sizeof buf, (spec + "ll" + (conv == 'i' ? 'd' : conv)).c_str(), n);
+      out += buf;
+    } else if (std::strchr("feEgG", conv) && conv) {
+      if (!v->is_number()) raise(std::string("must be real number, not ") + v->type_name());
+      std::snprintf(buf, sizeof buf, (spec + conv).c_str(), v->as_double());
+      out += buf;
+    } else if (conv == 'c') {
+      if (!v->is_string()) raise("%c requires a character");
+      out += v->as_string();
+    } else {
+      raise(std::string("unsupported format character '") + conv + "'");
+    }
+  }
+  if (!mapping && next < items.size()) raise("not all arguments converted during string formatting");
+  return out;
+}
+
+namespace {
 
 Value string_method(const std::string& s, const std::string& name, bool* found) {
   *found = true;

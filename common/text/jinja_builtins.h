@@ -34,6 +34,10 @@ Value get_method(const Value& obj, const std::string& name, bool* found);
 // the renderer, which knows the clock.)
 Value builtin_global(const std::string& name);
 
+// Python's `fmt % args` (a tuple: positional; a dict: %(name)s; anything
+// else: one argument).
+std::string py_percent_format(const std::string& fmt, const Value& args);
+
 // Python's str.strip family with chars=None (Unicode whitespace) or a set.
 std::string py_strip(const std::string& s, const Value& chars, bool left, bool right);
 

@@ -324,9 +324,34 @@ std::string py_repr_float(double d) {
 }
 
 namespace {
-void json_string(const std::string& s, std::string* out) {
-  char buf[8];
+void json_string(const std::string& s, bool ensure_ascii, std::string* out) {
+  char buf[16];
   *out += '"';
+  if (ensure_ascii) {
+    // Python's ESCAPE_ASCII: everything outside ' '..'~' is escaped.
+    for (size_t i = 0; i < s.size();) {
+      size_t n = std::min(utf8_len(static_cast<unsigned char>(s[i])), s.size() - i);
+      uint32_t cp = utf8_decode(s, i, n);
+      i += n;
+      if (cp == '"') { *out += "\\\""; continue; }
+      if (cp == '\\') { *out += "\\\\"; continue; }
+      if (cp >= 0x20 && cp <= 0x7E) { *out += static_cast<char>(cp); continue; }
+      if (cp == '\n') { *out += "\\n"; continue; }
+      if (cp == '\r') { *out += "\\r"; continue; }
+      if (cp == '\t') { *out += "\\t"; continue; }
+      if (cp == '\b') { *out += "\\b"; continue; }
+      if (cp == '\f') { *out += "\\f"; continue; }
+      if (cp >= 0x10000) {
+        uint32_t v = cp - 0x10000;
+        std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
+      } else {
+        std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+      }
+      *out += buf;
+    }
+    *out += '"';
+    return;
+  }
   for (unsigned char c : s) {
     switch (c) {
       case '"': *out += "\\\""; break;
@@ -362,7 +387,7 @@ bool json_value(const Value& v, const JsonDumpOptions& o, int level, std::string
       *out += std::isnan(d) ? "NaN" : std::isinf(d) ? (d < 0 ? "-Infinity" : "Infinity") : py_repr_float(d);
       return true;
     }
-    case Value::Kind::kString: json_string(v.as_string(), out); return true;
+    case Value::Kind::kString: json_string(v.as_string(), o.ensure_ascii, out); return true;
     case Value::Kind::kList: {
       const auto& items = v.as_list().items;
       if (items.empty()) {
@@ -394,7 +419,7 @@ bool json_value(const Value& v, const JsonDumpOptions& o, int level, std::string
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) *out += o.item_separator;
         if (o.indent >= 0) newline(level + 1);
-        json_string(items[i]->first, out);
+        json_string(items[i]->first, o.ensure_ascii, out);
         *out += o.key_separator;
         if (!json_value(items[i]->second, o, level + 1, out, error)) return false;
       }

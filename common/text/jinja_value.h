@@ -130,6 +130,7 @@ struct JsonDumpOptions {
   std::string item_separator;  // "" = Python's default for the indent
   std::string key_separator;
   bool sort_keys = false;
+  bool ensure_ascii = false;  // true: non-ASCII as \uXXXX (surrogate pairs above U+FFFF)
 };
 // json.dumps(v, ensure_ascii=False, ...). False (with *error set) when a
 // value is not serialisable (undefined, a function).

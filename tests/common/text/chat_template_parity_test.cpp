@@ -290,6 +290,11 @@ const char* kSnippets[] = {
     "{{ 1 if true else 0 + 5 }} {{ (1 if false else 0) + 5 }}",
     "a{{ 'b' }}\nc {% if true -%}\n  d\n{%- endif %}\ne",
     "{%- for x in [1, 2] -%}\n  {{ x }}\n{%- endfor -%}\n",
+    "{{ '%s-%d' % ('a', 3) }} {{ '%s' % 'x' }} {{ '%5.2f|%-4d|%03d|%x|%%' % (3.14159, 7, 5, 255) }} {{ '%(a)s=%(b)r' % {'a': 1, 'b': 'q'} }} {{ '%s' % [1, 2] }}",
+    "{{ '%s and %s' | format('a', 'b') }} {{ '%(x)s' | format(x='kw') }} {{ '%e %g' % (12345.678, 0.0001) }}",
+    "{{ '%s %s' % ('a',) }}",
+    "{{ '%s' % ('a', 'b') }}",
+    "{{ 'é✓\x7f' | tojson(ensure_ascii=true) }} {{ {'k😊': ['\u00e9']} | tojson(ensure_ascii=true) }} {{ 'x' | tojson(true) }}",
     // errors with positions
     "{% if true %}unclosed",
     "{% for x in %}{% endfor %}",
