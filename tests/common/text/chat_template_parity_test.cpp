@@ -391,7 +391,7 @@ std::vector<TemplateCase> template_cases(bool fetched, std::vector<std::string>*
                    {{"bos_token", "<s>"}, {"eos_token", "</s>"}}, ""});
     return out;
   }
-  for (const char* pkg : {"llama3_1", "qwen3", "gemma3", "mistral_nemo", "llama2"}) {
+  for (const char* pkg : {"llama3_1", "qwen3", "gemma3", "mistral_nemo", "llama2", "deepseek_v3"}) {
     std::string dir = asset_dir() + "/" + pkg;
     if (!exists(dir + "/tokenizer_config.json")) {
       missing->push_back(pkg);
