@@ -109,10 +109,19 @@ class Renderer {
       case Node::Type::kFilterBlock: *out_ += eval_filter_chain(*n.expr, Value::string(capture(n.body))).str(); return Flow::kNormal;
       case Node::Type::kGeneration: {
         if (out_ != &result_->text) throw Error{"{% generation %} inside a macro, set or filter block is not supported", n.pos};
+        // The body runs as transformers' AssistantTracker runs it: as a
+        // caller() block, so its `set`s stay inside it.
         size_t begin = out_->size();
-        Flow f = exec(n.body);
+        scopes_.push_back(std::make_shared<Scope>());
+        try {
+          exec(n.body);
+        } catch (...) {
+          scopes_.pop_back();
+          throw;
+        }
+        scopes_.pop_back();
         result_->generation_spans.push_back(Span{begin, out_->size()});
-        return f;
+        return Flow::kNormal;
       }
       case Node::Type::kBreak: return Flow::kBreak;
       case Node::Type::kContinue: return Flow::kContinue;

@@ -519,7 +519,11 @@ class Parser {
     } else if (name == "generation") {
       n->type = Node::Type::kGeneration;
       expect_block_end();
+      // A caller block in Jinja2: loop controls do not reach an enclosing loop.
+      int saved = loop_depth_;
+      loop_depth_ = 0;
       n->body = parse_body({"endgeneration"}, &end);
+      loop_depth_ = saved;
       expect_block_end();
     } else if (name == "break" || name == "continue") {
       if (loop_depth_ == 0) fail("'" + name + "' outside a for loop", pos);
