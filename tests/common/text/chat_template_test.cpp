@@ -210,5 +210,38 @@ TEST(ChatTemplate, TokenMaskForSpansKeepsSplitCharactersWhole) {
   EXPECT_EQ(mask, (std::vector<uint8_t>(6, 0)));
 }
 
+// A SentencePiece-BPE tokenizer.json (Llama-2 layout, legacy normalizer)
+// over a tiny vocab: decoding does not give the text back (the dummy
+// prefix), so span edges are found by encoding prefixes.
+std::string spm_json() {
+  std::string vocab = R"("<unk>":0,"<s>":1,"</s>":2,"▁":3,"h":4,"i":5,"▁h":6,"▁hi":7)";
+  for (int b = 0; b < 256; ++b) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), ",\"<0x%02X>\":%d", b, 8 + b);
+    vocab += buf;
+  }
+  return R"({"added_tokens":[{"id":0,"content":"<unk>","special":true},{"id":1,"content":"<s>","special":true},{"id":2,"content":"</s>","special":true}],
+    "normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"▁"},{"type":"Replace","pattern":{"String":" "},"content":"▁"}]},
+    "pre_tokenizer":null,"post_processor":null,
+    "decoder":{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"▁"},"content":" "},{"type":"ByteFallback"},{"type":"Fuse"},{"type":"Strip","content":" ","start":1,"stop":0}]},
+    "model":{"type":"BPE","unk_token":"<unk>","fuse_unk":true,"byte_fallback":true,"vocab":{)" + vocab + R"(},"merges":["▁ h","▁h i"]}})";
+}
+
+TEST(ChatTemplate, TokenMaskForSpansByPrefixEncodingWhenDecodeDiffers) {
+  TempDir d;
+  d.write("tokenizer.json", spm_json());
+  auto tok = Tokenizer::load(d.path() + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status().to_string();
+  std::string text = "<s>hi hi</s>";
+  std::vector<int32_t> ids = (*tok)->encode(text, false);
+  ASSERT_EQ(ids, (std::vector<int32_t>{1, 7, 7, 2}));  // <s> ▁hi ▁hi </s>
+  ASSERT_NE((*tok)->decode(ids, false), text);        // the fallback path is the one tested
+  // The reply " hi</s>" starts on a token edge.
+  EXPECT_EQ(token_mask_for_spans(**tok, text, ids, {jinja::Span{5, 12}}), (std::vector<uint8_t>{0, 0, 1, 1}));
+  // A span starting inside "▁hi" leaves that token out.
+  EXPECT_EQ(token_mask_for_spans(**tok, text, ids, {jinja::Span{4, 12}}), (std::vector<uint8_t>{0, 0, 1, 1}));
+  EXPECT_EQ(token_mask_for_spans(**tok, text, ids, {jinja::Span{3, 5}}), (std::vector<uint8_t>{0, 1, 0, 0}));
+}
+
 }  // namespace
 }  // namespace lema
