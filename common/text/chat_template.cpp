@@ -45,6 +45,15 @@ ojson special_tokens_of(const ojson& config) {
       out[key] = (*it)["content"];
     }
   }
+  auto extra = config.find("additional_special_tokens");
+  if (extra != config.end() && extra->is_array()) {
+    ojson list = ojson::array();
+    for (const auto& t : *extra) {
+      if (t.is_string()) list.push_back(t);
+      else if (t.is_object() && t.contains("content") && t["content"].is_string()) list.push_back(t["content"]);
+    }
+    out["additional_special_tokens"] = list;
+  }
   return out;
 }
 
@@ -157,8 +166,38 @@ Result<jinja::RenderResult> ChatTemplate::render_raw(const ojson& messages, bool
 }
 
 Result<std::string> ChatTemplate::render(const ojson& messages, const ChatRenderOptions& options) const {
+  if (options.continue_final_message && options.add_generation_prompt) {
+    return Status::invalid_argument("continue_final_message and add_generation_prompt cannot both be set");
+  }
   LEMA_ASSIGN_OR_RETURN(jinja::RenderResult r, render_raw(messages, options.add_generation_prompt, options));
-  return std::move(r.text);
+  if (!options.continue_final_message) return std::move(r.text);
+  // As transformers: cut after the last occurrence of the final message's
+  // content (its last text part for a list), or of that content stripped,
+  // for templates that trim messages.
+  if (!messages.is_array() || messages.empty() || !messages.back().is_object()) {
+    return Status::invalid_argument("continue_final_message needs a final message");
+  }
+  const ojson& last = messages.back();
+  std::string content;
+  auto c = last.find("content");
+  if (c != last.end() && c->is_string()) {
+    content = c->get<std::string>();
+  } else if (c != last.end() && c->is_array() && !c->empty() && c->back().is_object() && c->back().contains("text") &&
+             c->back()["text"].is_string()) {
+    content = c->back()["text"].get<std::string>();
+  } else {
+    return Status::invalid_argument("continue_final_message: the final message has no text content");
+  }
+  size_t at = r.text.rfind(content);
+  if (at == std::string::npos) {
+    content = jinja::py_strip_whitespace(content);
+    at = r.text.rfind(content);
+  }
+  if (at == std::string::npos) {
+    return Status::invalid_argument(template_.name() +
+                                    ": continue_final_message: the final message's content does not appear in the rendered text");
+  }
+  return r.text.substr(0, at + content.size());
 }
 
 Result<ChatRendering> ChatTemplate::render_for_training(const ojson& messages, const ChatRenderOptions& options,

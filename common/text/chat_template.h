@@ -7,7 +7,8 @@
 // Context given to the template (as transformers does): `messages`,
 // `tools` (none unless given), `documents` (none), `add_generation_prompt`,
 // the special tokens that tokenizer_config.json names as strings
-// (bos_token, eos_token, unk_token, pad_token), then `extra` (e.g.
+// (bos_token, eos_token, unk_token, pad_token, additional_special_tokens),
+// then `extra` (e.g.
 // {"enable_thinking": false}), which overrides any of those.
 //
 // How assistant spans are found (AssistantMaskMethod):
@@ -52,6 +53,10 @@ class Tokenizer;
 
 struct ChatRenderOptions {
   bool add_generation_prompt = false;
+  // transformers' continue_final_message: render without the generation
+  // prompt and cut the text right after the last message's content, so a
+  // model continues a prefilled reply. Excludes add_generation_prompt.
+  bool continue_final_message = false;
   // Extra template variables (transformers' **kwargs): enable_thinking,
   // tools (a JSON array of tool schemas), date_string, ...
   nlohmann::ordered_json extra = nlohmann::ordered_json::object();

@@ -623,6 +623,8 @@ Status to_status(const Error& e, const std::string& name) {
 
 }  // namespace
 
+std::string py_strip_whitespace(const std::string& s) { return py_strip(s, Value::none(), true, true); }
+
 Result<Template> Template::parse(const std::string& source, const std::string& name) {
   auto parsed = std::make_shared<Parsed>();
   try {
@@ -638,6 +640,7 @@ Result<Template> Template::parse(const std::string& source, const std::string& n
 }
 
 Result<RenderResult> Template::render(const nlohmann::ordered_json& context, const RenderOptions& options) const {
+  if (!parsed_) return Status::internal("render() on a Template that was not parsed");
   if (!context.is_object() && !context.is_null()) return Status::invalid_argument(name_ + ": the render context must be a JSON object");
   RenderResult result;
   Renderer r(options, &result);

@@ -71,4 +71,7 @@ class Template {
   bool has_generation_ = false;
 };
 
+// Python's str.strip() (Unicode whitespace), as templates' `trim` does.
+std::string py_strip_whitespace(const std::string& s);
+
 }  // namespace lema::jinja

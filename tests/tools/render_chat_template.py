@@ -11,7 +11,8 @@ raise_exception(msg) and strftime_now(fmt).
 
 Needs only Debian's python3-jinja2 (no transformers). Protocol: one JSON
 request per stdin line,
-  {"template": "...", "context": {...}, "now": 1700000000 (optional)}
+  {"template": "...", "context": {...}, "now": 1700000000 (optional),
+   "continue_final_message": true (optional, as transformers' option)}
 one JSON reply per stdout line, in order,
   {"text": "...", "generation": [[begin, end], ...]}  (UTF-8 byte offsets)
   {"error": "TypeName: message"}
@@ -87,6 +88,16 @@ def render(request):
     for block in template.generate(**request.get("context", {})):
         tracker.blocks.append(block)
     text = "".join(tracker.blocks)
+    if request.get("continue_final_message"):
+        # transformers' apply_chat_template(continue_final_message=True).
+        final = request["context"]["messages"][-1]["content"]
+        if isinstance(final, (list, tuple)):
+            final = final[-1]["text"]
+        try:
+            text = text[: text.rindex(final) + len(final)]
+        except ValueError:
+            final = final.strip()
+            text = text[: text.rindex(final) + len(final)]
     return {"text": text, "generation": char_to_byte_offsets(text, tracker.spans)}
 
 

@@ -70,6 +70,7 @@ struct Request {
   std::string label;
   std::string source;
   ojson context;
+  bool continue_final_message = false;
 };
 
 struct Reply {
@@ -87,7 +88,8 @@ std::vector<Reply> python_render(const std::vector<Request>& requests) {
   {
     std::ofstream f(in);
     for (const auto& r : requests) {
-      ojson j = {{"template", r.source}, {"context", r.context}, {"now", kNow}};
+      ojson j = {{"template", r.source}, {"context", r.context}, {"now", kNow},
+                 {"continue_final_message", r.continue_final_message}};
       f << j.dump(-1, ' ', false, ojson::error_handler_t::strict) << "\n";
     }
   }
@@ -489,17 +491,18 @@ TEST(ChatTemplateParity, FetchedTemplatesMatchPythonJinja2) {
     auto ct = ChatTemplate::load(t.tokenizer_dir);
     ASSERT_TRUE(ct.ok()) << ct.status().to_string();
     std::vector<Request> plain;
-    std::vector<std::pair<ojson, bool>> args;
+    std::vector<std::pair<ojson, int>> args;  // 0: plain, 1: generation prompt, 2: continue_final_message
     for (const auto& conv : conversations()) {
-      for (bool gen : {false, true}) {
-        plain.push_back({t.name, t.source, chat_context(t, conv.second, gen, ojson::object())});
-        args.push_back({conv.second, gen});
+      for (int mode : {0, 1, 2}) {
+        plain.push_back({t.name, t.source, chat_context(t, conv.second, mode == 1, ojson::object()), mode == 2});
+        args.push_back({conv.second, mode});
       }
     }
     std::vector<Reply> want = python_render(plain);
     for (size_t i = 0; i < plain.size(); ++i) {
       ChatRenderOptions o;
-      o.add_generation_prompt = args[i].second;
+      o.add_generation_prompt = args[i].second == 1;
+      o.continue_final_message = args[i].second == 2;
       o.now_unix_s = kNow;
       auto got = ct->render(args[i].first, o);
       EXPECT_EQ(got.ok(), want[i].ok) << t.name << " #" << i;

@@ -50,7 +50,11 @@ TEST(ChatTemplate, LoadsTheConfigTemplateWithItsSpecialTokens) {
   ojson config = {{"bos_token", {{"content", "<|begin_of_text|>"}, {"lstrip", false}}},
                   {"eos_token", "<|eot_id|>"},
                   {"chat_template", kLlama3}};
+  config["additional_special_tokens"] = ojson::array({"<|a|>", {{"content", "<|b|>"}}});
   d.write("tokenizer_config.json", config.dump());
+  auto extra = ChatTemplate::load(d.path());
+  ASSERT_TRUE(extra.ok());
+  EXPECT_EQ(extra->special_tokens()["additional_special_tokens"], ojson::array({"<|a|>", "<|b|>"}));
   for (const std::string& path : {d.path(), d.path() + "/tokenizer_config.json"}) {
     auto t = ChatTemplate::load(path);
     ASSERT_TRUE(t.ok()) << t.status().to_string();
@@ -103,6 +107,21 @@ TEST(ChatTemplate, MissingTemplateAndBadInputAreStatuses) {
   auto ok = ChatTemplate::from_source("{{ messages }}", "t", ojson::object());
   ASSERT_TRUE(ok.ok());
   EXPECT_FALSE(ok->render(ojson::object(), ChatRenderOptions{}).ok());  // messages must be an array
+}
+
+TEST(ChatTemplate, ContinueFinalMessageCutsAfterTheLastContent) {
+  auto t = ChatTemplate::from_source(kLlama3, "llama3", {{"bos_token", "<|begin_of_text|>"}});
+  ASSERT_TRUE(t.ok());
+  ChatRenderOptions o;
+  o.continue_final_message = true;
+  // Llama-3 trims the content: the stripped text is what is found.
+  auto text = t->render(ojson::array({msg("user", "Q"), msg("assistant", "The answer is ")}), o);
+  ASSERT_TRUE(text.ok()) << text.status().to_string();
+  EXPECT_EQ(*text,
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nQ<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nThe answer is");
+  o.add_generation_prompt = true;
+  EXPECT_FALSE(t->render(ojson::array({msg("user", "Q")}), o).ok());
 }
 
 TEST(ChatTemplate, ContextAsTransformersGivesIt) {
