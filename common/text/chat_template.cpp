@@ -1,7 +1,5 @@
 #include "common/text/chat_template.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 
 #include "common/base/file_util.h"
@@ -12,21 +10,6 @@ namespace lema {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-bool is_dir(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-bool is_file(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::string dir_of(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -111,18 +94,20 @@ Result<ChatTemplate> ChatTemplate::from_source(const std::string& source, const 
 
 Result<ChatTemplate> ChatTemplate::load(const std::string& path, const std::string& template_name) {
   std::string dir, config_path, jinja_path;
-  if (is_dir(path)) {
+  if (is_directory(path)) {
     dir = path;
-  } else if (is_file(path)) {
-    dir = dir_of(path);
+  } else if (path_exists(path)) {
+    dir = path_dirname(path);
     if (ends_with(path, ".jinja")) jinja_path = path;
     else config_path = path;
   } else {
     return Status::not_found(path + ": no such file or directory");
   }
-  if (config_path.empty() && is_file(dir + "/tokenizer_config.json")) config_path = dir + "/tokenizer_config.json";
-  if (jinja_path.empty() && is_file(dir + "/chat_template.jinja") && (template_name.empty() || template_name == "default")) {
-    jinja_path = dir + "/chat_template.jinja";
+  const std::string config_file = path_join(dir, "tokenizer_config.json");
+  const std::string jinja_file = path_join(dir, "chat_template.jinja");
+  if (config_path.empty() && path_exists(config_file)) config_path = config_file;
+  if (jinja_path.empty() && path_exists(jinja_file) && (template_name.empty() || template_name == "default")) {
+    jinja_path = jinja_file;
   }
   ojson config = ojson::object();
   if (!config_path.empty()) {
