@@ -14,6 +14,7 @@ scripts/fetch_test_assets.sh it checks that
   - for a template with {% generation %} blocks, transformers'
     return_assistant_tokens_mask == the tokens inside the reference's spans.
 
+    bash scripts/fetch_test_assets.sh   # or copy the cache there
     python3 tests/gpu/chat_template_parity.py [--assets DIR]
 
 Prints the counts; exits 1 on a mismatch, 2 when transformers is missing.
