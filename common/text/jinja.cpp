@@ -12,6 +12,7 @@
 #include <cmath>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include "common/text/jinja_ast.h"
@@ -193,6 +194,7 @@ class Renderer {
       return;
     }
     const int64_t len = static_cast<int64_t>(items.size());
+    auto last_changed = std::make_shared<std::optional<Value>>();  // loop.changed()'s memory
     for (int64_t i = 0; i < len; ++i) {
       auto scope = std::make_shared<Scope>();
       bind_target(n.target, items[i], scope.get(), n.pos);
@@ -209,6 +211,13 @@ class Renderer {
       d.set("depth0", Value::integer(0));
       d.set("previtem", i > 0 ? items[i - 1] : Value::undefined("there is no previous item"));
       d.set("nextitem", i + 1 < len ? items[i + 1] : Value::undefined("there is no next item"));
+      d.set("changed", Value::function("changed", [last_changed](CallArgs& a) {
+        // True on the first call and whenever the arguments differ from the last call's.
+        Value now = Value::list(a.positional);
+        bool changed = !last_changed->has_value() || **last_changed != now;
+        *last_changed = now;
+        return Value::boolean(changed);
+      }));
       d.set("cycle", Value::function("cycle", [i](CallArgs& a) {
         if (a.positional.empty()) raise("no items for cycling given");
         return a.positional[static_cast<size_t>(i) % a.positional.size()];
@@ -401,11 +410,21 @@ class Renderer {
     fail(std::string("unsupported operand type(s) for ") + op + ": '" + a.type_name() + "' and '" + b.type_name() + "'", pos);
   }
 
+  // Python's ints are unbounded; ours are 64-bit and say so rather than wrap.
+  Value checked(bool overflow, int64_t value, Pos pos) const {
+    if (overflow) fail("integer overflow: lema's template integers are 64-bit", pos);
+    return Value::integer(value);
+  }
+
   Value arith(const std::string& op, const Value& a, const Value& b, Pos pos) {
+    int64_t r = 0;
     bool nums = a.is_number() && b.is_number();
     bool ints = nums && !a.is_float() && !b.is_float();
     if (op == "+") {
-      if (ints) return Value::integer(a.as_int() + b.as_int());
+      if (ints) {
+        bool overflow = __builtin_add_overflow(a.as_int(), b.as_int(), &r);
+        return checked(overflow, r, pos);
+      }
       if (nums) return Value::real(a.as_double() + b.as_double());
       if (a.is_string() && b.is_string()) return Value::string(a.as_string() + b.as_string());
       if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
@@ -416,12 +435,18 @@ class Renderer {
       type_error("+", a, b, pos);
     }
     if (op == "-") {
-      if (ints) return Value::integer(a.as_int() - b.as_int());
+      if (ints) {
+        bool overflow = __builtin_sub_overflow(a.as_int(), b.as_int(), &r);
+        return checked(overflow, r, pos);
+      }
       if (nums) return Value::real(a.as_double() - b.as_double());
       type_error("-", a, b, pos);
     }
     if (op == "*") {
-      if (ints) return Value::integer(a.as_int() * b.as_int());
+      if (ints) {
+        bool overflow = __builtin_mul_overflow(a.as_int(), b.as_int(), &r);
+        return checked(overflow, r, pos);
+      }
       if (nums) return Value::real(a.as_double() * b.as_double());
       const Value* seq = (a.is_string() || a.is_list()) ? &a : (b.is_string() || b.is_list()) ? &b : nullptr;
       const Value* count = seq == &a ? &b : &a;
@@ -468,9 +493,13 @@ class Renderer {
     if (op == "**") {
       if (!nums) type_error("** or pow()", a, b, pos);
       if (ints && b.as_int() >= 0) {
-        int64_t r = 1;
-        for (int64_t i = 0; i < b.as_int(); ++i) r *= a.as_int();
-        return Value::integer(r);
+        int64_t p = 1;
+        for (int64_t i = 0; i < b.as_int(); ++i) {
+          if (__builtin_mul_overflow(p, a.as_int(), &p)) return checked(true, 0, pos);
+          if (p == 0 || p == 1) break;  // 0 ** n, 1 ** n
+        }
+        if (a.as_int() == -1) p = (b.as_int() % 2) ? -1 : 1;
+        return Value::integer(p);
       }
       return Value::real(std::pow(a.as_double(), b.as_double()));
     }

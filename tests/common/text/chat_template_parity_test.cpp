@@ -310,6 +310,8 @@ const char* kSnippets[] = {
     "{% for x in l %}{{ x }}{{ ',' if not loop.last else '.' }}{% endfor %}",
     "{{ 'x' is sameas 'x' }} {{ none is sameas none }} {{ l is sameas l }} {{ 1 is sameas true }}",
     "{{ d | dictsort }} {{ {'b': 2, 'a': 1} | dictsort(by='value', reverse=true) }}",
+    "{% for u in users | sort(attribute='admin') %}{% if loop.changed(u.admin) %}[{{ u.admin }}]{% endif %}{{ u.name }} {% endfor %}",
+    "{{ 2 ** 62 + (2 ** 62 - 1) }} {{ -2 ** 63 }} {{ (-1) ** 7 }} {{ 0 ** 0 }} {{ 1 ** 100 }} {{ 9223372036854775807 }}",
     // errors with positions
     "{% if true %}unclosed",
     "{% for x in %}{% endfor %}",

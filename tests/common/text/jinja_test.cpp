@@ -75,6 +75,9 @@ TEST(Jinja, Arithmetic) {
   EXPECT_EQ(render("{{ 'a' ~ 1 ~ none ~ missing }}"), "a1None");
   EXPECT_NE(error_of("{{ 1 + 'a' }}").find("unsupported operand type(s) for +: 'int' and 'str'"), std::string::npos);
   EXPECT_NE(error_of("{{ 1 / 0 }}").find("division by zero"), std::string::npos);
+  // Python's ints are unbounded: past 64 bits lema says so instead of wrapping.
+  EXPECT_EQ(error_of("{{ 2 ** 64 }}"), "t.jinja:1:6: integer overflow: lema's template integers are 64-bit");
+  EXPECT_EQ(error_of("{{ 9223372036854775807 + 1 }}"), "t.jinja:1:24: integer overflow: lema's template integers are 64-bit");
 }
 
 TEST(Jinja, ComparisonsAndLogic) {
