@@ -32,8 +32,10 @@ ojson special_tokens_of(const ojson& config) {
   if (extra != config.end() && extra->is_array()) {
     ojson list = ojson::array();
     for (const auto& t : *extra) {
-      if (t.is_string()) list.push_back(t);
-      else if (t.is_object() && t.contains("content") && t["content"].is_string()) list.push_back(t["content"]);
+      if (t.is_string())
+        list.push_back(t);
+      else if (t.is_object() && t.contains("content") && t["content"].is_string())
+        list.push_back(t["content"]);
     }
     out["additional_special_tokens"] = list;
   }
@@ -53,11 +55,13 @@ Result<ojson> read_json(const std::string& path) {
 Result<std::string> pick_template(const ojson& field, const std::string& where, const std::string& wanted) {
   if (field.is_string()) {
     if (!wanted.empty() && wanted != "default") {
-      return Status::not_found(where + ": holds a single template; there is no template named '" + wanted + "'");
+      return Status::not_found(where + ": holds a single template; there is no template named '" + wanted +
+                               "'");
     }
     return field.get<std::string>();
   }
-  if (!field.is_array()) return Status::invalid_argument(where + ": must be a string or a list of {name, template}");
+  if (!field.is_array())
+    return Status::invalid_argument(where + ": must be a string or a list of {name, template}");
   std::string name = wanted.empty() ? "default" : wanted;
   std::string names;
   for (const auto& e : field) {
@@ -98,15 +102,18 @@ Result<ChatTemplate> ChatTemplate::load(const std::string& path, const std::stri
     dir = path;
   } else if (path_exists(path)) {
     dir = path_dirname(path);
-    if (ends_with(path, ".jinja")) jinja_path = path;
-    else config_path = path;
+    if (ends_with(path, ".jinja"))
+      jinja_path = path;
+    else
+      config_path = path;
   } else {
     return Status::not_found(path + ": no such file or directory");
   }
   const std::string config_file = path_join(dir, "tokenizer_config.json");
   const std::string jinja_file = path_join(dir, "chat_template.jinja");
   if (config_path.empty() && path_exists(config_file)) config_path = config_file;
-  if (jinja_path.empty() && path_exists(jinja_file) && (template_name.empty() || template_name == "default")) {
+  if (jinja_path.empty() && path_exists(jinja_file) &&
+      (template_name.empty() || template_name == "default")) {
     jinja_path = jinja_file;
   }
   ojson config = ojson::object();
@@ -118,10 +125,12 @@ Result<ChatTemplate> ChatTemplate::load(const std::string& path, const std::stri
     LEMA_ASSIGN_OR_RETURN(source, read_file(jinja_path));
     name = jinja_path;
   } else {
-    if (config_path.empty()) return Status::not_found(path + ": no tokenizer_config.json or chat_template.jinja");
+    if (config_path.empty())
+      return Status::not_found(path + ": no tokenizer_config.json or chat_template.jinja");
     auto it = config.find("chat_template");
     if (it == config.end() || it->is_null()) {
-      return Status::not_found(config_path + ": has no chat_template (and there is no chat_template.jinja beside it)");
+      return Status::not_found(config_path +
+                               ": has no chat_template (and there is no chat_template.jinja beside it)");
     }
     LEMA_ASSIGN_OR_RETURN(source, pick_template(*it, config_path + ": chat_template", template_name));
     name = config_path + ":chat_template";
@@ -167,8 +176,8 @@ Result<std::string> ChatTemplate::render(const ojson& messages, const ChatRender
   auto c = last.find("content");
   if (c != last.end() && c->is_string()) {
     content = c->get<std::string>();
-  } else if (c != last.end() && c->is_array() && !c->empty() && c->back().is_object() && c->back().contains("text") &&
-             c->back()["text"].is_string()) {
+  } else if (c != last.end() && c->is_array() && !c->empty() && c->back().is_object() &&
+             c->back().contains("text") && c->back()["text"].is_string()) {
     content = c->back()["text"].get<std::string>();
   } else {
     return Status::invalid_argument("continue_final_message: the final message has no text content");
@@ -179,13 +188,15 @@ Result<std::string> ChatTemplate::render(const ojson& messages, const ChatRender
     at = r.text.rfind(content);
   }
   if (at == std::string::npos) {
-    return Status::invalid_argument(template_.name() +
-                                    ": continue_final_message: the final message's content does not appear in the rendered text");
+    return Status::invalid_argument(
+        template_.name() +
+        ": continue_final_message: the final message's content does not appear in the rendered text");
   }
   return r.text.substr(0, at + content.size());
 }
 
-Result<ChatRendering> ChatTemplate::render_for_training(const ojson& messages, const ChatRenderOptions& options,
+Result<ChatRendering> ChatTemplate::render_for_training(const ojson& messages,
+                                                        const ChatRenderOptions& options,
                                                         bool last_assistant_only) const {
   LEMA_ASSIGN_OR_RETURN(jinja::RenderResult full, render_raw(messages, false, options));
   ChatRendering out;
@@ -230,7 +241,8 @@ Result<ChatRendering> ChatTemplate::render_for_training(const ojson& messages, c
 }
 
 std::vector<uint8_t> token_mask_for_spans(const Tokenizer& tokenizer, const std::string& text,
-                                          const std::vector<int32_t>& ids, const std::vector<jinja::Span>& spans) {
+                                          const std::vector<int32_t>& ids,
+                                          const std::vector<jinja::Span>& spans) {
   std::vector<uint8_t> mask(ids.size(), 0);
   if (spans.empty() || ids.empty()) return mask;
   // Exact token offsets when decoding gives the text back byte for byte:
@@ -252,7 +264,8 @@ std::vector<uint8_t> token_mask_for_spans(const Tokenizer& tokenizer, const std:
         for (const auto& s : spans) {
           // A token with no bytes of its own (the start of a split UTF-8
           // character) goes with the bytes that follow it.
-          bool inside = ends[i] > begin ? (begin >= s.begin && ends[i] <= s.end) : (begin >= s.begin && begin < s.end);
+          bool inside =
+              ends[i] > begin ? (begin >= s.begin && ends[i] <= s.end) : (begin >= s.begin && begin < s.end);
           if (inside) {
             mask[i] = 1;
             break;

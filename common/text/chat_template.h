@@ -39,10 +39,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/base/status.h"
 #include "common/text/jinja.h"
@@ -94,7 +93,8 @@ class ChatTemplate {
   Result<std::string> render(const nlohmann::ordered_json& messages, const ChatRenderOptions& options) const;
 
   // The text (add_generation_prompt=false) and the assistant spans.
-  Result<ChatRendering> render_for_training(const nlohmann::ordered_json& messages, const ChatRenderOptions& options,
+  Result<ChatRendering> render_for_training(const nlohmann::ordered_json& messages,
+                                            const ChatRenderOptions& options,
                                             bool last_assistant_only = false) const;
 
   const jinja::Template& jinja_template() const { return template_; }
@@ -116,6 +116,7 @@ Result<ChatTokens> tokenize_chat(const ChatTemplate& tmpl, const Tokenizer& toke
 // The mapping alone: 1 for each id of `ids` (= encode(text, false)) whose
 // bytes lie inside one of `spans`.
 std::vector<uint8_t> token_mask_for_spans(const Tokenizer& tokenizer, const std::string& text,
-                                          const std::vector<int32_t>& ids, const std::vector<jinja::Span>& spans);
+                                          const std::vector<int32_t>& ids,
+                                          const std::vector<jinja::Span>& spans);
 
 }  // namespace lema

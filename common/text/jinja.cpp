@@ -59,7 +59,8 @@ class Renderer {
     });
     int64_t now = options_.now_unix_s;
     (*globals)["strftime_now"] = Value::function("strftime_now", [now](CallArgs& a) {
-      if (a.positional.size() != 1 || !a.positional[0].is_string()) raise("strftime_now expects one format string");
+      if (a.positional.size() != 1 || !a.positional[0].is_string())
+        raise("strftime_now expects one format string");
       std::time_t t = now >= 0 ? static_cast<std::time_t>(now) : std::time(nullptr);
       std::tm tm{};
       localtime_r(&t, &tm);
@@ -70,7 +71,8 @@ class Renderer {
       return Value::string(std::string(buf.data(), n));
     });
     if (context.is_object()) {
-      for (auto it = context.begin(); it != context.end(); ++it) (*globals)[it.key()] = Value::from_json(it.value());
+      for (auto it = context.begin(); it != context.end(); ++it)
+        (*globals)[it.key()] = Value::from_json(it.value());
     }
     scopes_ = {globals, std::make_shared<Scope>()};
     out_ = &result_->text;
@@ -90,15 +92,23 @@ class Renderer {
 
   Flow exec_node(const Node& n) {
     switch (n.type) {
-      case Node::Type::kText: *out_ += n.text; return Flow::kNormal;
-      case Node::Type::kOutput: *out_ += eval(*n.expr).str(); return Flow::kNormal;
+      case Node::Type::kText:
+        *out_ += n.text;
+        return Flow::kNormal;
+      case Node::Type::kOutput:
+        *out_ += eval(*n.expr).str();
+        return Flow::kNormal;
       case Node::Type::kIf:
         for (size_t i = 0; i < n.bodies.size(); ++i) {
           if (i >= n.conds.size() || eval(*n.conds[i]).truthy()) return exec(n.bodies[i]);
         }
         return Flow::kNormal;
-      case Node::Type::kFor: exec_for(n); return Flow::kNormal;
-      case Node::Type::kSet: assign(n.target, eval(*n.expr), n.pos); return Flow::kNormal;
+      case Node::Type::kFor:
+        exec_for(n);
+        return Flow::kNormal;
+      case Node::Type::kSet:
+        assign(n.target, eval(*n.expr), n.pos);
+        return Flow::kNormal;
       case Node::Type::kSetBlock: {
         std::string text = capture(n.body);
         Value v = Value::string(std::move(text));
@@ -106,10 +116,15 @@ class Renderer {
         assign(n.target, v, n.pos);
         return Flow::kNormal;
       }
-      case Node::Type::kMacro: define_macro(n); return Flow::kNormal;
-      case Node::Type::kFilterBlock: *out_ += eval_filter_chain(*n.expr, Value::string(capture(n.body))).str(); return Flow::kNormal;
+      case Node::Type::kMacro:
+        define_macro(n);
+        return Flow::kNormal;
+      case Node::Type::kFilterBlock:
+        *out_ += eval_filter_chain(*n.expr, Value::string(capture(n.body))).str();
+        return Flow::kNormal;
       case Node::Type::kGeneration: {
-        if (out_ != &result_->text) throw Error{"{% generation %} inside a macro, set or filter block is not supported", n.pos};
+        if (out_ != &result_->text)
+          throw Error{"{% generation %} inside a macro, set or filter block is not supported", n.pos};
         // The body runs as transformers' AssistantTracker runs it: as a
         // caller() block, so its `set`s stay inside it.
         size_t begin = out_->size();
@@ -124,8 +139,10 @@ class Renderer {
         result_->generation_spans.push_back(Span{begin, out_->size()});
         return Flow::kNormal;
       }
-      case Node::Type::kBreak: return Flow::kBreak;
-      case Node::Type::kContinue: return Flow::kContinue;
+      case Node::Type::kBreak:
+        return Flow::kBreak;
+      case Node::Type::kContinue:
+        return Flow::kContinue;
     }
     return Flow::kNormal;
   }
@@ -150,9 +167,12 @@ class Renderer {
       return;
     }
     std::vector<Value> items;
-    if (!v.iterate(&items) || v.is_undefined()) throw Error{std::string("cannot unpack a '") + v.type_name() + "' value", pos};
+    if (!v.iterate(&items) || v.is_undefined())
+      throw Error{std::string("cannot unpack a '") + v.type_name() + "' value", pos};
     if (items.size() != t.names.size()) {
-      throw Error{"cannot unpack " + std::to_string(items.size()) + " values into " + std::to_string(t.names.size()) + " names", pos};
+      throw Error{"cannot unpack " + std::to_string(items.size()) + " values into " +
+                      std::to_string(t.names.size()) + " names",
+                  pos};
     }
     for (size_t i = 0; i < items.size(); ++i) (*scope)[t.names[i]] = items[i];
   }
@@ -160,7 +180,8 @@ class Renderer {
   void assign(const Target& t, const Value& v, Pos pos) {
     if (!t.attr.empty()) {
       Value ns = lookup(t.names[0]);
-      if (!ns.is_namespace()) throw Error{"cannot assign attribute on non-namespace object '" + t.names[0] + "'", pos};
+      if (!ns.is_namespace())
+        throw Error{"cannot assign attribute on non-namespace object '" + t.names[0] + "'", pos};
       ns.as_dict().set(t.attr, v);
       return;
     }
@@ -170,7 +191,8 @@ class Renderer {
   void exec_for(const Node& n) {
     Value seq = eval(*n.expr);
     std::vector<Value> items;
-    if (!seq.iterate(&items)) throw Error{std::string("'") + seq.type_name() + "' object is not iterable", n.expr->pos};
+    if (!seq.iterate(&items))
+      throw Error{std::string("'") + seq.type_name() + "' object is not iterable", n.expr->pos};
     if (n.cond) {
       // The inline `if` filters before the loop counts (loop.length, loop.last).
       std::vector<Value> kept;
@@ -212,16 +234,16 @@ class Renderer {
       d.set("previtem", i > 0 ? items[i - 1] : Value::undefined("there is no previous item"));
       d.set("nextitem", i + 1 < len ? items[i + 1] : Value::undefined("there is no next item"));
       d.set("changed", Value::function("changed", [last_changed](CallArgs& a) {
-        // True on the first call and whenever the arguments differ from the last call's.
-        Value now = Value::list(a.positional);
-        bool changed = !last_changed->has_value() || **last_changed != now;
-        *last_changed = now;
-        return Value::boolean(changed);
-      }));
+              // True on the first call and whenever the arguments differ from the last call's.
+              Value now = Value::list(a.positional);
+              bool changed = !last_changed->has_value() || **last_changed != now;
+              *last_changed = now;
+              return Value::boolean(changed);
+            }));
       d.set("cycle", Value::function("cycle", [i](CallArgs& a) {
-        if (a.positional.empty()) raise("no items for cycling given");
-        return a.positional[static_cast<size_t>(i) % a.positional.size()];
-      }));
+              if (a.positional.empty()) raise("no items for cycling given");
+              return a.positional[static_cast<size_t>(i) % a.positional.size()];
+            }));
       (*scope)["loop"] = loop;
       scopes_.push_back(scope);
       Flow f;
@@ -241,10 +263,12 @@ class Renderer {
     const Node* node = &n;
     Value fn = Value::function(n.name, [this, closure, node](CallArgs& a) {
       if (a.positional.size() > node->params.size()) {
-        raise("macro '" + node->name + "' takes not more than " + std::to_string(node->params.size()) + " argument(s)");
+        raise("macro '" + node->name + "' takes not more than " + std::to_string(node->params.size()) +
+              " argument(s)");
       }
       // Python stops runaway recursion (RecursionError); so do we, before the stack does.
-      if (macro_depth_ >= kMaxMacroDepth) raise("maximum recursion depth exceeded in macro '" + node->name + "'");
+      if (macro_depth_ >= kMaxMacroDepth)
+        raise("maximum recursion depth exceeded in macro '" + node->name + "'");
       ++macro_depth_;
       struct DepthRestore {
         int* d;
@@ -371,7 +395,8 @@ class Renderer {
 
   Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step_v, const Expr& e) {
     if (obj.is_undefined()) fail(undefined_message(obj, "?"), e.pos);
-    if (!obj.is_list() && !obj.is_string()) fail(std::string("'") + obj.type_name() + "' object is not subscriptable", e.pos);
+    if (!obj.is_list() && !obj.is_string())
+      fail(std::string("'") + obj.type_name() + "' object is not subscriptable", e.pos);
     auto as_index = [&](const Value& v) {
       if (!v.is_int() && !v.is_bool()) fail("slice indices must be integers or None", e.pos);
       return v.as_int();
@@ -407,7 +432,9 @@ class Renderer {
 
   [[noreturn]] void type_error(const char* op, const Value& a, const Value& b, Pos pos) const {
     if (a.is_undefined() || b.is_undefined()) fail(undefined_message(a.is_undefined() ? a : b, "?"), pos);
-    fail(std::string("unsupported operand type(s) for ") + op + ": '" + a.type_name() + "' and '" + b.type_name() + "'", pos);
+    fail(std::string("unsupported operand type(s) for ") + op + ": '" + a.type_name() + "' and '" +
+             b.type_name() + "'",
+         pos);
   }
 
   // Python's ints are unbounded; ours are 64-bit and say so rather than wrap.
@@ -458,7 +485,8 @@ class Renderer {
           return Value::string(s);
         }
         std::vector<Value> items;
-        for (int64_t i = 0; i < k; ++i) items.insert(items.end(), seq->as_list().items.begin(), seq->as_list().items.end());
+        for (int64_t i = 0; i < k; ++i)
+          items.insert(items.end(), seq->as_list().items.begin(), seq->as_list().items.end());
         return Value::list(std::move(items), seq->is_tuple());
       }
       type_error("*", a, b, pos);
@@ -473,7 +501,8 @@ class Renderer {
         }
       }
       if (!nums) type_error(op.c_str(), a, b, pos);
-      if (b.as_double() == 0) fail(op == "/" ? "division by zero" : "integer division or modulo by zero", pos);
+      if (b.as_double() == 0)
+        fail(op == "/" ? "division by zero" : "integer division or modulo by zero", pos);
       if (op == "/") return Value::real(a.as_double() / b.as_double());
       if (ints) {
         int64_t x = a.as_int(), y = b.as_int();
@@ -508,14 +537,16 @@ class Renderer {
 
   bool contains(const Value& container, const Value& item, Pos pos) {
     if (container.is_string()) {
-      if (!item.is_string()) fail(std::string("'in <string>' requires string as left operand, not ") + item.type_name(), pos);
+      if (!item.is_string())
+        fail(std::string("'in <string>' requires string as left operand, not ") + item.type_name(), pos);
       return container.as_string().find(item.as_string()) != std::string::npos;
     }
     if (container.is_dict() && !container.is_namespace()) {
       return item.is_string() && container.as_dict().find(item.as_string()) != nullptr;
     }
     std::vector<Value> items;
-    if (!container.iterate(&items)) fail(std::string("argument of type '") + container.type_name() + "' is not iterable", pos);
+    if (!container.iterate(&items))
+      fail(std::string("argument of type '") + container.type_name() + "' is not iterable", pos);
     return std::find(items.begin(), items.end(), item) != items.end();
   }
 
@@ -537,8 +568,10 @@ class Renderer {
 
   Value eval(const Expr& e) {
     switch (e.type) {
-      case Expr::Type::kLiteral: return e.literal;
-      case Expr::Type::kName: return lookup(e.name);
+      case Expr::Type::kLiteral:
+        return e.literal;
+      case Expr::Type::kName:
+        return lookup(e.name);
       case Expr::Type::kList:
       case Expr::Type::kTuple: {
         std::vector<Value> items;
@@ -554,8 +587,10 @@ class Renderer {
         }
         return d;
       }
-      case Expr::Type::kAttr: return get_attr(eval(*e.items[0]), e.name, e);
-      case Expr::Type::kItem: return get_item(eval(*e.items[0]), eval(*e.items[1]), e);
+      case Expr::Type::kAttr:
+        return get_attr(eval(*e.items[0]), e.name, e);
+      case Expr::Type::kItem:
+        return get_item(eval(*e.items[0]), eval(*e.items[1]), e);
       case Expr::Type::kSlice: {
         Value obj = eval(*e.items[0]);
         auto part = [&](size_t i) { return e.items[i] ? eval(*e.items[i]) : Value::none(); };
@@ -565,7 +600,8 @@ class Renderer {
         Value callee = eval(*e.items[0]);
         CallArgs a = eval_args(e, 1);
         if (callee.is_undefined()) fail(undefined_message(callee, "?"), e.pos);
-        if (!callee.is_function()) fail(std::string("'") + callee.type_name() + "' object is not callable", e.pos);
+        if (!callee.is_function())
+          fail(std::string("'") + callee.type_name() + "' object is not callable", e.pos);
         return at(e, [&] { return callee.as_function()(a); });
       }
       case Expr::Type::kFilter: {
@@ -585,7 +621,8 @@ class Renderer {
         Value v = eval(*e.items[0]);
         if (e.name == "not") return Value::boolean(!v.truthy());
         if (v.is_undefined()) fail(undefined_message(v, "?"), e.pos);
-        if (!v.is_number()) fail(std::string("bad operand type for unary ") + e.name + ": '" + v.type_name() + "'", e.pos);
+        if (!v.is_number())
+          fail(std::string("bad operand type for unary ") + e.name + ": '" + v.type_name() + "'", e.pos);
         if (e.name == "+") return v.is_float() ? v : Value::integer(v.as_int());
         return v.is_float() ? Value::real(-v.as_double()) : Value::integer(-v.as_int());
       }
@@ -614,7 +651,10 @@ class Renderer {
       }
       case Expr::Type::kCondExpr:
         if (eval(*e.items[1]).truthy()) return eval(*e.items[0]);
-        return e.items[2] ? eval(*e.items[2]) : Value::undefined("the inline if-expression on line " + std::to_string(e.pos.line) + " evaluated to false and no else section was defined.");
+        return e.items[2]
+                   ? eval(*e.items[2])
+                   : Value::undefined("the inline if-expression on line " + std::to_string(e.pos.line) +
+                                      " evaluated to false and no else section was defined.");
     }
     fail("unknown expression", e.pos);
   }
@@ -668,9 +708,11 @@ Result<Template> Template::parse(const std::string& source, const std::string& n
   return t;
 }
 
-Result<RenderResult> Template::render(const nlohmann::ordered_json& context, const RenderOptions& options) const {
+Result<RenderResult> Template::render(const nlohmann::ordered_json& context,
+                                      const RenderOptions& options) const {
   if (!parsed_) return Status::internal("render() on a Template that was not parsed");
-  if (!context.is_object() && !context.is_null()) return Status::invalid_argument(name_ + ": the render context must be a JSON object");
+  if (!context.is_object() && !context.is_null())
+    return Status::invalid_argument(name_ + ": the render context must be a JSON object");
   RenderResult result;
   Renderer r(options, &result);
   try {

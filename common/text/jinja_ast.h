@@ -72,15 +72,15 @@ struct Target {
 
 struct Node {
   enum class Type {
-    kText,        // text
-    kOutput,      // {{ expr }}
-    kIf,          // if conds[0] bodies[0] elif conds[1] bodies[1] ... [else bodies.back()]
-    kFor,         // for target in expr [if cond] body [else else_body]
-    kSet,         // set target = expr
-    kSetBlock,    // set target %} body {% endset (expr: optional filter chain)
-    kMacro,       // macro name(params = defaults) body
-    kFilterBlock, // filter expr (a kFilter chain over null) body
-    kGeneration,  // generation body (spans recorded)
+    kText,         // text
+    kOutput,       // {{ expr }}
+    kIf,           // if conds[0] bodies[0] elif conds[1] bodies[1] ... [else bodies.back()]
+    kFor,          // for target in expr [if cond] body [else else_body]
+    kSet,          // set target = expr
+    kSetBlock,     // set target %} body {% endset (expr: optional filter chain)
+    kMacro,        // macro name(params = defaults) body
+    kFilterBlock,  // filter expr (a kFilter chain over null) body
+    kGeneration,   // generation body (spans recorded)
     kBreak,
     kContinue,
   };
@@ -94,9 +94,9 @@ struct Node {
   Target target;
   Body body;
   Body else_body;
-  std::string name;                  // kMacro
-  std::vector<std::string> params;   // kMacro
-  std::vector<ExprPtr> defaults;     // kMacro, null where none
+  std::string name;                 // kMacro
+  std::vector<std::string> params;  // kMacro
+  std::vector<ExprPtr> defaults;    // kMacro, null where none
 };
 
 // Parses `source` (newlines already normalised to \n, final newline

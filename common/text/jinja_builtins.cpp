@@ -12,7 +12,6 @@ namespace lema::jinja {
 
 void raise(const std::string& message) { throw Error{message, Pos{0, 0}}; }
 
-
 // ---- argument access ------------------------------------------------------
 
 const Value* arg(const CallArgs& a, size_t index, const char* name) {
@@ -68,12 +67,35 @@ std::vector<std::string> code_points(const std::string& s) {
 
 // str.isspace() per CPython's Unicode tables (the code points that exist).
 bool is_py_space(const std::string& cp) {
-  static const char* kSpaces[] = {" ", "\t", "\n", "\v", "\f", "\r", "\x1c", "\x1d", "\x1e", "\x1f",
-                                  "\xc2\x85", "\xc2\xa0", "\xe1\x9a\x80", "\xe2\x80\x80", "\xe2\x80\x81",
-                                  "\xe2\x80\x82", "\xe2\x80\x83", "\xe2\x80\x84", "\xe2\x80\x85",
-                                  "\xe2\x80\x86", "\xe2\x80\x87", "\xe2\x80\x88", "\xe2\x80\x89",
-                                  "\xe2\x80\x8a", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xe2\x80\xaf",
-                                  "\xe2\x81\x9f", "\xe3\x80\x80"};
+  static const char* kSpaces[] = {" ",
+                                  "\t",
+                                  "\n",
+                                  "\v",
+                                  "\f",
+                                  "\r",
+                                  "\x1c",
+                                  "\x1d",
+                                  "\x1e",
+                                  "\x1f",
+                                  "\xc2\x85",
+                                  "\xc2\xa0",
+                                  "\xe1\x9a\x80",
+                                  "\xe2\x80\x80",
+                                  "\xe2\x80\x81",
+                                  "\xe2\x80\x82",
+                                  "\xe2\x80\x83",
+                                  "\xe2\x80\x84",
+                                  "\xe2\x80\x85",
+                                  "\xe2\x80\x86",
+                                  "\xe2\x80\x87",
+                                  "\xe2\x80\x88",
+                                  "\xe2\x80\x89",
+                                  "\xe2\x80\x8a",
+                                  "\xe2\x80\xa8",
+                                  "\xe2\x80\xa9",
+                                  "\xe2\x80\xaf",
+                                  "\xe2\x81\x9f",
+                                  "\xe3\x80\x80"};
   for (const char* s : kSpaces) {
     if (cp == s) return true;
   }
@@ -192,7 +214,8 @@ bool affix_match(const std::string& s, const Value& affix, bool prefix) {
   }
   for (const auto& o : options) {
     std::string a = need_string(o, prefix ? "startswith" : "endswith");
-    if (a.size() <= s.size() && (prefix ? s.compare(0, a.size(), a) == 0 : s.compare(s.size() - a.size(), a.size(), a) == 0)) {
+    if (a.size() <= s.size() &&
+        (prefix ? s.compare(0, a.size(), a) == 0 : s.compare(s.size() - a.size(), a.size(), a) == 0)) {
       return true;
     }
   }
@@ -278,7 +301,9 @@ namespace {
 
 // ---- methods -----------------------------------------------------------------
 
-Value bound(const std::string& name, std::function<Value(CallArgs&)> fn) { return Value::function(name, std::move(fn)); }
+Value bound(const std::string& name, std::function<Value(CallArgs&)> fn) {
+  return Value::function(name, std::move(fn));
+}
 
 // str.format with {}, {0}, {name}, {{ }} and !r / !s; format specs
 // (":>10") are refused.
@@ -288,8 +313,10 @@ std::string py_format(const std::string& fmt, const CallArgs& a) {
   for (size_t i = 0; i < fmt.size(); ++i) {
     char c = fmt[i];
     if (c == '}') {
-      if (i + 1 < fmt.size() && fmt[i + 1] == '}') ++i;
-      else raise("format: single '}' encountered in format string");
+      if (i + 1 < fmt.size() && fmt[i + 1] == '}')
+        ++i;
+      else
+        raise("format: single '}' encountered in format string");
       out += '}';
       continue;
     }
@@ -316,7 +343,8 @@ std::string py_format(const std::string& fmt, const CallArgs& a) {
     }
     const Value* v = nullptr;
     if (field.empty()) {
-      if (auto_index >= a.positional.size()) raise("format: replacement index " + std::to_string(auto_index) + " out of range");
+      if (auto_index >= a.positional.size())
+        raise("format: replacement index " + std::to_string(auto_index) + " out of range");
       v = &a.positional[auto_index++];
     } else if (std::all_of(field.begin(), field.end(), ::isdigit)) {
       size_t k = std::stoul(field);
@@ -377,7 +405,8 @@ std::string py_percent_format(const std::string& fmt, const Value& args) {
     }
     if (i >= fmt.size()) raise("incomplete format");
     // Widths and precisions stay small so that the result fits the buffer below.
-    if (std::count_if(spec.begin(), spec.end(), ::isdigit) > 2) raise("format: width or precision above 99 is not supported");
+    if (std::count_if(spec.begin(), spec.end(), ::isdigit) > 2)
+      raise("format: width or precision above 99 is not supported");
     char conv = fmt[i];
     if (!v) {
       if (mapping) raise("format requires a mapping");
@@ -388,10 +417,12 @@ std::string py_percent_format(const std::string& fmt, const Value& args) {
     if (conv == 's' || conv == 'r' || conv == 'a') {
       std::string text = conv == 's' ? v->str() : v->repr();
       // Width and precision apply to code points; chat templates use plain %s.
-      if (spec != "%") raise("format: width or precision with %" + std::string(1, conv) + " is not supported");
+      if (spec != "%")
+        raise("format: width or precision with %" + std::string(1, conv) + " is not supported");
       out += text;
     } else if (conv == 'd' || conv == 'i' || conv == 'x' || conv == 'X' || conv == 'o') {
-      if (!v->is_number()) raise(std::string("%") + conv + " format: a real number is required, not " + v->type_name());
+      if (!v->is_number())
+        raise(std::string("%") + conv + " format: a real number is required, not " + v->type_name());
       long long n = v->is_float() ? static_cast<long long>(std::trunc(v->as_double())) : v->as_int();
       std::snprintf(buf, sizeof buf, (spec + "ll" + (conv == 'i' ? 'd' : conv)).c_str(), n);
       out += buf;
@@ -431,7 +462,8 @@ Value string_method(const std::string& s, const std::string& name, bool* found) 
   }
   if (name == "split") {
     return bound(name, [s](CallArgs& a) {
-      return string_list(py_split(s, arg_or(a, 0, "sep", Value::none()), arg_or(a, 1, "maxsplit", Value::integer(-1)).as_int()));
+      return string_list(py_split(s, arg_or(a, 0, "sep", Value::none()),
+                                  arg_or(a, 1, "maxsplit", Value::integer(-1)).as_int()));
     });
   }
   if (name == "replace") {
@@ -492,8 +524,10 @@ Value string_method(const std::string& s, const std::string& name, bool* found) 
     return bound(name, [s, name](CallArgs&) {
       if (s.empty()) return Value::boolean(false);
       for (unsigned char c : s) {
-        bool ok = name == "isdigit" ? std::isdigit(c) : name == "isalpha" ? std::isalpha(c)
-                : name == "isspace" ? std::isspace(c) : std::isalnum(c);
+        bool ok = name == "isdigit"   ? std::isdigit(c)
+                  : name == "isalpha" ? std::isalpha(c)
+                  : name == "isspace" ? std::isspace(c)
+                                      : std::isalnum(c);
         if (!ok) return Value::boolean(false);
       }
       return Value::boolean(true);
@@ -508,7 +542,8 @@ Value dict_method(const Value& d, const std::string& name, bool* found) {
   if (name == "items") {
     return bound(name, [d](CallArgs&) {
       std::vector<Value> out;
-      for (const auto& kv : d.as_dict().items) out.push_back(Value::list({Value::string(kv.first), kv.second}, true));
+      for (const auto& kv : d.as_dict().items)
+        out.push_back(Value::list({Value::string(kv.first), kv.second}, true));
       return Value::list(std::move(out));
     });
   }
@@ -536,11 +571,12 @@ Value dict_method(const Value& d, const std::string& name, bool* found) {
       return v ? *v : dflt;
     });
   }
-  if (name == "copy") return bound(name, [d](CallArgs&) {
-    Value c = Value::dict();
-    c.as_dict().items = d.as_dict().items;
-    return c;
-  });
+  if (name == "copy")
+    return bound(name, [d](CallArgs&) {
+      Value c = Value::dict();
+      c.as_dict().items = d.as_dict().items;
+      return c;
+    });
   if (name == "update" || name == "pop" || name == "popitem" || name == "setdefault" || name == "clear") {
     return Value::undefined("access to attribute '" + name + "' of 'dict' object is unsafe.");
   }
@@ -575,7 +611,8 @@ bool less_than(const Value& a, const Value& b) {
     if (a.is_float() || b.is_float()) return a.as_double() < b.as_double();
     return a.as_int() < b.as_int();
   }
-  if (a.is_string() && b.is_string()) return a.as_string() < b.as_string();  // UTF-8 bytes order = code point order
+  if (a.is_string() && b.is_string())
+    return a.as_string() < b.as_string();  // UTF-8 bytes order = code point order
   if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
     const auto& x = a.as_list().items;
     const auto& y = b.as_list().items;
@@ -584,8 +621,10 @@ bool less_than(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  if (a.is_undefined() || b.is_undefined()) raise("'" + (a.is_undefined() ? a : b).undefined_hint() + "' is undefined");
-  raise(std::string("'<' not supported between instances of '") + a.type_name() + "' and '" + b.type_name() + "'");
+  if (a.is_undefined() || b.is_undefined())
+    raise("'" + (a.is_undefined() ? a : b).undefined_hint() + "' is undefined");
+  raise(std::string("'<' not supported between instances of '") + a.type_name() + "' and '" + b.type_name() +
+        "'");
 }
 
 Value get_method(const Value& obj, const std::string& name, bool* found) {
@@ -593,11 +632,13 @@ Value get_method(const Value& obj, const std::string& name, bool* found) {
   if (obj.is_string()) return string_method(obj.as_string(), name, found);
   if (obj.is_dict() && !obj.is_namespace()) return dict_method(obj, name, found);
   if (obj.is_list()) {
-    static const char* kMutators[] = {"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse"};
+    static const char* kMutators[] = {"append", "extend", "insert", "pop",
+                                      "remove", "clear",  "sort",   "reverse"};
     for (const char* m : kMutators) {
       if (name == m) {
         *found = true;
-        return Value::undefined("access to attribute '" + name + "' of '" + obj.type_name() + "' object is unsafe.");
+        return Value::undefined("access to attribute '" + name + "' of '" + obj.type_name() +
+                                "' object is unsafe.");
       }
     }
   }
@@ -609,7 +650,8 @@ Value builtin_global(const std::string& name) {
     return Value::function("range", [](CallArgs& a) {
       if (a.positional.empty() || a.positional.size() > 3) raise("range expected 1 to 3 arguments");
       for (const auto& v : a.positional) {
-        if (!v.is_int() && !v.is_bool()) raise(std::string("'") + v.type_name() + "' object cannot be interpreted as an integer");
+        if (!v.is_int() && !v.is_bool())
+          raise(std::string("'") + v.type_name() + "' object cannot be interpreted as an integer");
       }
       int64_t start = 0, stop, step = 1;
       if (a.positional.size() == 1) {
@@ -623,7 +665,8 @@ Value builtin_global(const std::string& name) {
       std::vector<Value> out;
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
         // The sandbox's MAX_RANGE.
-        if (out.size() >= 100000) raise("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+        if (out.size() >= 100000)
+          raise("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
         out.push_back(Value::integer(i));
       }
       return Value::list(std::move(out));
@@ -634,7 +677,8 @@ Value builtin_global(const std::string& name) {
     return Value::function(name, [ns](CallArgs& a) {
       Value d = ns ? Value::name_space() : Value::dict();
       for (const auto& p : a.positional) {
-        if (!p.is_dict()) raise(std::string(ns ? "namespace" : "dict") + "() positional argument must be a mapping");
+        if (!p.is_dict())
+          raise(std::string(ns ? "namespace" : "dict") + "() positional argument must be a mapping");
         for (const auto& kv : p.as_dict().items) d.as_dict().set(kv.first, kv.second);
       }
       for (const auto& kv : a.keyword) d.as_dict().set(kv.first, kv.second);

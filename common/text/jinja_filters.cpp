@@ -1,11 +1,11 @@
 // Jinja2's built-in filters and tests (Jinja2 3.1 semantics; transformers'
 // tojson). Helpers shared with the methods live in jinja_builtins.cpp.
-#include "common/text/jinja_builtins.h"
-
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
+
+#include "common/text/jinja_builtins.h"
 
 namespace lema::jinja {
 
@@ -136,7 +136,9 @@ Value filter_indent(const Value& v, CallArgs& a) {
   Value width = arg_or(a, 0, "width", Value::integer(4));
   bool first = arg_or(a, 1, "first", Value::boolean(false)).truthy();
   bool blank = arg_or(a, 2, "blank", Value::boolean(false)).truthy();
-  std::string ind = width.is_string() ? width.as_string() : std::string(static_cast<size_t>(std::max<int64_t>(0, width.as_int())), ' ');
+  std::string ind = width.is_string()
+                        ? width.as_string()
+                        : std::string(static_cast<size_t>(std::max<int64_t>(0, width.as_int())), ' ');
   // Jinja2 appends "\n" and splits with str.splitlines() (\n, \r\n, \r).
   std::string s = v.str() + "\n";
   std::vector<std::string> lines;
@@ -170,7 +172,7 @@ Value filter_round(const Value& v, CallArgs& a) {
   double r;
   if (method == "common") {
     if (v.is_int() || v.is_bool()) return Value::integer(v.as_int());  // Python: round(int, n) is that int
-    r = std::nearbyint(x * scale) / scale;  // ties to even, as CPython's round()
+    r = std::nearbyint(x * scale) / scale;                             // ties to even, as CPython's round()
   } else if (method == "floor") {
     r = std::floor(x * scale) / scale;
   } else if (method == "ceil") {
@@ -185,12 +187,23 @@ Value filter_escape(const Value& v, CallArgs&) {
   std::string out;
   for (char c : v.str()) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return Value::string(out);
@@ -253,7 +266,8 @@ const std::map<std::string, FilterFn>& filters() {
       if (v.is_undefined()) return Value::list();
       if (!v.is_dict()) raise(std::string("items: can only get items from a mapping, not ") + v.type_name());
       std::vector<Value> out;
-      for (const auto& kv : v.as_dict().items) out.push_back(Value::list({Value::string(kv.first), kv.second}, true));
+      for (const auto& kv : v.as_dict().items)
+        out.push_back(Value::list({Value::string(kv.first), kv.second}, true));
       return Value::list(std::move(out));
     };
     f["join"] = filter_join;
@@ -276,10 +290,15 @@ const std::map<std::string, FilterFn>& filters() {
       const Value* to = arg(a, 1, "new");
       if (!from || !to) raise("replace: needs old and new");
       Value count = arg_or(a, 2, "count", Value::none());
-      return Value::string(replace_all(v.str(), from->str(), to->str(), count.is_none() ? -1 : count.as_int()));
+      return Value::string(
+          replace_all(v.str(), from->str(), to->str(), count.is_none() ? -1 : count.as_int()));
     };
-    f["int"] = [](const Value& v, CallArgs& a) { return to_int(v, arg_or(a, 0, "default", Value::integer(0))); };
-    f["float"] = [](const Value& v, CallArgs& a) { return to_float(v, arg_or(a, 0, "default", Value::real(0))); };
+    f["int"] = [](const Value& v, CallArgs& a) {
+      return to_int(v, arg_or(a, 0, "default", Value::integer(0)));
+    };
+    f["float"] = [](const Value& v, CallArgs& a) {
+      return to_float(v, arg_or(a, 0, "default", Value::real(0)));
+    };
     f["abs"] = [](const Value& v, CallArgs&) {
       if (v.is_float()) return Value::real(std::fabs(v.as_double()));
       if (v.is_int() || v.is_bool()) return Value::integer(std::llabs(v.as_int()));
@@ -318,7 +337,8 @@ const std::map<std::string, FilterFn>& filters() {
     f["max"] = [](const Value& v, CallArgs& a) { return filter_minmax(v, a, true); };
     f["sum"] = filter_sum;
     f["format"] = [](const Value& v, CallArgs& a) {
-      if (!a.positional.empty() && !a.keyword.empty()) raise("format: can't handle positional and keyword arguments at the same time");
+      if (!a.positional.empty() && !a.keyword.empty())
+        raise("format: can't handle positional and keyword arguments at the same time");
       Value args;
       if (!a.keyword.empty()) {
         args = Value::dict();
@@ -337,7 +357,8 @@ const std::map<std::string, FilterFn>& filters() {
       // CPython's str.center: the extra space goes left when the margin is odd and width is odd.
       int64_t marg = width - n;
       int64_t left = marg / 2 + (marg & width & 1);
-      return Value::string(std::string(static_cast<size_t>(left), ' ') + s + std::string(static_cast<size_t>(marg - left), ' '));
+      return Value::string(std::string(static_cast<size_t>(left), ' ') + s +
+                           std::string(static_cast<size_t>(marg - left), ' '));
     };
     f["dictsort"] = [](const Value& v, CallArgs& a) {
       if (!v.is_dict()) raise("dictsort: expects a mapping");
@@ -345,10 +366,12 @@ const std::map<std::string, FilterFn>& filters() {
       std::string by = arg_or(a, 1, "by", Value::string("key")).str();
       bool reverse = arg_or(a, 2, "reverse", Value::boolean(false)).truthy();
       std::vector<Value> items;
-      for (const auto& kv : v.as_dict().items) items.push_back(Value::list({Value::string(kv.first), kv.second}, true));
+      for (const auto& kv : v.as_dict().items)
+        items.push_back(Value::list({Value::string(kv.first), kv.second}, true));
       size_t idx = by == "value" ? 1 : 0;
       std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
-        Value kx = sort_key(x.as_list().items[idx], case_sensitive), ky = sort_key(y.as_list().items[idx], case_sensitive);
+        Value kx = sort_key(x.as_list().items[idx], case_sensitive),
+              ky = sort_key(y.as_list().items[idx], case_sensitive);
         return reverse ? less_than(ky, kx) : less_than(kx, ky);
       });
       return Value::list(std::move(items));
@@ -384,7 +407,9 @@ const std::map<std::string, TestFn>& tests() {
     t["string"] = [](const Value& v, CallArgs&) { return v.is_string(); };
     t["mapping"] = [](const Value& v, CallArgs&) { return v.is_dict() && !v.is_namespace(); };
     // Undefined is iterable (empty) and a sequence (len 0) in Jinja2.
-    t["iterable"] = [](const Value& v, CallArgs&) { return v.is_undefined() || v.is_string() || v.is_list() || (v.is_dict() && !v.is_namespace()); };
+    t["iterable"] = [](const Value& v, CallArgs&) {
+      return v.is_undefined() || v.is_string() || v.is_list() || (v.is_dict() && !v.is_namespace());
+    };
     t["sequence"] = t["iterable"];
     t["callable"] = [](const Value& v, CallArgs&) { return is_callable(v); };
     t["odd"] = [](const Value& v, CallArgs&) {
@@ -434,7 +459,10 @@ const std::map<std::string, TestFn>& tests() {
     t["sameas"] = [](const Value& v, CallArgs& a) {
       const Value& o = test_arg(a, "sameas");
       if (v.kind() != o.kind()) return false;
-      if (v.is_list() || v.is_dict() || v.is_function()) return v == o && (v.is_list() ? &v.as_list() == &o.as_list() : v.is_dict() ? &v.as_dict() == &o.as_dict() : true);
+      if (v.is_list() || v.is_dict() || v.is_function())
+        return v == o && (v.is_list()   ? &v.as_list() == &o.as_list()
+                          : v.is_dict() ? &v.as_dict() == &o.as_dict()
+                                        : true);
       return v == o;
     };
     return t;

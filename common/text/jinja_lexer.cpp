@@ -60,7 +60,10 @@ class Lexer {
     size_t lo = 0, hi = line_starts_.size();
     while (hi - lo > 1) {
       size_t mid = (lo + hi) / 2;
-      if (line_starts_[mid] <= offset) lo = mid; else hi = mid;
+      if (line_starts_[mid] <= offset)
+        lo = mid;
+      else
+        hi = mid;
     }
     return Pos{static_cast<int>(lo + 1), static_cast<int>(offset - line_starts_[lo] + 1)};
   }
@@ -138,7 +141,9 @@ class Lexer {
     const char close_char = block ? '%' : '}';
     int depth = 0;  // brackets open: `}}` inside a dict literal does not close the tag
     while (true) {
-      if (p >= src_.size()) fail(block ? "unexpected end of template: missing '%}'" : "unexpected end of template: missing '}}'", tag);
+      if (p >= src_.size())
+        fail(block ? "unexpected end of template: missing '%}'" : "unexpected end of template: missing '}}'",
+             tag);
       char c = src_[p];
       if (depth == 0) {
         char sign = '\0';
@@ -165,8 +170,8 @@ class Lexer {
       } else if (c == '\'' || c == '"') {
         p = lex_string(p);
       } else {
-        static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">",
-                                     "=", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", ";"};
+        static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<",
+                                     ">",  "=",  "(",  ")",  "[",  "]",  "{", "}", ",", ".", ":", "|", ";"};
         const char* op = nullptr;
         for (const char* o : kOps) {
           if (src_.compare(p, std::strlen(o), o) == 0) {
@@ -190,7 +195,8 @@ class Lexer {
     size_t start = p;
     auto digits = [&]() {
       while (p < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[p])) ||
-                                 (src_[p] == '_' && p + 1 < src_.size() && std::isdigit(static_cast<unsigned char>(src_[p + 1]))))) {
+                                 (src_[p] == '_' && p + 1 < src_.size() &&
+                                  std::isdigit(static_cast<unsigned char>(src_[p + 1]))))) {
         ++p;
       }
     };
@@ -257,27 +263,52 @@ class Lexer {
       char e = src_[p + 1];
       p += 2;
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'a': out += '\a'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'v': out += '\v'; break;
-        case '\n': break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'v':
+          out += '\v';
+          break;
+        case '\n':
+          break;
         case 'x':
         case 'u':
         case 'U': {
           size_t n = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-          if (p + n > src_.size()) fail("truncated \\" + std::string(1, e) + " escape in string literal", p - 2);
+          if (p + n > src_.size())
+            fail("truncated \\" + std::string(1, e) + " escape in string literal", p - 2);
           uint32_t cp = 0;
           for (size_t k = 0; k < n; ++k) {
             char h = src_[p + k];
-            if (!std::isxdigit(static_cast<unsigned char>(h))) fail("truncated \\" + std::string(1, e) + " escape in string literal", p - 2);
-            cp = cp * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (std::tolower(h) - 'a' + 10));
+            if (!std::isxdigit(static_cast<unsigned char>(h)))
+              fail("truncated \\" + std::string(1, e) + " escape in string literal", p - 2);
+            cp = cp * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(h))
+                                                     ? h - '0'
+                                                     : (std::tolower(h) - 'a' + 10));
           }
           if (cp > 0x10FFFF) fail("illegal Unicode character in string literal", p - 2);
           append_utf8(cp, &out);
@@ -287,7 +318,8 @@ class Lexer {
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = static_cast<uint32_t>(e - '0');
-            for (int k = 0; k < 2 && p < src_.size() && src_[p] >= '0' && src_[p] <= '7'; ++k) cp = cp * 8 + static_cast<uint32_t>(src_[p++] - '0');
+            for (int k = 0; k < 2 && p < src_.size() && src_[p] >= '0' && src_[p] <= '7'; ++k)
+              cp = cp * 8 + static_cast<uint32_t>(src_[p++] - '0');
             append_utf8(cp, &out);
           } else {
             out += '\\';

@@ -43,14 +43,22 @@ class Parser {
   }
   std::string describe(const Token& t) const {
     switch (t.type) {
-      case Token::Type::kText: return "text";
-      case Token::Type::kVarBegin: return "'{{'";
-      case Token::Type::kVarEnd: return "'}}'";
-      case Token::Type::kBlockBegin: return "'{%'";
-      case Token::Type::kBlockEnd: return "'%}'";
-      case Token::Type::kEof: return "end of template";
-      case Token::Type::kString: return "string";
-      default: return "'" + t.value + "'";
+      case Token::Type::kText:
+        return "text";
+      case Token::Type::kVarBegin:
+        return "'{{'";
+      case Token::Type::kVarEnd:
+        return "'}}'";
+      case Token::Type::kBlockBegin:
+        return "'{%'";
+      case Token::Type::kBlockEnd:
+        return "'%}'";
+      case Token::Type::kEof:
+        return "end of template";
+      case Token::Type::kString:
+        return "string";
+      default:
+        return "'" + t.value + "'";
     }
   }
   void expect_op(const char* op) {
@@ -215,8 +223,9 @@ class Parser {
       if (loop_depth_ == 0) fail("'" + name + "' outside a for loop", pos);
       n->type = name == "break" ? Node::Type::kBreak : Node::Type::kContinue;
       expect_block_end();
-    } else if (name == "include" || name == "import" || name == "from" || name == "extends" || name == "block" ||
-               name == "call" || name == "do" || name == "with" || name == "autoescape" || name == "trans") {
+    } else if (name == "include" || name == "import" || name == "from" || name == "extends" ||
+               name == "block" || name == "call" || name == "do" || name == "with" || name == "autoescape" ||
+               name == "trans") {
       fail("'{% " + name + " %}' is not supported in chat templates", pos);
     } else {
       fail("unknown statement '" + name + "'", pos);
@@ -442,7 +451,9 @@ class Parser {
           fail("integer literal " + t.value + " does not fit in 64 bits", pos);
         }
       }
-      case Token::Type::kFloat: ++i_; return literal(Value::real(std::stod(t.value)), pos);
+      case Token::Type::kFloat:
+        ++i_;
+        return literal(Value::real(std::stod(t.value)), pos);
       case Token::Type::kOp:
         if (t.value == "(") {
           ++i_;
@@ -481,7 +492,8 @@ class Parser {
           return d;
         }
         break;
-      default: break;
+      default:
+        break;
     }
     fail_here("unexpected " + describe(t));
   }

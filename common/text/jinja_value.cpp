@@ -39,16 +39,22 @@ Value Value::function(std::string name, Function fn) {
 
 Value Value::from_json(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return none();
-    case nlohmann::ordered_json::value_t::boolean: return boolean(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return integer(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return boolean(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return integer(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
       // Python ints are unbounded; ours stop at int64 (a float beyond).
-      return u <= static_cast<uint64_t>(INT64_MAX) ? integer(static_cast<int64_t>(u)) : real(static_cast<double>(u));
+      return u <= static_cast<uint64_t>(INT64_MAX) ? integer(static_cast<int64_t>(u))
+                                                   : real(static_cast<double>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return real(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return string(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return real(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
@@ -57,10 +63,12 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
     }
     case nlohmann::ordered_json::value_t::object: {
       Value d = dict();
-      for (auto it = j.begin(); it != j.end(); ++it) d.dict_->items.emplace_back(it.key(), from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it)
+        d.dict_->items.emplace_back(it.key(), from_json(it.value()));
       return d;
     }
-    default: return none();  // binary / discarded: not produced by the JSON parser
+    default:
+      return none();  // binary / discarded: not produced by the JSON parser
   }
 }
 
@@ -85,49 +93,74 @@ void Dict::set(const std::string& key, Value v) {
 bool Value::truthy() const {
   switch (kind_) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
+    case Kind::kNone:
+      return false;
     case Kind::kBool:
-    case Kind::kInt: return int_ != 0;
-    case Kind::kFloat: return float_ != 0;
-    case Kind::kString: return !str_.empty();
-    case Kind::kList: return !list_->items.empty();
-    case Kind::kDict: return dict_->is_namespace || !dict_->items.empty();
-    case Kind::kFunction: return true;
+    case Kind::kInt:
+      return int_ != 0;
+    case Kind::kFloat:
+      return float_ != 0;
+    case Kind::kString:
+      return !str_.empty();
+    case Kind::kList:
+      return !list_->items.empty();
+    case Kind::kDict:
+      return dict_->is_namespace || !dict_->items.empty();
+    case Kind::kFunction:
+      return true;
   }
   return false;
 }
 
 const char* Value::type_name() const {
   switch (kind_) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "NoneType";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kList: return list_->tuple ? "tuple" : "list";
-    case Kind::kDict: return dict_->is_namespace ? "Namespace" : "dict";
-    case Kind::kFunction: return "function";
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "NoneType";
+    case Kind::kBool:
+      return "bool";
+    case Kind::kInt:
+      return "int";
+    case Kind::kFloat:
+      return "float";
+    case Kind::kString:
+      return "str";
+    case Kind::kList:
+      return list_->tuple ? "tuple" : "list";
+    case Kind::kDict:
+      return dict_->is_namespace ? "Namespace" : "dict";
+    case Kind::kFunction:
+      return "function";
   }
   return "?";
 }
 
 std::string Value::str() const {
   switch (kind_) {
-    case Kind::kUndefined: return "";
-    case Kind::kString: return str_;
-    default: return repr();
+    case Kind::kUndefined:
+      return "";
+    case Kind::kString:
+      return str_;
+    default:
+      return repr();
   }
 }
 
 std::string Value::repr() const {
   switch (kind_) {
-    case Kind::kUndefined: return "Undefined";
-    case Kind::kNone: return "None";
-    case Kind::kBool: return int_ ? "True" : "False";
-    case Kind::kInt: return std::to_string(int_);
-    case Kind::kFloat: return py_repr_float(float_);
-    case Kind::kString: return py_repr_string(str_);
+    case Kind::kUndefined:
+      return "Undefined";
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return int_ ? "True" : "False";
+    case Kind::kInt:
+      return std::to_string(int_);
+    case Kind::kFloat:
+      return py_repr_float(float_);
+    case Kind::kString:
+      return py_repr_string(str_);
     case Kind::kList: {
       std::string out = list_->tuple ? "(" : "[";
       for (size_t i = 0; i < list_->items.size(); ++i) {
@@ -147,7 +180,8 @@ std::string Value::repr() const {
       }
       return out + "}";
     }
-    case Kind::kFunction: return "<function " + str_ + ">";
+    case Kind::kFunction:
+      return "<function " + str_ + ">";
   }
   return "";
 }
@@ -166,7 +200,8 @@ uint32_t utf8_decode(const std::string& s, size_t i, size_t n) {
   unsigned char c = s[i];
   if (n == 1) return c;
   uint32_t cp = c & (0x7F >> n);
-  for (size_t k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  for (size_t k = 1; k < n && i + k < s.size(); ++k)
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
   return cp;
 }
 
@@ -184,8 +219,11 @@ bool py_unprintable(uint32_t cp) {
 bool Value::iterate(std::vector<Value>* out) const {
   out->clear();
   switch (kind_) {
-    case Kind::kUndefined: return true;
-    case Kind::kList: *out = list_->items; return true;
+    case Kind::kUndefined:
+      return true;
+    case Kind::kList:
+      *out = list_->items;
+      return true;
     case Kind::kDict:
       if (dict_->is_namespace) return false;
       for (const auto& kv : dict_->items) out->push_back(string(kv.first));
@@ -197,22 +235,30 @@ bool Value::iterate(std::vector<Value>* out) const {
         i += n;
       }
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
 bool Value::length(int64_t* out) const {
   switch (kind_) {
-    case Kind::kUndefined: *out = 0; return true;
-    case Kind::kList: *out = static_cast<int64_t>(list_->items.size()); return true;
-    case Kind::kDict: *out = static_cast<int64_t>(dict_->items.size()); return !dict_->is_namespace;
+    case Kind::kUndefined:
+      *out = 0;
+      return true;
+    case Kind::kList:
+      *out = static_cast<int64_t>(list_->items.size());
+      return true;
+    case Kind::kDict:
+      *out = static_cast<int64_t>(dict_->items.size());
+      return !dict_->is_namespace;
     case Kind::kString: {
       int64_t n = 0;
       for (size_t i = 0; i < str_.size(); i += utf8_len(static_cast<unsigned char>(str_[i]))) ++n;
       *out = n;
       return true;
     }
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -225,8 +271,10 @@ bool operator==(const Value& a, const Value& b) {
   if (a.kind_ != b.kind_) return false;
   switch (a.kind_) {
     case K::kUndefined:
-    case K::kNone: return true;
-    case K::kString: return a.str_ == b.str_;
+    case K::kNone:
+      return true;
+    case K::kString:
+      return a.str_ == b.str_;
     case K::kList: {
       if (a.list_ == b.list_) return true;
       if (a.list_->tuple != b.list_->tuple || a.list_->items.size() != b.list_->items.size()) return false;
@@ -245,8 +293,10 @@ bool operator==(const Value& a, const Value& b) {
       }
       return true;
     }
-    case K::kFunction: return a.fn_ == b.fn_;
-    default: return false;
+    case K::kFunction:
+      return a.fn_ == b.fn_;
+    default:
+      return false;
   }
 }
 
@@ -333,14 +383,38 @@ void json_string(const std::string& s, bool ensure_ascii, std::string* out) {
       size_t n = std::min(utf8_len(static_cast<unsigned char>(s[i])), s.size() - i);
       uint32_t cp = utf8_decode(s, i, n);
       i += n;
-      if (cp == '"') { *out += "\\\""; continue; }
-      if (cp == '\\') { *out += "\\\\"; continue; }
-      if (cp >= 0x20 && cp <= 0x7E) { *out += static_cast<char>(cp); continue; }
-      if (cp == '\n') { *out += "\\n"; continue; }
-      if (cp == '\r') { *out += "\\r"; continue; }
-      if (cp == '\t') { *out += "\\t"; continue; }
-      if (cp == '\b') { *out += "\\b"; continue; }
-      if (cp == '\f') { *out += "\\f"; continue; }
+      if (cp == '"') {
+        *out += "\\\"";
+        continue;
+      }
+      if (cp == '\\') {
+        *out += "\\\\";
+        continue;
+      }
+      if (cp >= 0x20 && cp <= 0x7E) {
+        *out += static_cast<char>(cp);
+        continue;
+      }
+      if (cp == '\n') {
+        *out += "\\n";
+        continue;
+      }
+      if (cp == '\r') {
+        *out += "\\r";
+        continue;
+      }
+      if (cp == '\t') {
+        *out += "\\t";
+        continue;
+      }
+      if (cp == '\b') {
+        *out += "\\b";
+        continue;
+      }
+      if (cp == '\f') {
+        *out += "\\f";
+        continue;
+      }
       if (cp >= 0x10000) {
         uint32_t v = cp - 0x10000;
         std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
@@ -354,13 +428,27 @@ void json_string(const std::string& s, bool ensure_ascii, std::string* out) {
   }
   for (unsigned char c : s) {
     switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
-      case '\b': *out += "\\b"; break;
-      case '\f': *out += "\\f"; break;
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      case '\b':
+        *out += "\\b";
+        break;
+      case '\f':
+        *out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
@@ -379,15 +467,23 @@ bool json_value(const Value& v, const JsonDumpOptions& o, int level, std::string
     out->append(static_cast<size_t>(o.indent) * lvl, ' ');
   };
   switch (v.kind()) {
-    case Value::Kind::kNone: *out += "null"; return true;
-    case Value::Kind::kBool: *out += v.as_bool() ? "true" : "false"; return true;
-    case Value::Kind::kInt: *out += std::to_string(v.as_int()); return true;
+    case Value::Kind::kNone:
+      *out += "null";
+      return true;
+    case Value::Kind::kBool:
+      *out += v.as_bool() ? "true" : "false";
+      return true;
+    case Value::Kind::kInt:
+      *out += std::to_string(v.as_int());
+      return true;
     case Value::Kind::kFloat: {
       double d = v.as_double();
       *out += std::isnan(d) ? "NaN" : std::isinf(d) ? (d < 0 ? "-Infinity" : "Infinity") : py_repr_float(d);
       return true;
     }
-    case Value::Kind::kString: json_string(v.as_string(), o.ensure_ascii, out); return true;
+    case Value::Kind::kString:
+      json_string(v.as_string(), o.ensure_ascii, out);
+      return true;
     case Value::Kind::kList: {
       const auto& items = v.as_list().items;
       if (items.empty()) {
@@ -427,7 +523,8 @@ bool json_value(const Value& v, const JsonDumpOptions& o, int level, std::string
       *out += '}';
       return true;
     }
-    default: break;
+    default:
+      break;
   }
   *error = std::string("Object of type ") + v.type_name() + " is not JSON serializable";
   return false;

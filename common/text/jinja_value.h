@@ -13,11 +13,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace lema::jinja {
 
@@ -40,12 +39,40 @@ class Value {
   enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kFunction };
 
   Value() = default;  // undefined
-  static Value undefined(std::string hint = "") { Value v; v.str_ = std::move(hint); return v; }
-  static Value none() { Value v; v.kind_ = Kind::kNone; return v; }
-  static Value boolean(bool b) { Value v; v.kind_ = Kind::kBool; v.int_ = b; return v; }
-  static Value integer(int64_t i) { Value v; v.kind_ = Kind::kInt; v.int_ = i; return v; }
-  static Value real(double d) { Value v; v.kind_ = Kind::kFloat; v.float_ = d; return v; }
-  static Value string(std::string s) { Value v; v.kind_ = Kind::kString; v.str_ = std::move(s); return v; }
+  static Value undefined(std::string hint = "") {
+    Value v;
+    v.str_ = std::move(hint);
+    return v;
+  }
+  static Value none() {
+    Value v;
+    v.kind_ = Kind::kNone;
+    return v;
+  }
+  static Value boolean(bool b) {
+    Value v;
+    v.kind_ = Kind::kBool;
+    v.int_ = b;
+    return v;
+  }
+  static Value integer(int64_t i) {
+    Value v;
+    v.kind_ = Kind::kInt;
+    v.int_ = i;
+    return v;
+  }
+  static Value real(double d) {
+    Value v;
+    v.kind_ = Kind::kFloat;
+    v.float_ = d;
+    return v;
+  }
+  static Value string(std::string s) {
+    Value v;
+    v.kind_ = Kind::kString;
+    v.str_ = std::move(s);
+    return v;
+  }
   static Value list(std::vector<Value> items = {}, bool tuple = false);
   static Value dict();
   // A namespace(): a dict whose attributes may be assigned.
@@ -126,7 +153,7 @@ std::string py_repr_string(const std::string& s);
 std::string py_repr_float(double d);
 
 struct JsonDumpOptions {
-  int indent = -1;  // -1: None (one line)
+  int indent = -1;             // -1: None (one line)
   std::string item_separator;  // "" = Python's default for the indent
   std::string key_separator;
   bool sort_keys = false;
