@@ -479,6 +479,10 @@ class Renderer {
       const Value* count = seq == &a ? &b : &a;
       if (seq && (count->is_int() || count->is_bool())) {
         int64_t k = std::max<int64_t>(0, count->as_int());
+        int64_t unit = 1;
+        if (!seq->length(&unit) || (unit > 0 && k > kMaxRepeatItems / unit)) {
+          fail("repetition too large (more than 2^28 characters or items)", pos);
+        }
         if (seq->is_string()) {
           std::string s;
           for (int64_t i = 0; i < k; ++i) s += seq->as_string();
@@ -659,6 +663,7 @@ class Renderer {
     fail("unknown expression", e.pos);
   }
 
+  static constexpr int64_t kMaxRepeatItems = int64_t{1} << 28;  // 'x' * n, [..] * n
   static constexpr int kMaxMacroDepth = 180;  // CPython stops Jinja2 macros between 150 and 200
   int macro_depth_ = 0;
   const RenderOptions& options_;
@@ -700,6 +705,8 @@ Result<Template> Template::parse(const std::string& source, const std::string& n
     parsed->body = parse_template(normalize_source(source));
   } catch (const Error& e) {
     return to_status(e, name);
+  } catch (const std::exception& e) {  // a bug or memory exhaustion: still a Status at the API
+    return Status::internal(name + ": " + e.what());
   }
   Template t;
   t.has_generation_ = contains_generation(parsed->body);
@@ -719,6 +726,8 @@ Result<RenderResult> Template::render(const nlohmann::ordered_json& context,
     r.run(parsed_->body, context);
   } catch (const Error& e) {
     return to_status(e, name_);
+  } catch (const std::exception& e) {  // a bug or memory exhaustion: still a Status at the API
+    return Status::internal(name_ + ": " + e.what());
   }
   return result;
 }

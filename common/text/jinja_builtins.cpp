@@ -278,7 +278,8 @@ Value get_path(const Value& v, const std::string& path) {
     if (cur.is_dict()) {
       Value* f = cur.as_dict().find(part);
       cur = f ? *f : Value::undefined("'dict object' has no attribute '" + part + "'");
-    } else if (cur.is_list() && !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)) {
+    } else if (cur.is_list() && !part.empty() && part.size() < 10 &&
+               std::all_of(part.begin(), part.end(), ::isdigit)) {
       size_t i = std::stoul(part);
       cur = i < cur.as_list().items.size() ? cur.as_list().items[i] : Value::undefined();
     } else {
@@ -347,6 +348,7 @@ std::string py_format(const std::string& fmt, const CallArgs& a) {
         raise("format: replacement index " + std::to_string(auto_index) + " out of range");
       v = &a.positional[auto_index++];
     } else if (std::all_of(field.begin(), field.end(), ::isdigit)) {
+      if (field.size() > 9) raise("format: replacement index " + field + " out of range");
       size_t k = std::stoul(field);
       if (k >= a.positional.size()) raise("format: replacement index " + field + " out of range");
       v = &a.positional[k];

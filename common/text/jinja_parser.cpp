@@ -4,6 +4,7 @@
 //   cond-expr < or < and < not < compare (in, not in, ==, ...) < + - < ~
 //   < * / // % < ** < unary - + < postfix (. [] ()) then filters | and tests `is`.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -453,7 +454,8 @@ class Parser {
       }
       case Token::Type::kFloat:
         ++i_;
-        return literal(Value::real(std::stod(t.value)), pos);
+        // strtod, not stod: 1e999 is inf, as Python's float() makes it.
+        return literal(Value::real(std::strtod(t.value.c_str(), nullptr)), pos);
       case Token::Type::kOp:
         if (t.value == "(") {
           ++i_;
@@ -516,7 +518,9 @@ class Parser {
         } else if (cur().type == Token::Type::kInt) {
           auto it = make(Expr::Type::kItem, pos);
           it->items.push_back(std::move(e));
-          it->items.push_back(literal(Value::integer(std::stoll(toks_[i_++].value)), pos));
+          const std::string& digits = toks_[i_++].value;
+          if (digits.size() > 18) fail("index ." + digits + " does not fit in 64 bits", pos);
+          it->items.push_back(literal(Value::integer(std::stoll(digits)), pos));
           e = std::move(it);
         } else {
           fail_here("expected an attribute name after '.', got " + describe(cur()));

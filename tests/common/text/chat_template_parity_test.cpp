@@ -312,6 +312,7 @@ const char* kSnippets[] = {
     "{{ d | dictsort }} {{ {'b': 2, 'a': 1} | dictsort(by='value', reverse=true) }}",
     "{% for u in users | sort(attribute='admin') %}{% if loop.changed(u.admin) %}[{{ u.admin }}]{% endif %}{{ u.name }} {% endfor %}",
     "{{ 2 ** 62 + (2 ** 62 - 1) }} {{ -2 ** 63 }} {{ (-1) ** 7 }} {{ 0 ** 0 }} {{ 1 ** 100 }} {{ 9223372036854775807 }}",
+    "{{ 1e999 }} {{ -1e999 }} {{ [[1]] | map(attribute='0.99999999999999') | list }}",
     // errors with positions
     "{% if true %}unclosed",
     "{% for x in %}{% endfor %}",

@@ -276,6 +276,16 @@ TEST(Jinja, RunawayNestingAndRecursionAreErrors) {
   EXPECT_EQ(render("{% macro r(n) %}{% if n > 0 %}{{ r(n - 1) }}{% else %}done{% endif %}{% endmacro %}{{ r(150) }}"), "done");
 }
 
+TEST(Jinja, HostileInputIsAStatusNotACrash) {
+  EXPECT_EQ(render("{{ 1e999 }} {{ -1e999 }}"), "inf -inf");
+  EXPECT_EQ(error_of("{{ 99999999999999999999 }}"), "t.jinja:1:4: integer literal 99999999999999999999 does not fit in 64 bits");
+  EXPECT_EQ(error_of("{{ x.99999999999999999999 }}", {{"x", ojson::array()}}),
+            "t.jinja:1:5: index .99999999999999999999 does not fit in 64 bits");
+  EXPECT_EQ(error_of("{{ 'ab' * 2 ** 40 }}"), "t.jinja:1:9: repetition too large (more than 2^28 characters or items)");
+  EXPECT_EQ(error_of("{{ '{99999999999}'.format(1) }}"), "t.jinja:1:26: format: replacement index 99999999999 out of range");
+  EXPECT_EQ(render("{{ [[1]] | map(attribute='0.99999999999999') | list }}"), "[Undefined]");
+}
+
 TEST(Jinja, TemplateIsReusableAndContextMustBeAnObject) {
   auto t = Template::parse("{{ a }}", "t");
   ASSERT_TRUE(t.ok());
