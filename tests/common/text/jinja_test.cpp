@@ -286,6 +286,47 @@ TEST(Jinja, HostileInputIsAStatusNotACrash) {
   EXPECT_EQ(render("{{ [[1]] | map(attribute='0.99999999999999') | list }}"), "[Undefined]");
 }
 
+// Random edits of valid templates must give a text or a Status, never a
+// crash or an exception (fixed seed: the same cases every run).
+TEST(Jinja, MutatedTemplatesNeverCrash) {
+  const char* seeds[] = {
+      "{% for m in messages %}{% if m.role == 'user' %}[{{ m.content | trim }}]{% else %}{{ m.content }}{% endif %}{% endfor %}",
+      "{% set ns = namespace(x=0) %}{% for i in range(3) if i != 1 %}{% set ns.x = ns.x + i %}{% endfor %}{{ ns.x ~ '!' }}",
+      "{% macro f(a, b=2) %}{{ a * b }}{% endmacro %}{{ f(3) }}{{ {'k': [1, 2.5, none]} | tojson(indent=2) }}",
+      "{{- 'x'[1:] if y is defined else \"z\" -}}{# c #}{% raw %}{{{% endraw %}",
+  };
+  const std::string alphabet = "{}%#-+()[]|.,:~'\"\\ \nabcifnorset0123456789=<>!*/";
+  ojson ctx = {{"messages", ojson::array({{{"role", "user"}, {"content", " hi "}}, {{"role", "assistant"}, {"content", "yo"}}})}};
+  uint64_t state = 42;
+  auto next = [&]() {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return state >> 33;
+  };
+  int rendered = 0, failed = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string src = seeds[next() % 4];
+    int edits = 1 + static_cast<int>(next() % 4);
+    for (int e = 0; e < edits && !src.empty(); ++e) {
+      size_t at = next() % src.size();
+      switch (next() % 3) {
+        case 0: src.erase(at, 1 + next() % 3); break;
+        case 1: src.insert(at, 1, alphabet[next() % alphabet.size()]); break;
+        default: src[at] = alphabet[next() % alphabet.size()];
+      }
+    }
+    auto t = Template::parse(src, "fuzz");
+    if (!t.ok()) {
+      ++failed;
+      EXPECT_EQ(t.status().message().rfind("fuzz", 0), 0u) << t.status().message();
+      continue;
+    }
+    auto r = t->render(ctx);
+    (r.ok() ? rendered : failed)++;
+  }
+  EXPECT_GT(rendered, 100);
+  EXPECT_GT(failed, 100);
+}
+
 TEST(Jinja, TemplateIsReusableAndContextMustBeAnObject) {
   auto t = Template::parse("{{ a }}", "t");
   ASSERT_TRUE(t.ok());
