@@ -50,9 +50,18 @@ std::string undefined_message(const Value& v, const std::string& fallback_name) 
 class Renderer {
  public:
   Renderer(const RenderOptions& options, RenderResult* result) : options_(options), result_(result) {}
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
+  // A macro holds the scopes it was defined in and is held by one of them:
+  // a reference cycle. Emptying every scope still alive breaks it.
+  ~Renderer() {
+    for (auto& weak : created_) {
+      if (auto scope = weak.lock()) scope->clear();
+    }
+  }
 
   void run(const Body& body, const nlohmann::ordered_json& context) {
-    auto globals = std::make_shared<Scope>();
+    auto globals = new_scope();
     for (const char* name : {"range", "dict", "namespace"}) (*globals)[name] = builtin_global(name);
     (*globals)["raise_exception"] = Value::function("raise_exception", [](CallArgs& a) -> Value {
       raise(a.positional.empty() ? std::string("raise_exception") : a.positional[0].str());
@@ -74,12 +83,18 @@ class Renderer {
       for (auto it = context.begin(); it != context.end(); ++it)
         (*globals)[it.key()] = Value::from_json(it.value());
     }
-    scopes_ = {globals, std::make_shared<Scope>()};
+    scopes_ = {globals, new_scope()};
     out_ = &result_->text;
     exec(body);
   }
 
  private:
+  std::shared_ptr<Scope> new_scope() {
+    auto scope = std::make_shared<Scope>();
+    created_.push_back(scope);
+    return scope;
+  }
+
   // ---- statements ----------------------------------------------------------
 
   Flow exec(const Body& body) {
@@ -128,7 +143,7 @@ class Renderer {
         // The body runs as transformers' AssistantTracker runs it: as a
         // caller() block, so its `set`s stay inside it.
         size_t begin = out_->size();
-        scopes_.push_back(std::make_shared<Scope>());
+        scopes_.push_back(new_scope());
         try {
           exec(n.body);
         } catch (...) {
@@ -197,7 +212,7 @@ class Renderer {
       // The inline `if` filters before the loop counts (loop.length, loop.last).
       std::vector<Value> kept;
       for (const auto& item : items) {
-        scopes_.push_back(std::make_shared<Scope>());
+        scopes_.push_back(new_scope());
         bind_target(n.target, item, scopes_.back().get(), n.pos);
         bool keep;
         try {
@@ -218,7 +233,7 @@ class Renderer {
     const int64_t len = static_cast<int64_t>(items.size());
     auto last_changed = std::make_shared<std::optional<Value>>();  // loop.changed()'s memory
     for (int64_t i = 0; i < len; ++i) {
-      auto scope = std::make_shared<Scope>();
+      auto scope = new_scope();
       bind_target(n.target, items[i], scope.get(), n.pos);
       Value loop = Value::dict();
       Dict& d = loop.as_dict();
@@ -274,7 +289,7 @@ class Renderer {
         int* d;
         ~DepthRestore() { --*d; }
       } restore{&macro_depth_};
-      auto local = std::make_shared<Scope>();
+      auto local = new_scope();
       ScopeChain saved = scopes_;
       scopes_ = closure;
       scopes_.push_back(local);
@@ -669,6 +684,7 @@ class Renderer {
   const RenderOptions& options_;
   RenderResult* result_;
   ScopeChain scopes_;
+  std::vector<std::weak_ptr<Scope>> created_;  // every scope made, for ~Renderer
   std::string* out_ = nullptr;
 };
 
