@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/fetch_test_assets.sh || true  # optional assets (llama.cpp for the GGUF tests); offline: those tests skip
+bash scripts/fetch_test_assets.sh || true  # real chat templates, llama.cpp for the GGUF tests; offline: those tests skip
 build_dir=${LEMA_BUILD_DIR:-build}
 cd "$build_dir"
 ctest --output-on-failure -j "$(nproc)" --timeout 900 "$@"
