@@ -4,8 +4,9 @@
   python3 bench/streaming_bench.py --lema build-gpu/cli/lema --out $OUT
 
 1. measures pinned and pageable host->device bandwidth;
-2. writes a Llama-2-7B-shaped model with random bf16 weights straight with
-   torch + safetensors (no download), converts it with `lema convert`;
+2. writes a model of --shape (Llama-2-7B by default, Qwen2.5-7B, Gemma-3-4B)
+   with random bf16 weights straight with torch + safetensors (no download),
+   converts it with `lema convert`;
 3. trains a few steps with lema (--vram 4GiB 8x2048, 16GiB, no limit, disk
    mode, 1x512) through `lema bench-step` (prints one JSON line of step
    statistics), then HF PEFT (bf16, r=16 alpha=32 on all 7 projections, sdpa,
@@ -35,39 +36,73 @@ def h2d_bandwidth(torch, gib=1.0):
         del host
     return out
 
-def write_model(torch, d):
-    """Llama-2-7B shape, bf16, random (std 0.02), HF names, one file per layer group."""
+# Shapes of real models (their config.json values), random bf16 weights.
+SHAPES = {
+    "llama2-7b": dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=4096,
+                      intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                      num_key_value_heads=32, vocab_size=32000, rms_norm_eps=1e-5, rope_theta=10000.0,
+                      max_position_embeddings=4096, tie_word_embeddings=False, hidden_act="silu"),
+    "qwen2.5-7b": dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", hidden_size=3584,
+                       intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                       num_key_value_heads=4, vocab_size=152064, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                       max_position_embeddings=32768, tie_word_embeddings=False, hidden_act="silu",
+                       use_sliding_window=False, sliding_window=131072, max_window_layers=28),
+    "gemma3-4b": dict(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text", hidden_size=2560,
+                      intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8,
+                      num_key_value_heads=4, head_dim=256, vocab_size=262208, rms_norm_eps=1e-6,
+                      rope_theta=1000000.0, rope_local_base_freq=10000.0, query_pre_attn_scalar=256,
+                      sliding_window=1024, sliding_window_pattern=6, max_position_embeddings=131072,
+                      rope_scaling={"rope_type": "linear", "factor": 8.0}, tie_word_embeddings=True,
+                      hidden_activation="gelu_pytorch_tanh"),
+}
+
+def write_model(torch, d, shape):
+    """A model of SHAPES[shape], bf16, random (std 0.02), HF names, one file per 4 layers."""
     from safetensors.torch import save_file
     os.makedirs(d, exist_ok=True)
-    cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=4096,
-               intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=32, vocab_size=32000, rms_norm_eps=1e-5, rope_theta=10000.0,
-               max_position_embeddings=4096, tie_word_embeddings=False, torch_dtype="bfloat16",
-               hidden_act="silu", initializer_range=0.02)
+    cfg = dict(SHAPES[shape], torch_dtype="bfloat16", initializer_range=0.02)
     json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    h, inter, n, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
+    hd = cfg.get("head_dim", h // cfg["num_attention_heads"])
+    q, kv = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+    family = cfg["model_type"]
     g = torch.Generator(device="cuda").manual_seed(0)
     def rnd(*shape):
         return (torch.randn(*shape, generator=g, device="cuda") * 0.02).to(torch.bfloat16).cpu()
+    ones = lambda k: torch.ones(k, dtype=torch.bfloat16)  # noqa: E731
     index, shard = {}, 0
     def flush(tensors):
         nonlocal shard
         name = f"model-{shard:05d}.safetensors"; shard += 1
         save_file(tensors, os.path.join(d, name), metadata={"format": "pt"})
         for k in tensors: index[k] = name
-    flush({"model.embed_tokens.weight": rnd(32000, 4096), "lm_head.weight": rnd(32000, 4096),
-           "model.norm.weight": torch.ones(4096, dtype=torch.bfloat16)})
-    for start in range(0, 32, 4):
+    head = {"model.embed_tokens.weight": rnd(v, h), "model.norm.weight": ones(h)}
+    if not cfg["tie_word_embeddings"]: head["lm_head.weight"] = rnd(v, h)
+    flush(head)
+    for start in range(0, n, 4):
         t = {}
-        for i in range(start, start + 4):
+        for i in range(start, min(n, start + 4)):
             p = f"model.layers.{i}."
-            for n in ("q", "k", "v", "o"): t[p + f"self_attn.{n}_proj.weight"] = rnd(4096, 4096)
-            t[p + "mlp.gate_proj.weight"] = rnd(11008, 4096)
-            t[p + "mlp.up_proj.weight"] = rnd(11008, 4096)
-            t[p + "mlp.down_proj.weight"] = rnd(4096, 11008)
-            t[p + "input_layernorm.weight"] = torch.ones(4096, dtype=torch.bfloat16)
-            t[p + "post_attention_layernorm.weight"] = torch.ones(4096, dtype=torch.bfloat16)
+            t[p + "self_attn.q_proj.weight"] = rnd(q, h)
+            t[p + "self_attn.k_proj.weight"] = rnd(kv, h)
+            t[p + "self_attn.v_proj.weight"] = rnd(kv, h)
+            t[p + "self_attn.o_proj.weight"] = rnd(h, q)
+            t[p + "mlp.gate_proj.weight"] = rnd(inter, h)
+            t[p + "mlp.up_proj.weight"] = rnd(inter, h)
+            t[p + "mlp.down_proj.weight"] = rnd(h, inter)
+            t[p + "input_layernorm.weight"] = ones(h)
+            t[p + "post_attention_layernorm.weight"] = ones(h)
+            if family == "qwen2":
+                t[p + "self_attn.q_proj.bias"] = rnd(q)
+                t[p + "self_attn.k_proj.bias"] = rnd(kv)
+                t[p + "self_attn.v_proj.bias"] = rnd(kv)
+            if family == "gemma3_text":
+                t[p + "pre_feedforward_layernorm.weight"] = ones(h)
+                t[p + "post_feedforward_layernorm.weight"] = ones(h)
+                t[p + "self_attn.q_norm.weight"] = ones(hd)
+                t[p + "self_attn.k_norm.weight"] = ones(hd)
         flush(t)
-        log(f"  wrote layers {start}..{start + 3}")
+        log(f"  wrote layers {start}..{min(n, start + 4) - 1}")
     json.dump({"metadata": {}, "weight_map": index}, open(os.path.join(d, "model.safetensors.index.json"), "w"))
     return cfg
 
@@ -136,6 +171,7 @@ def main():
     ap.add_argument("--lema", required=True); ap.add_argument("--out", required=True)
     ap.add_argument("--work", default="/tmp/lema_bench"); ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated configuration names (default: all)")
+    ap.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES), help="the model's shape")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     import torch
@@ -146,16 +182,18 @@ def main():
         res["h2d_gb_s"] = h2d_bandwidth(torch); log(f"H2D GB/s: {res['h2d_gb_s']}")
     except Exception as e:
         log(f"bandwidth failed: {e}")
-    hf = os.path.join(a.work, "hf"); lf = os.path.join(a.work, "model.lema.safetensors")
+    hf = os.path.join(a.work, a.shape); lf = os.path.join(a.work, a.shape + ".lema.safetensors")
+    res["shape"] = a.shape
     try:
         if not os.path.exists(os.path.join(hf, "model.safetensors.index.json")):
-            write_model(torch, hf)
+            write_model(torch, hf, a.shape)
         if not os.path.exists(lf):
             subprocess.run([a.lema, "convert", hf, "--out", lf], check=True, timeout=300)
         log("model ready")
     except Exception as e:
         log(f"model preparation failed: {e}"); traceback.print_exc()
-    lema_cfgs = [("vram4 8x2048", 8, 2048, ["--vram", "4GiB"]), ("vram16 8x2048", 8, 2048, ["--vram", "16GiB"]),
+    lema_cfgs = [("vram4 8x2048", 8, 2048, ["--vram", "4GiB"]), ("vram8 8x2048", 8, 2048, ["--vram", "8GiB"]),
+                 ("vram16 8x2048", 8, 2048, ["--vram", "16GiB"]),
                  ("nolimit 4x2048", 4, 2048, []), ("disk 1x512", 1, 512, ["--vram", "4GiB", "--ram", "1.5GiB"]),
                  ("vram4 1x512", 1, 512, ["--vram", "4GiB"])]
     peft_cfgs = [("peft-gc 8x2048", 8, 2048, True), ("peft 4x2048", 4, 2048, False), ("peft-gc 1x512", 1, 512, True)]

@@ -17,6 +17,7 @@
 #include "engine/memory_planner.h"
 #include "engine/optimizer.h"
 #include "engine/train_step.h"
+#include "engine/torch_types.h"
 
 #ifdef LEMA_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>

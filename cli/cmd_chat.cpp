@@ -20,6 +20,7 @@
 #include "engine/layer_source.h"
 #include "engine/model_loader.h"
 #include "engine/peft_adapter.h"
+#include "engine/torch_types.h"
 
 namespace {
 

@@ -9,6 +9,7 @@
 #include "common/formats/layer_file.h"
 #include "common/base/log.h"
 #include "common/base/progress.h"
+#include "engine/torch_types.h"
 
 namespace {
 

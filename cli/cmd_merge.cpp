@@ -7,6 +7,7 @@
 #include "common/formats/dtype.h"
 #include "common/base/file_util.h"
 #include "engine/merge.h"
+#include "engine/torch_types.h"
 
 namespace {
 

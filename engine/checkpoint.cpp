@@ -1,4 +1,5 @@
 #include "engine/checkpoint.h"
+#include "engine/torch_types.h"
 
 #include <dirent.h>
 #include <unistd.h>
@@ -16,16 +17,6 @@ namespace lema::engine {
 
 namespace {
 
-Result<DType> dtype_of(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return DType::kF32;
-    case at::kDouble: return DType::kF64;
-    case at::kBFloat16: return DType::kBF16;
-    case at::kHalf: return DType::kF16;
-    default: return Status::internal("no safetensors dtype for this tensor");
-  }
-}
-
 }  // namespace
 
 Status write_tensors(const std::string& path, const std::vector<std::string>& names, const std::vector<at::Tensor>& tensors,
@@ -34,7 +25,7 @@ Status write_tensors(const std::string& path, const std::vector<std::string>& na
   std::vector<at::Tensor> cpu;
   for (size_t i = 0; i < names.size(); ++i) {
     cpu.push_back(tensors[i].detach().to(at::kCPU).contiguous());
-    LEMA_ASSIGN_OR_RETURN(DType dt, dtype_of(cpu.back()));
+    LEMA_ASSIGN_OR_RETURN(DType dt, dtype_of(cpu.back().scalar_type(), path + ": tensor '" + names[i] + "'"));
     std::vector<int64_t> shape(cpu.back().sizes().begin(), cpu.back().sizes().end());
     LEMA_RETURN_IF_ERROR(writer.add_tensor(names[i], dt, shape));
   }
@@ -51,7 +42,7 @@ namespace {
 Status read_into(const SafetensorsReader& reader, const std::string& name, at::Tensor& dst) {
   const TensorInfo* info = reader.find(name);
   if (!info) return Status::not_found(reader.path() + ": tensor '" + name + "' is missing");
-  LEMA_ASSIGN_OR_RETURN(DType want, dtype_of(dst));
+  LEMA_ASSIGN_OR_RETURN(DType want, dtype_of(dst.scalar_type(), reader.path() + ": tensor '" + name + "'"));
   if (info->dtype != want || info->shape != std::vector<int64_t>(dst.sizes().begin(), dst.sizes().end())) {
     return Status::invalid_argument(reader.path() + ": tensor '" + name + "' has dtype " + dtype_name(info->dtype) +
                                     " and another shape than the adapter expects");

@@ -19,7 +19,7 @@
 
 #include "common/base/status.h"
 #include "common/data/training_example.h"
-#include "engine/train_step.h"
+#include "engine/batch.h"
 
 namespace lema::engine {
 

@@ -10,6 +10,7 @@
 #include "engine/generator.h"
 #include "engine/model_loader.h"
 #include "engine/train_step.h"
+#include "engine/torch_types.h"
 
 namespace lema::engine {
 

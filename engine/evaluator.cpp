@@ -22,6 +22,7 @@
 #include "engine/model_loader.h"
 #include "engine/peft_adapter.h"
 #include "engine/train_step.h"
+#include "engine/torch_types.h"
 
 namespace lema::engine {
 

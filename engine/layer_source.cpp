@@ -135,36 +135,4 @@ TensorMap make_random_model(const ModelConfig& config, uint64_t seed, at::Scalar
   return m;
 }
 
-Result<at::ScalarType> parse_dtype(const std::string& text) {
-  if (text == "float32" || text == "fp32") return at::kFloat;
-  if (text == "bfloat16" || text == "bf16") return at::kBFloat16;
-  if (text == "float16" || text == "fp16") return at::kHalf;
-  if (text == "float64" || text == "fp64") return at::kDouble;
-  return Status::invalid_argument("dtype '" + text + "' is not one of float32, bfloat16, float16, float64");
-}
-
-const char* dtype_name(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kFloat: return "float32";
-    case at::kBFloat16: return "bfloat16";
-    case at::kHalf: return "float16";
-    case at::kDouble: return "float64";
-    default: return "unknown";
-  }
-}
-
-Result<at::Device> parse_device(const std::string& text) {
-  if (text == "cpu") return at::Device(at::kCPU);
-  if (text == "auto") return at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-  if (text.rfind("cuda", 0) == 0) {
-    if (!at::hasCUDA()) return Status::unsupported("device '" + text + "': this build or machine has no CUDA");
-    try {
-      return at::Device(text);
-    } catch (const std::exception& e) {
-      return Status::invalid_argument("device '" + text + "': " + e.what());
-    }
-  }
-  return Status::invalid_argument("device '" + text + "' is not cpu, cuda or cuda:N");
-}
-
 }  // namespace lema::engine

@@ -17,6 +17,7 @@
 #include "common/formats/model_config.h"
 #include "common/base/status.h"
 #include "engine/llama_model.h"
+#include "engine/torch_types.h"
 
 namespace lema::engine {
 
@@ -83,10 +84,5 @@ class InMemoryLayerSource : public LayerSource {
 // with std initializer_range, norms = 1), drawn from `seed`: tests and demos.
 TensorMap make_random_model(const ModelConfig& config, uint64_t seed, at::ScalarType dtype);
 
-// Parses "float32" / "fp32" / "bfloat16" / "bf16" / "float16" / "fp16" / "float64".
-Result<at::ScalarType> parse_dtype(const std::string& text);
-const char* dtype_name(at::ScalarType dtype);
-// Parses "cpu", "cuda", "cuda:1"; refuses cuda when this build or machine lacks it.
-Result<at::Device> parse_device(const std::string& text);
 
 }  // namespace lema::engine

@@ -1,5 +1,5 @@
 // A LayerSource that streams the frozen base model through a small number of
-// device slots (DESIGN.md section 4, docs/STREAMING.md):
+// device slots (docs/STREAMING.md):
 //
 //   disk (pread of each layer's byte range)  -> host tier  -> device slots
 //
@@ -35,26 +35,11 @@
 #include <vector>
 
 #include "common/formats/layer_file.h"
+#include "engine/layer_readers.h"
 #include "engine/layer_source.h"
 #include "engine/memory_planner.h"
 
 namespace lema::engine {
-
-// Fills `dst` ([numel of one layer], the store's dtype, CPU, contiguous) with
-// layer `layer`'s tensors packed in layer_tensor_names() order. Called from
-// the loader thread (and at creation): must be safe to call from any thread.
-using LayerReader = std::function<Status(int64_t layer, at::Tensor& dst)>;
-
-// Reads layers from a layer file with pread (no map needed); converts when
-// the file's dtype differs from `dtype`.
-Result<LayerReader> layer_file_reader(std::shared_ptr<const LayerFile> file, at::ScalarType dtype);
-// Packs layers from named HF tensors (any dtype, CPU) on each read.
-LayerReader tensor_map_reader(std::shared_ptr<const TensorMap> tensors, const ModelConfig& config);
-// Embedding, final norm and lm_head of a layer file, in `dtype` on `device`.
-Result<HeadWeights> load_head(const LayerFile& file, at::ScalarType dtype, at::Device device);
-// Same from named tensors.
-Result<HeadWeights> load_head(const TensorMap& tensors, const ModelConfig& config, at::ScalarType dtype,
-                              at::Device device);
 
 enum class StoreMode { kResident, kRam, kDisk };
 const char* store_mode_name(StoreMode mode);

@@ -17,12 +17,10 @@
 
 #include "common/formats/model_config.h"
 #include "common/base/status.h"
+#include "engine/lora_targets.h"
 
 namespace lema::engine {
 
-// The seven Llama projections, in the order PEFT and HF list them.
-enum class LoraTarget { kQ = 0, kK, kV, kO, kGate, kUp, kDown };
-constexpr int kNumLoraTargets = 7;
 
 // "q_proj", "gate_proj", ...
 const char* lora_target_name(LoraTarget target);

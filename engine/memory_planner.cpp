@@ -97,7 +97,7 @@ uint64_t lora_parameter_count(const ModelConfig& c, int64_t r, int64_t targets) 
   const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
   // in + out of q, k, v, o, gate, up, down; a subset scales by its share.
   const int64_t all = (h + q) + 2 * (h + kv) + (q + h) + 3 * (h + i);
-  return u(c.n_layers * r * all * std::min<int64_t>(targets, 7) / 7);
+  return u(c.n_layers * r * all * std::min<int64_t>(targets, kNumLoraTargets) / kNumLoraTargets);
 }
 
 std::string MemoryPlan::to_string() const {
@@ -139,6 +139,11 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   auto layer_graph_bytes = [&](uint64_t seqs) {
     const uint64_t rows = seqs * t;
     uint64_t bytes = rows * (16 * h + 6 * im) * e + rows * h * 8;
+    // Gemma's two more norms per block, each with fp32 input, normalised
+    // value and (1 + w) product kept for the backward; q/k norms likewise
+    // over q and k.
+    if (c.sandwich_norms()) bytes += 2 * rows * h * 4 * 3 + 4 * rows * h * 4;
+    if (c.qk_norm()) bytes += rows * u(c.q_dim() + c.kv_dim()) * 4 * 3;
     if (!r.flash_attention) bytes += seqs * u(c.n_heads) * t * t * 4 * 3;  // [T x T] scores materialised
     return bytes;
   };
@@ -150,7 +155,9 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     const uint64_t rows = u(mb) * t;
     const uint64_t layer_work = layer_graph_bytes(u(mb));
     const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
-    const uint64_t head_work = chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2;
+    // A loss chunk: logits in the compute dtype and in fp32, log-softmax
+    // and its gradient in fp32, the gradient back in the compute dtype.
+    const uint64_t head_work = chunk * u(c.vocab_size) * (4 * 3 + 2 * e) + rows * h * 4 * 2;
     const uint64_t work = std::max(layer_work, head_work);
     const uint64_t boundary = u(r.batch) * t * h * e;    // one layer's input, every micro-batch
     const uint64_t all_acts = (n + 1) * boundary + boundary;  // every boundary + the incoming gradient

@@ -11,6 +11,7 @@
 
 #include "common/formats/model_config.h"
 #include "common/base/status.h"
+#include "engine/lora_targets.h"
 
 namespace lema::engine {
 
@@ -20,7 +21,7 @@ struct PlanRequest {
   int64_t seq_len = 512;
   int64_t micro_batch = 0;    // 0: the planner picks the largest that fits
   int64_t lora_r = 16;
-  int64_t lora_targets = 7;   // projections with an adapter (all seven: 7)
+  int64_t lora_targets = kNumLoraTargets;  // projections with an adapter
   int64_t dtype_bytes = 2;    // compute dtype (bf16: 2)
   uint64_t vram_budget = 0;   // bytes; 0: no limit
   uint64_t ram_budget = 0;    // bytes of host memory for weights and activations; 0: no limit
@@ -70,7 +71,7 @@ struct InferenceRequest {
   int64_t kv_tokens = 512;       // KV cache per sequence: longest prompt + new tokens (0: no generation)
   int64_t forward_tokens = 512;  // longest sequence of a forward without a cache (the loss's seq_len)
   int64_t lora_r = 0;        // adapter rank; 0: no adapter
-  int64_t lora_targets = 7;
+  int64_t lora_targets = kNumLoraTargets;
   int64_t dtype_bytes = 2;
   uint64_t vram_budget = 0;  // bytes; 0: no limit
   uint64_t ram_budget = 0;   // bytes of host memory for streamed weights; 0: no limit

@@ -1,4 +1,5 @@
 #include "engine/merge.h"
+#include "engine/torch_types.h"
 
 #include <unistd.h>
 
@@ -25,15 +26,6 @@
 namespace lema::engine {
 namespace {
 
-
-at::ScalarType torch_type(DType d) {
-  switch (d) {
-    case DType::kF64: return at::kDouble;
-    case DType::kF16: return at::kHalf;
-    case DType::kBF16: return at::kBFloat16;
-    default: return at::kFloat;
-  }
-}
 
 // Removes the temp directory unless the merge got to the rename.
 class TempDirGuard {
@@ -62,6 +54,7 @@ struct PlannedTensor {
   HfModel::TensorRef ref;
   int64_t layer = -1;
   int target = -1;  // LoraTarget or -1
+  at::ScalarType type = at::kFloat;  // of the stored tensor
 };
 
 // The base model: an HF directory or a layer file, both read through mapped
@@ -139,9 +132,7 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
     std::optional<HfModel::TensorRef> ref = model.find(spec.name);
     if (!ref) return Status::not_found(o.base + ": tensor '" + spec.name + "' is missing");
     p.ref = *ref;
-    if (!dtype_is_float(p.ref.info.dtype)) {
-      return Status::invalid_argument(o.base + ": tensor '" + spec.name + "' is not a float tensor");
-    }
+    LEMA_ASSIGN_OR_RETURN(p.type, scalar_type_of(p.ref.info.dtype, o.base + ": tensor '" + spec.name + "'"));
     base_dtype = p.ref.info.dtype;
     const std::string prefix = "model.layers.";
     if (spec.name.compare(0, prefix.size(), prefix) == 0) {
@@ -157,7 +148,7 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
   auto merged_fp32 = [&](const PlannedTensor& p) -> at::Tensor {
     const TensorInfo& info = p.ref.info;
     const at::Tensor src = at::from_blob(const_cast<uint8_t*>(p.ref.data()), info.shape,
-                                         at::TensorOptions().dtype(torch_type(info.dtype)));
+                                         at::TensorOptions().dtype(p.type));
     at::Tensor w = src.to(at::kFloat);  // a copy when the source is fp32 too
     if (w.data_ptr() == src.data_ptr()) w = w.clone();
     if (p.target >= 0) {
@@ -194,6 +185,7 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
     return Status::invalid_argument(std::string("merge: output dtype ") + dtype_name(out_dtype) +
                                     " (use fp32, bf16 or fp16)");
   }
+  LEMA_ASSIGN_OR_RETURN(const at::ScalarType out_type, scalar_type_of(out_dtype, "merge: output"));
   std::vector<std::vector<size_t>> shards(1);
   std::vector<uint64_t> shard_size(1, 0);
   uint64_t total = 0;
@@ -243,7 +235,7 @@ Result<MergeStats> merge_adapter(const MergeOptions& o) {
         const TensorInfo& info = p.ref.info;
         const at::Tensor w = merged_fp32(p);  // [out, in] fp32
         if (p.target >= 0) ++stats.n_merged;
-        const at::Tensor out = w.to(torch_type(out_dtype)).contiguous();
+        const at::Tensor out = w.to(out_type).contiguous();
         LEMA_RETURN_IF_ERROR(writer.write_tensor(p.spec.name, out.data_ptr(), out.nbytes()));
         p.ref.file->release(info.offset, info.nbytes);
         ++done;

@@ -1,4 +1,5 @@
 #include "engine/model_loader.h"
+#include "engine/torch_types.h"
 
 #include "common/base/file_util.h"
 #include "common/formats/hf_model.h"
@@ -11,19 +12,9 @@ namespace lema::engine {
 
 namespace {
 
-at::ScalarType scalar_type_of(DType d) {
-  switch (d) {
-    case DType::kF64: return at::kDouble;
-    case DType::kF32: return at::kFloat;
-    case DType::kF16: return at::kHalf;
-    case DType::kBF16: return at::kBFloat16;
-    default: return at::kFloat;
-  }
-}
-
 Result<at::Tensor> blob(const uint8_t* data, DType dtype, const std::vector<int64_t>& shape, const std::string& name) {
-  if (!dtype_is_float(dtype)) return Status::unsupported("model tensor '" + name + "' is not floating point");
-  return at::from_blob(const_cast<uint8_t*>(data), shape, at::TensorOptions().dtype(scalar_type_of(dtype)));
+  LEMA_ASSIGN_OR_RETURN(at::ScalarType type, scalar_type_of(dtype, "model tensor '" + name + "'"));
+  return at::from_blob(const_cast<uint8_t*>(data), shape, at::TensorOptions().dtype(type));
 }
 
 // Keeps the file (and its map) alive as long as the source that views it.
@@ -62,7 +53,7 @@ Result<std::unique_ptr<LayerSource>> open_layer_file(const std::string& path, at
     }
     // One dtype for the whole file: the layer's byte range is one buffer.
     if (file->dtype()) {
-      const at::ScalarType file_type = scalar_type_of(*file->dtype());
+      LEMA_ASSIGN_OR_RETURN(const at::ScalarType file_type, scalar_type_of(*file->dtype(), file->path()));
       const int64_t numel = static_cast<int64_t>(range.nbytes / dtype_size(*file->dtype()));
       buffers.push_back(at::from_blob(const_cast<uint8_t*>(file->data() + range.offset), {numel},
                                       at::TensorOptions().dtype(file_type)));

@@ -1,4 +1,5 @@
 #include "engine/peft_adapter.h"
+#include "engine/torch_types.h"
 
 #include <nlohmann/json.hpp>
 
@@ -67,16 +68,6 @@ bool parse_key(std::string s, PairKey& key) {
            rest.find('.', 1) == rest.size() - 7;
   }
   return false;
-}
-
-Result<at::ScalarType> torch_type(DType d, const std::string& where) {
-  switch (d) {
-    case DType::kF32: return at::kFloat;
-    case DType::kF64: return at::kDouble;
-    case DType::kF16: return at::kHalf;
-    case DType::kBF16: return at::kBFloat16;
-    default: return Status::invalid_argument(where + ": dtype " + dtype_name(d) + " is not a float type");
-  }
 }
 
 }  // namespace
@@ -197,7 +188,7 @@ Result<std::unique_ptr<LoraAdapter>> load_peft_adapter(const std::string& dir, c
             return Status::invalid_argument(path + ": tensor '" + info.name + "' has shape " +
                                             shape_to_string(info.shape) + ", " + why);
           }
-          LEMA_ASSIGN_OR_RETURN(at::ScalarType st, torch_type(info.dtype, path + ": tensor '" + info.name + "'"));
+          LEMA_ASSIGN_OR_RETURN(at::ScalarType st, scalar_type_of(info.dtype, path + ": tensor '" + info.name + "'"));
           const at::Tensor src = at::from_blob(const_cast<uint8_t*>(reader->data(info)), want,
                                                at::TensorOptions().dtype(st));
           at::Tensor& dst = is_b ? adapter->b(l, target) : adapter->a(l, target);

@@ -10,14 +10,6 @@ uint64_t layer_dropout_seed(uint64_t step_seed, int64_t micro_batch, int64_t lay
   return mix_seed(mix_seed(step_seed, static_cast<uint64_t>(micro_batch)), static_cast<uint64_t>(layer) + 0x10000);
 }
 
-Status status_from_exception(const std::exception& e, const std::string& context) {
-  std::string what = e.what();
-  // LibTorch appends a C++ backtrace after the first line; keep the message.
-  const size_t nl = what.find("\nException raised from");
-  if (nl != std::string::npos) what.resize(nl);
-  return Status::internal(context + ": " + what);
-}
-
 Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& adapter,
                                             const std::vector<MicroBatch>& micro_batches, uint64_t dropout_seed,
                                             const StepOptions& options) {

@@ -1,5 +1,5 @@
-// The layer-wise forward and backward of one optimizer step (DESIGN.md
-// section 4): forward layer by layer without autograd keeping each layer's
+// The layer-wise forward and backward of one optimizer step (docs/ENGINE.md
+// "The layer-wise step"): forward layer by layer without autograd keeping each layer's
 // input, the chunked loss head, then backward from the last layer,
 // recomputing each layer from its saved input with autograd on. Where memory
 // allows, the first layers keep their forward graph instead and skip the
@@ -15,22 +15,11 @@
 #include <vector>
 
 #include "common/base/status.h"
+#include "engine/batch.h"
 #include "engine/layer_source.h"
 #include "engine/lora.h"
 
 namespace lema::engine {
-
-// One micro-batch, right-padded.
-struct MicroBatch {
-  at::Tensor input_ids;  // [B, T] int64
-  at::Tensor labels;     // [B, T] int64, HF style: unshifted, -100 = no loss
-};
-
-struct StepLoss {
-  double loss = 0.0;        // sum of token losses / n_label_tokens
-  int64_t n_label_tokens = 0;
-  int64_t n_input_tokens = 0;  // every position of every micro-batch, padding included
-};
 
 struct StepOptions {
   int64_t loss_chunk_tokens = 1024;  // rows of logits alive at once in the head
@@ -57,7 +46,5 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
 // reference implementation that wants the same masks.
 uint64_t layer_dropout_seed(uint64_t step_seed, int64_t micro_batch, int64_t layer);
 
-// Converts a LibTorch exception into a Status at an engine entry point.
-Status status_from_exception(const std::exception& e, const std::string& context);
 
 }  // namespace lema::engine

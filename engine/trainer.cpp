@@ -24,6 +24,7 @@
 #include "engine/model_loader.h"
 #include "engine/optimizer.h"
 #include "engine/train_step.h"
+#include "engine/torch_types.h"
 
 namespace lema::engine {
 
@@ -260,7 +261,7 @@ PlanRequest Trainer::plan_request(const ModelConfig& config) const {
   req.micro_batch = o_.micro_batch;
   req.lora_r = o_.lora_r;
   const Result<std::vector<LoraTarget>> targets = parse_lora_targets(o_.targets);
-  req.lora_targets = targets.ok() ? static_cast<int64_t>(targets.value().size()) : 7;
+  req.lora_targets = targets.ok() ? static_cast<int64_t>(targets.value().size()) : kNumLoraTargets;
   req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype_));
   req.flash_attention = device_.is_cuda();
   req.cuda = device_.is_cuda();

@@ -6,6 +6,7 @@
 #include "common/formats/dtype.h"
 #include "engine/evaluator.h"
 #include "engine/merge.h"
+#include "engine/torch_types.h"
 
 namespace lema::worker {
 
