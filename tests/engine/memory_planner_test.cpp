@@ -5,6 +5,8 @@
 // refused with a message naming the option.
 #include "engine/memory_planner.h"
 
+#include "common/formats/model_config.h"
+
 #include <gtest/gtest.h>
 
 namespace lema::engine {
@@ -228,6 +230,55 @@ TEST(InferencePlanner, SmallRamStreamsFromDisk) {
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   EXPECT_EQ(p->mode, PlanMode::kDisk);
   EXPECT_LE(p->host_bytes, 3 * kGiB);
+}
+
+}  // namespace
+}  // namespace lema::engine
+
+// The config.json files of real models of every family (tests/data/model_configs):
+// layer bytes count the family's own tensors, and a training plan at 8 x 2048
+// fits 16 GiB; 4 GiB is refused for the big-vocabulary families, naming the head.
+namespace lema::engine {
+namespace {
+
+ModelConfig fixture(const std::string& name) {
+  auto c = load_model_config(std::string(LEMA_TEST_DATA_DIR) + "/model_configs/" + name);
+  EXPECT_TRUE(c.ok()) << c.status().to_string();
+  return c.ok() ? *c : ModelConfig{};
+}
+
+TEST(MemoryPlannerFamilies, LayerBytesCountTheFamilysTensors) {
+  // Qwen2.5-7B: q/o 3584^2, k/v 512 x 3584, MLP 3 x 3584 x 18944, 2 norms, q/k/v biases.
+  EXPECT_EQ(layer_weight_bytes(fixture("qwen2.5-7b-instruct.json"), 2),
+            2ull * (2ull * 3584 * 3584 + 2ull * 512 * 3584 + 3ull * 3584 * 18944 + 2 * 3584 + 3584 + 2 * 512));
+  // gemma-3-4b: q 2048 x 2560, k/v 1024 x 2560, o 2560 x 2048, MLP 3 x 2560 x 10240,
+  // 4 norms of 2560, q/k norms of 256.
+  EXPECT_EQ(layer_weight_bytes(fixture("gemma-3-4b-it-text.json"), 2),
+            2ull * (2ull * 2048 * 2560 + 2ull * 1024 * 2560 + 3ull * 2560 * 10240 + 4 * 2560 + 2 * 256));
+}
+
+TEST(MemoryPlannerFamilies, RealModelsPlan) {
+  for (const char* name : {"qwen2.5-7b-instruct.json", "qwen3-8b.json", "gemma-3-4b-it-text.json",
+                           "mistral-7b-v0.3.json", "llama-3.1-8b-instruct.json", "llama-3.2-1b.json"}) {
+    PlanRequest r;
+    r.config = fixture(name);
+    r.batch = 8;
+    r.seq_len = 2048;
+    r.vram_budget = 16 * kGiB;
+    r.ram_budget = 0;
+    auto p = plan_memory(r);
+    ASSERT_TRUE(p.ok()) << name << ": " << p.status().to_string();
+    EXPECT_LE(p->device_bytes, 16 * kGiB) << name;
+    EXPECT_GE(p->device_slots + p->resident_layers, 2) << name;
+  }
+  PlanRequest small;
+  small.config = fixture("gemma-3-4b-it-text.json");
+  small.batch = 8;
+  small.seq_len = 2048;
+  small.vram_budget = 4 * kGiB;
+  auto refused = plan_memory(small);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("head"), std::string::npos) << refused.status().message();
 }
 
 }  // namespace
