@@ -304,15 +304,24 @@ Status check_out(const std::string& out) {
   return Status();
 }
 
+// The source's GGUF mapping, refused unless llama.cpp has checked it: an
+// unchecked mapping can load and answer wrongly (Gemma's norms, for one, need
+// 1 + w), and a wrong model is worse than none.
+lema::Result<const lema::GgufArch*> exportable_arch(const Source& src) {
+  LEMA_ASSIGN_OR_RETURN(const lema::GgufArch* arch, lema::find_gguf_arch(model_type(src)));
+  if (!arch->verified) {
+    return Status::unsupported("lema export: the " + arch->model_type +
+                               " mapping to GGUF is not verified against llama.cpp yet; supported: " +
+                               lema::gguf_arch_list());
+  }
+  return arch;
+}
+
 Status export_model(const ExportArgs& a) {
   LEMA_RETURN_IF_ERROR(check_out(a.out));
   LEMA_ASSIGN_OR_RETURN(lema::GgufFileType file_type, lema::parse_gguf_file_type(a.type));
   LEMA_ASSIGN_OR_RETURN(Source src, open_source(a.model));
-  LEMA_ASSIGN_OR_RETURN(const lema::GgufArch* arch, lema::find_gguf_arch(model_type(src)));
-  if (!arch->verified) {
-    std::fprintf(stderr, "lema export: warning: the %s mapping is not verified against llama.cpp yet\n",
-                 arch->model_type.c_str());
-  }
+  LEMA_ASSIGN_OR_RETURN(const lema::GgufArch* arch, exportable_arch(src));
   const lema::ModelConfig& c = src.config;
   const std::string tok_path = a.tokenizer.empty() ? src.files_dir : a.tokenizer;
   auto vocab_or = vocab_from_tokenizer(tok_path, a.tokenizer_pre);
@@ -400,7 +409,7 @@ Status export_lora(const ExportArgs& a) {
   }
   const lema::GgmlType type = file_type == lema::GgufFileType::kF32 ? lema::GgmlType::kF32 : lema::GgmlType::kF16;
   LEMA_ASSIGN_OR_RETURN(Source src, open_source(a.model));
-  LEMA_ASSIGN_OR_RETURN(const lema::GgufArch* arch, lema::find_gguf_arch(model_type(src)));
+  LEMA_ASSIGN_OR_RETURN(const lema::GgufArch* arch, exportable_arch(src));
   const lema::ModelConfig& c = src.config;
   auto adapter_or = lema::engine::load_peft_adapter(a.adapter, c, at::kFloat, at::kCPU);
   if (!adapter_or.ok()) return adapter_or.status().with_context("export: adapter does not fit base " + a.model);

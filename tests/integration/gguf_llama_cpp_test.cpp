@@ -511,6 +511,13 @@ TEST(GgufExportCli, Refusals) {
   r = run_lema_shell("export " + dir + "/m --type f32 --out " + dir + "/no/such/dir/x.gguf");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_FALSE(path_exists(dir + "/no"));
+  // A family whose GGUF mapping llama.cpp has not checked: refused, no file.
+  ASSERT_EQ(run_lema_shell("model init --preset tiny-gemma3 --out " + dir + "/g").exit_code, 0);
+  write_byte_tokenizer(dir + "/g");
+  r = run_lema_shell("export " + dir + "/g --type f32 --out " + dir + "/g.gguf");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("gemma3_text mapping to GGUF is not verified"), std::string::npos) << r.output;
+  EXPECT_FALSE(path_exists(dir + "/g.gguf"));
 }
 
 // The layer-file input gives the same file as the HF directory it came from.
