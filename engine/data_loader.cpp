@@ -24,12 +24,13 @@ Result<std::vector<int32_t>> int_array(const nlohmann::json& j, const char* key)
   return out;
 }
 
+}  // namespace
+
 bool is_pretokenized(const std::string& text) {
   const size_t end = text.find('\n');
   const nlohmann::json j = nlohmann::json::parse(text.substr(0, end), nullptr, false);
   return !j.is_discarded() && j.is_object() && j.contains("input_ids");
 }
-}  // namespace
 
 Result<std::vector<TokenizedExample>> read_tokenized_jsonl(const std::string& path) {
   LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));

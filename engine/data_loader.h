@@ -23,6 +23,10 @@
 
 namespace lema::engine {
 
+// True when the first line of a JSONL text is a pre-tokenized example
+// ({"input_ids": [...]}): the whole file is then read as such.
+bool is_pretokenized(const std::string& jsonl_text);
+
 // Pre-tokenized JSONL; errors name the file and line.
 Result<std::vector<TokenizedExample>> read_tokenized_jsonl(const std::string& path);
 Status write_tokenized_jsonl(const std::string& path, const std::vector<TokenizedExample>& examples);

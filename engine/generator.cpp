@@ -108,24 +108,153 @@ int32_t sample_token(const at::Tensor& logits_in, const std::vector<int32_t>& co
   return order[keep - 1];
 }
 
+namespace {
+
+// The batch laid out for decoding: prompts left-padded so that row r's
+// prompt sits at [pad_r, p_len), RoPE tables gathered at each row's own
+// positions, and one KV cache per layer sized for prompt + new tokens.
+struct DecodeBatch {
+  int64_t rows = 0;
+  int64_t p_len = 0;
+  int64_t t_max = 0;
+  at::Tensor ids;                                  // [B, P] prompt ids, on the device
+  at::Tensor valid;                                // [B, Tmax] false on pads
+  at::Tensor index;                                // [Tmax] 0..Tmax-1
+  at::Tensor cos, sin, cos_local, sin_local;       // [B, 1, Tmax, hd]; *_local for sliding layers
+  std::vector<KvCache> caches;                     // one per layer
+};
+
+// The longest prompt's length, or an error naming the first bad prompt.
+Result<int64_t> longest_prompt(const std::vector<std::vector<int32_t>>& prompts, int64_t vocab_size) {
+  int64_t p_len = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) return Status::invalid_argument("generate: prompt " + std::to_string(i) + " is empty");
+    for (int32_t id : prompts[i]) {
+      if (id < 0 || id >= vocab_size) {
+        return Status::invalid_argument("generate: prompt " + std::to_string(i) + " has token id " +
+                                        std::to_string(id) + " outside the vocabulary (" + std::to_string(vocab_size) +
+                                        ")");
+      }
+    }
+    p_len = std::max<int64_t>(p_len, static_cast<int64_t>(prompts[i].size()));
+  }
+  return p_len;
+}
+
+DecodeBatch layout_batch(const std::vector<std::vector<int32_t>>& prompts, int64_t p_len, int64_t t_max,
+                         const ModelConfig& c, at::ScalarType dtype, at::Device device) {
+  const auto long_cpu = at::TensorOptions().dtype(at::kLong);
+  DecodeBatch d;
+  d.rows = static_cast<int64_t>(prompts.size());
+  d.p_len = p_len;
+  d.t_max = t_max;
+  at::Tensor ids = at::zeros({d.rows, p_len}, long_cpu);
+  at::Tensor valid = at::ones({d.rows, t_max}, at::TensorOptions().dtype(at::kBool));
+  at::Tensor positions = at::zeros({d.rows, t_max}, long_cpu);
+  for (int64_t r = 0; r < d.rows; ++r) {
+    const auto& pr = prompts[static_cast<size_t>(r)];
+    const int64_t pad = p_len - static_cast<int64_t>(pr.size());
+    for (size_t j = 0; j < pr.size(); ++j) ids[r][pad + static_cast<int64_t>(j)] = static_cast<int64_t>(pr[j]);
+    if (pad > 0) valid[r].narrow(0, 0, pad).fill_(false);
+    positions[r] = at::clamp_min(at::arange(t_max, long_cpu) - pad, 0);
+  }
+  d.ids = ids.to(device);
+  d.valid = valid.to(device);
+  positions = positions.to(device);
+  auto per_row = [&](const at::Tensor& table) {
+    return table.index_select(0, positions.reshape({-1})).view({d.rows, 1, t_max, c.head_dim});
+  };
+  const LayerContext tables = make_layer_context(c, t_max, dtype, device);
+  d.cos = per_row(tables.cos);
+  d.sin = per_row(tables.sin);
+  if (tables.cos_local.defined()) {
+    d.cos_local = per_row(tables.cos_local);
+    d.sin_local = per_row(tables.sin_local);
+  }
+  d.index = at::arange(t_max, long_cpu.device(device));
+  d.caches.resize(static_cast<size_t>(c.n_layers));
+  for (auto& kv : d.caches) {
+    kv.k = at::zeros({d.rows, c.n_kv_heads, t_max, c.head_dim}, at::TensorOptions().dtype(dtype).device(device));
+    kv.v = at::zeros_like(kv.k);
+  }
+  return d;
+}
+
+// The decoder's context for the T positions offset..offset+T: causal over
+// the cache, never a pad (a pad query may see itself so no row is all -inf),
+// sliding layers only the last `window` keys (index differences equal
+// position differences between a row's real tokens).
+LayerContext step_context(const DecodeBatch& d, const ModelConfig& c, int64_t offset, int64_t t) {
+  const at::Tensor qi = d.index.narrow(0, offset, t).view({t, 1});      // [T, 1]
+  const at::Tensor kj = d.index.narrow(0, 0, offset + t).view({1, -1});  // [1, S]
+  const at::Tensor causal = (kj <= qi).unsqueeze(0) & d.valid.narrow(1, 0, offset + t).unsqueeze(1);
+  const at::Tensor self = (kj == qi).unsqueeze(0);
+  LayerContext ctx;
+  ctx.config = &c;
+  ctx.allowed = (causal | self).unsqueeze(1);  // [B, 1, T, S]
+  if (c.sliding_window > 0) ctx.allowed_local = ((causal & (kj > qi - c.sliding_window).unsqueeze(0)) | self).unsqueeze(1);
+  ctx.cos = d.cos.narrow(2, offset, t);
+  ctx.sin = d.sin.narrow(2, offset, t);
+  if (d.cos_local.defined()) {
+    ctx.cos_local = d.cos_local.narrow(2, offset, t);
+    ctx.sin_local = d.sin_local.narrow(2, offset, t);
+  }
+  ctx.cache_offset = offset;
+  return ctx;
+}
+
+// Runs `x` [B, T, H] (positions offset..offset+T) through every layer, each
+// appending to its cache; returns the last position's logits [B, V].
+Result<at::Tensor> forward_step(LayerSource& source, const std::vector<LayerLora>& loras, DecodeBatch& d, at::Tensor x,
+                                int64_t offset) {
+  const ModelConfig& c = source.config();
+  const int64_t t = x.size(1);
+  LayerContext ctx = step_context(d, c, offset, t);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    if (l + 1 < c.n_layers) source.prefetch(l + 1);
+    LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(l));
+    ctx.layer = l;
+    ctx.cache = &d.caches[static_cast<size_t>(l)];
+    x = decoder_layer_forward(x, w, loras[static_cast<size_t>(l)], ctx);
+    source.release(l);
+  }
+  return head_logits(x.narrow(1, t - 1, 1), source.head(), c).squeeze(1);
+}
+
+// After a token was added to g: cuts the text at the first stop string
+// (ending the row) and streams what is ready. A decoder may render an
+// incomplete byte sequence as U+FFFD: that is held back until it completes.
+void update_text(Generation& g, bool& done, bool last_step, int64_t row, const Tokenizer& tokenizer,
+                 const GenerateOptions& options, const TextCallback& on_text, size_t& emitted) {
+  g.text = tokenizer.decode(g.tokens, /*skip_special=*/true);
+  size_t cut = std::string::npos;
+  for (const std::string& stop : options.stop_strings) {
+    const size_t at = g.text.find(stop);
+    if (at != std::string::npos) cut = std::min(cut, at + stop.size());
+  }
+  if (cut != std::string::npos && !done) {
+    g.text.resize(cut);
+    g.stop = StopReason::kStopString;
+    done = true;
+  }
+  if (!on_text) return;
+  size_t ready = done || last_step ? g.text.size() : complete_utf8_prefix(g.text);
+  if (!done && ends_with(g.text.substr(0, ready), "\xEF\xBF\xBD")) ready -= 3;
+  if (ready > emitted) {
+    on_text(row, g.text.substr(emitted, ready - emitted));
+    emitted = ready;
+  }
+}
+
+}  // namespace
+
 Result<std::vector<Generation>> Generator::generate(const std::vector<std::vector<int32_t>>& prompts,
                                                     const GenerateOptions& options, const TextCallback& on_text) {
   const ModelConfig& c = source_.config();
   const auto b = static_cast<int64_t>(prompts.size());
   std::vector<Generation> out(static_cast<size_t>(b));
   if (b == 0) return out;
-  int64_t p_len = 0;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    if (prompts[i].empty()) return Status::invalid_argument("generate: prompt " + std::to_string(i) + " is empty");
-    for (int32_t id : prompts[i]) {
-      if (id < 0 || id >= c.vocab_size) {
-        return Status::invalid_argument("generate: prompt " + std::to_string(i) + " has token id " +
-                                        std::to_string(id) + " outside the vocabulary (" +
-                                        std::to_string(c.vocab_size) + ")");
-      }
-    }
-    p_len = std::max<int64_t>(p_len, static_cast<int64_t>(prompts[i].size()));
-  }
+  LEMA_ASSIGN_OR_RETURN(const int64_t p_len, longest_prompt(prompts, c.vocab_size));
   if (options.max_new_tokens <= 0) return out;
   if (!options.stop_strings.empty() && tokenizer_ == nullptr) {
     return Status::invalid_argument("generate: stop strings need a tokenizer");
@@ -137,88 +266,24 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
     at::NoGradGuard no_grad;
     const at::Device device = source_.device();
     const at::ScalarType dtype = source_.dtype();
-    const int64_t t_max = p_len + options.max_new_tokens;
-    const auto long_cpu = at::TensorOptions().dtype(at::kLong);
-
-    // Left padding: row r's prompt sits at [pad_r, p_len).
-    at::Tensor ids = at::zeros({b, p_len}, long_cpu);           // [B, P]
-    at::Tensor valid = at::ones({b, t_max}, at::TensorOptions().dtype(at::kBool));  // [B, Tmax]
-    at::Tensor positions = at::zeros({b, t_max}, long_cpu);     // [B, Tmax]
-    std::vector<std::vector<int32_t>> context(static_cast<size_t>(b));
-    for (int64_t r = 0; r < b; ++r) {
-      const auto& pr = prompts[static_cast<size_t>(r)];
-      const int64_t pad = p_len - static_cast<int64_t>(pr.size());
-      for (size_t j = 0; j < pr.size(); ++j) ids[r][pad + static_cast<int64_t>(j)] = static_cast<int64_t>(pr[j]);
-      if (pad > 0) valid[r].narrow(0, 0, pad).fill_(false);
-      positions[r] = at::clamp_min(at::arange(t_max, long_cpu) - pad, 0);
-      context[static_cast<size_t>(r)] = pr;
-    }
-    valid = valid.to(device);
-    positions = positions.to(device);
-    // RoPE tables gathered at each row's positions: [B, 1, Tmax, hd].
-    auto per_row = [&](const at::Tensor& table) {
-      return table.index_select(0, positions.reshape({-1})).view({b, 1, t_max, c.head_dim});
-    };
-    const LayerContext tables = make_layer_context(c, t_max, dtype, device);
-    const at::Tensor cos_all = per_row(tables.cos), sin_all = per_row(tables.sin);
-    const at::Tensor cos_local = tables.cos_local.defined() ? per_row(tables.cos_local) : at::Tensor();
-    const at::Tensor sin_local = tables.sin_local.defined() ? per_row(tables.sin_local) : at::Tensor();
-    const at::Tensor index = at::arange(t_max, long_cpu.device(device));  // [Tmax]
-
+    DecodeBatch batch = layout_batch(prompts, p_len, p_len + options.max_new_tokens, c, dtype, device);
     std::vector<LayerLora> loras(static_cast<size_t>(c.n_layers));
     if (adapter_ != nullptr) {
       for (int64_t l = 0; l < c.n_layers; ++l) loras[static_cast<size_t>(l)] = adapter_->layer(l, dtype, false);
     }
-    std::vector<KvCache> caches(static_cast<size_t>(c.n_layers));
-    for (auto& kv : caches) {
-      kv.k = at::zeros({b, c.n_kv_heads, t_max, c.head_dim}, at::TensorOptions().dtype(dtype).device(device));
-      kv.v = at::zeros_like(kv.k);
-    }
-
-    // Runs `x` [B, T, H] (positions offset..offset+T) through every layer
-    // (the one decoder forward, appending to each layer's cache); returns
-    // the last position's logits [B, V].
-    auto run_layers = [&](at::Tensor x, int64_t offset) -> Result<at::Tensor> {
-      const int64_t t = x.size(1);
-      const at::Tensor qi = index.narrow(0, offset, t).view({t, 1});      // [T, 1]
-      const at::Tensor kj = index.narrow(0, 0, offset + t).view({1, -1});  // [1, S]
-      // Causal and not a pad; a pad query may see itself so no row is all -inf.
-      const at::Tensor causal = (kj <= qi).unsqueeze(0) & valid.narrow(1, 0, offset + t).unsqueeze(1);
-      const at::Tensor self = (kj == qi).unsqueeze(0);
-      LayerContext ctx;
-      ctx.config = &c;
-      ctx.allowed = (causal | self).unsqueeze(1);  // [B, 1, T, S]
-      // Sliding layers: only the last `window` keys (index differences equal
-      // position differences between a row's real tokens).
-      if (c.sliding_window > 0) ctx.allowed_local = ((causal & (kj > qi - c.sliding_window).unsqueeze(0)) | self).unsqueeze(1);
-      ctx.cos = cos_all.narrow(2, offset, t);
-      ctx.sin = sin_all.narrow(2, offset, t);
-      if (cos_local.defined()) {
-        ctx.cos_local = cos_local.narrow(2, offset, t);
-        ctx.sin_local = sin_local.narrow(2, offset, t);
-      }
-      ctx.cache_offset = offset;
-      for (int64_t l = 0; l < c.n_layers; ++l) {
-        if (l + 1 < c.n_layers) source_.prefetch(l + 1);
-        LEMA_ASSIGN_OR_RETURN(LayerWeights w, source_.acquire(l));
-        ctx.layer = l;
-        ctx.cache = &caches[static_cast<size_t>(l)];
-        x = decoder_layer_forward(x, w, loras[static_cast<size_t>(l)], ctx);
-        source_.release(l);
-      }
-      return head_logits(x.narrow(1, t - 1, 1), source_.head(), c).squeeze(1);
-    };
-
+    std::vector<std::vector<int32_t>> context(prompts);  // prompt + generated ids, for the repetition penalty
     std::vector<uint64_t> rng(static_cast<size_t>(b));
     for (int64_t r = 0; r < b; ++r) rng[static_cast<size_t>(r)] = mix_seed(options.sampling.seed, static_cast<uint64_t>(r));
     std::vector<bool> done(static_cast<size_t>(b), false);
     std::vector<size_t> emitted(static_cast<size_t>(b), 0);
     int64_t n_done = 0;
 
-    LEMA_ASSIGN_OR_RETURN(at::Tensor logits, run_layers(embed_tokens(ids.to(device), source_.head(), c), 0));
+    LEMA_ASSIGN_OR_RETURN(at::Tensor logits,
+                          forward_step(source_, loras, batch, embed_tokens(batch.ids, source_.head(), c), 0));
     for (int64_t s = 0; s < options.max_new_tokens; ++s) {
+      const bool last_step = s + 1 == options.max_new_tokens;
       const at::Tensor logits_cpu = logits.to(at::kCPU, at::kFloat);  // [B, V]
-      at::Tensor next = at::zeros({b, 1}, long_cpu);
+      at::Tensor next = at::zeros({b, 1}, at::TensorOptions().dtype(at::kLong));
       for (int64_t r = 0; r < b; ++r) {
         const auto ri = static_cast<size_t>(r);
         if (done[ri]) continue;
@@ -233,31 +298,15 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
           context[ri].push_back(tok);
         }
         if (tokenizer_ != nullptr) {
-          g.text = tokenizer_->decode(g.tokens, /*skip_special=*/true);
-          size_t cut = std::string::npos;
-          for (const std::string& stop : options.stop_strings) {
-            const size_t at = g.text.find(stop);
-            if (at != std::string::npos) cut = std::min(cut, at + stop.size());
-          }
-          if (cut != std::string::npos && !done[ri]) {
-            g.text.resize(cut);
-            g.stop = StopReason::kStopString;
-            done[ri] = true;
-          }
-          if (on_text) {
-            size_t ready = done[ri] || s + 1 == options.max_new_tokens ? g.text.size() : complete_utf8_prefix(g.text);
-            // A decoder may render an incomplete byte sequence as U+FFFD: hold it back.
-            if (!done[ri] && ends_with(g.text.substr(0, ready), "\xEF\xBF\xBD")) ready -= 3;
-            if (ready > emitted[ri]) {
-              on_text(r, g.text.substr(emitted[ri], ready - emitted[ri]));
-              emitted[ri] = ready;
-            }
-          }
+          bool row_done = done[ri];
+          update_text(g, row_done, last_step, r, *tokenizer_, options, on_text, emitted[ri]);
+          done[ri] = row_done;
         }
         if (done[ri]) ++n_done;
       }
-      if (n_done == b || s + 1 == options.max_new_tokens) break;
-      LEMA_ASSIGN_OR_RETURN(logits, run_layers(embed_tokens(next.to(device), source_.head(), c), p_len + s));
+      if (n_done == b || last_step) break;
+      LEMA_ASSIGN_OR_RETURN(logits,
+                            forward_step(source_, loras, batch, embed_tokens(next.to(device), source_.head(), c), p_len + s));
     }
     return out;
   } catch (const std::exception& e) {

@@ -180,24 +180,16 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     //    budget, so the better of the two is too.
     const uint64_t min_stream = fixed + work + 2 * p.layer_bytes;
     bool found = false, host_acts = false;
-    int64_t slots = 2, resident = 0;
+    MemoryPlan best = p;
     for (bool on_host : {false, true}) {
       const uint64_t acts_dev = on_host ? std::min(host_acts_device, all_acts) : all_acts;
       if (min_stream + acts_dev > usable) continue;
-      uint64_t left = usable - (min_stream + acts_dev);
-      int64_t s_slots = 2;
-      // A deeper prefetch (3 slots) first: it hides copy jitter; then resident layers.
-      if (left >= p.layer_bytes) {
-        s_slots = 3;
-        left -= p.layer_bytes;
-      }
-      int64_t s_res = static_cast<int64_t>(std::min<uint64_t>(left / p.layer_bytes, n));
-      if (s_res + s_slots >= c.n_layers) s_res = c.n_layers;  // as good as resident
-      if (!found || s_res > resident) {
+      MemoryPlan trial = p;
+      fill_device(trial, c.n_layers, usable - (min_stream + acts_dev));
+      if (!found || trial.resident_layers > best.resident_layers) {
         found = true;
         host_acts = on_host;
-        slots = s_slots;
-        resident = s_res;
+        best = trial;
       }
     }
     if (!found) {
@@ -207,16 +199,15 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
       continue;
     }
     const uint64_t acts_dev = host_acts ? std::min(host_acts_device, all_acts) : all_acts;
-    p.mode = PlanMode::kRam;
-    p.resident_layers = resident;
-    p.device_slots = resident == c.n_layers ? 0 : slots;
-    p.prefetch_depth = resident == c.n_layers ? 0 : slots - 1;
+    p.mode = best.mode;
+    p.resident_layers = best.resident_layers;
+    p.device_slots = best.device_slots;
+    p.prefetch_depth = best.prefetch_depth;
     p.activations_on_host = host_acts;
     p.activation_bytes = all_acts;
     p.working_bytes = work;
     p.micro_batch = mb;
-    p.device_bytes = fixed + work + acts_dev + u(p.device_slots + std::min<int64_t>(resident, c.n_layers)) * p.layer_bytes;
-    if (resident == c.n_layers) p.mode = PlanMode::kResident;
+    p.device_bytes = fixed + work + acts_dev + u(p.device_slots + p.resident_layers) * p.layer_bytes;
     break;
   }
   if (p.micro_batch == 0) {

@@ -123,6 +123,12 @@ class Trainer {
 
  private:
   Status setup();
+  Status choose_device();
+  Status open_model();
+  Status load_data(const ModelConfig& model, std::string* data_bytes, std::string* summary);
+  Status make_trainable(const ModelConfig& model);
+  Status resume();
+  void log_configuration(const ModelConfig& model, const std::string& data_summary) const;
   PlanRequest plan_request(const ModelConfig& config) const;
   Status open_streaming_source(int64_t* micro_batch);
   Result<StepReport> step();
@@ -148,15 +154,32 @@ class Trainer {
   std::string config_hash_;
   int64_t step_ = 0;  // optimizer steps done
   int64_t total_steps_ = 0;
+  int64_t n_examples_ = 0;
 };
 
+// Setup, in the order each part needs the one before: where to compute,
+// the model (whose config sizes the rest), the data, what is trained, a
+// resume, then the effective configuration printed once.
 Status Trainer::setup() {
   LEMA_RETURN_IF_ERROR(validate_train_options(o_));
-  const bool budgets = o_.vram_budget > 0 || o_.ram_budget > 0;
-  if (budgets && o_.full) {
+  if ((o_.vram_budget > 0 || o_.ram_budget > 0) && o_.full) {
     return Status::invalid_argument("--full trains the whole model in memory; --vram/--ram apply to LoRA training");
   }
-  int64_t planned_micro_batch = 0;
+  LEMA_RETURN_IF_ERROR(choose_device());
+  LEMA_RETURN_IF_ERROR(open_model());
+  const ModelConfig model = source_->config();
+  std::string data_bytes;
+  std::string data_summary;
+  LEMA_RETURN_IF_ERROR(load_data(model, &data_bytes, &data_summary));
+  LEMA_RETURN_IF_ERROR(make_trainable(model));
+  config_hash_ = training_config_hash(o_, model, data_bytes, total_steps_, dtype_);
+  if (!o_.resume.empty()) LEMA_RETURN_IF_ERROR(resume());
+  LEMA_RETURN_IF_ERROR(make_dirs(o_.out));
+  log_configuration(model, data_summary);
+  return Status();
+}
+
+Status Trainer::choose_device() {
   LEMA_ASSIGN_OR_RETURN(device_, parse_device(o_.device));
   if (o_.dtype == "auto") {
     dtype_ = device_.is_cuda() ? at::kBFloat16 : at::kFloat;
@@ -165,24 +188,30 @@ Status Trainer::setup() {
   }
   if (o_.threads > 0) at::set_num_threads(static_cast<int>(o_.threads));
   else if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  return Status();
+}
 
-  if (budgets) {
+// Under a budget the planner picks the ring and the micro-batch; without
+// one every layer is resident and the plan only sizes the kept graphs.
+Status Trainer::open_model() {
+  int64_t planned_micro_batch = 0;
+  if (o_.vram_budget > 0 || o_.ram_budget > 0) {
     LEMA_RETURN_IF_ERROR(open_streaming_source(&planned_micro_batch));
   } else {
     LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
-    // Every layer is resident: the plan only sizes the kept graphs.
     LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(plan_request(source_->config())));
     kept_graph_layers_ = plan.kept_graph_layers;
   }
   if (o_.micro_batch == 0) o_.micro_batch = planned_micro_batch > 0 ? planned_micro_batch : o_.batch;
-  const ModelConfig model = source_->config();
-  LEMA_ASSIGN_OR_RETURN(std::string data_bytes, read_file(o_.data));
-  std::string& tokenizer_path = tokenizer_path_;
-  tokenizer_path = o_.tokenizer;
-  if (tokenizer_path.empty()) tokenizer_path = is_directory(o_.model) ? o_.model : path_dirname(o_.model);
-  std::string data_summary;
+  return Status();
+}
+
+Status Trainer::load_data(const ModelConfig& model, std::string* data_bytes, std::string* summary) {
+  LEMA_ASSIGN_OR_RETURN(*data_bytes, read_file(o_.data));
+  tokenizer_path_ = o_.tokenizer;
+  if (tokenizer_path_.empty()) tokenizer_path_ = is_directory(o_.model) ? o_.model : path_dirname(o_.model);
   LEMA_ASSIGN_OR_RETURN(std::vector<TokenizedExample> examples,
-                        load_training_data(o_.data, tokenizer_path, o_.seq_len, &data_summary));
+                        load_training_data(o_.data, tokenizer_path_, o_.seq_len, summary));
   for (size_t i = 0; i < examples.size(); ++i) {
     for (int32_t id : examples[i].input_ids) {
       if (id >= model.vocab_size) {
@@ -192,20 +221,25 @@ Status Trainer::setup() {
       }
     }
   }
-  const int64_t n_examples = static_cast<int64_t>(examples.size());
+  n_examples_ = static_cast<int64_t>(examples.size());
   total_steps_ = o_.steps > 0 ? o_.steps
-                              : static_cast<int64_t>(std::ceil(o_.epochs * static_cast<double>(n_examples) /
+                              : static_cast<int64_t>(std::ceil(o_.epochs * static_cast<double>(n_examples_) /
                                                                static_cast<double>(o_.batch)));
   const int32_t pad_id = model.pad_token_id >= 0 ? static_cast<int32_t>(model.pad_token_id) : 0;
   data_ = std::make_unique<DataLoader>(std::move(examples), o_.seed, o_.batch, o_.micro_batch, o_.seq_len, pad_id);
+  return Status();
+}
 
+// The LoRA adapter (or, with --full, fp32 masters of every weight), the
+// optimizer over it and the learning-rate schedule.
+Status Trainer::make_trainable(const ModelConfig& model) {
   const at::ScalarType master = dtype_ == at::kDouble ? at::kDouble : at::kFloat;
-  LoraConfig lora;
   if (o_.full) {
     LEMA_ASSIGN_OR_RETURN(FullModel full, FullModel::from_source(*source_, master));
     full_ = std::make_unique<FullModel>(std::move(full));
     source_.reset();  // the masters are the model now
   } else {
+    LoraConfig lora;
     lora.r = o_.lora_r;
     lora.alpha = o_.lora_alpha;
     lora.dropout = o_.lora_dropout;
@@ -220,24 +254,26 @@ Status Trainer::setup() {
   schedule_.lr = o_.lr;
   schedule_.warmup_steps = o_.warmup;
   schedule_.total_steps = total_steps_;
-  config_hash_ = training_config_hash(o_, model, data_bytes, total_steps_, dtype_);
+  return Status();
+}
 
-  if (!o_.resume.empty()) {
-    LEMA_ASSIGN_OR_RETURN(std::string dir, find_latest_checkpoint(o_.resume));
-    LEMA_ASSIGN_OR_RETURN(CheckpointState state, load_checkpoint(dir, config_hash_, checkpoint_weights(), *optimizer_));
-    step_ = state.step;
-    data_->set_cursor(state.cursor);
-    log_info("resumed from %s (step %lld, loss %.4f)", dir.c_str(), static_cast<long long>(step_), state.loss);
-  }
-  LEMA_RETURN_IF_ERROR(make_dirs(o_.out));
+Status Trainer::resume() {
+  LEMA_ASSIGN_OR_RETURN(std::string dir, find_latest_checkpoint(o_.resume));
+  LEMA_ASSIGN_OR_RETURN(CheckpointState state, load_checkpoint(dir, config_hash_, checkpoint_weights(), *optimizer_));
+  step_ = state.step;
+  data_->set_cursor(state.cursor);
+  log_info("resumed from %s (step %lld, loss %.4f)", dir.c_str(), static_cast<long long>(step_), state.loss);
+  return Status();
+}
 
-  // The effective configuration, once, as a table.
+// The effective configuration, once, as a table.
+void Trainer::log_configuration(const ModelConfig& model, const std::string& data_summary) const {
   log_info("train: model %s (%lld layers, hidden %lld, vocab %lld), %s on %s", o_.model.c_str(),
            static_cast<long long>(model.n_layers), static_cast<long long>(model.hidden_size),
            static_cast<long long>(model.vocab_size), dtype_name(dtype_), device_.str().c_str());
   log_info("train: data %s: %s", o_.data.c_str(), data_summary.c_str());
   log_info("train: %lld examples, steps %lld, batch %lld in micro-batches of %lld, seq_len %lld",
-           static_cast<long long>(n_examples), static_cast<long long>(total_steps_),
+           static_cast<long long>(n_examples_), static_cast<long long>(total_steps_),
            static_cast<long long>(o_.batch), static_cast<long long>(o_.micro_batch), static_cast<long long>(o_.seq_len));
   if (full_) {
     log_info("train: lr %g %s warmup %lld, full-parameter training (%lld parameters), seed %llu, hash %s", o_.lr,
@@ -246,11 +282,10 @@ Status Trainer::setup() {
   } else {
     log_info("train: lr %g %s warmup %lld, LoRA r %lld alpha %g dropout %g on %s (%lld parameters), seed %llu, hash %s",
              o_.lr, o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(o_.lora_r),
-             o_.lora_alpha, o_.lora_dropout, lora_targets_to_string(lora.targets).c_str(),
+             o_.lora_alpha, o_.lora_dropout, lora_targets_to_string(adapter_->config().targets).c_str(),
              static_cast<long long>(adapter_->parameter_count()), static_cast<unsigned long long>(o_.seed),
              config_hash_.c_str());
   }
-  return Status();
 }
 
 PlanRequest Trainer::plan_request(const ModelConfig& config) const {

@@ -14,14 +14,6 @@
 
 namespace lema::worker {
 
-namespace {
-bool first_line_is_tokenized(const std::string& text) {
-  size_t end = text.find('\n');
-  nlohmann::json j = nlohmann::json::parse(text.substr(0, end), nullptr, false);
-  return j.is_object() && j.contains("input_ids");
-}
-}  // namespace
-
 StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& /*env*/,
                                StageReporter& reporter) {
   Result<JobSpec> spec = assignment_spec(a);
@@ -34,7 +26,7 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
   if (!jsonl.empty()) {
     Result<std::string> text = read_file(jsonl);
     if (!text.ok()) return {text.status().with_context("data.jsonl"), "{}", false};
-    if (first_line_is_tokenized(text.value())) {
+    if (engine::is_pretokenized(text.value())) {
       auto examples = engine::read_tokenized_jsonl(jsonl);
       if (!examples.ok()) return {examples.status(), "{}", false};
       Status s = make_dirs(out_dir);
