@@ -115,11 +115,12 @@ lema::Status run_bench(const BenchArgs& a) {
     const double rss = static_cast<double>(peak_rss_bytes()) / (1ull << 30);
     std::printf("%s{\"tokens_per_s\": %.1f, \"peak_vram_gib\": %.3f, \"device_used_gib\": %.3f, \"host_rss_gib\": %.3f, "
                 "\"h2d_gb_s\": %.2f, \"copy_hidden\": %.3f, \"layer_loads\": %lld, \"mode\": \"%s\", \"resident\": %lld, "
-                "\"slots\": %lld, \"micro_batch\": %lld, \"kept_graphs\": %lld}\n",
+                "\"slots\": %lld, \"micro_batch\": %lld, \"kept_graphs\": %lld, \"vocab_chunk\": %lld}\n",
                 a.json ? "" : "stats: ", tps, peak_vram, used_vram, rss, total.h2d_gb_per_s(), total.hidden_fraction(),
                 static_cast<long long>(total.device_loads), plan_mode_name(plan.mode),
                 static_cast<long long>(plan.resident_layers), static_cast<long long>(plan.device_slots),
-                static_cast<long long>(plan.micro_batch), static_cast<long long>(step_options.kept_graph_layers));
+                static_cast<long long>(plan.micro_batch), static_cast<long long>(step_options.kept_graph_layers),
+                static_cast<long long>(plan.vocab_chunk));
   } catch (const std::exception& e) {
     return status_from_exception(e, "bench-step");
   }

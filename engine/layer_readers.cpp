@@ -126,21 +126,28 @@ LayerReader tensor_map_reader(std::shared_ptr<const TensorMap> tensors, const Mo
   };
 }
 
-Result<HeadWeights> load_head(const LayerFile& file, at::ScalarType dtype, at::Device device) {
+Result<HeadWeights> load_head(const LayerFile& file, at::ScalarType dtype, at::Device device, int64_t vocab_chunk) {
   Fd fd;
   fd.fd = ::open(file.path().c_str(), O_RDONLY | O_CLOEXEC);
   if (fd.fd < 0) return Status::io_error(file.path() + ": " + std::strerror(errno));
   try {
+    // A streamed head's tables stay on the host, pinned so that its lm_head
+    // chunks copy to a GPU asynchronously.
+    auto place = [&](const at::Tensor& t) {
+      if (vocab_chunk <= 0) return t.to(device);
+      return device.is_cuda() ? t.pin_memory() : t;
+    };
     HeadWeights head;
+    head.vocab_chunk = vocab_chunk;
     LEMA_ASSIGN_OR_RETURN(at::Tensor embed, read_tensor(file, fd.fd, file.embed(), dtype));
     LEMA_ASSIGN_OR_RETURN(at::Tensor norm, read_tensor(file, fd.fd, file.final_norm(), dtype));
-    head.embed = embed.to(device);
+    head.embed = place(embed);
     head.final_norm = norm.to(device);
     if (file.lm_head() == nullptr) {
       head.lm_head = head.embed;
     } else {
       LEMA_ASSIGN_OR_RETURN(at::Tensor lm, read_tensor(file, fd.fd, *file.lm_head(), dtype));
-      head.lm_head = lm.to(device);
+      head.lm_head = place(lm);
     }
     return head;
   } catch (const std::exception& e) {

@@ -31,8 +31,10 @@ using LayerReader = std::function<Status(int64_t layer, at::Tensor& dst)>;
 Result<LayerReader> layer_file_reader(std::shared_ptr<const LayerFile> file, at::ScalarType dtype);
 // Packs layers from named HF tensors (any dtype, CPU) on each read.
 LayerReader tensor_map_reader(std::shared_ptr<const TensorMap> tensors, const ModelConfig& config);
-// Embedding, final norm and lm_head of a layer file, in `dtype` on `device`.
-Result<HeadWeights> load_head(const LayerFile& file, at::ScalarType dtype, at::Device device);
+// Embedding, final norm and lm_head of a layer file, in `dtype` on `device`;
+// vocab_chunk > 0 streams the head (HeadWeights): embed and lm_head stay in
+// host memory.
+Result<HeadWeights> load_head(const LayerFile& file, at::ScalarType dtype, at::Device device, int64_t vocab_chunk = 0);
 // Same from named tensors.
 Result<HeadWeights> load_head(const TensorMap& tensors, const ModelConfig& config, at::ScalarType dtype,
                               at::Device device);

@@ -440,7 +440,7 @@ Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const Lay
   so.device_slots = std::max<int64_t>(plan.device_slots, 2);
   so.prefetch_depth = std::max<int64_t>(plan.prefetch_depth, 1);
   so.host_slots = std::max<int64_t>(plan.host_slots, 1);
-  LEMA_ASSIGN_OR_RETURN(HeadWeights head, load_head(*file, dtype, device));
+  LEMA_ASSIGN_OR_RETURN(HeadWeights head, load_head(*file, dtype, device, plan.vocab_chunk));
   LEMA_ASSIGN_OR_RETURN(LayerReader reader, layer_file_reader(file, dtype));
   return LayerStore::create(file->config(), head, reader, dtype, device, so);
 }

@@ -3,6 +3,9 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
 
 #include "common/base/log.h"
 #include "common/formats/model_layout.h"
@@ -265,7 +268,11 @@ at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, con
 }
 
 at::Tensor embed_tokens(const at::Tensor& input_ids, const HeadWeights& head, const ModelConfig& config) {
-  const at::Tensor x = at::embedding(head.embed, input_ids);
+  // A streamed head gathers the rows where the table lives; only they move.
+  const at::Tensor x = head.embed.device() == input_ids.device()
+                           ? at::embedding(head.embed, input_ids)
+                           : at::embedding(head.embed, input_ids.to(head.embed.device()))
+                                 .to(input_ids.device(), /*non_blocking=*/true);
   if (!config.scaled_embedding()) return x;
   // Gemma: sqrt(hidden) rounded to the weights' dtype first, as HF does.
   const at::Tensor scale = at::scalar_tensor(std::sqrt(static_cast<double>(config.hidden_size)),
@@ -284,6 +291,63 @@ at::Tensor shift_labels(const at::Tensor& labels) {
 static at::Tensor softcap_logits(const at::Tensor& logits, const ModelConfig& config) {
   const double cap = config.final_logit_softcapping;
   return cap > 0 ? at::tanh(logits / cap) * cap : logits;
+}
+
+// lm_head rows [v0, v0 + n) on the compute device: a view of a resident
+// head, a copy from pinned host memory for a streamed one.
+static at::Tensor lm_head_rows(const HeadWeights& head, int64_t v0, int64_t n, at::Device device) {
+  const at::Tensor rows = head.lm_head.narrow(0, v0, n);
+  return rows.device() == device ? rows : rows.to(device, /*non_blocking=*/true);
+}
+
+// The streamed head's loss over `rows` [N, H] (normed, every valid token):
+// pass 1 accumulates each row's log-sum-exp and target logit over the vocab
+// chunks (a running max keeps the sum finite); pass 2 recomputes each
+// chunk's logits with autograd and backpropagates d(loss)/d(logits) =
+// softmax - one_hot, scaled by 1/denominator, into rows_leaf. The logits of
+// a chunk pass through the same softcap and dtype casts as the resident
+// path, so the two differ only by summation order.
+static double streamed_head_loss(const at::Tensor& rows_leaf, const at::Tensor& targets, const HeadWeights& head,
+                                 const ModelConfig& config, double loss_denominator, bool backward,
+                                 at::ScalarType wide) {
+  const int64_t vocab = head.lm_head.size(0), step = head.vocab_chunk, n = rows_leaf.size(0);
+  const at::Device device = rows_leaf.device();
+  auto chunk_logits = [&](const at::Tensor& x, int64_t v0, int64_t vn) {
+    return softcap_logits(at::linear(x, lm_head_rows(head, v0, vn, device)), config).to(wide);  // [N, vn]
+  };
+  // Column of each target inside chunk [v0, v0 + vn), and whether it is there.
+  auto in_chunk = [&](int64_t v0, int64_t vn) {
+    const at::Tensor inside = (targets >= v0) & (targets < v0 + vn);
+    const at::Tensor column = at::clamp(targets - v0, 0, vn - 1).unsqueeze(1);  // [N, 1]
+    return std::make_pair(inside, column);
+  };
+  at::Tensor running_max = at::full({n}, -std::numeric_limits<double>::infinity(), rows_leaf.options().dtype(wide));
+  at::Tensor sum_exp = at::zeros({n}, rows_leaf.options().dtype(wide));
+  at::Tensor target_logit = at::zeros({n}, rows_leaf.options().dtype(wide));
+  {
+    at::NoGradGuard no_grad;
+    for (int64_t v0 = 0; v0 < vocab; v0 += step) {
+      const int64_t vn = std::min(step, vocab - v0);
+      const at::Tensor logits = chunk_logits(rows_leaf.detach(), v0, vn);
+      const at::Tensor new_max = at::maximum(running_max, std::get<0>(logits.max(1)));
+      sum_exp = sum_exp * at::exp(running_max - new_max) + at::exp(logits - new_max.unsqueeze(1)).sum(1);
+      running_max = new_max;
+      const auto [inside, column] = in_chunk(v0, vn);
+      target_logit += at::where(inside, logits.gather(1, column).squeeze(1), at::zeros_like(target_logit));
+    }
+  }
+  const at::Tensor lse = running_max + at::log(sum_exp);  // [N]
+  const double loss_sum = (lse - target_logit).sum().item<double>();
+  if (!backward) return loss_sum;
+  for (int64_t v0 = 0; v0 < vocab; v0 += step) {
+    const int64_t vn = std::min(step, vocab - v0);
+    const at::Tensor logits = chunk_logits(rows_leaf, v0, vn);
+    at::Tensor grad = at::exp(logits.detach() - lse.unsqueeze(1));  // softmax over the whole vocabulary
+    const auto [inside, column] = in_chunk(v0, vn);
+    grad.scatter_add_(1, column, -inside.to(wide).unsqueeze(1));
+    logits.backward(grad / loss_denominator);
+  }
+  return loss_sum;
 }
 
 // The chunked head of head_loss_backward and head_loss: one code path, so
@@ -310,6 +374,15 @@ static HeadLossResult head_loss_chunked(const at::Tensor& hidden, const at::Tens
   // into a detached copy of the rows before the next chunk is computed.
   const at::Tensor rows_leaf = backward ? rows.detach().requires_grad_(true) : rows;
   const at::ScalarType wide = at::promote_types(hidden.scalar_type(), at::kFloat);
+  if (head.vocab_chunk > 0) {
+    result.loss_sum =
+        streamed_head_loss(rows_leaf, row_targets, head, config, loss_denominator, backward, wide);
+    if (backward) {
+      rows.backward(rows_leaf.grad());
+      result.grad_hidden = x.grad();
+    }
+    return result;
+  }
   at::Tensor loss_sum = at::zeros({}, hidden.options().dtype(wide));
   for (int64_t start = 0; start < result.n_valid; start += chunk_tokens) {
     const int64_t n = std::min(chunk_tokens, result.n_valid - start);
@@ -338,7 +411,15 @@ HeadLossResult head_loss(const at::Tensor& hidden, const at::Tensor& labels, con
 }
 
 at::Tensor head_logits(const at::Tensor& hidden, const HeadWeights& head, const ModelConfig& config) {
-  return softcap_logits(at::linear(model_norm(hidden, head.final_norm, config), head.lm_head), config);
+  const at::Tensor normed = model_norm(hidden, head.final_norm, config);
+  if (head.vocab_chunk <= 0) return softcap_logits(at::linear(normed, head.lm_head), config);
+  std::vector<at::Tensor> parts;
+  const int64_t vocab = head.lm_head.size(0);
+  for (int64_t v0 = 0; v0 < vocab; v0 += head.vocab_chunk) {
+    const int64_t vn = std::min(head.vocab_chunk, vocab - v0);
+    parts.push_back(softcap_logits(at::linear(normed, lm_head_rows(head, v0, vn, normed.device())), config));
+  }
+  return at::cat(parts, -1);
 }
 
 }  // namespace lema::engine

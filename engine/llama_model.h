@@ -55,10 +55,15 @@ LayerWeights layer_weights_from(const ModelConfig& config, const std::vector<at:
 std::vector<at::Tensor> layer_weights_list(const ModelConfig& config, const LayerWeights& w);
 
 // Embedding, final norm and lm_head (the same tensor as embed when tied).
+// A streamed head (vocab_chunk > 0) keeps embed and lm_head in host memory
+// (pinned for a GPU): embedding rows are gathered on the host, so only the
+// batch's rows move, and lm_head comes to the device vocab_chunk rows at a
+// time. The final norm is always on the device.
 struct HeadWeights {
   at::Tensor embed;       // [V, H]
   at::Tensor final_norm;  // [H]
   at::Tensor lm_head;     // [V, H]
+  int64_t vocab_chunk = 0;  // > 0: embed and lm_head live on the host
 };
 
 // HF names of a layer's tensors, in layer_tensor_suffixes(config) order:
@@ -144,7 +149,9 @@ struct HeadLossResult {
 };
 
 // Final norm, lm_head and cross-entropy (fp32 or wider) over the valid
-// tokens only, `chunk_tokens` rows of logits at a time; backpropagates
+// tokens only, `chunk_tokens` rows of logits at a time (a streamed head:
+// every row at once, head.vocab_chunk columns at a time, the log-sum-exp
+// accumulated over the chunks and the gradient found in a second pass); backpropagates
 // loss_sum / loss_denominator into the hidden states. hidden: [B, T, H],
 // labels: [B, T] (unshifted).
 HeadLossResult head_loss_backward(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,

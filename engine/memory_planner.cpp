@@ -49,6 +49,16 @@ Status plan_host_tier(MemoryPlan& p, int64_t n_layers, uint64_t ram_budget, bool
   return Status();
 }
 
+// A streamed head's vocabulary chunk: its logits (every row, fp32 and
+// compute-dtype copies) and its lm_head rows (two chunks in flight) within
+// `budget` bytes (a layer's own working memory, so that streaming the head
+// does not raise the peak), in multiples of 64 rows.
+int64_t streamed_vocab_chunk(const ModelConfig& c, uint64_t rows, uint64_t budget, uint64_t e) {
+  const uint64_t per_vocab_row = rows * (4 * 3 + 2 * e) + 2 * u(c.hidden_size) * e;
+  const auto chunk = static_cast<int64_t>(budget / std::max<uint64_t>(per_vocab_row, 1)) / 64 * 64;
+  return std::min<int64_t>(c.vocab_size, std::max<int64_t>(256, chunk));
+}
+
 // Streamed slots and resident layers in `left` bytes (after 2 slots): a
 // third slot first (a deeper prefetch hides copy jitter), then resident
 // layers; enough for all but the slots is as good as resident.
@@ -108,6 +118,10 @@ std::string MemoryPlan::to_string() const {
   s += str_printf("\n  micro-batch %lld x %lld, boundary activations in %s, %lld layers keep their graph (no recompute)\n",
                   static_cast<long long>(micro_batch), static_cast<long long>(n_micro),
                   activations_on_host ? "pinned host memory" : "device memory", static_cast<long long>(kept_graph_layers));
+  if (vocab_chunk > 0) {
+    s += str_printf("  head streamed: embedding and lm_head in pinned host memory, %lld vocabulary rows at a time\n",
+                    static_cast<long long>(vocab_chunk));
+  }
   s += "  layer " + format_bytes(layer_bytes) + ", head " + format_bytes(head_bytes) + ", LoRA state " +
        format_bytes(lora_bytes) + ", activations " + format_bytes(activation_bytes) + ", working " +
        format_bytes(working_bytes) + "\n";
@@ -148,67 +162,78 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     return bytes;
   };
 
-  // Largest micro-batch (a divisor of batch) first: fewer, larger GEMMs.
+  // Largest micro-batch (a divisor of batch) first: fewer, larger GEMMs;
+  // for each, the head resident, else streamed from pinned host memory
+  // (only its final norm and two lm_head chunks in flight on the device).
   std::string why = "nothing";
-  for (int64_t mb = r.micro_batch > 0 ? r.micro_batch : r.batch; mb >= 1; --mb) {
+  for (int64_t mb = r.micro_batch > 0 ? r.micro_batch : r.batch; mb >= 1 && p.micro_batch == 0; --mb) {
     if (r.batch % mb != 0) continue;
     const uint64_t rows = u(mb) * t;
     const uint64_t layer_work = layer_graph_bytes(u(mb));
     const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
     // A loss chunk: logits in the compute dtype and in fp32, log-softmax
-    // and its gradient in fp32, the gradient back in the compute dtype.
+    // and its gradient in fp32, the gradient back in the compute dtype. A
+    // streamed head holds every row's logits over vocab_chunk columns.
     const uint64_t head_work = chunk * u(c.vocab_size) * (4 * 3 + 2 * e) + rows * h * 4 * 2;
-    const uint64_t work = std::max(layer_work, head_work);
+    const int64_t vocab_chunk = streamed_vocab_chunk(c, rows, layer_work, e);
+    const uint64_t streamed_work = rows * u(vocab_chunk) * (4 * 3 + 2 * e) + rows * h * 4 * 2;
     const uint64_t boundary = u(r.batch) * t * h * e;    // one layer's input, every micro-batch
     const uint64_t all_acts = (n + 1) * boundary + boundary;  // every boundary + the incoming gradient
     const uint64_t host_acts_device = 3 * boundary;           // in, out, gradient in flight
-
-    // 1. Everything resident.
-    if (fixed + n * p.layer_bytes + all_acts + work <= usable) {
-      p.mode = PlanMode::kResident;
-      p.resident_layers = c.n_layers;
-      p.activations_on_host = false;
+    for (bool stream_head : {false, true}) {
+      const uint64_t work = std::max(layer_work, stream_head ? streamed_work : head_work);
+      const uint64_t head_device = stream_head ? h * e + 2 * u(vocab_chunk) * h * e : p.head_bytes;
+      const uint64_t fixed = head_device + p.lora_bytes;
+      // 1. Everything resident.
+      if (fixed + n * p.layer_bytes + all_acts + work <= usable) {
+        p.mode = PlanMode::kResident;
+        p.resident_layers = c.n_layers;
+        p.activations_on_host = false;
+        p.activation_bytes = all_acts;
+        p.working_bytes = work;
+        p.micro_batch = mb;
+        p.vocab_chunk = stream_head ? vocab_chunk : 0;
+        p.device_bytes = fixed + n * p.layer_bytes + all_acts + work;
+        break;
+      }
+      // 2. Streaming: at least 2 slots. Boundary activations on the device or
+      //    in pinned host memory, whichever leaves more resident layers (ties:
+      //    the device, no extra copies); each option alone is monotone in the
+      //    budget, so the better of the two is too.
+      const uint64_t min_stream = fixed + work + 2 * p.layer_bytes;
+      bool found = false, host_acts = false;
+      MemoryPlan best = p;
+      for (bool on_host : {false, true}) {
+        const uint64_t acts_dev = on_host ? std::min(host_acts_device, all_acts) : all_acts;
+        if (min_stream + acts_dev > usable) continue;
+        MemoryPlan trial = p;
+        fill_device(trial, c.n_layers, usable - (min_stream + acts_dev));
+        if (!found || trial.resident_layers > best.resident_layers) {
+          found = true;
+          host_acts = on_host;
+          best = trial;
+        }
+      }
+      if (!found) {
+        why = "micro-batch " + std::to_string(mb) + " needs " + format_bytes(min_stream + host_acts_device) +
+              " on the device (head " + (stream_head ? "streamed " : "") + format_bytes(head_device) +
+              ", LoRA state " + format_bytes(p.lora_bytes) + ", 2 layer slots " + format_bytes(2 * p.layer_bytes) +
+              ", working " + format_bytes(work) + ")";
+        continue;
+      }
+      const uint64_t acts_dev = host_acts ? std::min(host_acts_device, all_acts) : all_acts;
+      p.mode = best.mode;
+      p.resident_layers = best.resident_layers;
+      p.device_slots = best.device_slots;
+      p.prefetch_depth = best.prefetch_depth;
+      p.activations_on_host = host_acts;
       p.activation_bytes = all_acts;
       p.working_bytes = work;
       p.micro_batch = mb;
-      p.device_bytes = fixed + n * p.layer_bytes + all_acts + work;
+      p.vocab_chunk = stream_head ? vocab_chunk : 0;
+      p.device_bytes = fixed + work + acts_dev + u(p.device_slots + p.resident_layers) * p.layer_bytes;
       break;
     }
-    // 2. Streaming: at least 2 slots. Boundary activations on the device or
-    //    in pinned host memory, whichever leaves more resident layers (ties:
-    //    the device, no extra copies); each option alone is monotone in the
-    //    budget, so the better of the two is too.
-    const uint64_t min_stream = fixed + work + 2 * p.layer_bytes;
-    bool found = false, host_acts = false;
-    MemoryPlan best = p;
-    for (bool on_host : {false, true}) {
-      const uint64_t acts_dev = on_host ? std::min(host_acts_device, all_acts) : all_acts;
-      if (min_stream + acts_dev > usable) continue;
-      MemoryPlan trial = p;
-      fill_device(trial, c.n_layers, usable - (min_stream + acts_dev));
-      if (!found || trial.resident_layers > best.resident_layers) {
-        found = true;
-        host_acts = on_host;
-        best = trial;
-      }
-    }
-    if (!found) {
-      why = "micro-batch " + std::to_string(mb) + " needs " + format_bytes(min_stream + host_acts_device) +
-            " on the device (head " + format_bytes(p.head_bytes) + ", LoRA state " + format_bytes(p.lora_bytes) +
-            ", 2 layer slots " + format_bytes(2 * p.layer_bytes) + ", working " + format_bytes(work) + ")";
-      continue;
-    }
-    const uint64_t acts_dev = host_acts ? std::min(host_acts_device, all_acts) : all_acts;
-    p.mode = best.mode;
-    p.resident_layers = best.resident_layers;
-    p.device_slots = best.device_slots;
-    p.prefetch_depth = best.prefetch_depth;
-    p.activations_on_host = host_acts;
-    p.activation_bytes = all_acts;
-    p.working_bytes = work;
-    p.micro_batch = mb;
-    p.device_bytes = fixed + work + acts_dev + u(p.device_slots + p.resident_layers) * p.layer_bytes;
-    break;
   }
   if (p.micro_batch == 0) {
     return Status::invalid_argument("memory plan: no plan fits in --vram " + format_bytes(vram) + ": at the smallest " +
@@ -228,8 +253,11 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     p.device_bytes += u(p.kept_graph_layers) * p.graph_bytes;
   }
 
-  LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, r.force_disk,
-                                      p.activations_on_host ? p.activation_bytes : 0));
+  // Host memory beside the layers: boundary activations moved there, and a
+  // streamed head's tables.
+  const uint64_t host_extra = (p.activations_on_host ? p.activation_bytes : 0) + (p.vocab_chunk > 0 ? p.head_bytes : 0);
+  LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, r.force_disk, host_extra));
+  if (p.mode == PlanMode::kResident && p.vocab_chunk > 0) p.host_bytes = host_extra;
   return p;
 }
 
@@ -246,55 +274,72 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
   // fp32 A and B, and their compute-dtype copies.
   p.lora_bytes = r.lora_r > 0 ? lora_parameter_count(c, r.lora_r, r.lora_targets) * (4 + e) : 0;
   const uint64_t usable = r.vram_budget == 0 ? UINT64_MAX : usable_device_bytes(r.vram_budget, r.cuda);
-  const uint64_t fixed = p.head_bytes + p.lora_bytes;
   std::string why;
   // One forward of `seqs` x `tokens` without a graph: a layer's input, fp32
   // norm, q/k/v/o and the attention output, MLP gate/up/product ([T x T]
   // scores without flash attention), or the head: a loss chunk's fp32
-  // logits and softmax.
-  auto forward_work = [&](uint64_t seqs, uint64_t tokens) {
+  // logits and softmax (a streamed head: every row over vocab_chunk
+  // columns, as many bytes).
+  auto layer_forward_work = [&](uint64_t seqs, uint64_t tokens) {
     const uint64_t rows = seqs * tokens;
     uint64_t layer = rows * (6 * h + 3 * im) * e + rows * h * 4;
     if (!r.flash_attention) layer += seqs * u(c.n_heads) * tokens * tokens * 4 * 2;
-    const uint64_t chunk = std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
-    return std::max(layer, chunk * u(c.vocab_size) * 4 * 3 + rows * h * 4 * 2);
+    return layer;
   };
-  for (int64_t b = r.batch; b >= 1; --b) {
-    const uint64_t kv = u(b) * kv_t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
-    // Generation holds its KV cache while it runs a prefill; the loss
-    // forwards hold no cache: the peak is the larger of the two.
-    const uint64_t gen = kv_t > 0 ? kv + forward_work(u(b), kv_t) : 0;
-    const uint64_t loss = forward_work(u(b), u(r.forward_tokens));
-    const uint64_t transient = std::max(gen, loss);
-    const uint64_t min_stream = fixed + transient + 2 * p.layer_bytes;
-    if (fixed + transient + n * p.layer_bytes > usable && min_stream > usable) {
-      if (why.empty()) {
-        why = "batch " + std::to_string(b) + " needs " + format_bytes(min_stream) + " on the device (head " +
-              format_bytes(p.head_bytes) + ", adapter " + format_bytes(p.lora_bytes) + ", KV cache " +
-              format_bytes(kv) + " for " + std::to_string(r.kv_tokens) + " tokens and working memory, " +
-              format_bytes(transient) + " together; 2 layer slots " + format_bytes(2 * p.layer_bytes) + ")";
+  auto forward_work = [&](uint64_t seqs, uint64_t tokens, int64_t vocab_chunk) {
+    const uint64_t rows = seqs * tokens;
+    const uint64_t chunk = vocab_chunk > 0 ? rows : std::min<uint64_t>(u(r.loss_chunk_tokens), rows);
+    const uint64_t columns = vocab_chunk > 0 ? u(vocab_chunk) : u(c.vocab_size);
+    return std::max(layer_forward_work(seqs, tokens), chunk * columns * 4 * 3 + rows * h * 4 * 2);
+  };
+  // The head resident, else streamed (as for training), at each batch.
+  for (int64_t b = r.batch; b >= 1 && p.micro_batch == 0; --b) {
+    for (bool stream_head : {false, true}) {
+      const uint64_t tokens = std::max(kv_t, u(r.forward_tokens));
+      const int64_t vocab_chunk =
+          stream_head ? streamed_vocab_chunk(c, u(b) * tokens, layer_forward_work(u(b), tokens), e) : 0;
+      const uint64_t head_device = stream_head ? h * e + 2 * u(vocab_chunk) * h * e : p.head_bytes;
+      const uint64_t fixed = head_device + p.lora_bytes;
+      const uint64_t kv = u(b) * kv_t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
+      // Generation holds its KV cache while it runs a prefill; the loss
+      // forwards hold no cache: the peak is the larger of the two.
+      const uint64_t gen = kv_t > 0 ? kv + forward_work(u(b), kv_t, vocab_chunk) : 0;
+      const uint64_t loss = forward_work(u(b), u(r.forward_tokens), vocab_chunk);
+      const uint64_t transient = std::max(gen, loss);
+      const uint64_t min_stream = fixed + transient + 2 * p.layer_bytes;
+      if (fixed + transient + n * p.layer_bytes > usable && min_stream > usable) {
+        if (b == r.batch && stream_head) {  // the largest batch, the head streamed: the least it needs
+          why = "batch " + std::to_string(b) + " needs " + format_bytes(min_stream) + " on the device (head " +
+                (stream_head ? "streamed " : "") + format_bytes(head_device) + ", adapter " +
+                format_bytes(p.lora_bytes) + ", KV cache " + format_bytes(kv) + " for " +
+                std::to_string(r.kv_tokens) + " tokens and working memory, " + format_bytes(transient) +
+                " together; 2 layer slots " + format_bytes(2 * p.layer_bytes) + ")";
+        }
+        continue;
       }
-      continue;
+      p.micro_batch = b;
+      p.n_micro = 1;
+      p.vocab_chunk = vocab_chunk;
+      p.activation_bytes = kv;
+      p.working_bytes = transient - (gen >= loss ? kv : 0);
+      if (fixed + transient + n * p.layer_bytes <= usable) {
+        p.mode = PlanMode::kResident;
+        p.resident_layers = c.n_layers;
+      } else {
+        fill_device(p, c.n_layers, usable - min_stream);
+      }
+      p.device_bytes = fixed + transient + u(p.device_slots + p.resident_layers) * p.layer_bytes;
+      break;
     }
-    p.micro_batch = b;
-    p.n_micro = 1;
-    p.activation_bytes = kv;
-    p.working_bytes = transient - (gen >= loss ? kv : 0);
-    if (fixed + transient + n * p.layer_bytes <= usable) {
-      p.mode = PlanMode::kResident;
-      p.resident_layers = c.n_layers;
-    } else {
-      fill_device(p, c.n_layers, usable - min_stream);
-    }
-    p.device_bytes = fixed + transient + u(p.device_slots + p.resident_layers) * p.layer_bytes;
-    break;
   }
   if (p.micro_batch == 0) {
     return Status::invalid_argument("memory plan: inference does not fit in --vram " + format_bytes(r.vram_budget) +
                                     ": " + why + ", beyond the usable " + format_bytes(usable) +
                                     " (budget less allocator slack). Raise --vram or use fewer tokens.");
   }
-  LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, false, 0));
+  const uint64_t host_head = p.vocab_chunk > 0 ? p.head_bytes : 0;
+  LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, false, host_head));
+  if (p.mode == PlanMode::kResident && host_head > 0) p.host_bytes = host_head;
   return p;
 }
 

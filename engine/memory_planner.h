@@ -50,6 +50,10 @@ struct MemoryPlan {
   // Layers 0..K-1 (resident ones) keep their forward graph for the backward
   // instead of recomputing it, in the memory the budget leaves over.
   int64_t kept_graph_layers = 0;
+  // > 0: the head is streamed (HeadWeights::vocab_chunk): embedding and
+  // lm_head in pinned host memory, lm_head on the device this many rows at
+  // a time. Chosen only when the resident head leaves no plan.
+  int64_t vocab_chunk = 0;
   // Estimates, bytes.
   uint64_t layer_bytes = 0;
   uint64_t head_bytes = 0;

@@ -276,6 +276,63 @@ TEST(ModelFamily, LayerwiseStepEqualsFullAutograd) {
   }
 }
 
+// A source whose head streams (HeadWeights::vocab_chunk): the same tensors,
+// lm_head taken `chunk` vocabulary rows at a time.
+class StreamedHeadSource : public LayerSource {
+ public:
+  StreamedHeadSource(LayerSource& inner, int64_t chunk) : inner_(inner), head_(inner.head()) { head_.vocab_chunk = chunk; }
+  const ModelConfig& config() const override { return inner_.config(); }
+  at::ScalarType dtype() const override { return inner_.dtype(); }
+  at::Device device() const override { return inner_.device(); }
+  const HeadWeights& head() override { return head_; }
+  Result<LayerWeights> acquire(int64_t layer) override { return inner_.acquire(layer); }
+  bool stays_resident(int64_t layer) const override { return inner_.stays_resident(layer); }
+
+ private:
+  LayerSource& inner_;
+  HeadWeights head_;
+};
+
+// The streamed head (vocabulary chunks, log-sum-exp over them, the gradient
+// in a second pass) gives the loss and every LoRA gradient of the resident
+// head, for chunks that divide the vocabulary, that do not, and one row;
+// its logits are the resident head's.
+TEST(ModelFamily, StreamedHeadEqualsResidentHead) {
+  for (const std::string& name : kPresets) {
+    const ModelConfig c = preset(name);
+    auto src = random_source(c, 11);
+    LoraAdapter adapter = random_adapter(c);
+    const std::vector<MicroBatch> mbs = {test_models::random_padded_batch(c, 2, 24, 3),
+                                         test_models::random_padded_batch(c, 1, 20, 4)};
+    StepOptions opts;
+    opts.dropout = false;
+    opts.loss_chunk_tokens = 5;
+    adapter.zero_grad();
+    auto ref = layerwise_forward_backward(*src, adapter, mbs, 3, opts);
+    ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+    std::vector<at::Tensor> ref_grads;
+    for (const at::Tensor& p : adapter.parameters()) ref_grads.push_back(p.grad().clone());
+    for (int64_t chunk : {int64_t{1}, int64_t{7}, c.vocab_size / 4, c.vocab_size}) {
+      StreamedHeadSource streamed(*src, chunk);
+      adapter.zero_grad();
+      auto r = layerwise_forward_backward(streamed, adapter, mbs, 3, opts);
+      ASSERT_TRUE(r.ok()) << r.status().to_string();
+      EXPECT_NEAR(r->loss, ref->loss, 1e-12 * ref->loss) << name << " chunk " << chunk;
+      const auto params = adapter.parameters();
+      for (size_t i = 0; i < params.size(); ++i) {
+        const double scale = ref_grads[i].abs().max().item<double>();
+        EXPECT_LT((params[i].grad() - ref_grads[i]).abs().max().item<double>(), 1e-11 * scale)
+            << name << " chunk " << chunk << " parameter " << i;
+      }
+      at::NoGradGuard no_grad;
+      const at::Tensor x = embed_tokens(mbs[0].input_ids, src->head(), c);
+      EXPECT_TRUE(at::equal(embed_tokens(mbs[0].input_ids, streamed.head(), c), x)) << name;
+      EXPECT_LT((head_logits(x, streamed.head(), c) - head_logits(x, src->head(), c)).abs().max().item<double>(), 1e-12)
+          << name << " chunk " << chunk;
+    }
+  }
+}
+
 TEST(ModelFamily, KvCacheGenerationEqualsRecomputation) {
   for (const std::string& name : kPresets) {
     ModelConfig c = preset(name);
