@@ -300,54 +300,103 @@ static at::Tensor lm_head_rows(const HeadWeights& head, int64_t v0, int64_t n, a
   return rows.device() == device ? rows : rows.to(device, /*non_blocking=*/true);
 }
 
-// The streamed head's loss over `rows` [N, H] (normed, every valid token):
-// pass 1 accumulates each row's log-sum-exp and target logit over the vocab
-// chunks (a running max keeps the sum finite); pass 2 recomputes each
-// chunk's logits with autograd and backpropagates d(loss)/d(logits) =
-// softmax - one_hot, scaled by 1/denominator, into rows_leaf. The logits of
-// a chunk pass through the same softcap and dtype casts as the resident
-// path, so the two differ only by summation order.
-static double streamed_head_loss(const at::Tensor& rows_leaf, const at::Tensor& targets, const HeadWeights& head,
-                                 const ModelConfig& config, double loss_denominator, bool backward,
-                                 at::ScalarType wide) {
-  const int64_t vocab = head.lm_head.size(0), step = head.vocab_chunk, n = rows_leaf.size(0);
-  const at::Device device = rows_leaf.device();
-  auto chunk_logits = [&](const at::Tensor& x, int64_t v0, int64_t vn) {
-    return softcap_logits(at::linear(x, lm_head_rows(head, v0, vn, device)), config).to(wide);  // [N, vn]
+// The streamed head over every micro-batch at once, so that each lm_head
+// chunk crosses to the device once per pass, not once per micro-batch
+// (copy-bound otherwise: a chunk's GEMM for one micro-batch is shorter
+// than its copy). Per micro-batch m: the final norm without a graph, the
+// valid rows [Nv, H]; pass 1 accumulates each row's log-sum-exp (a running
+// max keeps the sum finite) and target logit over the chunks; pass 2
+// recomputes each chunk's logits and adds d(loss)/d(rows) = (softmax -
+// one_hot) / denominator, through the softcap, times the chunk's rows, in
+// fp32 (a bf16 sum over the chunks would round); then the norm is redone
+// with autograd to carry that gradient into the hidden states. The logits
+// pass the same softcap and dtype casts as the resident path.
+static std::vector<HeadLossResult> streamed_head_loss(const std::vector<at::Tensor>& hidden,
+                                                      const std::vector<at::Tensor>& labels, const HeadWeights& head,
+                                                      const ModelConfig& config, double loss_denominator,
+                                                      bool backward) {
+  const size_t n_micro = hidden.size();
+  const int64_t vocab = head.lm_head.size(0), step = head.vocab_chunk;
+  std::vector<HeadLossResult> results(n_micro);
+  if (n_micro == 0) return results;
+  const at::Device device = hidden[0].device();
+  const at::ScalarType wide = at::promote_types(hidden[0].scalar_type(), at::kFloat);
+  const double cap = config.final_logit_softcapping;
+  struct Rows {
+    at::Tensor valid;    // [Nv] indices into the flattened [B*T]
+    at::Tensor rows;     // [Nv, H] normed, no graph
+    at::Tensor targets;  // [Nv]
+    at::Tensor running_max, sum_exp, target_logit, lse;  // [Nv], wide
+    at::Tensor grad;     // [Nv, H] fp32: d loss / d rows
   };
-  // Column of each target inside chunk [v0, v0 + vn), and whether it is there.
-  auto in_chunk = [&](int64_t v0, int64_t vn) {
-    const at::Tensor inside = (targets >= v0) & (targets < v0 + vn);
-    const at::Tensor column = at::clamp(targets - v0, 0, vn - 1).unsqueeze(1);  // [N, 1]
-    return std::make_pair(inside, column);
-  };
-  at::Tensor running_max = at::full({n}, -std::numeric_limits<double>::infinity(), rows_leaf.options().dtype(wide));
-  at::Tensor sum_exp = at::zeros({n}, rows_leaf.options().dtype(wide));
-  at::Tensor target_logit = at::zeros({n}, rows_leaf.options().dtype(wide));
-  {
-    at::NoGradGuard no_grad;
-    for (int64_t v0 = 0; v0 < vocab; v0 += step) {
-      const int64_t vn = std::min(step, vocab - v0);
-      const at::Tensor logits = chunk_logits(rows_leaf.detach(), v0, vn);
-      const at::Tensor new_max = at::maximum(running_max, std::get<0>(logits.max(1)));
-      sum_exp = sum_exp * at::exp(running_max - new_max) + at::exp(logits - new_max.unsqueeze(1)).sum(1);
-      running_max = new_max;
-      const auto [inside, column] = in_chunk(v0, vn);
-      target_logit += at::where(inside, logits.gather(1, column).squeeze(1), at::zeros_like(target_logit));
-    }
+  std::vector<Rows> mb(n_micro);
+  at::NoGradGuard no_grad;
+  for (size_t m = 0; m < n_micro; ++m) {
+    const at::Tensor targets = shift_labels(labels[m]).reshape({-1}).to(device);
+    mb[m].valid = (targets != -100).nonzero().squeeze(1);
+    results[m].n_valid = mb[m].valid.size(0);
+    mb[m].targets = targets.index_select(0, mb[m].valid);
+    const int64_t hsz = hidden[m].size(-1);
+    mb[m].rows = model_norm(hidden[m], head.final_norm, config).reshape({-1, hsz}).index_select(0, mb[m].valid);
+    const int64_t n = results[m].n_valid;
+    mb[m].running_max = at::full({n}, -std::numeric_limits<double>::infinity(), hidden[m].options().dtype(wide));
+    mb[m].sum_exp = at::zeros({n}, hidden[m].options().dtype(wide));
+    mb[m].target_logit = at::zeros({n}, hidden[m].options().dtype(wide));
+    if (backward) mb[m].grad = at::zeros({n, hsz}, hidden[m].options().dtype(wide));
   }
-  const at::Tensor lse = running_max + at::log(sum_exp);  // [N]
-  const double loss_sum = (lse - target_logit).sum().item<double>();
-  if (!backward) return loss_sum;
+  // Column of each target inside chunk [v0, v0 + vn), and whether it is there.
+  auto in_chunk = [](const at::Tensor& targets, int64_t v0, int64_t vn) {
+    return std::make_pair((targets >= v0) & (targets < v0 + vn), at::clamp(targets - v0, 0, vn - 1).unsqueeze(1));
+  };
   for (int64_t v0 = 0; v0 < vocab; v0 += step) {
     const int64_t vn = std::min(step, vocab - v0);
-    const at::Tensor logits = chunk_logits(rows_leaf, v0, vn);
-    at::Tensor grad = at::exp(logits.detach() - lse.unsqueeze(1));  // softmax over the whole vocabulary
-    const auto [inside, column] = in_chunk(v0, vn);
-    grad.scatter_add_(1, column, -inside.to(wide).unsqueeze(1));
-    logits.backward(grad / loss_denominator);
+    const at::Tensor w = lm_head_rows(head, v0, vn, device);  // [vn, H]
+    for (Rows& r : mb) {
+      if (r.rows.size(0) == 0) continue;
+      const at::Tensor logits = softcap_logits(at::linear(r.rows, w), config).to(wide);  // [Nv, vn]
+      const at::Tensor new_max = at::maximum(r.running_max, std::get<0>(logits.max(1)));
+      r.sum_exp = r.sum_exp * at::exp(r.running_max - new_max) + at::exp(logits - new_max.unsqueeze(1)).sum(1);
+      r.running_max = new_max;
+      const auto [inside, column] = in_chunk(r.targets, v0, vn);
+      r.target_logit += at::where(inside, logits.gather(1, column).squeeze(1), at::zeros_like(r.target_logit));
+    }
   }
-  return loss_sum;
+  for (size_t m = 0; m < n_micro; ++m) {
+    mb[m].lse = mb[m].running_max + at::log(mb[m].sum_exp);
+    results[m].loss_sum = (mb[m].lse - mb[m].target_logit).sum().item<double>();
+  }
+  if (!backward) return results;
+  for (int64_t v0 = 0; v0 < vocab; v0 += step) {
+    const int64_t vn = std::min(step, vocab - v0);
+    const at::Tensor w = lm_head_rows(head, v0, vn, device);
+    for (Rows& r : mb) {
+      if (r.rows.size(0) == 0) continue;
+      const at::Tensor raw = at::linear(r.rows, w);  // [Nv, vn], compute dtype
+      at::Tensor g = at::exp(softcap_logits(raw, config).to(wide) - r.lse.unsqueeze(1));  // softmax
+      const auto [inside, column] = in_chunk(r.targets, v0, vn);
+      g.scatter_add_(1, column, -inside.to(wide).unsqueeze(1));
+      g.div_(loss_denominator);
+      if (cap > 0) {  // d(cap * tanh(x / cap)) / dx
+        const at::Tensor t = at::tanh(raw / cap).to(wide);
+        g.mul_(1 - t * t);
+      }
+      r.grad.add_(at::mm(g.to(raw.scalar_type()), w).to(wide));
+    }
+  }
+  for (size_t m = 0; m < n_micro; ++m) {
+    at::AutoGradMode grad_on(true);
+    const at::Tensor x = hidden[m].detach().requires_grad_(true);
+    const int64_t hsz = x.size(-1);
+    const at::Tensor rows = model_norm(x, head.final_norm, config).reshape({-1, hsz}).index_select(0, mb[m].valid);
+    if (results[m].n_valid > 0) {
+      rows.backward(mb[m].grad.to(rows.scalar_type()));
+      results[m].grad_hidden = x.grad();
+    } else {
+      results[m].grad_hidden = at::zeros_like(hidden[m]);
+    }
+    mb[m] = Rows();
+  }
+  return results;
 }
 
 // The chunked head of head_loss_backward and head_loss: one code path, so
@@ -356,6 +405,7 @@ static double streamed_head_loss(const at::Tensor& rows_leaf, const at::Tensor& 
 static HeadLossResult head_loss_chunked(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
                                         const ModelConfig& config, double loss_denominator, int64_t chunk_tokens,
                                         bool backward) {
+  if (head.vocab_chunk > 0) return streamed_head_loss({hidden}, {labels}, head, config, loss_denominator, backward)[0];
   at::AutoGradMode grad_mode(backward);
   const int64_t hsz = hidden.size(-1);
   const at::Tensor x = backward ? hidden.detach().requires_grad_(true) : hidden;                  // [B, T, H]
@@ -374,15 +424,6 @@ static HeadLossResult head_loss_chunked(const at::Tensor& hidden, const at::Tens
   // into a detached copy of the rows before the next chunk is computed.
   const at::Tensor rows_leaf = backward ? rows.detach().requires_grad_(true) : rows;
   const at::ScalarType wide = at::promote_types(hidden.scalar_type(), at::kFloat);
-  if (head.vocab_chunk > 0) {
-    result.loss_sum =
-        streamed_head_loss(rows_leaf, row_targets, head, config, loss_denominator, backward, wide);
-    if (backward) {
-      rows.backward(rows_leaf.grad());
-      result.grad_hidden = x.grad();
-    }
-    return result;
-  }
   at::Tensor loss_sum = at::zeros({}, hidden.options().dtype(wide));
   for (int64_t start = 0; start < result.n_valid; start += chunk_tokens) {
     const int64_t n = std::min(chunk_tokens, result.n_valid - start);
@@ -398,6 +439,18 @@ static HeadLossResult head_loss_chunked(const at::Tensor& hidden, const at::Tens
     result.grad_hidden = x.grad();
   }
   return result;
+}
+
+std::vector<HeadLossResult> head_loss_backward_all(const std::vector<at::Tensor>& hidden,
+                                                   const std::vector<at::Tensor>& labels, const HeadWeights& head,
+                                                   const ModelConfig& config, double loss_denominator,
+                                                   int64_t chunk_tokens) {
+  if (head.vocab_chunk > 0) return streamed_head_loss(hidden, labels, head, config, loss_denominator, true);
+  std::vector<HeadLossResult> out;
+  for (size_t m = 0; m < hidden.size(); ++m) {
+    out.push_back(head_loss_chunked(hidden[m], labels[m], head, config, loss_denominator, chunk_tokens, true));
+  }
+  return out;
 }
 
 HeadLossResult head_loss_backward(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,

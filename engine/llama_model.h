@@ -151,11 +151,19 @@ struct HeadLossResult {
 // Final norm, lm_head and cross-entropy (fp32 or wider) over the valid
 // tokens only, `chunk_tokens` rows of logits at a time (a streamed head:
 // every row at once, head.vocab_chunk columns at a time, the log-sum-exp
-// accumulated over the chunks and the gradient found in a second pass); backpropagates
+// accumulated over the chunks and the gradient, in fp32, in a second pass); backpropagates
 // loss_sum / loss_denominator into the hidden states. hidden: [B, T, H],
 // labels: [B, T] (unshifted).
 HeadLossResult head_loss_backward(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
                                   const ModelConfig& config, double loss_denominator, int64_t chunk_tokens);
+
+// head_loss_backward for every micro-batch of a step; a streamed head
+// (vocab_chunk > 0) moves each lm_head chunk to the device once for all of
+// them.
+std::vector<HeadLossResult> head_loss_backward_all(const std::vector<at::Tensor>& hidden,
+                                                   const std::vector<at::Tensor>& labels, const HeadWeights& head,
+                                                   const ModelConfig& config, double loss_denominator,
+                                                   int64_t chunk_tokens);
 
 // The same head and cross-entropy without autograd (evaluation): loss_sum
 // and n_valid only, grad_hidden undefined.

@@ -176,7 +176,9 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     // streamed head holds every row's logits over vocab_chunk columns.
     const uint64_t head_work = chunk * u(c.vocab_size) * (4 * 3 + 2 * e) + rows * h * 4 * 2;
     const int64_t vocab_chunk = streamed_vocab_chunk(c, rows, layer_work, e);
-    const uint64_t streamed_work = rows * u(vocab_chunk) * (4 * 3 + 2 * e) + rows * h * 4 * 2;
+    // Every micro-batch at once: its normed rows and their fp32 gradient.
+    const uint64_t streamed_work =
+        rows * u(vocab_chunk) * (4 * 3 + 2 * e) + rows * h * 4 * 2 + u(r.batch) * t * h * (e + 4);
     const uint64_t boundary = u(r.batch) * t * h * e;    // one layer's input, every micro-batch
     const uint64_t all_acts = (n + 1) * boundary + boundary;  // every boundary + the incoming gradient
     const uint64_t host_acts_device = 3 * boundary;           // in, out, gradient in flight

@@ -105,12 +105,27 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
   //    gradient flowing into the last layer's output.
   std::vector<at::Tensor> grad(n_micro);  // [B, T, H] d loss / d boundary
   double loss_sum = 0.0;
-  for (int64_t m = 0; m < n_micro; ++m) {
-    HeadLossResult h = head_loss_backward(boundary[n_layers][m], micro_batches[m].labels, head, config,
-                                          static_cast<double>(result.n_label_tokens), options.loss_chunk_tokens);
-    loss_sum += h.loss_sum;
-    grad[m] = h.grad_hidden;
-    boundary[n_layers][m].reset();
+  if (head.vocab_chunk > 0) {
+    // A streamed head takes every micro-batch at once: each lm_head chunk
+    // crosses to the device once per pass, not once per micro-batch.
+    std::vector<at::Tensor> labels(n_micro);
+    for (int64_t m = 0; m < n_micro; ++m) labels[m] = micro_batches[m].labels;
+    std::vector<HeadLossResult> h = head_loss_backward_all(boundary[n_layers], labels, head, config,
+                                                           static_cast<double>(result.n_label_tokens),
+                                                           options.loss_chunk_tokens);
+    for (int64_t m = 0; m < n_micro; ++m) {
+      loss_sum += h[m].loss_sum;
+      grad[m] = h[m].grad_hidden;
+      boundary[n_layers][m].reset();
+    }
+  } else {
+    for (int64_t m = 0; m < n_micro; ++m) {
+      HeadLossResult h = head_loss_backward(boundary[n_layers][m], micro_batches[m].labels, head, config,
+                                            static_cast<double>(result.n_label_tokens), options.loss_chunk_tokens);
+      loss_sum += h.loss_sum;
+      grad[m] = h.grad_hidden;
+      boundary[n_layers][m].reset();
+    }
   }
   result.loss = loss_sum / static_cast<double>(result.n_label_tokens);
 
