@@ -157,12 +157,25 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
     positions = positions.to(device);
     // RoPE tables gathered at each row's positions: [B, 1, Tmax, hd].
     auto per_row = [&](const at::Tensor& table) {
-      return table.index_select(0, positions.reshape({-1})).view({b, 1, t_max, c.head_dim});
+      return table.index_select(0, positions.reshape({-1})).view({b, 1, t_max, table.size(1)});
     };
-    const LayerContext tables = make_layer_context(c, t_max, dtype, device);
-    const at::Tensor cos_all = per_row(tables.cos), sin_all = per_row(tables.sin);
-    const at::Tensor cos_local = tables.cos_local.defined() ? per_row(tables.cos_local) : at::Tensor();
-    const at::Tensor sin_local = tables.sin_local.defined() ? per_row(tables.sin_local) : at::Tensor();
+    // LongRoPE (Phi-3) picks its factors by the length of each forward; when
+    // the sequence first outgrows original_max_position_embeddings,
+    // transformers drops the cache and recomputes every position with the
+    // long factors (Phi3ForCausalLM.prepare_inputs_for_generation), and so
+    // does this loop (below). rope_len: the forward length the tables serve.
+    const Rope rope(c);
+    at::Tensor cos_all, sin_all, cos_local, sin_local;
+    auto build_tables = [&](int64_t rope_len) {
+      const LayerContext tables = make_layer_context(c, t_max, dtype, device, rope_len);
+      cos_all = per_row(tables.cos);
+      sin_all = per_row(tables.sin);
+      cos_local = tables.cos_local.defined() ? per_row(tables.cos_local) : at::Tensor();
+      sin_local = tables.sin_local.defined() ? per_row(tables.sin_local) : at::Tensor();
+    };
+    build_tables(p_len);
+    bool long_rope = rope.long_context(p_len);
+    at::Tensor fed = ids;  // [B, P + steps]: every token run so far (a LongRoPE recompute runs them again)
     const at::Tensor index = at::arange(t_max, long_cpu.device(device));  // [Tmax]
 
     std::vector<LayerLora> loras(static_cast<size_t>(c.n_layers));
@@ -257,6 +270,13 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
         if (done[ri]) ++n_done;
       }
       if (n_done == b || s + 1 == options.max_new_tokens) break;
+      fed = at::cat({fed, next}, 1);
+      if (!long_rope && rope.long_context(p_len + s + 1)) {
+        long_rope = true;
+        build_tables(p_len + s + 1);
+        LEMA_ASSIGN_OR_RETURN(logits, run_layers(embed_tokens(fed.to(device), source_.head(), c), 0));
+        continue;
+      }
       LEMA_ASSIGN_OR_RETURN(logits, run_layers(embed_tokens(next.to(device), source_.head(), c), p_len + s));
     }
     return out;
