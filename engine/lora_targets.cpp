@@ -8,6 +8,7 @@ namespace lema::engine {
 
 namespace {
 
+constexpr size_t kLlamaLayoutSize = 7;
 const char* const kTargetNames[kNumLoraTargets] = {"q_proj",    "k_proj",    "v_proj",   "o_proj",      "gate_proj",
                                                    "up_proj",   "down_proj", "qkv_proj", "gate_up_proj"};
 
@@ -33,7 +34,11 @@ Result<std::vector<LoraTarget>> parse_among(const std::string& text, const std::
       if (item == kTargetNames[static_cast<int>(t)]) found = static_cast<int>(t);
     if (found < 0) {
       std::string why = "LoRA target '" + item + "' is not one of " + names_of(allowed);
-      if (!family.empty()) why += " (the projections of " + family + ")";
+      if (!family.empty()) {
+        why += " (the projections of " + family + ")";
+        // The default --targets names the Llama layout; say what to pass instead.
+        if (allowed.size() != kLlamaLayoutSize) why += "; pass --targets with these names, e.g. qkv_proj,o_proj";
+      }
       return Status::invalid_argument(why);
     }
     seen[found] = true;
