@@ -65,6 +65,7 @@ lema::Status run_bench(const BenchArgs& a) {
     lc.r = a.lora_r;
     lc.alpha = 2.0 * static_cast<double>(a.lora_r);
     lc.dropout = 0.05;
+    lc.targets = lema::engine::family_lora_targets(config);
     LoraAdapter adapter = LoraAdapter::init(config, lc, 1, at::kFloat, device);
     AdamW opt(adapter.parameters(), AdamWOptions());
     at::Generator gen = at::detail::createCPUGenerator(7);

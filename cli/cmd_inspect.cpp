@@ -37,6 +37,7 @@ ojson tensor_json(const lema::TensorInfo& t, const std::string& file) {
 std::string config_line(const lema::ModelConfig& c) {
   const char* rope = c.rope_scaling.type == lema::RopeScalingType::kNone     ? "none"
                      : c.rope_scaling.type == lema::RopeScalingType::kLinear ? "linear"
+                     : c.rope_scaling.type == lema::RopeScalingType::kLongrope ? "longrope"
                                                                              : "llama3";
   std::string window = "none";
   if (c.sliding_window > 0) {

@@ -103,11 +103,16 @@ uint64_t head_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
 }
 
 uint64_t lora_parameter_count(const ModelConfig& c, int64_t r, int64_t targets) {
-  const int64_t h = c.hidden_size, i = c.intermediate_size, hd = c.head_dim;
-  const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
-  // in + out of q, k, v, o, gate, up, down; a subset scales by its share.
-  const int64_t all = (h + q) + 2 * (h + kv) + (q + h) + 3 * (h + i);
-  return u(c.n_layers * r * all * std::min<int64_t>(targets, kNumLoraTargets) / kNumLoraTargets);
+  // in + out of each projection of the family (Phi-3's fused ones whole);
+  // a subset scales by its share.
+  const std::vector<LoraTarget> family = family_lora_targets(c);
+  int64_t all = 0;
+  for (LoraTarget t : family) {
+    const auto [out, in] = lora_target_shape(c, t);
+    all += out + in;
+  }
+  const auto n = static_cast<int64_t>(family.size());
+  return u(c.n_layers * r * all * std::min<int64_t>(targets, n) / n);
 }
 
 std::string MemoryPlan::to_string() const {

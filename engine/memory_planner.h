@@ -21,7 +21,7 @@ struct PlanRequest {
   int64_t seq_len = 512;
   int64_t micro_batch = 0;    // 0: the planner picks the largest that fits
   int64_t lora_r = 16;
-  int64_t lora_targets = kNumLoraTargets;  // projections with an adapter
+  int64_t lora_targets = kNumLoraTargets;  // projections with an adapter (>= the family's count: all)
   int64_t dtype_bytes = 2;    // compute dtype (bf16: 2)
   uint64_t vram_budget = 0;   // bytes; 0: no limit
   uint64_t ram_budget = 0;    // bytes of host memory for weights and activations; 0: no limit

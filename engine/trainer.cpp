@@ -43,7 +43,7 @@ Status validate_train_options(const TrainOptions& o) {
   if (!(o.lora_dropout >= 0 && o.lora_dropout < 1)) return Status::invalid_argument("lora_dropout must be in [0, 1)");
   if (o.checkpoint_every < 0) return Status::invalid_argument("checkpoint_every must be >= 0");
   if (o.loss_chunk_tokens < 1) return Status::invalid_argument("loss_chunk_tokens must be >= 1");
-  LEMA_RETURN_IF_ERROR(parse_lora_targets(o.targets).status());
+  LEMA_RETURN_IF_ERROR(parse_lora_target_names(o.targets).status());  // the family is checked in setup
   LEMA_RETURN_IF_ERROR(parse_lr_schedule(o.schedule).status());
   if (o.dtype != "auto") LEMA_RETURN_IF_ERROR(parse_dtype(o.dtype).status());
   return Status();
@@ -244,7 +244,7 @@ Status Trainer::make_trainable(const ModelConfig& model) {
     lora.alpha = o_.lora_alpha;
     lora.dropout = o_.lora_dropout;
     lora.use_rslora = o_.use_rslora;
-    LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets));
+    LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets, model));
     adapter_ = std::make_unique<LoraAdapter>(LoraAdapter::init(model, lora, o_.seed, master, device_));
   }
   AdamWOptions adamw;
@@ -295,8 +295,8 @@ PlanRequest Trainer::plan_request(const ModelConfig& config) const {
   req.seq_len = o_.seq_len;
   req.micro_batch = o_.micro_batch;
   req.lora_r = o_.lora_r;
-  const Result<std::vector<LoraTarget>> targets = parse_lora_targets(o_.targets);
-  req.lora_targets = targets.ok() ? static_cast<int64_t>(targets.value().size()) : kNumLoraTargets;
+  const Result<std::vector<LoraTarget>> targets = parse_lora_targets(o_.targets, config);
+  req.lora_targets = static_cast<int64_t>((targets.ok() ? targets.value() : family_lora_targets(config)).size());
   req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype_));
   req.flash_attention = device_.is_cuda();
   req.cuda = device_.is_cuda();

@@ -5,6 +5,11 @@
 namespace lema {
 
 std::vector<std::string> layer_tensor_suffixes(const ModelConfig& c) {
+  if (c.fused_projections()) {
+    // Phi-3: q/k/v in one weight, gate/up in another (HF's names and rows).
+    return {"input_layernorm.weight", "self_attn.qkv_proj.weight", "self_attn.o_proj.weight",
+            "post_attention_layernorm.weight", "mlp.gate_up_proj.weight", "mlp.down_proj.weight"};
+  }
   std::vector<std::string> s = {
       "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
       "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
@@ -31,6 +36,8 @@ std::vector<int64_t> layer_tensor_shape(const ModelConfig& c, const std::string&
   if (s == "self_attn.q_proj.weight") return {c.q_dim(), h};
   if (s == "self_attn.k_proj.weight" || s == "self_attn.v_proj.weight") return {c.kv_dim(), h};
   if (s == "self_attn.o_proj.weight") return {h, c.q_dim()};
+  if (s == "self_attn.qkv_proj.weight") return {c.q_dim() + 2 * c.kv_dim(), h};  // [q; k; v] rows
+  if (s == "mlp.gate_up_proj.weight") return {2 * f, h};                         // [gate; up] rows
   if (s == "mlp.gate_proj.weight" || s == "mlp.up_proj.weight") return {f, h};
   if (s == "mlp.down_proj.weight") return {h, f};
   LEMA_CHECK_MSG(false, "unknown layer tensor suffix " + s);

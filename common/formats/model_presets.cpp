@@ -74,6 +74,19 @@ Result<ModelConfig> tiny_family_preset(const std::string& name) {
       c.rope_scaling.factor = 8.0;
       c.tie_word_embeddings = true;
       break;
+    case ModelFamily::kPhi3: {
+      // Fused projections, a sliding window on every layer, LongRoPE with an
+      // original length of 20 (tests run 20 and 24 positions: both lists),
+      // and Phi-4-mini's partial rotary factor: 12 of 16 dimensions rotate.
+      c.layer_sliding = {true, true};
+      c.partial_rotary_factor = 0.75;
+      c.rope_scaling.type = RopeScalingType::kLongrope;
+      c.rope_scaling.original_max_position_embeddings = 20;
+      c.rope_scaling.short_factor = {1.0, 1.25, 1.5, 2.0, 3.0, 4.0};
+      c.rope_scaling.long_factor = {1.5, 2.5, 4.0, 8.0, 16.0, 32.0};
+      c.pad_token_id = 0;
+      break;
+    }
   }
   return c;
 }
@@ -134,7 +147,8 @@ Result<ModelConfig> model_preset(const std::string& name) {
 }
 
 std::vector<std::string> model_preset_names() {
-  return {"tiny", "mini", "compact", "small", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"};
+  return {"tiny", "mini", "compact", "small", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
+          "tiny-phi3"};
 }
 
 namespace {

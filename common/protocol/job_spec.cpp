@@ -270,8 +270,12 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
   LEMA_RETURN_IF_ERROR(train.require("lora_dropout", t.lora_dropout >= 0 && t.lora_dropout < 1, "must be in [0, 1)"));
   for (const std::string& target : t.targets) {
     LEMA_RETURN_IF_ERROR(train.require(
-        "targets", one_of(target, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-        "unknown target '" + target + "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"));
+        "targets",
+        one_of(target, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj",
+                        "gate_up_proj"}),
+        "unknown target '" + target +
+            "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; Phi-3: qkv_proj, o_proj, gate_up_proj, "
+            "down_proj)"));
   }
   LEMA_RETURN_IF_ERROR(train.require("targets", !t.targets.empty(), "must not be empty"));
   LEMA_RETURN_IF_ERROR(train.require("dtype", one_of(t.dtype, {"auto", "fp32", "bf16", "fp16"}),

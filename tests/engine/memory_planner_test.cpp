@@ -255,11 +255,30 @@ TEST(MemoryPlannerFamilies, LayerBytesCountTheFamilysTensors) {
   // 4 norms of 2560, q/k norms of 256.
   EXPECT_EQ(layer_weight_bytes(fixture("gemma-3-4b-it-text.json"), 2),
             2ull * (2ull * 2048 * 2560 + 2ull * 1024 * 2560 + 3ull * 2560 * 10240 + 4 * 2560 + 2 * 256));
+  // Phi-3.5-mini: qkv_proj 9216 x 3072, o 3072^2, gate_up_proj 16384 x 3072,
+  // down 3072 x 8192, 2 norms.
+  EXPECT_EQ(layer_weight_bytes(fixture("phi-3.5-mini-instruct.json"), 2),
+            2ull * (9216ull * 3072 + 3072ull * 3072 + 16384ull * 3072 + 3072ull * 8192 + 2 * 3072));
+}
+
+TEST(MemoryPlannerFamilies, LoraCountsTheFusedShapes) {
+  // Phi-3.5-mini, r 16, its four targets over 32 layers: qkv (3072 + 9216),
+  // o (3072 + 3072), gate_up (3072 + 16384), down (8192 + 3072) per rank.
+  const ModelConfig phi = fixture("phi-3.5-mini-instruct.json");
+  const uint64_t per_layer = 16ull * ((3072 + 9216) + (3072 + 3072) + (3072 + 16384) + (8192 + 3072));
+  EXPECT_EQ(lora_parameter_count(phi, 16, 4), 32 * per_layer);
+  EXPECT_EQ(lora_parameter_count(phi, 16, kNumLoraTargets), 32 * per_layer);  // "all" is the family's four
+  EXPECT_EQ(lora_parameter_count(phi, 16, 2), 32 * per_layer / 2);
+  // The Llama layout's seven are unchanged (Llama-3.2-1B: q 2048, kv 512, I 8192).
+  const ModelConfig l = fixture("llama-3.2-1b.json");
+  EXPECT_EQ(lora_parameter_count(l, 8, 7),
+            16ull * 8 * ((2048 + 2048) + 2 * (2048 + 512) + (2048 + 2048) + 3 * (2048 + 8192)));
 }
 
 TEST(MemoryPlannerFamilies, RealModelsPlan) {
   for (const char* name : {"qwen2.5-7b-instruct.json", "qwen3-8b.json", "gemma-3-4b-it-text.json",
-                           "mistral-7b-v0.3.json", "llama-3.1-8b-instruct.json", "llama-3.2-1b.json"}) {
+                           "mistral-7b-v0.3.json", "llama-3.1-8b-instruct.json", "llama-3.2-1b.json",
+                           "phi-3.5-mini-instruct.json"}) {
     PlanRequest r;
     r.config = fixture(name);
     r.batch = 8;

@@ -95,6 +95,10 @@ TEST(JobSpec, ErrorsNameKeyAndLine) {
   EXPECT_NE(e.find("job.toml:3: unknown section or key 'trian'"), std::string::npos) << e;
   e = error_of("[model]\npath = \"/m\"\n[train]\ntargets = [\"q_proj\", \"x_proj\"]\n");
   EXPECT_NE(e.find("unknown target 'x_proj'"), std::string::npos) << e;
+  // Phi-3's fused projections are names the spec knows (the engine checks
+  // them against the model's family).
+  auto phi = JobSpec::parse("[model]\npath = \"/m\"\n[train]\ntargets = [\"qkv_proj\", \"gate_up_proj\"]\n", "job.toml");
+  EXPECT_TRUE(phi.ok()) << phi.status().to_string();
   e = error_of("[model]\npath = \"/m\"\n[train]\nschedule = \"step\"\n");
   EXPECT_NE(e.find("job.toml:4: [train] schedule"), std::string::npos) << e;
   e = error_of("[model]\npath = \"/m\"\n[train]\nbatch = 8\nmicro_batch = 3\n");
