@@ -1,6 +1,7 @@
 #include "engine/memory_planner.h"
 
 #include "common/formats/model_layout.h"
+#include "common/formats/quant.h"
 
 #include <algorithm>
 
@@ -87,6 +88,12 @@ uint64_t layer_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
   return u(numel * dtype_bytes);
 }
 
+uint64_t dequant_work_bytes(const ModelConfig& c, int64_t dtype_bytes) {
+  const int64_t largest = std::max(c.q_dim(), c.intermediate_size) * c.hidden_size;
+  return layer_weight_bytes(c, dtype_bytes) +
+         u(std::min<int64_t>(largest, kDequantChunkElements) * kDequantTempBytesPerWeight);
+}
+
 uint64_t head_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
   const uint64_t h = u(c.hidden_size);
   return (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * u(dtype_bytes);
@@ -108,12 +115,31 @@ std::string MemoryPlan::to_string() const {
   s += str_printf("\n  micro-batch %lld x %lld, boundary activations in %s, %lld layers keep their graph (no recompute)\n",
                   static_cast<long long>(micro_batch), static_cast<long long>(n_micro),
                   activations_on_host ? "pinned host memory" : "device memory", static_cast<long long>(kept_graph_layers));
-  s += "  layer " + format_bytes(layer_bytes) + ", head " + format_bytes(head_bytes) + ", LoRA state " +
+  s += "  layer " + format_bytes(layer_bytes);
+  if (!quant.empty()) s += " (" + quant + " as stored; dequantized on the device into a work buffer of " + format_bytes(dequant_bytes) + ")";
+  s += ", head " + format_bytes(head_bytes) + ", LoRA state " +
        format_bytes(lora_bytes) + ", activations " + format_bytes(activation_bytes) + ", working " +
        format_bytes(working_bytes) + "\n";
   s += "  planned device peak " + format_bytes(device_bytes) + ", host " + format_bytes(host_bytes);
   return s;
 }
+
+namespace {
+
+// Layers as host memory and slots hold them: in the compute dtype, or as a
+// quantized file stores them plus the device's dequantization buffer.
+void set_layer_bytes(MemoryPlan& p, const ModelConfig& c, int64_t dtype_bytes, uint64_t stored_layer_bytes,
+                     const std::string& quant) {
+  if (stored_layer_bytes == 0) {
+    p.layer_bytes = layer_weight_bytes(c, dtype_bytes);
+    return;
+  }
+  p.layer_bytes = stored_layer_bytes;
+  p.quant = quant;
+  p.dequant_bytes = dequant_work_bytes(c, dtype_bytes);
+}
+
+}  // namespace
 
 Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   const ModelConfig& c = r.config;
@@ -126,12 +152,12 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   const uint64_t e = u(r.dtype_bytes);
   const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), t = u(r.seq_len);
   MemoryPlan p;
-  p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
+  set_layer_bytes(p, c, r.dtype_bytes, r.stored_layer_bytes, r.quant);
   p.head_bytes = head_weight_bytes(c, r.dtype_bytes);
   p.lora_bytes = lora_parameter_count(c, r.lora_r, r.lora_targets) * 16;  // fp32 master, grad, 2 moments
   const uint64_t vram = r.vram_budget;
   const uint64_t usable = vram == 0 ? UINT64_MAX : usable_device_bytes(vram, r.cuda);
-  const uint64_t fixed = p.head_bytes + p.lora_bytes;
+  const uint64_t fixed = p.head_bytes + p.lora_bytes + p.dequant_bytes;
 
   // Autograd's saved tensors and temporaries of one layer's forward with
   // graph and its backward (fp32 norms, q/k/v/o, MLP gate/up/act/product,
@@ -203,7 +229,9 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     if (!found) {
       why = "micro-batch " + std::to_string(mb) + " needs " + format_bytes(min_stream + host_acts_device) +
             " on the device (head " + format_bytes(p.head_bytes) + ", LoRA state " + format_bytes(p.lora_bytes) +
-            ", 2 layer slots " + format_bytes(2 * p.layer_bytes) + ", working " + format_bytes(work) + ")";
+            ", 2 layer slots " + format_bytes(2 * p.layer_bytes) +
+            (p.dequant_bytes > 0 ? ", dequantization " + format_bytes(p.dequant_bytes) : std::string()) +
+            ", working " + format_bytes(work) + ")";
       continue;
     }
     const uint64_t acts_dev = host_acts ? std::min(host_acts_device, all_acts) : all_acts;
@@ -229,7 +257,8 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   // Kept graphs: what the budget (or, without one, the device) leaves after
   // the plan holds graphs of the first resident layers, each skipping its
   // recompute in the backward.
-  p.graph_bytes = layer_graph_bytes(u(r.batch));
+  // A quantized base's layers share one work buffer: none can keep a graph.
+  p.graph_bytes = r.stored_layer_bytes > 0 ? 0 : layer_graph_bytes(u(r.batch));
   const uint64_t graph_limit = vram != 0 ? usable : usable_device_bytes(r.device_memory, r.cuda);
   if (graph_limit > p.device_bytes && p.graph_bytes > 0) {
     p.kept_graph_layers = static_cast<int64_t>(
@@ -250,12 +279,12 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
   const uint64_t e = u(r.dtype_bytes);
   const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), kv_t = u(r.kv_tokens);
   MemoryPlan p;
-  p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
+  set_layer_bytes(p, c, r.dtype_bytes, r.stored_layer_bytes, r.quant);
   p.head_bytes = head_weight_bytes(c, r.dtype_bytes);
   // fp32 A and B, and their compute-dtype copies.
   p.lora_bytes = r.lora_r > 0 ? lora_parameter_count(c, r.lora_r, r.lora_targets) * (4 + e) : 0;
   const uint64_t usable = r.vram_budget == 0 ? UINT64_MAX : usable_device_bytes(r.vram_budget, r.cuda);
-  const uint64_t fixed = p.head_bytes + p.lora_bytes;
+  const uint64_t fixed = p.head_bytes + p.lora_bytes + p.dequant_bytes;
   std::string why;
   // One forward of `seqs` x `tokens` without a graph: a layer's input, fp32
   // norm, q/k/v/o and the attention output, MLP gate/up/product ([T x T]
