@@ -49,9 +49,12 @@ lema::Status run_convert(const ConvertArgs& a) {
   LEMA_ASSIGN_OR_RETURN(ConvertStats st, convert_hf_to_layer_file(a.hf_dir, a.out, opt));
   if (bar) bar->finish();
   LEMA_ASSIGN_OR_RETURN(auto lf, LayerFile::open(a.out, false));
+  // A quantized file's codes are U8/I8: lema.dtype names the other tensors' dtype.
+  const auto meta = lf->header().metadata.find(kLayerFileMetaDType);
+  const std::string stored_dtype = meta != lf->header().metadata.end() ? meta->second : "mixed";
   std::printf("wrote %s: %lld layers, %s, dtype %s, quantization %s, largest layer %s\n", a.out.c_str(),
               static_cast<long long>(lf->n_layers()), format_bytes(st.bytes_written).c_str(),
-              lf->dtype() ? dtype_name(*lf->dtype()) : "mixed", quant_name(lf->quant()),
+              stored_dtype.c_str(), quant_name(lf->quant()),
               format_bytes(st.largest_layer_bytes).c_str());
   uint64_t rss = peak_rss_bytes();
   std::printf("peak RSS: %s (%llu bytes)\n", format_bytes(rss).c_str(), static_cast<unsigned long long>(rss));
