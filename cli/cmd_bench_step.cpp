@@ -55,6 +55,7 @@ lema::Status run_bench(const BenchArgs& a) {
   req.device_memory = plannable_device_memory(device);
   req.vram_budget = a.vram;
   req.ram_budget = a.ram;
+  set_stored_layers(req, *file);
   LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(req));
   std::fprintf(stderr, "%s\n", plan.to_string().c_str());
 

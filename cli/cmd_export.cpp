@@ -76,6 +76,13 @@ Result<Source> open_source(const std::string& path) {
   } else {
     if (!lema::path_exists(path)) return Status::not_found("export: '" + path + "': no such directory or layer file");
     LEMA_ASSIGN_OR_RETURN(std::unique_ptr<lema::LayerFile> checked, lema::LayerFile::open(path, /*map_file=*/false));
+    // GGUF quantizes on its own terms; exporting NF4 codes dequantized would
+    // ship the quantization error (docs/EXPORT.md).
+    if (checked->quant() != lema::QuantType::kNone) {
+      return Status::invalid_argument("export: '" + path + "' is quantized (" + lema::quant_name(checked->quant()) +
+                                      "); export the unquantized model it was converted from (the HF directory, "
+                                      "or a layer file converted without --quant)");
+    }
     s.config = checked->config();
     s.config_json = json::parse(lema::model_config_to_json(s.config), nullptr, false);
     s.config_source = path;

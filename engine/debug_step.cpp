@@ -83,6 +83,7 @@ Status debug_step(const DebugStepOptions& o) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source->acquire(layer));
       ctx.layer = layer;
       x = decoder_layer_forward(x, w, adapter.layer(layer, dtype, false), ctx);
+      source->release(layer);  // a quantized base dequantizes one layer at a time
     }
     logits = head_logits(x, source->head(), config).to(at::kFloat);
   }

@@ -235,6 +235,10 @@ Status Trainer::load_data(const ModelConfig& model, std::string* data_bytes, std
 Status Trainer::make_trainable(const ModelConfig& model) {
   const at::ScalarType master = dtype_ == at::kDouble ? at::kDouble : at::kFloat;
   if (o_.full) {
+    if (source_->quantized()) {
+      return Status::invalid_argument(o_.model + ": a quantized base (lema convert --quant) trains with LoRA only; "
+                                      "for --full convert the model without --quant");
+    }
     LEMA_ASSIGN_OR_RETURN(FullModel full, FullModel::from_source(*source_, master));
     full_ = std::make_unique<FullModel>(std::move(full));
     source_.reset();  // the masters are the model now
@@ -317,7 +321,9 @@ Status Trainer::open_streaming_source(int64_t* micro_batch) {
   }
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(o_.model, /*map_file=*/false));
   std::shared_ptr<const LayerFile> file(std::move(opened));
-  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(plan_request(file->config())));
+  PlanRequest request = plan_request(file->config());
+  set_stored_layers(request, *file);
+  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(request));
   log_info("%s", plan.to_string().c_str());
   activations_on_host_ = plan.activations_on_host;
   kept_graph_layers_ = plan.kept_graph_layers;

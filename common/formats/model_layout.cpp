@@ -25,6 +25,13 @@ std::string layer_tensor_name(int64_t layer, const std::string& suffix) {
   return "model.layers." + std::to_string(layer) + "." + suffix;
 }
 
+std::string layer_suffix_of(const std::string& name) {
+  const std::string prefix = "model.layers.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return "";
+  const size_t dot = name.find('.', prefix.size());
+  return dot == std::string::npos ? "" : name.substr(dot + 1);
+}
+
 std::vector<int64_t> layer_tensor_shape(const ModelConfig& c, const std::string& s) {
   const int64_t h = c.hidden_size, f = c.intermediate_size;
   if (s == "input_layernorm.weight" || s == "post_attention_layernorm.weight" ||

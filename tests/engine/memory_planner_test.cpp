@@ -328,3 +328,48 @@ TEST(MemoryPlannerFamilies, BigVocabularyHeadsStreamAtFourGiB) {
 
 }  // namespace
 }  // namespace lema::engine
+
+namespace lema::engine {
+namespace {
+
+// An NF4 base (lema convert --quant nf4, bf16 norms): host memory and slots
+// hold the stored bytes, the device adds one bf16 layer and the chunk's
+// temporaries for the dequantization; no graphs are kept.
+TEST(MemoryPlannerQuant, Nf4LayersAreCountedAsStored) {
+  // 7B projections: 4 x 4096^2 + 3 x 4096 x 11008 = 202,375,168 weights;
+  // codes half a byte each, an fp32 absmax per 64; two bf16 norms.
+  const uint64_t stored = 202375168ull / 2 + 202375168ull / 64 * 4 + 2 * 4096 * 2;
+  EXPECT_EQ(stored, 113852416ull);
+  PlanRequest plain = request_7b(8, 2048, 6 * kGiB);
+  plain.device_memory = 80 * kGiB;
+  PlanRequest nf4 = plain;
+  nf4.stored_layer_bytes = stored;
+  nf4.quant = "nf4";
+  auto p = plan_memory(plain);
+  auto q = plan_memory(nf4);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  ASSERT_TRUE(q.ok()) << q.status().to_string();
+  EXPECT_EQ(q->layer_bytes, stored);
+  // One bf16 layer (404,766,720 bytes) + 4M weights x 20 bytes of temporaries.
+  EXPECT_EQ(q->dequant_bytes, 404766720ull + (4ull << 20) * 20);
+  EXPECT_EQ(p->dequant_bytes, 0u);
+  EXPECT_GT(q->resident_layers, p->resident_layers);
+  EXPECT_EQ(q->kept_graph_layers, 0);
+  EXPECT_LT(q->host_bytes, p->host_bytes);
+  EXPECT_LE(q->device_bytes, 6 * kGiB);
+  EXPECT_NE(q->to_string().find("nf4 as stored"), std::string::npos) << q->to_string();
+  // Inference the same way.
+  InferenceRequest ir;
+  ir.config = llama2_7b();
+  ir.vram_budget = 4 * kGiB;
+  ir.stored_layer_bytes = stored;
+  ir.quant = "nf4";
+  auto inf = plan_inference_memory(ir);
+  ASSERT_TRUE(inf.ok()) << inf.status().to_string();
+  EXPECT_EQ(inf->layer_bytes, stored);
+  EXPECT_GT(inf->dequant_bytes, 0u);
+  EXPECT_LE(inf->device_bytes, 4 * kGiB);
+}
+
+}  // namespace
+}  // namespace lema::engine
