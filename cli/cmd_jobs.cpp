@@ -100,6 +100,13 @@ lema::Status run_verb(const std::string& verb, ClientArgs& a) {
             s["result"]["summary"].is_string()) {
           std::printf("           %s\n", s["result"]["summary"].get<std::string>().c_str());
         }
+        // A stage's output (the merged directory, the export's GGUF file).
+        for (const char* key : {"dir", "file"}) {
+          if (s.contains("result") && s["result"].is_object() && s["result"].contains(key) &&
+              s["result"][key].is_string()) {
+            std::printf("           output: %s\n", s["result"][key].get<std::string>().c_str());
+          }
+        }
       }
     }
   } else if (verb == "logs") {

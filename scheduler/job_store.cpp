@@ -556,7 +556,12 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
     int64_t train = add_stage("train", true, "pending");
     depend(train, dataset);
     if (spec.eval.enabled) depend(add_stage("eval", true, "pending"), train);
-    if (spec.merge.enabled) depend(add_stage("merge", true, "pending"), train);
+    if (spec.merge.enabled) {
+      const int64_t merge = add_stage("merge", true, "pending");
+      depend(merge, train);
+      // The GGUF export reads the merged model; it needs no GPU.
+      if (!spec.export_.gguf.empty()) depend(add_stage("export", false, "pending"), merge);
+    }
     impl_->event(job_id, 0, 0, "info", "job '" + spec.job.name + "' submitted", now_ms);
     tx.commit();
     return Status();

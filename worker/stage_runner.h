@@ -73,6 +73,8 @@ std::string job_train_dir(const std::string& work_dir);    // train: checkpoints
 std::string job_adapter_dir(const std::string& work_dir);  // train's final PEFT adapter
 std::string job_eval_dir(const std::string& work_dir);     // eval: report.json, report.md, loss_curve.svg
 std::string job_merged_dir(const std::string& work_dir);   // merge: HF directory
+// export: <work_dir>/model.<type>.gguf (type: the spec's [export] gguf)
+std::string job_gguf_path(const std::string& work_dir, const std::string& type);
 
 // The engine device for a stage from the spec's train.device ("auto",
 // "cpu", "cuda", "cuda:N") and this worker's device: "auto" is this
@@ -96,5 +98,7 @@ StageOutcome run_eval_stage(const StageAssignment& a, const std::string& work_di
                             StageReporter& reporter);
 StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                              StageReporter& reporter);
+StageOutcome run_export_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
+                              StageReporter& reporter);
 
 }  // namespace lema::worker

@@ -183,7 +183,7 @@ bool array_from_json(const json& array, toml::array* out) {
 // Every section, key and range check of a spec, on a parsed TOML table
 // (from TOML text, or from JSON through toml_from_json).
 Result<JobSpec> spec_from_table(const toml::table& root, const std::string& source) {
-  static const char* kSections[] = {"job", "model", "data", "train", "eval", "merge", "resources"};
+  static const char* kSections[] = {"job", "model", "data", "train", "eval", "merge", "export", "resources"};
   for (const auto& [k, v] : root) {
     std::string name(k.str());
     bool known = false;
@@ -301,6 +301,17 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
   LEMA_RETURN_IF_ERROR(merge.require("shard_size", spec.merge.shard_size_bytes >= (1u << 20), "must be >= 1MiB"));
   LEMA_RETURN_IF_ERROR(merge.check_unknown());
 
+  TableReader exp = reader("export");
+  LEMA_RETURN_IF_ERROR(exp.get("gguf", &spec.export_.gguf));
+  // The types engine/gguf_export.h builds (gguf_arch.h's parse_gguf_file_type;
+  // tests/worker/stage_options_test.cpp keeps the two lists equal).
+  LEMA_RETURN_IF_ERROR(exp.require("gguf", spec.export_.gguf.empty() ||
+                                               one_of(spec.export_.gguf, {"f32", "f16", "bf16", "q8_0", "q4_0"}),
+                                   "'" + spec.export_.gguf + "' is not built (known: f32, f16, bf16, q8_0, q4_0)"));
+  LEMA_RETURN_IF_ERROR(exp.require("gguf", spec.export_.gguf.empty() || spec.merge.enabled,
+                                   "needs [merge] enabled = true (the export reads the merged model)"));
+  LEMA_RETURN_IF_ERROR(exp.check_unknown());
+
   TableReader res = reader("resources");
   LEMA_RETURN_IF_ERROR(res.get_bytes("gpu_memory", &spec.resources.gpu_memory_bytes));
   LEMA_RETURN_IF_ERROR(res.get("cpu_ok", &spec.resources.cpu_ok));
@@ -354,6 +365,7 @@ json JobSpec::to_json() const {
                 {"checkpoint_every", train.checkpoint_every}, {"vram", train.vram_bytes}, {"ram", train.ram_bytes}};
   j["eval"] = {{"enabled", eval.enabled}, {"questions", eval.questions}, {"max_new_tokens", eval.max_new_tokens}};
   j["merge"] = {{"enabled", merge.enabled}, {"dtype", merge.dtype}, {"shard_size", merge.shard_size_bytes}};
+  j["export"] = {{"gguf", export_.gguf}};
   j["resources"] = {{"gpu_memory", resources.gpu_memory_bytes}, {"cpu_ok", resources.cpu_ok}};
   return j;
 }

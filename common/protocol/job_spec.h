@@ -67,6 +67,11 @@ struct JobSpec {
     std::string dtype = "bf16";
     uint64_t shard_size_bytes = 2ull << 30;
   } merge;
+  // An export stage after merge: <work_dir>/model.<gguf>.gguf from the merged
+  // model (engine/gguf_export.h). Empty: no export stage.
+  struct Export {
+    std::string gguf;  // a GGUF file type that `lema export --type` builds
+  } export_;  // `export` is a C++ keyword
   struct Resources {
     uint64_t gpu_memory_bytes = 0;  // VRAM a worker must have for train/eval/merge
     bool cpu_ok = true;             // may run on a CPU-only worker

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "common/base/file_util.h"
+#include "common/formats/gguf_reader.h"
 #include "tests/integration/lema_processes.h"
 
 namespace lema::test {
@@ -332,10 +333,10 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
        << "[data]\nbuilder = \"lema-reply\"\nexamples = 24\nseed = 3\neval_fraction = 0.25\n"
        << "[train]\nsteps = 3\nbatch = 2\nmicro_batch = 2\nseq_len = 384\nlora_r = 4\nlora_alpha = 8\n"
        << "lora_dropout = 0.0\nlr = 1e-2\ndevice = \"cpu\"\ncheckpoint_every = 0\nram = \"1GiB\"\n"
-       << "[eval]\nquestions = 2\nmax_new_tokens = 6\n[merge]\ndtype = \"bf16\"\n";
+       << "[eval]\nquestions = 2\nmax_new_tokens = 6\n[merge]\ndtype = \"bf16\"\n[export]\ngguf = \"q8_0\"\n";
   write_text(dir + "/text.toml", spec.str());
   RunResult stages = run_lema({"worker", "--stages"});
-  EXPECT_EQ(stages.output, "dataset\ntrain\neval\nmerge\n");
+  EXPECT_EQ(stages.output, "dataset\ntrain\neval\nmerge\nexport\n");
   RunResult r = run_lema({"run", dir + "/text.toml", "--cpu", "--threads", "1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.output << slurp(dir + "/text/logs/worker-0.log");
   // The dataset stage wrote text, the train stage tokenized it.
@@ -348,9 +349,20 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   // Every stage ran; the eval stage wrote report.json with base and tuned.
   const nlohmann::json job = final_job(r.output);
   ASSERT_TRUE(job.is_object()) << r.output;
-  for (const char* kind : {"dataset", "train", "eval", "merge"}) {
+  for (const char* kind : {"dataset", "train", "eval", "merge", "export"}) {
     EXPECT_EQ(stage_of(job, kind)["state"], "succeeded") << kind;
   }
+  // [export] gguf: the merged model as a GGUF file, named in the result.
+  const std::string gguf = dir + "/text/model.q8_0.gguf";
+  EXPECT_EQ(stage_of(job, "export")["result"].value("file", std::string()), gguf) << stage_of(job, "export").dump();
+  {
+    auto g = GgufReader::open(gguf);
+    ASSERT_TRUE(g.ok()) << g.status().to_string();
+    EXPECT_EQ((*g)->find("general.architecture")->s, "llama");
+    EXPECT_EQ((*g)->find("general.file_type")->u, 7u);  // q8_0
+    EXPECT_EQ((*g)->find("general.name")->s, "text");
+  }
+  EXPECT_NE(r.output.find("gguf: " + gguf + " (q8_0)"), std::string::npos) << r.output;
   auto report = nlohmann::json::parse(slurp(dir + "/text/eval/report.json"), nullptr, false);
   ASSERT_TRUE(report.is_object()) << slurp(dir + "/text/eval/report.json");
   ASSERT_EQ(report["models"].size(), 2u);
@@ -395,6 +407,7 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
     wait_until([&] { return (show = run_lema({"show", "1", "--scheduler", sched.clients})).exit_code == 0; }, 30);
     sched.stop();
     EXPECT_NE(show.output.find(result.value("summary", std::string("?"))), std::string::npos) << show.output;
+    EXPECT_NE(show.output.find("output: " + gguf), std::string::npos) << show.output;
   }
   // The same figures as `lema eval` by hand on the stage's inputs (the
   // spec's tokenizer, seq_len, questions and max_new_tokens).

@@ -54,7 +54,7 @@ StageAssignment eval_assignment(const std::string& work_dir) {
 }
 
 TEST(StageRunner, RunsEveryKindInPipelineOrder) {
-  EXPECT_EQ(stage_kinds(), (std::vector<std::string>{"dataset", "train", "eval", "merge"}));
+  EXPECT_EQ(stage_kinds(), (std::vector<std::string>{"dataset", "train", "eval", "merge", "export"}));
 }
 
 TEST(StageRunner, JobDirectoryLayout) {

@@ -79,7 +79,9 @@ cpu_ok = false
   EXPECT_EQ(j["resources"]["gpu_memory"], uint64_t(6) << 30);
   EXPECT_EQ(j["resources"]["cpu_ok"], false);
   // Normalising is stable: every key of every section is present.
-  for (const char* s : {"job", "model", "data", "train", "eval", "merge", "resources"}) EXPECT_TRUE(j.contains(s));
+  for (const char* s : {"job", "model", "data", "train", "eval", "merge", "export", "resources"}) {
+    EXPECT_TRUE(j.contains(s)) << s;
+  }
   EXPECT_EQ(j["train"].size(), 18u);
 }
 
@@ -149,6 +151,30 @@ JobSpec every_field_changed() {
   s.merge = {false, "fp16", uint64_t(3) << 20};
   s.resources = {uint64_t(6) << 30, false};
   return s;
+}
+
+// [export] gguf adds an export stage after merge: a type that is not built
+// is refused at submit with the list of those that are, and so is an export
+// without the merge it reads.
+TEST(JobSpec, ExportSection) {
+  auto r = JobSpec::parse("[model]\npath = \"/m\"\n[export]\ngguf = \"q8_0\"\n", "job.toml");
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->export_.gguf, "q8_0");
+  EXPECT_EQ(r->to_json()["export"]["gguf"], "q8_0");
+  auto back = JobSpec::from_json(r->to_json());
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->export_.gguf, "q8_0");
+  EXPECT_EQ(JobSpec::parse("[model]\npath = \"/m\"\n")->export_.gguf, "");
+  std::string e = error_of("[model]\npath = \"/m\"\n[export]\ngguf = \"q4_k_m\"\n");
+  EXPECT_NE(e.find("job.toml:4: [export] gguf: 'q4_k_m' is not built (known: f32, f16, bf16, q8_0, q4_0)"),
+            std::string::npos)
+      << e;
+  e = error_of("[model]\npath = \"/m\"\n[merge]\nenabled = false\n[export]\ngguf = \"f16\"\n");
+  EXPECT_NE(e.find("[export] gguf: needs [merge] enabled = true"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[export]\nggml = \"f16\"\n");
+  EXPECT_NE(e.find("unknown key 'ggml' in [export]"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[export]\ngguf = 8\n");
+  EXPECT_NE(e.find("[export] gguf: expected a string"), std::string::npos) << e;
 }
 
 TEST(JobSpec, FromJsonInvertsToJson) {
