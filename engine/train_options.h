@@ -52,6 +52,7 @@ struct TrainOptions {
   uint64_t ram_budget = 0;
   int64_t threads = 0;           // CPU intra-op threads; 0: all cores
   bool quiet = false;            // no per-step lines on stdout
+  int64_t attempt = 0;           // the job attempt writing (each metrics line names it); 0: not a job
 };
 
 // Checks ranges and names; errors name the option.

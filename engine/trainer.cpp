@@ -17,6 +17,7 @@
 #include "common/base/log.h"
 #include "common/formats/model_config.h"
 #include "engine/checkpoint.h"
+#include "common/base/bounds.h"
 #include "engine/data_loader.h"
 #include "engine/full_model.h"
 #include "engine/layer_store.h"
@@ -32,17 +33,19 @@ Status validate_train_options(const TrainOptions& o) {
   if (o.model.empty()) return Status::invalid_argument("--model is required");
   if (o.data.empty()) return Status::invalid_argument("--data is required");
   if (o.out.empty()) return Status::invalid_argument("--out is required");
-  if (o.steps < 0) return Status::invalid_argument("steps must be >= 0");
-  if (o.steps == 0 && !(o.epochs > 0)) return Status::invalid_argument("give steps > 0 or epochs > 0");
-  if (!(o.lr >= 0)) return Status::invalid_argument("lr must be >= 0");
-  if (o.warmup < 0) return Status::invalid_argument("warmup must be >= 0");
-  if (o.batch < 1) return Status::invalid_argument("batch must be >= 1");
-  if (o.micro_batch < 0 || o.micro_batch > o.batch) return Status::invalid_argument("micro_batch must be in [1, batch]");
-  if (o.seq_len < 2) return Status::invalid_argument("seq_len must be >= 2");
-  if (o.lora_r < 1) return Status::invalid_argument("lora_r must be >= 1");
-  if (!(o.lora_dropout >= 0 && o.lora_dropout < 1)) return Status::invalid_argument("lora_dropout must be in [0, 1)");
-  if (o.checkpoint_every < 0) return Status::invalid_argument("checkpoint_every must be >= 0");
-  if (o.loss_chunk_tokens < 1) return Status::invalid_argument("loss_chunk_tokens must be >= 1");
+  // The bounds are the job spec's (common/base/bounds.h): `lema train` and a
+  // job refuse the same values, and none can overflow a shape.
+  const std::pair<const char*, int64_t> ints[] = {
+      {"steps", o.steps}, {"stop_after", o.stop_after}, {"warmup", o.warmup}, {"lora_r", o.lora_r},
+      {"checkpoint_every", o.checkpoint_every}, {"threads", o.threads}, {"loss_chunk_tokens", o.loss_chunk_tokens}};
+  for (const auto& [key, value] : ints) LEMA_RETURN_IF_ERROR(check_bound(key, value).with_context(key));
+  const std::pair<const char*, double> reals[] = {
+      {"epochs", o.epochs}, {"lr", o.lr}, {"lora_alpha", o.lora_alpha}, {"lora_dropout", o.lora_dropout},
+      {"weight_decay", o.weight_decay}, {"max_grad_norm", o.max_grad_norm}};
+  for (const auto& [key, value] : reals) LEMA_RETURN_IF_ERROR(check_bound(key, value).with_context(key));
+  LEMA_RETURN_IF_ERROR(check_bound("vram", o.vram_budget).with_context("vram"));
+  LEMA_RETURN_IF_ERROR(check_bound("ram", o.ram_budget).with_context("ram"));
+  LEMA_RETURN_IF_ERROR(check_batch_shape(o.batch, o.micro_batch, o.seq_len));
   LEMA_RETURN_IF_ERROR(parse_lora_target_names(o.targets).status());  // the family is checked in setup
   LEMA_RETURN_IF_ERROR(parse_lr_schedule(o.schedule).status());
   if (o.dtype != "auto") LEMA_RETURN_IF_ERROR(parse_dtype(o.dtype).status());
@@ -365,6 +368,7 @@ Result<StepReport> Trainer::step() {
 }
 
 Status Trainer::save(int64_t step, double loss) {
+  if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
   CheckpointState state;
   state.step = step;
   state.cursor = data_->cursor();
@@ -381,6 +385,7 @@ Status Trainer::save(int64_t step, double loss) {
 Status Trainer::run() {
   LEMA_RETURN_IF_ERROR(setup());
   const std::string metrics_path = path_join(o_.out, "metrics.jsonl");
+  if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
   LEMA_RETURN_IF_ERROR(trim_metrics(metrics_path, step_));
   const int64_t last = o_.stop_after > 0 ? std::min(o_.stop_after, total_steps_) : total_steps_;
   double loss = 0.0;
@@ -396,6 +401,8 @@ Status Trainer::run() {
     }
     nlohmann::json m = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
                         {"tokens_per_s", r.tokens_per_s}, {"memory_bytes", r.memory_bytes}};
+    if (o_.attempt > 0) m["attempt"] = o_.attempt;
+    if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
     LEMA_RETURN_IF_ERROR(append_line(metrics_path, m.dump()));
     if (observer_) {
       Status stop = observer_->on_step(r);
@@ -433,6 +440,7 @@ CheckpointWeights Trainer::checkpoint_weights() {
 // The run's product: <out>/adapter (PEFT) or, with --full, <out>/model (a
 // Hugging Face directory in the compute dtype, with the tokenizer files).
 Status Trainer::write_output() {
+  if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
   if (!full_) {
     const std::string adapter_dir = path_join(o_.out, "adapter");
     LEMA_RETURN_IF_ERROR(save_adapter(adapter_dir, *adapter_, o_.model));

@@ -14,6 +14,14 @@
 
 namespace lema::worker {
 
+namespace {
+// The stage fails here, naming the user's file, rather than passing an
+// empty copy on to train (whose error would name the copy).
+Status no_example(const std::string& jsonl, const std::string& why) {
+  return Status::invalid_argument("data.jsonl " + jsonl + ": no usable training example (" + why + ")");
+}
+}  // namespace
+
 StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& /*env*/,
                                StageReporter& reporter) {
   Result<JobSpec> spec = assignment_spec(a);
@@ -29,6 +37,7 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
     if (engine::is_pretokenized(text.value())) {
       auto examples = engine::read_tokenized_jsonl(jsonl);
       if (!examples.ok()) return {examples.status(), "{}", false};
+      if (examples->empty()) return {no_example(jsonl, "no tokenized line"), "{}", false};
       Status s = make_dirs(out_dir);
       if (s.ok()) s = write_file_atomic(path_join(out_dir, "train.jsonl"), text.value());
       if (!s.ok()) return {s, "{}", true};
@@ -44,8 +53,17 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
       reporter.log("warn", str_printf("%s:%lld: %s: %s", jsonl.c_str(), static_cast<long long>(bad.line),
                                       line_error_name(bad.error), bad.detail.c_str()));
     }
+    if (imported->examples.empty()) {
+      std::string why = str_printf("%zu bad lines", imported->bad_lines.size());
+      if (!imported->bad_lines.empty()) {
+        const BadLine& bad = imported->bad_lines.front();
+        why += str_printf("; line %lld: %s", static_cast<long long>(bad.line), line_error_name(bad.error));
+      }
+      return {no_example(jsonl, why), "{}", false};
+    }
     auto built = split_imported(std::move(imported).value(), d.eval_fraction, static_cast<uint64_t>(d.seed));
     if (!built.ok()) return {built.status(), "{}", false};
+    if (built->train.empty()) return {no_example(jsonl, "every example went to the eval split"), "{}", false};
     if (Status s = write_dataset(built.value(), out_dir); !s.ok()) return {s, "{}", true};
     result["train_examples"] = built->train.size();
     result["eval_examples"] = built->eval.size();

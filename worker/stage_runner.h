@@ -31,6 +31,10 @@ class StageReporter {
   virtual void checkpoint(int64_t step, const std::string& path, const std::string& sha256) = 0;
   // CANCEL from the scheduler (or the stage was fenced): stop within a step.
   virtual bool cancel_requested() const = 0;
+  // Before each write of a stage: blocks while this worker cannot show that
+  // it holds the lease; non-OK means stop without writing
+  // (WorkerSession::wait_for_lease). `stop`: SIGTERM.
+  virtual Status wait_for_lease(const std::atomic<bool>* stop) { return Status(); }
 };
 
 struct StageEnv {

@@ -1,5 +1,7 @@
 #include "common/formats/layer_file.h"
 
+#include "common/base/regular_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -64,8 +66,7 @@ Status LayerFile::read_range(const ByteRange& range, void* dst) const {
 Result<std::unique_ptr<LayerFile>> LayerFile::open(const std::string& path, bool map_file) {
   std::unique_ptr<LayerFile> f(new LayerFile());
   f->path_ = path;
-  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f->fd_ < 0) return status_from_errno(path, errno);
+  LEMA_ASSIGN_OR_RETURN(f->fd_, open_regular_file(path));
   if (map_file) {
     LEMA_RETURN_IF_ERROR(f->map_.open(path));
     LEMA_ASSIGN_OR_RETURN(f->header_,

@@ -154,6 +154,25 @@ TEST(MemoryPlanner, SmallShape) {
   EXPECT_EQ(plan_memory(r).value().n_micro, 2);
 }
 
+// Issue 19: on the CPU the device tier is host memory, so --ram bounds it;
+// `lema train --ram 1KiB` on the CPU planned everything resident and ran.
+TEST(MemoryPlanner, RamBoundsTheCpuDeviceTierToo) {
+  PlanRequest r = request_7b(1, 512, 0, 1024);
+  r.cuda = false;
+  auto refused = plan_memory(r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("over --ram 1.0 KiB"), std::string::npos) << refused.status().to_string();
+  // Enough RAM for the whole plan: accepted, and the plan fits it.
+  r.ram_budget = 64 * kGiB;
+  auto fits = plan_memory(r);
+  ASSERT_TRUE(fits.ok()) << fits.status().to_string();
+  EXPECT_LE(fits->device_bytes + fits->host_bytes, r.ram_budget);
+  // On CUDA the device tier is the GPU's: --ram alone bounds only the host.
+  r.cuda = true;
+  r.ram_budget = 1024;
+  EXPECT_TRUE(plan_memory(r).ok());
+}
+
 // Inference (eval, generation): a KV cache instead of LoRA state and
 // boundary activations; the batch shrinks before the plan gives up.
 InferenceRequest inference_7b(int64_t batch, int64_t context, uint64_t vram, uint64_t ram = 0) {

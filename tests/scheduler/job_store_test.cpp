@@ -258,6 +258,11 @@ TEST_F(StoreFixture, LapsedLeaseRequeuesWithCheckpointAndFencesOldAttempt) {
   EXPECT_EQ(again.stage_id, t.stage_id);
   EXPECT_EQ(again.attempt, 2);
   EXPECT_EQ(again.resume_checkpoint, "/ck/step-200");
+  // Every recorded checkpoint with its digest, newest first (issue 19 F3:
+  // the worker falls back to the newest intact one).
+  EXPECT_EQ(again.resume_candidates,
+            nlohmann::json::parse(R"([{"path": "/ck/step-200", "sha256": "cd", "step": 200},
+                                      {"path": "/ck/step-100", "sha256": "ab", "step": 100}])"));
   // w1 comes back with attempt 1: every message is refused.
   Status s = store->record_progress(t.stage_id, 1, "w1", 201, 0, nullptr, now);
   EXPECT_EQ(s.code(), Status::Code::kNotFound);
