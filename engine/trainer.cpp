@@ -32,6 +32,7 @@ Status validate_train_options(const TrainOptions& o) {
   if (o.model.empty()) return Status::invalid_argument("--model is required");
   if (o.data.empty()) return Status::invalid_argument("--data is required");
   if (o.out.empty()) return Status::invalid_argument("--out is required");
+  if (Result<DataFormat> f = parse_data_format(o.format); !f.ok()) return f.status().with_context("--format");
   if (o.steps < 0) return Status::invalid_argument("steps must be >= 0");
   if (o.steps == 0 && !(o.epochs > 0)) return Status::invalid_argument("give steps > 0 or epochs > 0");
   if (!(o.lr >= 0)) return Status::invalid_argument("lr must be >= 0");
@@ -182,7 +183,9 @@ Status Trainer::setup() {
   if (tokenizer_path.empty()) tokenizer_path = is_directory(o_.model) ? o_.model : path_dirname(o_.model);
   std::string data_summary;
   LEMA_ASSIGN_OR_RETURN(std::vector<TokenizedExample> examples,
-                        load_training_data(o_.data, tokenizer_path, o_.seq_len, &data_summary));
+                        load_training_data(o_.data, tokenizer_path, o_.seq_len,
+                                           TrainDataOptions{parse_data_format(o_.format).value(), o_.skip_bad},
+                                           &data_summary));
   for (size_t i = 0; i < examples.size(); ++i) {
     for (int32_t id : examples[i].input_ids) {
       if (id >= model.vocab_size) {
