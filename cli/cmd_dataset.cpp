@@ -56,7 +56,7 @@ lema::Status run_build(const DatasetBuildArgs& a) {
   if (d.imported) {
     std::printf("; format %s; %zu bad record(s) skipped", data_format_name(d.import.format), d.import.bad_lines.size());
     for (const auto& [reason, n] : d.import.bad_by_reason)
-      std::printf("%s %s %lld", reason == d.import.bad_by_reason.begin()->first ? " (" : ",", reason.c_str(),
+      std::printf("%s%s %lld", reason == d.import.bad_by_reason.begin()->first ? " (" : ", ", reason.c_str(),
                   static_cast<long long>(n));
     std::printf("%s, %lld duplicate(s) removed", d.import.bad_by_reason.empty() ? "" : ")",
                 static_cast<long long>(d.import.duplicates));
