@@ -16,7 +16,9 @@ namespace lema::engine {
 
 struct TrainOptions {
   std::string model;   // HF model directory or layer file
-  std::string data;    // training JSONL
+  std::string data;    // training data: JSONL or a JSON array (docs/DATASET.md)
+  std::string format = "auto";  // the data's format (common/data/dataset_format.h); auto: detected
+  bool skip_bad = false;        // skip bad records, counted by reason in the summary, instead of failing
   std::string out;     // run directory: checkpoints/, adapter/, metrics.jsonl
   std::string tokenizer;  // tokenizer file or directory; empty: the model directory (or the layer file's)
   std::string resume;  // run directory or step-N directory; empty: fresh start

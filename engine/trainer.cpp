@@ -33,6 +33,7 @@ Status validate_train_options(const TrainOptions& o) {
   if (o.model.empty()) return Status::invalid_argument("--model is required");
   if (o.data.empty()) return Status::invalid_argument("--data is required");
   if (o.out.empty()) return Status::invalid_argument("--out is required");
+  if (Result<DataFormat> f = parse_data_format(o.format); !f.ok()) return f.status().with_context("--format");
   // The bounds are the job spec's (common/base/bounds.h): `lema train` and a
   // job refuse the same values, and none can overflow a shape.
   const std::pair<const char*, int64_t> ints[] = {
@@ -214,7 +215,9 @@ Status Trainer::load_data(const ModelConfig& model, std::string* data_bytes, std
   tokenizer_path_ = o_.tokenizer;
   if (tokenizer_path_.empty()) tokenizer_path_ = is_directory(o_.model) ? o_.model : path_dirname(o_.model);
   LEMA_ASSIGN_OR_RETURN(std::vector<TokenizedExample> examples,
-                        load_training_data(o_.data, tokenizer_path_, o_.seq_len, summary));
+                        load_training_data(o_.data, tokenizer_path_, o_.seq_len,
+                                           TrainDataOptions{parse_data_format(o_.format).value(), o_.skip_bad},
+                                           summary));
   for (size_t i = 0; i < examples.size(); ++i) {
     for (int32_t id : examples[i].input_ids) {
       if (id >= model.vocab_size) {

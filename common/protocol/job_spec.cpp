@@ -238,12 +238,31 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
   TableReader data = reader("data");
   LEMA_RETURN_IF_ERROR(data.get("builder", &spec.data.builder));
   LEMA_RETURN_IF_ERROR(data.get("jsonl", &spec.data.jsonl));
+  // `path` names the user's file as the other sections name theirs; `jsonl` is its older name.
+  std::string user_path;
+  LEMA_RETURN_IF_ERROR(data.get("path", &user_path));
+  if (data.has("path") && data.has("jsonl")) {
+    LEMA_RETURN_IF_ERROR(data.require("path", false, "give either path or jsonl (the same key), not both"));
+  }
+  if (data.has("path")) spec.data.jsonl = user_path;
+  LEMA_RETURN_IF_ERROR(data.get("format", &spec.data.format));
+  LEMA_RETURN_IF_ERROR(data.get("skip_bad", &spec.data.skip_bad));
   LEMA_RETURN_IF_ERROR(data.get("examples", &spec.data.examples));
   LEMA_RETURN_IF_ERROR(data.get("seed", &spec.data.seed));
   LEMA_RETURN_IF_ERROR(data.get("eval_fraction", &spec.data.eval_fraction));
-  if (data.has("jsonl") && data.has("builder")) {
-    LEMA_RETURN_IF_ERROR(data.require("jsonl", false, "give either builder or jsonl, not both"));
+  if ((data.has("jsonl") || data.has("path")) && data.has("builder")) {
+    LEMA_RETURN_IF_ERROR(data.require(data.has("path") ? "path" : "jsonl", false,
+                                      "give either builder or jsonl (your own data file, also named path), not both"));
   }
+  bool known_format = false;
+  std::string known_formats;
+  for (const char* name : kDataFormatNames) {
+    known_format = known_format || spec.data.format == name;
+    known_formats += (known_formats.empty() ? "" : ", ") + std::string(name);
+  }
+  LEMA_RETURN_IF_ERROR(data.require("format", known_format, "unknown format (known: " + known_formats + ")"));
+  LEMA_RETURN_IF_ERROR(data.require("format", spec.data.format == "auto" || !spec.data.jsonl.empty(),
+                                    "applies to your own data file ([data] path): the builder's format is fixed"));
   if (!spec.data.jsonl.empty()) spec.data.builder.clear();
   LEMA_RETURN_IF_ERROR(data.require("builder", spec.data.builder.empty() || spec.data.builder == "lema-reply",
                                     "unknown builder (known: lema-reply)"));
@@ -379,7 +398,8 @@ json JobSpec::to_json() const {
               {"max_attempts", job.max_attempts}};
   j["model"] = {{"path", model.path}, {"tokenizer", model.tokenizer}};
   j["data"] = {{"builder", data.builder}, {"jsonl", data.jsonl}, {"examples", data.examples},
-               {"seed", data.seed}, {"eval_fraction", data.eval_fraction}};
+               {"seed", data.seed}, {"eval_fraction", data.eval_fraction}, {"format", data.format},
+               {"skip_bad", data.skip_bad}};
   j["train"] = {{"seed", train.seed}, {"steps", train.steps}, {"epochs", train.epochs}, {"lr", train.lr},
                 {"schedule", train.schedule}, {"warmup", train.warmup}, {"batch", train.batch},
                 {"micro_batch", train.micro_batch}, {"seq_len", train.seq_len}, {"lora_r", train.lora_r},

@@ -19,6 +19,12 @@
 
 namespace lema {
 
+// The names of common/data/dataset_format.h's formats: the protocol does not
+// link the data library; tests/worker/data_format_spec_test.cpp checks
+// that both lists agree.
+inline constexpr const char* kDataFormatNames[] = {"auto", "lema", "messages", "sharegpt", "alpaca",
+                                                   "prompt-completion", "text", "tokenized"};
+
 struct JobSpec {
   struct Job {
     std::string name = "job";
@@ -32,7 +38,11 @@ struct JobSpec {
   } model;
   struct Data {
     std::string builder = "lema-reply";  // empty when jsonl is set
-    std::string jsonl;
+    std::string jsonl;  // the user's own data file (TOML key `path` or `jsonl`): JSONL or a JSON array
+    // The user file's record format (common/data/dataset_format.h names;
+    // kDataFormatNames), "auto": detected from its first record.
+    std::string format = "auto";
+    bool skip_bad = false;  // skip bad records (counted in stats.json) instead of failing the stage
     int64_t examples = 200;
     int64_t seed = 0;
     double eval_fraction = 0.1;

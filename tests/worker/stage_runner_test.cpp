@@ -152,7 +152,7 @@ TEST(DatasetStage, NoUsableExampleFailsNamingTheUsersFile) {
     RecordingReporter reporter;
     StageOutcome out = run_stage(a, StageEnv(), reporter);
     EXPECT_EQ(out.status.code(), Status::Code::kInvalidArgument) << c.text << ": " << out.status.to_string();
-    EXPECT_NE(out.status.message().find("data.jsonl " + jsonl + ": no usable training example"), std::string::npos)
+    EXPECT_NE(out.status.message().find("data.jsonl " + jsonl + ": no usable example"), std::string::npos)
         << out.status.to_string();
     EXPECT_NE(out.status.message().find(c.expect), std::string::npos) << out.status.to_string();
     EXPECT_FALSE(out.retryable);
