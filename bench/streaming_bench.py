@@ -172,6 +172,8 @@ def main():
     ap.add_argument("--work", default="/tmp/lema_bench"); ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated configuration names (default: all)")
     ap.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES), help="the model's shape")
+    ap.add_argument("--quant", default="none", choices=["none", "nf4", "nf4-dq", "int8"],
+                    help="lema's base converted with --quant (PEFT runs bf16 either way)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     import torch
@@ -182,13 +184,14 @@ def main():
         res["h2d_gb_s"] = h2d_bandwidth(torch); log(f"H2D GB/s: {res['h2d_gb_s']}")
     except Exception as e:
         log(f"bandwidth failed: {e}")
-    hf = os.path.join(a.work, a.shape); lf = os.path.join(a.work, a.shape + ".lema.safetensors")
-    res["shape"] = a.shape
+    hf = os.path.join(a.work, a.shape)
+    lf = os.path.join(a.work, a.shape + ("" if a.quant == "none" else "." + a.quant) + ".lema.safetensors")
+    res["shape"] = a.shape; res["quant"] = a.quant
     try:
         if not os.path.exists(os.path.join(hf, "model.safetensors.index.json")):
             write_model(torch, hf, a.shape)
         if not os.path.exists(lf):
-            subprocess.run([a.lema, "convert", hf, "--out", lf], check=True, timeout=300)
+            subprocess.run([a.lema, "convert", hf, "--out", lf, "--quant", a.quant], check=True, timeout=300)
         log("model ready")
     except Exception as e:
         log(f"model preparation failed: {e}"); traceback.print_exc()

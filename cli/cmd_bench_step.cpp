@@ -55,6 +55,7 @@ lema::Status run_bench(const BenchArgs& a) {
   req.device_memory = plannable_device_memory(device);
   req.vram_budget = a.vram;
   req.ram_budget = a.ram;
+  set_stored_layers(req, *file);
   LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(req));
   std::fprintf(stderr, "%s\n", plan.to_string().c_str());
 
@@ -65,6 +66,7 @@ lema::Status run_bench(const BenchArgs& a) {
     lc.r = a.lora_r;
     lc.alpha = 2.0 * static_cast<double>(a.lora_r);
     lc.dropout = 0.05;
+    lc.targets = lema::engine::family_lora_targets(config);
     LoraAdapter adapter = LoraAdapter::init(config, lc, 1, at::kFloat, device);
     AdamW opt(adapter.parameters(), AdamWOptions());
     at::Generator gen = at::detail::createCPUGenerator(7);

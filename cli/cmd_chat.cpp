@@ -1,5 +1,8 @@
-// `lema chat MODEL [--adapter DIR] [--prompt TEXT] [--vram 4GiB] [--ram 8GiB]`:
-// renders the LEMA chat template around each question, generates with a KV
+// `lema chat MODEL [--adapter DIR] [--prompt TEXT] [--system TEXT]
+// [--template FILE] [--vram 4GiB] [--ram 8GiB]`: renders each question in
+// the model's own chat template (as transformers' apply_chat_template with
+// add_generation_prompt; common/text/chat_template.h) or, for a model
+// without one, in lema's chat format (and says so), generates with a KV
 // cache (text streamed as it comes), stops at [/LEMA_REPLY] or EOS, and marks
 // the reply valid or with the strict validator's reason (common/text/chat_format.h).
 // With a budget the base (a layer file) streams through the device
@@ -14,6 +17,7 @@
 
 #include "cli/command.h"
 #include "common/text/chat_format.h"
+#include "common/text/chat_template.h"
 #include "common/base/file_util.h"
 #include "common/text/tokenizer.h"
 #include "engine/generator.h"
@@ -25,7 +29,7 @@
 namespace {
 
 struct ChatArgs {
-  std::string model, adapter, prompt, tokenizer, system = lema::kSystemPrompt;
+  std::string model, adapter, prompt, tokenizer, system, template_file;
   std::string dtype = "fp32", device = "cpu";
   int64_t max_new_tokens = 200;
   double temperature = 0.0, top_p = 1.0, repetition_penalty = 1.0;
@@ -39,9 +43,24 @@ struct ChatArgs {
 // cache of a budgeted plan is sized for prompts up to this many tokens.
 constexpr int64_t kReplPromptTokens = 2048;
 
-lema::Status answer(lema::engine::Generator& gen, const lema::Tokenizer& tok, const ChatArgs& a,
-                    const std::string& question) {
-  const std::vector<int32_t> ids = tok.encode(lema::render_prompt(question, a.system), /*add_special=*/true);
+// The prompt's ids: the template's render of [system (when given), user]
+// with the generation prompt, tokenized as transformers does (the text
+// holds its BOS); or lema's format with its BOS.
+lema::Result<std::vector<int32_t>> prompt_ids(const lema::Tokenizer& tok, const lema::ChatTemplate* tmpl,
+                                              const ChatArgs& a, const std::string& question) {
+  if (!tmpl) return tok.encode(lema::render_prompt(question, a.system.empty() ? lema::kSystemPrompt : a.system), true);
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
+  messages.push_back({{"role", "user"}, {"content", question}});
+  lema::ChatRenderOptions options;
+  options.add_generation_prompt = true;
+  LEMA_ASSIGN_OR_RETURN(std::string text, tmpl->render(messages, options));
+  return tok.encode(text, /*add_special=*/false);
+}
+
+lema::Status answer(lema::engine::Generator& gen, const lema::Tokenizer& tok, const lema::ChatTemplate* tmpl,
+                    const ChatArgs& a, const std::string& question) {
+  LEMA_ASSIGN_OR_RETURN(const std::vector<int32_t> ids, prompt_ids(tok, tmpl, a, question));
   const bool budgeted = a.vram_budget > 0 || a.ram_budget > 0;
   if (budgeted && a.prompt.empty() && static_cast<int64_t>(ids.size()) > kReplPromptTokens) {
     // Its KV cache would outgrow the plan, and with it the budget.
@@ -74,11 +93,22 @@ lema::Status run_chat(const ChatArgs& a) {
   std::string tok_path = a.tokenizer;
   if (tok_path.empty()) tok_path = lema::path_exists(lema::path_join(a.model, "config.json")) ? a.model : lema::path_dirname(a.model);
   LEMA_ASSIGN_OR_RETURN(auto tok, lema::Tokenizer::load(tok_path));
+  LEMA_ASSIGN_OR_RETURN(const std::optional<lema::ChatTemplate> chat_template,
+                        lema::ChatTemplate::select(a.template_file, tok_path));
+  const lema::ChatTemplate* tmpl = chat_template ? &*chat_template : nullptr;
+  if (tmpl)
+    std::fprintf(stderr, "lema chat: chat template %s\n", tmpl->jinja_template().name().c_str());
+  else
+    std::fprintf(stderr, "lema chat: %s has no chat template: using lema's chat format (give --template FILE to use one)\n",
+                 tok_path.c_str());
+  int64_t prompt_tokens = kReplPromptTokens;
+  if (!a.prompt.empty()) {
+    LEMA_ASSIGN_OR_RETURN(const std::vector<int32_t> ids, prompt_ids(*tok, tmpl, a, a.prompt));
+    prompt_tokens = static_cast<int64_t>(ids.size());
+  }
   lema::engine::InferenceRequest request;
   request.batch = 1;
-  request.kv_tokens = (a.prompt.empty() ? kReplPromptTokens
-                                        : static_cast<int64_t>(tok->encode(lema::render_prompt(a.prompt, a.system), true).size())) +
-                      a.max_new_tokens;
+  request.kv_tokens = prompt_tokens + a.max_new_tokens;
   request.forward_tokens = request.kv_tokens;
   request.vram_budget = a.vram_budget;
   request.ram_budget = a.ram_budget;
@@ -91,21 +121,21 @@ lema::Status run_chat(const ChatArgs& a) {
     LEMA_ASSIGN_OR_RETURN(adapter, lema::engine::load_peft_adapter(a.adapter, source->config(), master, device));
   }
   lema::engine::Generator gen(*source, adapter.get(), tok.get());
-  if (!a.prompt.empty()) return answer(gen, *tok, a, a.prompt);
+  if (!a.prompt.empty()) return answer(gen, *tok, tmpl, a, a.prompt);
   std::fprintf(stderr, "lema chat: one question per line; empty line or EOF ends.\n");
   std::string line;
   while (true) {
     std::printf("> ");
     std::fflush(stdout);
     if (!std::getline(std::cin, line) || line.empty()) break;
-    LEMA_RETURN_IF_ERROR(answer(gen, *tok, a, line));
+    LEMA_RETURN_IF_ERROR(answer(gen, *tok, tmpl, a, line));
   }
   return lema::Status();
 }
 
 void setup_chat(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
-  CLI::App* cmd = app.add_subcommand("chat", "Chat with a model (LEMA reply format), optionally with a LoRA adapter");
+  CLI::App* cmd = app.add_subcommand("chat", "Chat with a model in its chat template, optionally with a LoRA adapter");
   cmd->add_option("model", a->model, "HF model directory or layer file")->required();
   cmd->add_option("--adapter", a->adapter, "PEFT adapter directory");
   cmd->add_option("--prompt", a->prompt, "one question, answered once (no REPL)");
@@ -113,7 +143,11 @@ void setup_chat(CLI::App& app) {
   lema::cli::add_bytes_option(cmd, "--vram", a->vram_budget,
                               "device memory budget, e.g. 4GiB: stream the base (a layer file) within it");
   lema::cli::add_bytes_option(cmd, "--ram", a->ram_budget, "host memory budget for the streamed weights, e.g. 8GiB");
-  cmd->add_option("--system", a->system, "system prompt")->capture_default_str();
+  cmd->add_option("--system", a->system,
+                  std::string("system prompt (default: none with a chat template; lema's format: \"") +
+                      lema::kSystemPrompt + "\")");
+  cmd->add_option("--template", a->template_file,
+                  "chat template file (.jinja or tokenizer_config.json) instead of the model's own");
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "longest reply in tokens")->capture_default_str();
   cmd->add_option("--temperature", a->temperature, "0: greedy")->capture_default_str();
   cmd->add_option("--top-k", a->top_k, "0: off")->capture_default_str();

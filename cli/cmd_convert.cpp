@@ -1,4 +1,4 @@
-// `lema convert HF_DIR -o OUT.lema.safetensors [--dtype bf16|fp16|fp32]`:
+// `lema convert HF_DIR -o OUT.lema.safetensors [--dtype bf16|fp16|fp32] [--quant nf4|nf4-dq|int8]`:
 // streams a Hugging Face model into a layer file (docs/FORMATS.md) and
 // prints the peak RSS it reached.
 #include <cstdio>
@@ -17,6 +17,7 @@ struct ConvertArgs {
   std::string hf_dir;
   std::string out;
   std::string dtype = "keep";
+  std::string quant = "none";
 };
 
 lema::Status run_convert(const ConvertArgs& a) {
@@ -29,6 +30,7 @@ lema::Status run_convert(const ConvertArgs& a) {
     }
     opt.target = d;
   }
+  LEMA_ASSIGN_OR_RETURN(opt.quant, parse_quant(a.quant, "--quant"));
   if (is_directory(a.out))
     return Status::invalid_argument(a.out + ": is a directory; give the output file path");
   std::unique_ptr<Progress> bar;
@@ -47,9 +49,13 @@ lema::Status run_convert(const ConvertArgs& a) {
   LEMA_ASSIGN_OR_RETURN(ConvertStats st, convert_hf_to_layer_file(a.hf_dir, a.out, opt));
   if (bar) bar->finish();
   LEMA_ASSIGN_OR_RETURN(auto lf, LayerFile::open(a.out, false));
-  std::printf("wrote %s: %lld layers, %s, dtype %s, largest layer %s\n", a.out.c_str(),
+  // A quantized file's codes are U8/I8: lema.dtype names the other tensors' dtype.
+  const auto meta = lf->header().metadata.find(kLayerFileMetaDType);
+  const std::string stored_dtype = meta != lf->header().metadata.end() ? meta->second : "mixed";
+  std::printf("wrote %s: %lld layers, %s, dtype %s, quantization %s, largest layer %s\n", a.out.c_str(),
               static_cast<long long>(lf->n_layers()), format_bytes(st.bytes_written).c_str(),
-              lf->dtype() ? dtype_name(*lf->dtype()) : "mixed", format_bytes(st.largest_layer_bytes).c_str());
+              stored_dtype.c_str(), quant_name(lf->quant()),
+              format_bytes(st.largest_layer_bytes).c_str());
   uint64_t rss = peak_rss_bytes();
   std::printf("peak RSS: %s (%llu bytes)\n", format_bytes(rss).c_str(), static_cast<unsigned long long>(rss));
   return Status();
@@ -63,6 +69,10 @@ void setup_convert(CLI::App& app) {
   cmd->add_option("-o,--out", args->out, "Output layer file (*.lema.safetensors)")->required();
   cmd->add_option("--dtype", args->dtype, "fp32 | bf16 | fp16: cast the weights (default: keep)")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32", "keep"}));
+  cmd->add_option("--quant", args->quant,
+                  "nf4 | nf4-dq | int8: store the seven projection weights quantized (docs/FORMATS.md); "
+                  "norms, embedding and head keep --dtype (default: none)")
+      ->check(CLI::IsMember({"none", "nf4", "nf4-dq", "int8"}));
   cmd->callback([args] { lema::cli::finish(run_convert(*args)); });
 }
 

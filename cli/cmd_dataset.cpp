@@ -18,6 +18,7 @@ struct DatasetBuildArgs {
   uint64_t seed = 42;
   double eval_fraction = -1;  // default depends on the source
   bool strict = false;
+  std::string format = "auto";
 };
 
 lema::Status run_build(const DatasetBuildArgs& a) {
@@ -36,10 +37,11 @@ lema::Status run_build(const DatasetBuildArgs& a) {
   } else {
     ImportOptions io;
     io.strict = a.strict;
+    LEMA_ASSIGN_OR_RETURN(io.format, parse_data_format(a.format));
     LEMA_ASSIGN_OR_RETURN(ImportResult imported, import_jsonl(a.jsonl, io));
     if (imported.examples.empty())
-      return Status::invalid_argument(a.jsonl + ": no usable examples (" + std::to_string(imported.bad_lines.size()) +
-                                      " bad lines)");
+      return Status::invalid_argument(a.jsonl + ": no usable example (" + std::to_string(imported.bad_lines.size()) +
+                                      " bad record(s), format " + data_format_name(imported.format) + ")");
     if (!imported.bad_lines.empty())
       log_warn("%s: skipped %zu bad line(s); see stats.json (use --strict to fail instead)", a.jsonl.c_str(),
                imported.bad_lines.size());
@@ -51,9 +53,14 @@ lema::Status run_build(const DatasetBuildArgs& a) {
   std::printf("wrote %s: train %lld, eval %lld examples; %lld + %lld distinct questions",
               a.out.c_str(), static_cast<long long>(all.examples), static_cast<long long>(ev.examples),
               static_cast<long long>(all.distinct_questions), static_cast<long long>(ev.distinct_questions));
-  if (d.imported)
-    std::printf("; %zu bad line(s) skipped, %lld duplicate(s) removed", d.import.bad_lines.size(),
+  if (d.imported) {
+    std::printf("; format %s; %zu bad record(s) skipped", data_format_name(d.import.format), d.import.bad_lines.size());
+    for (const auto& [reason, n] : d.import.bad_by_reason)
+      std::printf("%s%s %lld", reason == d.import.bad_by_reason.begin()->first ? " (" : ", ", reason.c_str(),
+                  static_cast<long long>(n));
+    std::printf("%s, %lld duplicate(s) removed", d.import.bad_by_reason.empty() ? "" : ")",
                 static_cast<long long>(d.import.duplicates));
+  }
   std::printf("\n");
   return Status();
 }
@@ -63,7 +70,10 @@ void setup_dataset(CLI::App& app) {
   auto args = std::make_shared<DatasetBuildArgs>();
   CLI::App* build = group->add_subcommand("build", "Build train.jsonl, eval.jsonl and stats.json");
   build->add_option("--builder", args->builder, "Built-in builder (lema-reply)");
-  build->add_option("--jsonl", args->jsonl, "Import a user JSONL file instead");
+  build->add_option("--jsonl", args->jsonl, "Import your own data file instead (JSONL or a JSON array)");
+  build->add_option("--format", args->format,
+                    "Format of --jsonl: auto | lema | messages | sharegpt | alpaca | prompt-completion | text")
+      ->capture_default_str();
   build->add_option("--out", args->out, "Output directory")->required();
   build->add_option("--examples", args->examples, "Examples to build (train + eval; builder only)");
   build->add_option("--seed", args->seed, "Seed of the selection and split");

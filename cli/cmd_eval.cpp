@@ -27,10 +27,12 @@ void setup_eval(CLI::App& app) {
       app.add_subcommand("eval", "Eval loss, perplexity and format adherence: base vs base + adapter");
   cmd->add_option("--model", o->model, "HF model directory or layer file")->required();
   cmd->add_option("--adapter", o->adapter, "PEFT adapter directory (adds the \"tuned\" column)");
-  cmd->add_option("--data", o->data, "eval JSONL (question or messages schema)")->required();
+  cmd->add_option("--data", o->data, "eval data (any format of docs/DATASET.md)")->required();
   cmd->add_option("--out", o->out, "report directory (report.json, report.md, loss_curve.svg)")->required();
   cmd->add_option("--tokenizer", o->tokenizer,
                   "tokenizer file or directory (default: the model's directory)");
+  cmd->add_option("--template", o->chat_template,
+                  "chat template file (.jinja or tokenizer_config.json) instead of the model's own");
   cmd->add_option("--questions", o->questions, "format adherence on the first N examples")
       ->capture_default_str();
   cmd->add_option("--max-new-tokens", o->max_new_tokens, "longest generated reply")->capture_default_str();

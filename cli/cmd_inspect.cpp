@@ -37,6 +37,7 @@ ojson tensor_json(const lema::TensorInfo& t, const std::string& file) {
 std::string config_line(const lema::ModelConfig& c) {
   const char* rope = c.rope_scaling.type == lema::RopeScalingType::kNone     ? "none"
                      : c.rope_scaling.type == lema::RopeScalingType::kLinear ? "linear"
+                     : c.rope_scaling.type == lema::RopeScalingType::kLongrope ? "longrope"
                                                                              : "llama3";
   std::string window = "none";
   if (c.sliding_window > 0) {
@@ -82,7 +83,11 @@ lema::Result<ojson> describe(const std::string& path, std::string* config_text) 
       doc["version"] = h.metadata.at("lema.version");
       doc["config"] = ojson::parse(model_config_to_json(lf->config()));
       *config_text = config_line(lf->config());
-      doc["dtype"] = lf->dtype() ? dtype_name(*lf->dtype()) : "mixed";
+      // A quantized file's other tensors share the dtype lema.dtype names.
+      const auto meta_dtype = h.metadata.find("lema.dtype");
+      doc["dtype"] = lf->dtype() ? dtype_name(*lf->dtype())
+                     : meta_dtype != h.metadata.end() ? meta_dtype->second : "mixed";
+      doc["quant"] = quant_name(lf->quant());
       doc["tied"] = lf->tied();
       ojson layers = ojson::array();
       for (int64_t i = 0; i < lf->n_layers(); ++i) {
@@ -111,6 +116,17 @@ lema::Result<ojson> describe(const std::string& path, std::string* config_text) 
   return doc;
 }
 
+// What a layer file's quantization means, in one line.
+std::string quant_description(const std::string& quant) {
+  if (quant == "nf4") return "nf4: the seven projections as NF4 codes, blocks of 64, fp32 absmax per block";
+  if (quant == "nf4-dq") {
+    return "nf4-dq: the seven projections as NF4 codes, blocks of 64, absmax as int8 in blocks of 256 "
+           "(fp32 scale per block, fp32 mean offset)";
+  }
+  if (quant == "int8") return "int8: the seven projections as int8 per output row, fp32 scale (absmax / 127) per row";
+  return quant + " (every tensor as stored)";
+}
+
 Status run_inspect(const InspectArgs& a) {
   std::string config_text;
   LEMA_ASSIGN_OR_RETURN(ojson doc, describe(a.path, &config_text));
@@ -126,6 +142,7 @@ Status run_inspect(const InspectArgs& a) {
                 doc["dtype"].get<std::string>().c_str(), doc["tied"].get<bool>() ? "yes" : "no",
                 doc["version"].get<std::string>().c_str());
   }
+  if (doc.contains("quant")) std::printf("quantization: %s\n", quant_description(doc["quant"].get<std::string>()).c_str());
   if (doc.contains("metadata")) {
     for (auto it = doc["metadata"].begin(); it != doc["metadata"].end(); ++it) {
       std::printf("metadata %s = %s\n", it.key().c_str(), it->get<std::string>().c_str());

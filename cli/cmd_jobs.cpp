@@ -19,6 +19,7 @@ struct ClientArgs {
   lema::ClientOptions options;
   bool as_json = false;
   std::string spec_path;
+  std::string request_id;  // submit: "" draws one
   std::string state;
   int64_t job_id = 0;
   bool follow = false;
@@ -63,7 +64,7 @@ lema::Status run_verb(const std::string& verb, ClientArgs& a) {
   json reply;
   if (verb == "submit") {
     LEMA_ASSIGN_OR_RETURN(std::string text, lema::read_file(a.spec_path));
-    LEMA_ASSIGN_OR_RETURN(int64_t id, client->submit(text, a.spec_path));
+    LEMA_ASSIGN_OR_RETURN(int64_t id, client->submit(text, a.spec_path, a.request_id));
     reply = {{"job_id", id}};
     if (!a.as_json) std::printf("submitted job %lld\n", (long long)id);
   } else if (verb == "jobs") {
@@ -99,6 +100,13 @@ lema::Status run_verb(const std::string& verb, ClientArgs& a) {
         if (s.contains("result") && s["result"].is_object() && s["result"].contains("summary") &&
             s["result"]["summary"].is_string()) {
           std::printf("           %s\n", s["result"]["summary"].get<std::string>().c_str());
+        }
+        // A stage's output (the merged directory, the export's GGUF file).
+        for (const char* key : {"dir", "file"}) {
+          if (s.contains("result") && s["result"].is_object() && s["result"].contains(key) &&
+              s["result"][key].is_string()) {
+            std::printf("           output: %s\n", s["result"][key].get<std::string>().c_str());
+          }
         }
       }
     }
@@ -162,6 +170,8 @@ void job_id_arg(CLI::App* cmd, ClientArgs& a) { cmd->add_option("job", a.job_id,
 void setup_jobs(CLI::App& app) {
   add_verb(app, "submit", "Submit a job spec (TOML) to the scheduler", [](CLI::App* c, ClientArgs& a) {
     c->add_option("spec", a.spec_path, "Job spec file")->required()->check(CLI::ExistingFile);
+    c->add_option("--request-id", a.request_id,
+                  "Id of this submission: submitting again with it returns the first job (default: a random one)");
   });
   add_verb(app, "jobs", "List jobs", [](CLI::App* c, ClientArgs& a) {
     c->add_option("--state", a.state, "Only jobs in this state");

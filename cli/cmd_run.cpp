@@ -148,6 +148,11 @@ lema::Status run_pipeline(const RunArgs& args) {
       std::printf("eval: %s (report: %s/eval/report.md)\n", s["result"]["summary"].get<std::string>().c_str(),
                   co.work_dir.c_str());
     }
+    if (s.value("kind", std::string()) == "export" && s.contains("result") && s["result"].is_object() &&
+        s["result"].contains("file") && s["result"]["file"].is_string()) {
+      std::printf("gguf: %s (%s)\n", s["result"]["file"].get<std::string>().c_str(),
+                  s["result"].value("type", std::string()).c_str());
+    }
   }
   const std::string merged = lema::path_join(co.work_dir, "merged");
   std::printf("job %lld succeeded; outputs in %s (adapter: %s/train/adapter%s)\n", static_cast<long long>(job_id),

@@ -6,7 +6,11 @@ namespace lema::cli {
 
 void add_train_flags(CLI::App* cmd, engine::TrainOptions* o) {
   cmd->add_option("--model", o->model, "HF model directory or layer file")->required();
-  cmd->add_option("--data", o->data, "training JSONL")->required();
+  cmd->add_option("--data", o->data, "training data: JSONL or a JSON array (docs/DATASET.md)")->required();
+  cmd->add_option("--format", o->format,
+                  "auto | lema | messages | sharegpt | alpaca | prompt-completion | text | tokenized")
+      ->capture_default_str();
+  cmd->add_flag("--skip-bad", o->skip_bad, "skip bad records (counted by reason in the summary) instead of failing");
   cmd->add_option("--out", o->out, "run directory (checkpoints/, adapter/, metrics.jsonl)")->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer file or directory (default: the model's directory)");
   cmd->add_flag("--full", o->full,

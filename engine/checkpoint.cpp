@@ -113,7 +113,7 @@ Result<LoraConfig> read_adapter_config(const std::string& dir) {
     } else {
       for (const auto& t : tm) targets += (targets.empty() ? "" : ",") + t.get<std::string>();
     }
-    LEMA_ASSIGN_OR_RETURN(c.targets, parse_lora_targets(targets));
+    LEMA_ASSIGN_OR_RETURN(c.targets, parse_lora_target_names(targets));
   } catch (const std::exception& e) {
     return Status::invalid_argument(path + ": " + e.what());
   }

@@ -5,6 +5,7 @@
 #include "common/data/dataset.h"
 #include "common/base/file_util.h"
 #include "common/base/log.h"
+#include "common/text/chat_template.h"
 #include "common/text/tokenizer.h"
 
 namespace lema::engine {
@@ -75,10 +76,11 @@ Status write_tokenized_jsonl(const std::string& path, const std::vector<Tokenize
 }
 
 Result<std::vector<TokenizedExample>> load_training_data(const std::string& path, const std::string& tokenizer_path,
-                                                         int64_t seq_len, std::string* summary) {
+                                                         int64_t seq_len, const TrainDataOptions& options,
+                                                         std::string* summary) {
   LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
   std::vector<TokenizedExample> examples;
-  if (is_pretokenized(text)) {
+  if (options.format == DataFormat::kTokenized || (options.format == DataFormat::kAuto && is_pretokenized(text))) {
     LEMA_ASSIGN_OR_RETURN(examples, read_tokenized_jsonl(path));
     int64_t truncated = 0;
     for (auto& ex : examples) {
@@ -93,18 +95,37 @@ Result<std::vector<TokenizedExample>> load_training_data(const std::string& path
     return examples;
   }
   ImportOptions import_options;
-  import_options.strict = true;  // training never silently skips a line
+  import_options.strict = !options.skip_bad;  // training skips a line only when asked
+  import_options.format = options.format;
   LEMA_ASSIGN_OR_RETURN(ImportResult imported, import_jsonl_text(text, path, import_options));
-  if (imported.examples.empty()) return Status::invalid_argument(path + ": no examples");
+  if (imported.examples.empty())
+    return Status::invalid_argument(path + ": no usable example (" + std::to_string(imported.bad_lines.size()) +
+                                    " bad record(s), format " + data_format_name(imported.format) + ")");
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::load(tokenizer_path));
+  LEMA_ASSIGN_OR_RETURN(std::optional<ChatTemplate> chat_template, ChatTemplate::find(tokenizer_path));
   TokenizeStats stats;
-  examples = tokenize_examples(*tokenizer, imported.examples, static_cast<int32_t>(seq_len), &stats);
+  Result<std::vector<TokenizedExample>> tokenized = tokenize_dataset(
+      *tokenizer, chat_template ? &*chat_template : nullptr, imported.examples, static_cast<int32_t>(seq_len), &stats);
+  if (!tokenized.ok()) return tokenized.status().with_context(path);
+  examples = std::move(tokenized).value();
   if (examples.empty()) return Status::invalid_argument(path + ": every example's prompt fills seq_len; raise --seq-len");
   if (summary) {
-    *summary = str_printf("%lld examples, %lld tokens (%lld with loss), %lld cut to seq_len, %lld dropped (prompt fills seq_len), %lld duplicates removed",
-                          static_cast<long long>(stats.examples), static_cast<long long>(stats.tokens),
-                          static_cast<long long>(stats.label_tokens), static_cast<long long>(stats.truncated),
-                          static_cast<long long>(stats.dropped_no_labels), static_cast<long long>(imported.duplicates));
+    std::string bad;
+    for (const auto& [reason, n] : imported.bad_by_reason)
+      bad += str_printf("%s%s %lld", bad.empty() ? "" : ", ", reason.c_str(), static_cast<long long>(n));
+    *summary = str_printf(
+        "%lld examples (format %s, %s), %lld tokens (%lld with loss), %lld cut to seq_len, %lld dropped (prompt fills "
+        "seq_len), %lld duplicates removed, %zu bad record(s) skipped%s%s%s",
+        static_cast<long long>(stats.examples), data_format_name(imported.format),
+        chat_template ? ("chat template " + chat_template->jinja_template().name()).c_str()
+                      : "no chat template: lema's chat format",
+        static_cast<long long>(stats.tokens), static_cast<long long>(stats.label_tokens),
+        static_cast<long long>(stats.truncated), static_cast<long long>(stats.dropped_no_labels),
+        static_cast<long long>(imported.duplicates), imported.bad_lines.size(), bad.empty() ? "" : " (",
+        bad.c_str(), bad.empty() ? "" : ")");
+    if (stats.last_turn_only > 0)
+      *summary += str_printf(", %lld conversation(s) trained on their last turn only (the template rewrites history)",
+                             static_cast<long long>(stats.last_turn_only));
   }
   return examples;
 }

@@ -1,11 +1,13 @@
 // Training data for the engine: JSONL -> tokenized examples -> each
 // optimizer step's right-padded micro-batches as tensors.
 //
-// load_training_data accepts the dataset JSONL of docs/DATASET.md
-// ({"question",...} or {"messages":[...]}), rendered with the chat format and
-// tokenized by the dataset module (common/data/dataset.h, common/data/training_example.h;
-// loss on the reply and EOS only), or pre-tokenized lines
-// {"input_ids":[...], "labels":[...]} (labels optional: every token trained).
+// load_training_data accepts every dataset format of docs/DATASET.md
+// (common/data/dataset_format.h; JSONL or a JSON array), tokenized by the
+// dataset module (common/data/training_example.h): conversations through
+// the tokenizer directory's chat template when it has one (loss on each
+// assistant turn), else lema's chat format (loss on the reply and EOS);
+// or pre-tokenized lines {"input_ids":[...], "labels":[...]} (labels
+// optional: every token trained).
 //
 // DataLoader wraps lema::Batcher (seeded per-epoch shuffle, cursor) and cuts
 // each batch into micro-batches, each trimmed to its own longest row.
@@ -31,12 +33,19 @@ bool is_pretokenized(const std::string& jsonl_text);
 Result<std::vector<TokenizedExample>> read_tokenized_jsonl(const std::string& path);
 Status write_tokenized_jsonl(const std::string& path, const std::vector<TokenizedExample>& examples);
 
-// Text JSONL is tokenized with the tokenizer at `tokenizer_path` (a
-// tokenizer file or a directory holding one); pre-tokenized JSONL needs none.
-// Examples longer than seq_len are cut to seq_len. `summary` (may be null)
-// receives a one-line description for the log.
+struct TrainDataOptions {
+  DataFormat format = DataFormat::kAuto;  // kAuto: detected from the file's first record
+  bool skip_bad = false;  // skip bad records (counted by reason in the summary) instead of failing
+};
+
+// Text records are tokenized with the tokenizer at `tokenizer_path` (a
+// tokenizer file or a directory holding one, whose chat template is used);
+// pre-tokenized JSONL needs none. Examples longer than seq_len are cut to
+// seq_len. An empty result is an error naming `path`. `summary` (may be
+// null) receives a one-line description for the log.
 Result<std::vector<TokenizedExample>> load_training_data(const std::string& path, const std::string& tokenizer_path,
-                                                         int64_t seq_len, std::string* summary);
+                                                         int64_t seq_len, const TrainDataOptions& options,
+                                                         std::string* summary);
 
 class DataLoader {
  public:

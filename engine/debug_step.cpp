@@ -54,9 +54,11 @@ Status debug_step(const DebugStepOptions& o) {
   LoraConfig lora;
   lora.r = o.lora_r;
   lora.alpha = o.lora_alpha;
-  LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o.targets));
   if (!o.adapter.empty()) {
     LEMA_ASSIGN_OR_RETURN(lora, read_adapter_config(o.adapter));
+    LEMA_RETURN_IF_ERROR(check_lora_targets(config, lora.targets).with_context(o.adapter));
+  } else {
+    LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o.targets, config));
   }
   lora.dropout = 0.0;  // parity runs compare without dropout
   const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;
@@ -81,6 +83,7 @@ Status debug_step(const DebugStepOptions& o) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source->acquire(layer));
       ctx.layer = layer;
       x = decoder_layer_forward(x, w, adapter.layer(layer, dtype, false), ctx);
+      source->release(layer);  // a quantized base dequantizes one layer at a time
     }
     logits = head_logits(x, source->head(), config).to(at::kFloat);
   }

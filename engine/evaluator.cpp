@@ -121,8 +121,20 @@ Status accumulate_reply_loss(const EvalOptions& o, LayerSource& source, const Lo
   return Status();
 }
 
-// The training prompt exactly: the tokens before the first label.
-std::vector<int32_t> training_prompt(const Tokenizer& tokenizer, const Example& example) {
+// The prompt a served model sees: with the template, the conversation
+// without its last (assistant) message and with the generation prompt, as
+// transformers renders it; else the training prompt exactly: the tokens
+// before the first label.
+Result<std::vector<int32_t>> training_prompt(const Tokenizer& tokenizer, const ChatTemplate* chat_template,
+                                             const Example& example) {
+  if (chat_template && !example.is_raw()) {
+    nlohmann::ordered_json messages = example_template_messages(example);
+    messages.erase(messages.size() - 1);
+    ChatRenderOptions options;
+    options.add_generation_prompt = true;
+    LEMA_ASSIGN_OR_RETURN(std::string text, chat_template->render(messages, options));
+    return tokenizer.encode(text, /*add_special=*/false);
+  }
   const TokenizedExample t = tokenize_example(tokenizer, example, INT32_MAX);
   const auto first_label = std::find_if(t.labels.begin(), t.labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
   return std::vector<int32_t>(t.input_ids.begin(), t.input_ids.begin() + (first_label - t.labels.begin()));
@@ -131,8 +143,8 @@ std::vector<int32_t> training_prompt(const Tokenizer& tokenizer, const Example& 
 // Greedy replies to the first options.questions prompts, checked by the
 // strict validator.
 Status measure_adherence(const EvalOptions& o, LayerSource& source, const LoraAdapter* adapter,
-                         const Tokenizer& tokenizer, const std::vector<Example>& examples,
-                         const std::string& name, EvalModelResult* result) {
+                         const Tokenizer& tokenizer, const ChatTemplate* chat_template,
+                         const std::vector<Example>& examples, const std::string& name, EvalModelResult* result) {
   const int64_t n = std::min<int64_t>(o.questions, static_cast<int64_t>(examples.size()));
   if (n <= 0) return Status();
   Generator generator(source, adapter, &tokenizer);
@@ -143,7 +155,10 @@ Status measure_adherence(const EvalOptions& o, LayerSource& source, const LoraAd
   for (int64_t start = 0; start < n; start += o.batch) {
     const int64_t rows = std::min(o.batch, n - start);
     std::vector<std::vector<int32_t>> prompts;
-    for (int64_t r = 0; r < rows; ++r) prompts.push_back(training_prompt(tokenizer, examples[start + r]));
+    for (int64_t r = 0; r < rows; ++r) {
+      LEMA_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, training_prompt(tokenizer, chat_template, examples[start + r]));
+      prompts.push_back(std::move(prompt));
+    }
     LEMA_ASSIGN_OR_RETURN(std::vector<Generation> outs, generator.generate(prompts, gen));
     for (int64_t r = 0; r < rows; ++r) {
       const Example& e = examples[start + r];
@@ -185,8 +200,8 @@ Status check_vocab(const std::vector<TokenizedExample>& examples, const ModelCon
 
 // What the evaluation asks of memory: the KV cache holds the longest prompt
 // asked plus max_new_tokens; a loss forward sees at most seq_len tokens.
-InferenceRequest inference_request(const EvalOptions& o, const Tokenizer& tokenizer,
-                                   const std::vector<Example>& examples) {
+Result<InferenceRequest> inference_request(const EvalOptions& o, const Tokenizer& tokenizer,
+                                           const ChatTemplate* chat_template, const std::vector<Example>& examples) {
   InferenceRequest req;
   req.batch = o.batch;
   req.vram_budget = o.vram_budget;
@@ -194,7 +209,8 @@ InferenceRequest inference_request(const EvalOptions& o, const Tokenizer& tokeni
   if (req.vram_budget == 0 && req.ram_budget == 0) return req;  // nothing to plan
   int64_t longest_prompt = 0;
   for (int64_t i = 0; i < std::min<int64_t>(o.questions, static_cast<int64_t>(examples.size())); ++i) {
-    longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(training_prompt(tokenizer, examples[i]).size()));
+    LEMA_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, training_prompt(tokenizer, chat_template, examples[i]));
+    longest_prompt = std::max<int64_t>(longest_prompt, static_cast<int64_t>(prompt.size()));
   }
   req.kv_tokens = longest_prompt > 0 ? longest_prompt + o.max_new_tokens : 0;
   req.forward_tokens = o.seq_len;
@@ -227,13 +243,16 @@ Result<std::vector<Example>> read_eval_examples(const std::string& path) {
 
 Result<EvalModelResult> evaluate_model(const EvalOptions& options, LayerSource& source,
                                        const LoraAdapter* adapter, const Tokenizer& tokenizer,
-                                       const std::vector<Example>& examples, const std::string& name) {
+                                       const std::vector<Example>& examples, const std::string& name,
+                                       const ChatTemplate* chat_template) {
   EvalModelResult result;
   result.name = name;
   try {
     TokenizeStats stats;
-    const std::vector<TokenizedExample> tokenized = tokenize_examples(
-        tokenizer, examples, static_cast<int32_t>(std::min<int64_t>(options.seq_len, INT32_MAX)), &stats);
+    LEMA_ASSIGN_OR_RETURN(
+        const std::vector<TokenizedExample> tokenized,
+        tokenize_dataset(tokenizer, chat_template, examples,
+                         static_cast<int32_t>(std::min<int64_t>(options.seq_len, INT32_MAX)), &stats));
     if (tokenized.empty())
       return Status::invalid_argument("eval data: every example's prompt fills seq_len; raise seq_len");
     LEMA_RETURN_IF_ERROR(
@@ -244,7 +263,7 @@ Result<EvalModelResult> evaluate_model(const EvalOptions& options, LayerSource& 
                static_cast<long long>(options.seq_len));
     }
     LEMA_RETURN_IF_ERROR(accumulate_reply_loss(options, source, adapter, tokenized, name, &result));
-    LEMA_RETURN_IF_ERROR(measure_adherence(options, source, adapter, tokenizer, examples, name, &result));
+    LEMA_RETURN_IF_ERROR(measure_adherence(options, source, adapter, tokenizer, chat_template, examples, name, &result));
   } catch (const std::exception& e) {
     return status_from_exception(e, "evaluating " + name);
   }
@@ -274,14 +293,22 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
       return tokenizer.status().with_context("no tokenizer for model " + o.model +
                                              (o.tokenizer.empty() ? " (give --tokenizer)" : ""));
     }
+    LEMA_ASSIGN_OR_RETURN(const std::optional<ChatTemplate> chat_template,
+                          ChatTemplate::select(o.chat_template, tokenizer_path));
+    const ChatTemplate* tmpl = chat_template ? &*chat_template : nullptr;
+    if (tmpl)
+      log_info("eval: chat template %s", tmpl->jinja_template().name().c_str());
+    else
+      log_info("eval: %s has no chat template: lema's chat format (give --template FILE to use one)",
+               tokenizer_path.c_str());
     std::vector<MetricPoint> points;
     if (!o.metrics.empty()) {
       LEMA_ASSIGN_OR_RETURN(points, read_metrics_jsonl(o.metrics));
     }
     EvalOptions eo = o;  // the batch may come from the memory plan
+    LEMA_ASSIGN_OR_RETURN(const InferenceRequest request, inference_request(o, **tokenizer, tmpl, examples));
     LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerSource> source,
-                          open_inference_source(o.model, o.adapter, inference_request(o, **tokenizer, examples), dtype,
-                                                device, &eo.batch));
+                          open_inference_source(o.model, o.adapter, request, dtype, device, &eo.batch));
     std::unique_ptr<LoraAdapter> adapter;
     if (!o.adapter.empty()) {
       const at::ScalarType master = dtype == at::kDouble ? at::kDouble : at::kFloat;
@@ -316,7 +343,7 @@ Result<EvalReport> run_eval(const EvalOptions& o) {
     for (const Entry& entry : entries) {
       const auto start = std::chrono::steady_clock::now();
       LEMA_ASSIGN_OR_RETURN(EvalModelResult r,
-                            evaluate_model(eo, *source, entry.adapter, **tokenizer, examples, entry.name));
+                            evaluate_model(eo, *source, entry.adapter, **tokenizer, examples, entry.name, tmpl));
       if (entry.adapter != nullptr) r.adapter = o.adapter;
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       log_info("eval %s: loss %.4f (%lld tokens), perplexity %.3f, adherence %lld/%lld, %.1f s", entry.name,

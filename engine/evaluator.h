@@ -25,6 +25,7 @@
 #include "common/data/dataset.h"
 #include "common/data/eval_report.h"
 #include "common/base/status.h"
+#include "common/text/chat_template.h"
 #include "common/text/tokenizer.h"
 #include "engine/layer_source.h"
 #include "engine/lora.h"
@@ -37,6 +38,10 @@ struct EvalOptions {
   std::string data;        // eval JSONL (dataset schema, common/data/dataset.h)
   std::string out;         // report directory; "": write no files
   std::string tokenizer;   // tokenizer file or directory; "": the model's directory (or the layer file's)
+  // A chat template file (.jinja or tokenizer_config.json) overriding the
+  // tokenizer directory's; "": that directory's template, or lema's chat
+  // format when it has none (said in the log).
+  std::string chat_template;
   std::string metrics;     // a training run's metrics.jsonl; "": no loss curve
   int64_t questions = 20;  // format adherence on the first N examples (0: none)
   int64_t max_new_tokens = 128;  // longest generated reply
@@ -67,13 +72,15 @@ Status validate_eval_options(const EvalOptions& options);
 Result<std::vector<Example>> read_eval_examples(const std::string& path);
 
 // Evaluates one model: `source` with `adapter` (null: the base), result
-// named `name`. Uses options' questions, max_new_tokens, seq_len, batch,
+// named `name`. With `chat_template` the loss labels and the prompts are
+// the template's (as training has them), else lema's chat format. Uses options' questions, max_new_tokens, seq_len, batch,
 // loss_chunk_tokens, show_progress and on_progress; ignores the paths.
 // Errors: a token id outside the model's vocabulary, no example with a
 // reply token left after seq_len.
 Result<EvalModelResult> evaluate_model(const EvalOptions& options, LayerSource& source,
                                        const LoraAdapter* adapter, const Tokenizer& tokenizer,
-                                       const std::vector<Example>& examples, const std::string& name);
+                                       const std::vector<Example>& examples, const std::string& name,
+                                       const ChatTemplate* chat_template = nullptr);
 
 // The whole evaluation as options say: loads the model, tokenizer, data and
 // adapter (an adapter for another model shape is refused, naming the

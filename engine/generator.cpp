@@ -120,9 +120,24 @@ struct DecodeBatch {
   at::Tensor ids;                                  // [B, P] prompt ids, on the device
   at::Tensor valid;                                // [B, Tmax] false on pads
   at::Tensor index;                                // [Tmax] 0..Tmax-1
-  at::Tensor cos, sin, cos_local, sin_local;       // [B, 1, Tmax, hd]; *_local for sliding layers
+  at::Tensor positions;                            // [B, Tmax] each row's RoPE positions
+  at::Tensor cos, sin, cos_local, sin_local;       // [B, 1, Tmax, rotary dims]; *_local for sliding layers
   std::vector<KvCache> caches;                     // one per layer
 };
+
+// RoPE tables gathered at each row's positions, for forwards of `rope_len`
+// tokens (LongRoPE picks its factors by the length of a forward).
+void build_rope_tables(DecodeBatch& d, const ModelConfig& c, at::ScalarType dtype, at::Device device,
+                       int64_t rope_len) {
+  auto per_row = [&](const at::Tensor& table) {
+    return table.index_select(0, d.positions.reshape({-1})).view({d.rows, 1, d.t_max, table.size(1)});
+  };
+  const LayerContext tables = make_layer_context(c, d.t_max, dtype, device, rope_len);
+  d.cos = per_row(tables.cos);
+  d.sin = per_row(tables.sin);
+  d.cos_local = tables.cos_local.defined() ? per_row(tables.cos_local) : at::Tensor();
+  d.sin_local = tables.sin_local.defined() ? per_row(tables.sin_local) : at::Tensor();
+}
 
 // The longest prompt's length, or an error naming the first bad prompt.
 Result<int64_t> longest_prompt(const std::vector<std::vector<int32_t>>& prompts, int64_t vocab_size) {
@@ -160,17 +175,8 @@ DecodeBatch layout_batch(const std::vector<std::vector<int32_t>>& prompts, int64
   }
   d.ids = ids.to(device);
   d.valid = valid.to(device);
-  positions = positions.to(device);
-  auto per_row = [&](const at::Tensor& table) {
-    return table.index_select(0, positions.reshape({-1})).view({d.rows, 1, t_max, c.head_dim});
-  };
-  const LayerContext tables = make_layer_context(c, t_max, dtype, device);
-  d.cos = per_row(tables.cos);
-  d.sin = per_row(tables.sin);
-  if (tables.cos_local.defined()) {
-    d.cos_local = per_row(tables.cos_local);
-    d.sin_local = per_row(tables.sin_local);
-  }
+  d.positions = positions.to(device);
+  build_rope_tables(d, c, dtype, device, p_len);
   d.index = at::arange(t_max, long_cpu.device(device));
   d.caches.resize(static_cast<size_t>(c.n_layers));
   for (auto& kv : d.caches) {
@@ -267,6 +273,14 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
     const at::Device device = source_.device();
     const at::ScalarType dtype = source_.dtype();
     DecodeBatch batch = layout_batch(prompts, p_len, p_len + options.max_new_tokens, c, dtype, device);
+    // LongRoPE (Phi-3) picks its factors by the length of each forward; when
+    // the sequence first outgrows original_max_position_embeddings,
+    // transformers drops the cache and recomputes every position with the
+    // long factors (Phi3ForCausalLM.prepare_inputs_for_generation), and so
+    // does this loop (below).
+    const Rope rope(c);
+    bool long_rope = rope.long_context(p_len);
+    at::Tensor fed = batch.ids.cpu();  // [B, P + steps]: every token run so far (a LongRoPE recompute runs them again)
     std::vector<LayerLora> loras(static_cast<size_t>(c.n_layers));
     if (adapter_ != nullptr) {
       for (int64_t l = 0; l < c.n_layers; ++l) loras[static_cast<size_t>(l)] = adapter_->layer(l, dtype, false);
@@ -305,6 +319,14 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
         if (done[ri]) ++n_done;
       }
       if (n_done == b || last_step) break;
+      fed = at::cat({fed, next}, 1);
+      if (!long_rope && rope.long_context(p_len + s + 1)) {
+        long_rope = true;
+        build_rope_tables(batch, c, dtype, device, p_len + s + 1);
+        LEMA_ASSIGN_OR_RETURN(logits,
+                              forward_step(source_, loras, batch, embed_tokens(fed.to(device), source_.head(), c), 0));
+        continue;
+      }
       LEMA_ASSIGN_OR_RETURN(logits,
                             forward_step(source_, loras, batch, embed_tokens(next.to(device), source_.head(), c), p_len + s));
     }

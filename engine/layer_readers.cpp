@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/base/file_util.h"
+#include "engine/dequant.h"
 #include "engine/torch_types.h"
 
 namespace lema::engine {
@@ -65,6 +66,17 @@ Result<LayerReader> layer_file_reader(std::shared_ptr<const LayerFile> file, at:
   auto fd = std::make_shared<Fd>();
   fd->fd = ::open(file->path().c_str(), O_RDONLY | O_CLOEXEC);
   if (fd->fd < 0) return Status::io_error(file->path() + ": " + std::strerror(errno));
+  if (file->quant() != QuantType::kNone) {
+    LEMA_ASSIGN_OR_RETURN(QuantLayerFormat format, quant_layer_format(*file));
+    return LayerReader([file, fd, format](int64_t layer, at::Tensor& dst) -> Status {
+      if (dst.scalar_type() != at::kByte || dst.numel() != format.stored_bytes || !dst.is_contiguous()) {
+        return Status::internal("layer reader: bad destination buffer for a quantized layer");
+      }
+      const ByteRange range = file->layer_range(layer);
+      LEMA_RETURN_IF_ERROR(pread_all(fd->fd, dst.data_ptr(), range.nbytes, range.offset, file->path()));
+      return check_quant_scales(format, static_cast<const uint8_t*>(dst.data_ptr()), file->path(), layer);
+    });
+  }
   const int64_t numel = layer_numel(file->config());
   for (int64_t i = 0; i < file->n_layers(); ++i) {
     int64_t n = 0;

@@ -27,7 +27,9 @@ int64_t layer_numel(const ModelConfig& config);
 using LayerReader = std::function<Status(int64_t layer, at::Tensor& dst)>;
 
 // Reads layers from a layer file with pread (no map needed); converts when
-// the file's dtype differs from `dtype`.
+// the file's dtype differs from `dtype`. A quantized file's layers are read
+// as they are stored (dst: [stored bytes] uint8, engine/dequant.h), their
+// scales checked.
 Result<LayerReader> layer_file_reader(std::shared_ptr<const LayerFile> file, at::ScalarType dtype);
 // Packs layers from named HF tensors (any dtype, CPU) on each read.
 LayerReader tensor_map_reader(std::shared_ptr<const TensorMap> tensors, const ModelConfig& config);

@@ -37,6 +37,9 @@ class LayerSource {
   // True when `layer`'s views stay valid after release() (the layer never
   // leaves the device): an autograd graph may keep them until the backward.
   virtual bool stays_resident(int64_t layer) const { return false; }
+  // True when the base is stored quantized (engine/dequant.h): its weights
+  // are a dequantized copy, fit for LoRA but not for training in full.
+  virtual bool quantized() const { return false; }
 };
 
 // Named HF tensors ("model.layers.0.self_attn.q_proj.weight", ...), any dtype, CPU.

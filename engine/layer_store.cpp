@@ -75,12 +75,14 @@ struct LayerStore::DeviceSlot {
 LayerStore::LayerStore(const ModelConfig& config, HeadWeights head, LayerReader reader, at::ScalarType dtype,
                        at::Device device, const LayerStoreOptions& options)
     : config_(config), head_(std::move(head)), reader_(std::move(reader)), dtype_(dtype), device_(device),
-      options_(options) {}
+      options_(options), buffer_type_(dtype) {}
 
 Result<std::unique_ptr<LayerStore>> LayerStore::create(const ModelConfig& config, HeadWeights head, LayerReader reader,
                                                        at::ScalarType dtype, at::Device device,
-                                                       const LayerStoreOptions& options) {
+                                                       const LayerStoreOptions& options,
+                                                       std::shared_ptr<const QuantLayerFormat> quant) {
   std::unique_ptr<LayerStore> store(new LayerStore(config, std::move(head), std::move(reader), dtype, device, options));
+  if (quant) store->quant_ = std::make_unique<QuantLayerFormat>(*quant);
   try {
     LEMA_RETURN_IF_ERROR(store->init());
   } catch (const std::exception& e) {
@@ -108,21 +110,30 @@ Status LayerStore::init() {
       return Status::invalid_argument("layer store: host_slots must be >= 1 in disk mode");
     }
   }
-  const auto dev_opts = at::TensorOptions().dtype(dtype_).device(device_);
+  buffer_type_ = quant_ ? at::kByte : dtype_;
+  buffer_numel_ = quant_ ? quant_->stored_bytes : layer_numel_;
+  if (quant_) {
+    quant_->nf4_code = at::from_blob(const_cast<float*>(nf4_code()), {16}, at::TensorOptions().dtype(at::kFloat)).to(device_);
+    work_ = at::empty({layer_numel_}, at::TensorOptions().dtype(dtype_).device(device_));
+  }
+  const auto dev_opts = at::TensorOptions().dtype(buffer_type_).device(device_);
   const bool pin = use_cuda_ && options_.pin_host;
-  const auto host_opts = at::TensorOptions().dtype(dtype_).pinned_memory(pin);
+  const auto host_opts = at::TensorOptions().dtype(buffer_type_).pinned_memory(pin);
 
   // Resident layers: read through one pageable staging buffer.
   at::Tensor staging;
-  if (resident_count_ > 0) staging = at::empty({layer_numel_}, at::TensorOptions().dtype(dtype_));
+  if (resident_count_ > 0) staging = at::empty({buffer_numel_}, at::TensorOptions().dtype(buffer_type_));
   Progress progress("loading layers", static_cast<uint64_t>(resident_count_ + (options_.mode == StoreMode::kRam ? streamed : 0)),
                     "layers");
   uint64_t loaded = 0;
   for (int64_t i = 0; i < resident_count_; ++i) {
     LEMA_RETURN_IF_ERROR(reader_(i, staging));
-    at::Tensor buf = at::empty({layer_numel_}, dev_opts);
+    at::Tensor buf = at::empty({buffer_numel_}, dev_opts);
     buf.copy_(staging);
-    LEMA_ASSIGN_OR_RETURN(LayerWeights w, InMemoryLayerSource::views_of_buffer(config_, buf));
+    LayerWeights w;
+    if (!quant_) {
+      LEMA_ASSIGN_OR_RETURN(w, InMemoryLayerSource::views_of_buffer(config_, buf));
+    }
     resident_buffers_.push_back(buf);
     resident_views_.push_back(w);
     progress.update(++loaded);
@@ -132,7 +143,7 @@ Status LayerStore::init() {
   if (options_.mode == StoreMode::kRam) {
     host_layers_.resize(static_cast<size_t>(n));
     for (int64_t i = resident_count_; i < n; ++i) {
-      at::Tensor buf = at::empty({layer_numel_}, host_opts);
+      at::Tensor buf = at::empty({buffer_numel_}, host_opts);
       LEMA_RETURN_IF_ERROR(reader_(i, buf));
       host_layers_[static_cast<size_t>(i)] = buf;
       progress.update(++loaded);
@@ -140,15 +151,17 @@ Status LayerStore::init() {
   } else {
     for (int64_t k = 0; k < options_.host_slots; ++k) {
       auto slot = std::make_unique<HostSlot>();
-      slot->buffer = at::empty({layer_numel_}, host_opts);
+      slot->buffer = at::empty({buffer_numel_}, host_opts);
       host_ring_.push_back(std::move(slot));
     }
   }
   progress.finish();
   for (int64_t k = 0; k < options_.device_slots; ++k) {
     auto slot = std::make_unique<DeviceSlot>();
-    slot->buffer = at::empty({layer_numel_}, dev_opts);
-    LEMA_ASSIGN_OR_RETURN(slot->views, InMemoryLayerSource::views_of_buffer(config_, slot->buffer));
+    slot->buffer = at::empty({buffer_numel_}, dev_opts);
+    if (!quant_) {
+      LEMA_ASSIGN_OR_RETURN(slot->views, InMemoryLayerSource::views_of_buffer(config_, slot->buffer));
+    }
     slots_.push_back(std::move(slot));
   }
   for (int64_t i = 0; i < n; ++i) order_.push_back(i);
@@ -345,9 +358,32 @@ void LayerStore::schedule_locked() {
   }
 }
 
+Result<LayerWeights> LayerStore::ready_quantized(int64_t layer, const at::Tensor& bytes) {
+  if (work_layer_ == layer) {
+    work_held_ = true;
+    return work_views_;
+  }
+  if (work_held_) {
+    return Status::internal("layer store: layer " + std::to_string(layer) + " acquired while layer " +
+                            std::to_string(work_layer_) + " holds the dequantization buffer (release it first)");
+  }
+  work_layer_ = -1;
+  try {
+    LEMA_ASSIGN_OR_RETURN(work_views_, dequantize_layer(config_, *quant_, bytes, work_));
+  } catch (const std::exception& e) {
+    return status_from_exception(e, "dequantizing layer " + std::to_string(layer));
+  }
+  work_layer_ = layer;
+  work_held_ = true;
+  return work_views_;
+}
+
 Result<LayerWeights> LayerStore::acquire(int64_t layer) {
   if (layer < 0 || layer >= config_.n_layers) return Status::invalid_argument("layer " + std::to_string(layer) + " out of range");
-  if (is_resident(layer)) return resident_views_[static_cast<size_t>(layer)];
+  if (is_resident(layer)) {
+    if (quant_) return ready_quantized(layer, resident_buffers_[static_cast<size_t>(layer)]);
+    return resident_views_[static_cast<size_t>(layer)];
+  }
   std::unique_lock<std::mutex> lock(mu_);
   stats_.acquires += 1;
   advance_cursor_locked(layer);
@@ -384,10 +420,16 @@ Result<LayerWeights> LayerStore::acquire(int64_t layer) {
 #else
   (void)waited_copy;
 #endif
-  return s.views;
+  if (!quant_) return s.views;
+  // The slot is held: nobody else touches its buffer while the compute
+  // stream dequantizes it (the loader may go on with other slots).
+  const at::Tensor bytes = s.buffer;
+  lock.unlock();
+  return ready_quantized(layer, bytes);
 }
 
 void LayerStore::release(int64_t layer) {
+  if (quant_ && layer == work_layer_) work_held_ = false;  // its weights stay in work_ until another layer needs it
   if (layer < 0 || layer >= config_.n_layers || is_resident(layer)) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -442,7 +484,12 @@ Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const Lay
   so.host_slots = std::max<int64_t>(plan.host_slots, 1);
   LEMA_ASSIGN_OR_RETURN(HeadWeights head, load_head(*file, dtype, device, plan.vocab_chunk));
   LEMA_ASSIGN_OR_RETURN(LayerReader reader, layer_file_reader(file, dtype));
-  return LayerStore::create(file->config(), head, reader, dtype, device, so);
+  std::shared_ptr<const QuantLayerFormat> quant;
+  if (file->quant() != QuantType::kNone) {
+    LEMA_ASSIGN_OR_RETURN(QuantLayerFormat format, quant_layer_format(*file));
+    quant = std::make_shared<const QuantLayerFormat>(std::move(format));
+  }
+  return LayerStore::create(file->config(), head, reader, dtype, device, so, quant);
 }
 
 uint64_t peak_device_memory(at::Device device) {

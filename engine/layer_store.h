@@ -19,6 +19,13 @@
 // streamed layers in flight. A slot keeps its layer until it is needed for
 // another, so the last forward layer starts the backward without a reload.
 //
+// A quantized base (engine/dequant.h): slots and host buffers hold each
+// layer's stored bytes (what crosses PCIe is the quantized layer); acquire()
+// dequantizes it on the compute stream into a work buffer in the compute
+// dtype, whose views stay valid until release(). One work buffer: one layer
+// is held at a time (acquiring a held layer again returns it again), and
+// no layer stays_resident (its views are the shared work buffer's).
+//
 // Thread-safety: one trainer thread calls the LayerSource methods; the store
 // owns its loader thread.
 #pragma once
@@ -35,6 +42,7 @@
 #include <vector>
 
 #include "common/formats/layer_file.h"
+#include "engine/dequant.h"
 #include "engine/layer_readers.h"
 #include "engine/layer_source.h"
 #include "engine/memory_planner.h"
@@ -76,9 +84,12 @@ class LayerStore : public LayerSource {
   // Allocates every buffer once (pinned allocation is slow), loads the
   // resident layers and, in kRam mode, every streamed layer into host
   // memory, then starts the loader thread.
+  // `quant`: the stored layout of a quantized base (the reader then fills
+  // [stored_bytes] uint8 buffers); nullptr: layers in the compute dtype.
   static Result<std::unique_ptr<LayerStore>> create(const ModelConfig& config, HeadWeights head, LayerReader reader,
                                                     at::ScalarType dtype, at::Device device,
-                                                    const LayerStoreOptions& options);
+                                                    const LayerStoreOptions& options,
+                                                    std::shared_ptr<const QuantLayerFormat> quant = nullptr);
   ~LayerStore() override;
   LayerStore(const LayerStore&) = delete;
   LayerStore& operator=(const LayerStore&) = delete;
@@ -92,10 +103,12 @@ class LayerStore : public LayerSource {
   Result<LayerWeights> acquire(int64_t layer) override;
   void release(int64_t layer) override;
   void prefetch(int64_t layer) override;
-  bool stays_resident(int64_t layer) const override { return is_resident(layer); }
+  bool stays_resident(int64_t layer) const override { return is_resident(layer) && !quant_; }
+  bool quantized() const override { return quant_ != nullptr; }
 
   const LayerStoreOptions& options() const { return options_; }
-  uint64_t layer_bytes() const { return layer_numel_ * static_cast<uint64_t>(at::elementSize(dtype_)); }
+  // Bytes of one layer as held in host memory and slots (and copied).
+  uint64_t layer_bytes() const { return buffer_numel_ * static_cast<uint64_t>(at::elementSize(buffer_type_)); }
   // Returns and resets the counters; on CUDA waits for the copies it timed.
   LayerStoreStats take_stats();
 
@@ -105,6 +118,9 @@ class LayerStore : public LayerSource {
   LayerStore(const ModelConfig& config, HeadWeights head, LayerReader reader, at::ScalarType dtype,
              at::Device device, const LayerStoreOptions& options);
   Status init();
+  // A quantized layer's weights, dequantized from `bytes` into the work
+  // buffer unless it already holds them. Trainer thread only.
+  Result<LayerWeights> ready_quantized(int64_t layer, const at::Tensor& bytes);
   void loader_main();
   Status load_into(DeviceSlot& slot, int64_t layer);
   void advance_cursor_locked(int64_t layer);
@@ -121,6 +137,9 @@ class LayerStore : public LayerSource {
   at::Device device_;
   LayerStoreOptions options_;
   int64_t layer_numel_ = 0;
+  std::unique_ptr<QuantLayerFormat> quant_;  // null: unquantized
+  at::ScalarType buffer_type_;               // of host buffers and slots: dtype_, or uint8 when quantized
+  int64_t buffer_numel_ = 0;
   int64_t resident_count_ = 0;
   bool use_cuda_ = false;
 
@@ -130,6 +149,11 @@ class LayerStore : public LayerSource {
   std::vector<std::unique_ptr<HostSlot>> host_ring_;  // kDisk
   size_t next_host_ = 0;                         // loader thread only
   std::vector<std::unique_ptr<DeviceSlot>> slots_;
+  // Quantized base: the dequantized layer (trainer thread only).
+  at::Tensor work_;            // [layer_numel] compute dtype on the device
+  LayerWeights work_views_;
+  int64_t work_layer_ = -1;    // whose weights work_ holds
+  bool work_held_ = false;
 
   std::vector<int64_t> order_;  // predicted access order (one optimizer step)
   size_t cursor_ = 0;           // position in order_ of the last acquire
@@ -154,6 +178,16 @@ class LayerStore : public LayerSource {
 Result<std::unique_ptr<LayerStore>> open_planned_store(std::shared_ptr<const LayerFile> file, const MemoryPlan& plan,
                                                        at::ScalarType dtype, at::Device device,
                                                        bool forward_only = false);
+
+// The planner's view of a quantized file (PlanRequest, InferenceRequest):
+// one layer's stored bytes and the quantization's name; unchanged when the
+// file is not quantized.
+template <class Request>
+void set_stored_layers(Request& request, const LayerFile& file) {
+  if (file.quant() == QuantType::kNone) return;
+  request.stored_layer_bytes = file.layer_range(0).nbytes;
+  request.quant = quant_name(file.quant());
+}
 
 // PlanRequest::device_memory for `device`: a GPU's total memory; on the CPU
 // half the physical RAM (kept graphs must leave the rest to everything else).

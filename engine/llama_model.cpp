@@ -21,6 +21,8 @@ const at::Tensor& LayerWeights::proj(LoraTarget target) const {
     case LoraTarget::kGate: return gate_proj;
     case LoraTarget::kUp: return up_proj;
     case LoraTarget::kDown: return down_proj;
+    case LoraTarget::kQkv: return qkv_proj;
+    case LoraTarget::kGateUp: return gate_up_proj;
   }
   return q_proj;
 }
@@ -55,6 +57,8 @@ at::Tensor LayerWeights::*member_of(const std::string& suffix) {
       {"post_feedforward_layernorm.weight", &LayerWeights::post_ffn_norm},
       {"self_attn.q_norm.weight", &LayerWeights::q_norm},
       {"self_attn.k_norm.weight", &LayerWeights::k_norm},
+      {"self_attn.qkv_proj.weight", &LayerWeights::qkv_proj},
+      {"mlp.gate_up_proj.weight", &LayerWeights::gate_up_proj},
   };
   for (const auto& [name, member] : kMembers)
     if (suffix == name) return member;
@@ -91,11 +95,12 @@ std::vector<std::vector<int64_t>> layer_tensor_shapes(const ModelConfig& c) {
 }
 
 // ---------------------------------------------------------------------------
-// RoPE: HF's _compute_default_rope_parameters, _compute_linear_scaling_...
-// and _compute_llama3_parameters, op for op in float32.
+// RoPE: HF's _compute_default_rope_parameters, _compute_linear_scaling_...,
+// _compute_llama3_parameters and _compute_longrope_parameters, op for op in
+// float32.
 
 Rope::Rope(const ModelConfig& config, bool local) {
-  const int64_t dim = config.head_dim;
+  const int64_t dim = config.rotary_dim();
   const at::Tensor exponents =
       at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / static_cast<double>(dim);
   const double base = local ? config.rope_local_base_freq : config.rope_theta;
@@ -118,17 +123,36 @@ Rope::Rope(const ModelConfig& config, bool local) {
     const at::Tensor is_medium_freq = (wavelen < high_freq_wavelen).logical_not() & (wavelen > low_freq_wavelen).logical_not();
     inv_freq_llama = at::where(is_medium_freq, smoothed_inv_freq, inv_freq_llama);
     inv_freq = inv_freq_llama;
+  } else if (s.type == RopeScalingType::kLongrope) {
+    // inv_freq = 1 / (ext_factors * base^(2i/dim)), ext = short or long list.
+    const at::Tensor base_pow = at::pow(base, exponents);
+    const auto factors = [](const std::vector<double>& f) { return at::tensor(f, at::kDouble).to(at::kFloat); };
+    inv_freq = 1.0 / (factors(s.short_factor) * base_pow);
+    inv_freq_long_ = (1.0 / (factors(s.long_factor) * base_pow)).contiguous();
+    long_from_ = s.original_max_position_embeddings;
+    // factor: the config's, else max_position / original (transformers 5).
+    const double factor = s.factor_given ? s.factor
+                                         : static_cast<double>(config.max_position_embeddings) /
+                                               static_cast<double>(s.original_max_position_embeddings);
+    attention_scaling_ = s.attention_factor > 0 ? s.attention_factor
+                         : factor <= 1.0
+                             ? 1.0
+                             : std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(long_from_)));
   }
   inv_freq_ = inv_freq.contiguous();
 }
 
-std::pair<at::Tensor, at::Tensor> Rope::cos_sin(int64_t seq_len, at::ScalarType dtype, at::Device device) const {
+std::pair<at::Tensor, at::Tensor> Rope::cos_sin(int64_t seq_len, at::ScalarType dtype, at::Device device,
+                                                bool long_context) const {
   // HF: freqs = inv_freq[:, None] @ position_ids[None, :] (a k = 1 matmul,
   // i.e. an exact product), emb = cat(freqs, freqs), cos/sin in float32.
+  const at::Tensor& inv_freq = long_context && inv_freq_long_.defined() ? inv_freq_long_ : inv_freq_;
   const at::Tensor positions = at::arange(seq_len, at::TensorOptions().dtype(at::kFloat));
-  const at::Tensor freqs = at::outer(positions, inv_freq_);  // [T, hd/2]
-  const at::Tensor emb = at::cat({freqs, freqs}, -1);        // [T, hd]
-  return {emb.cos().to(device, dtype), emb.sin().to(device, dtype)};
+  const at::Tensor freqs = at::outer(positions, inv_freq);  // [T, rd/2]
+  const at::Tensor emb = at::cat({freqs, freqs}, -1);       // [T, rd]
+  if (attention_scaling_ == 1.0) return {emb.cos().to(device, dtype), emb.sin().to(device, dtype)};
+  // LongRoPE scales cos and sin in float32, before the cast.
+  return {(emb.cos() * attention_scaling_).to(device, dtype), (emb.sin() * attention_scaling_).to(device, dtype)};
 }
 
 // ---------------------------------------------------------------------------
@@ -157,7 +181,11 @@ static at::Tensor rotate_half(const at::Tensor& x) {
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  return x * cos + rotate_half(x) * sin;
+  const int64_t rd = cos.size(-1);
+  if (rd == x.size(-1)) return x * cos + rotate_half(x) * sin;
+  // Partial rotary (Phi-4-mini): rotate the first rd dimensions, pass the rest.
+  const at::Tensor rot = x.narrow(-1, 0, rd);
+  return at::cat({rot * cos + rotate_half(rot) * sin, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
 }
 
 // HF's repeat_kv: [B, nkv, T, hd] -> [B, nkv * n_rep, T, hd], each kv head
@@ -208,10 +236,13 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(q.size(3))), 0.0, {}, 0);
 }
 
-LayerContext make_layer_context(const ModelConfig& config, int64_t seq_len, at::ScalarType dtype, at::Device device) {
+LayerContext make_layer_context(const ModelConfig& config, int64_t seq_len, at::ScalarType dtype, at::Device device,
+                                int64_t rope_context_len) {
   LayerContext ctx;
   ctx.config = &config;
-  std::tie(ctx.cos, ctx.sin) = Rope(config).cos_sin(seq_len, dtype, device);
+  const Rope rope(config);
+  const bool long_context = rope.long_context(rope_context_len > 0 ? rope_context_len : seq_len);
+  std::tie(ctx.cos, ctx.sin) = rope.cos_sin(seq_len, dtype, device, long_context);
   if (config.rope_local_base_freq > 0) {
     std::tie(ctx.cos_local, ctx.sin_local) = Rope(config, /*local=*/true).cos_sin(seq_len, dtype, device);
   }
@@ -230,10 +261,22 @@ at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, con
   };
 
   // Self-attention block.
-  const at::Tensor h = model_norm(x, w.input_norm, c);                                 // [B, T, H]
-  at::Tensor q = proj(h, LoraTarget::kQ).view({b, t, c.n_heads, hd});                 // [B, T, nh, hd]
-  at::Tensor k = proj(h, LoraTarget::kK).view({b, t, c.n_kv_heads, hd});               // [B, T, nkv, hd]
-  const at::Tensor v = proj(h, LoraTarget::kV).view({b, t, c.n_kv_heads, hd}).transpose(1, 2);
+  const at::Tensor h = model_norm(x, w.input_norm, c);  // [B, T, H]
+  at::Tensor q, k, v;
+  if (c.fused_projections()) {
+    // Phi-3: one projection (one LoRA pair) whose rows are q, k, v.
+    const at::Tensor qkv = proj(h, LoraTarget::kQkv);  // [B, T, nh*hd + 2*nkv*hd]
+    q = qkv.narrow(-1, 0, c.q_dim());
+    k = qkv.narrow(-1, c.q_dim(), c.kv_dim());
+    v = qkv.narrow(-1, c.q_dim() + c.kv_dim(), c.kv_dim());
+  } else {
+    q = proj(h, LoraTarget::kQ);
+    k = proj(h, LoraTarget::kK);
+    v = proj(h, LoraTarget::kV);
+  }
+  q = q.reshape({b, t, c.n_heads, hd});                       // [B, T, nh, hd]
+  k = k.reshape({b, t, c.n_kv_heads, hd});                    // [B, T, nkv, hd]
+  v = v.reshape({b, t, c.n_kv_heads, hd}).transpose(1, 2);    // [B, nkv, T, hd]
   if (c.qk_norm()) {
     q = model_norm(q, w.q_norm, c);
     k = model_norm(k, w.k_norm, c);
@@ -260,8 +303,16 @@ at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, con
 
   // MLP block: down(act(gate(h)) * up(h)).
   const at::Tensor h2 = model_norm(x1, c.sandwich_norms() ? w.pre_ffn_norm : w.post_norm, c);
-  const at::Tensor gate = proj(h2, LoraTarget::kGate);
-  const at::Tensor act = (c.hidden_act == "silu" ? at::silu(gate) : at::gelu(gate, "tanh")) * proj(h2, LoraTarget::kUp);
+  at::Tensor gate, up;
+  if (c.fused_projections()) {
+    const at::Tensor gate_up = proj(h2, LoraTarget::kGateUp);  // [B, T, 2I]: gate, then up (HF's chunk(2))
+    gate = gate_up.narrow(-1, 0, c.intermediate_size);
+    up = gate_up.narrow(-1, c.intermediate_size, c.intermediate_size);
+  } else {
+    gate = proj(h2, LoraTarget::kGate);
+    up = proj(h2, LoraTarget::kUp);
+  }
+  const at::Tensor act = (c.hidden_act == "silu" ? at::silu(gate) : at::gelu(gate, "tanh")) * up;
   at::Tensor mlp_out = proj(act, LoraTarget::kDown);
   if (c.sandwich_norms()) mlp_out = model_norm(mlp_out, w.post_ffn_norm, c);
   return x1 + mlp_out;

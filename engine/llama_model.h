@@ -44,6 +44,9 @@ struct LayerWeights {
   at::Tensor pre_ffn_norm;             // [H] pre_feedforward_layernorm (Gemma)
   at::Tensor post_ffn_norm;            // [H] post_feedforward_layernorm (Gemma)
   at::Tensor q_norm, k_norm;           // [hd] (Qwen3, Gemma 3)
+  // Phi-3 fuses (q_proj .. up_proj above stay undefined there):
+  at::Tensor qkv_proj;                 // [nh*hd + 2*nkv*hd, H]: rows q, then k, then v
+  at::Tensor gate_up_proj;             // [2*I, H]: rows gate, then up
   const at::Tensor& proj(LoraTarget target) const;
   // The bias of a projection, undefined when it has none.
   at::Tensor bias(LoraTarget target) const;
@@ -72,25 +75,35 @@ std::vector<std::string> layer_tensor_names(const ModelConfig& config, int64_t l
 // Shapes matching layer_tensor_names().
 std::vector<std::vector<int64_t>> layer_tensor_shapes(const ModelConfig& config);
 
-// RoPE frequencies as HF computes them (float32, default/linear/llama3).
+// RoPE frequencies as HF computes them (float32, default/linear/llama3/
+// longrope) over the rotary dimensions (rd = config.rotary_dim()).
 class Rope {
  public:
   // local: the table of Gemma 3's sliding layers (rope_local_base_freq, no scaling).
   explicit Rope(const ModelConfig& config, bool local = false);
-  const at::Tensor& inv_freq() const { return inv_freq_; }  // [hd/2] float32, CPU
-  // cos and sin for positions 0..T-1, computed in float32, cast to dtype.
-  // -> pair of [T, hd]
-  std::pair<at::Tensor, at::Tensor> cos_sin(int64_t seq_len, at::ScalarType dtype, at::Device device) const;
+  const at::Tensor& inv_freq() const { return inv_freq_; }  // [rd/2] float32, CPU
+  // LongRoPE: a forward over seq_len positions takes the long factors
+  // (transformers: max position + 1 > original_max_position_embeddings).
+  bool long_context(int64_t seq_len) const { return long_from_ > 0 && seq_len > long_from_; }
+  // cos and sin for positions 0..T-1, computed in float32 (times LongRoPE's
+  // attention factor), cast to dtype; the long factors when long_context.
+  // -> pair of [T, rd]
+  std::pair<at::Tensor, at::Tensor> cos_sin(int64_t seq_len, at::ScalarType dtype, at::Device device,
+                                            bool long_context = false) const;
 
  private:
-  at::Tensor inv_freq_;
+  at::Tensor inv_freq_;       // [rd/2]; LongRoPE: with the short factors
+  at::Tensor inv_freq_long_;  // [rd/2] LongRoPE's long factors; else undefined
+  int64_t long_from_ = 0;     // LongRoPE: original_max_position_embeddings; else 0
+  double attention_scaling_ = 1.0;
 };
 
 // x: [..., H] -> [..., H]: weight * (x_fp32 * rsqrt(mean(x^2) + eps)).to(x.dtype)
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // The family's norm: rms_norm, or Gemma's ((x_fp32 * rsqrt(...)) * (1 + w_fp32)).to(x.dtype).
 at::Tensor model_norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& config);
-// x: [B, n, T, hd], cos/sin: [T, hd]
+// x: [B, n, T, hd], cos/sin: [T, rd] with rd <= hd: the first rd dimensions
+// rotate, the rest pass (partial_rotary_factor).
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 // Causal attention. q: [B, nh, T, hd]; k, v: [B, nkv, T, hd] -> [B, nh, T, hd].
 // SDPA on LibTorch >= 2, the eager formula (softmax in fp32) otherwise.
@@ -115,7 +128,7 @@ struct KvCache {
 struct LayerContext {
   const ModelConfig* config = nullptr;
   int64_t layer = 0;          // which layer runs: sliding or global, which RoPE table
-  at::Tensor cos, sin;        // [T, hd] (or [B, 1, T, hd] per row) in the compute dtype
+  at::Tensor cos, sin;        // [T, rd] (or [B, 1, T, rd] per row) in the compute dtype
   // Gemma 3's sliding layers' table; undefined: cos/sin serve every layer.
   at::Tensor cos_local, sin_local;
   uint64_t dropout_seed = 0;  // per (step, micro-batch, layer); see mix_seed
@@ -128,8 +141,11 @@ struct LayerContext {
 };
 
 // The context of a plain forward over T positions 0..T-1 (training, eval):
-// the RoPE tables the family needs, in dtype on device.
-LayerContext make_layer_context(const ModelConfig& config, int64_t seq_len, at::ScalarType dtype, at::Device device);
+// the RoPE tables the family needs, in dtype on device. LongRoPE picks its
+// list by rope_context_len (0: seq_len), the length of the forward that
+// transformers would run (the generator builds tables longer than one step).
+LayerContext make_layer_context(const ModelConfig& config, int64_t seq_len, at::ScalarType dtype, at::Device device,
+                                int64_t rope_context_len = 0);
 
 // One decoder layer: x [B, T, H] -> [B, T, H]. Autograd follows grad mode.
 at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, const LayerLora& lora,

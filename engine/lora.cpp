@@ -3,74 +3,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
-#include <sstream>
+
+#include "common/base/log.h"
 
 namespace lema::engine {
-
-namespace {
-const char* const kTargetNames[kNumLoraTargets] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                   "gate_proj", "up_proj", "down_proj"};
-}  // namespace
-
-const char* lora_target_name(LoraTarget target) { return kTargetNames[static_cast<int>(target)]; }
-
-const char* lora_target_module(LoraTarget target) {
-  return static_cast<int>(target) <= static_cast<int>(LoraTarget::kO) ? "self_attn" : "mlp";
-}
-
-Result<std::vector<LoraTarget>> parse_lora_targets(const std::string& text) {
-  std::vector<LoraTarget> out;
-  if (text == "all" || text == "all-linear") {
-    for (int i = 0; i < kNumLoraTargets; ++i) out.push_back(static_cast<LoraTarget>(i));
-    return out;
-  }
-  bool seen[kNumLoraTargets] = {};
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
-    while (!item.empty() && item.back() == ' ') item.pop_back();
-    if (item.empty()) continue;
-    int found = -1;
-    for (int i = 0; i < kNumLoraTargets; ++i) {
-      if (item == kTargetNames[i]) found = i;
-    }
-    if (found < 0) {
-      return Status::invalid_argument("LoRA target '" + item +
-                                      "' is not one of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,all");
-    }
-    seen[found] = true;
-  }
-  // Canonical order, whatever order the user wrote.
-  for (int i = 0; i < kNumLoraTargets; ++i) {
-    if (seen[i]) out.push_back(static_cast<LoraTarget>(i));
-  }
-  if (out.empty()) return Status::invalid_argument("LoRA targets: empty list '" + text + "'");
-  return out;
-}
-
-std::string lora_targets_to_string(const std::vector<LoraTarget>& targets) {
-  std::string s;
-  for (LoraTarget t : targets) {
-    if (!s.empty()) s += ",";
-    s += lora_target_name(t);
-  }
-  return s;
-}
-
-std::pair<int64_t, int64_t> lora_target_shape(const ModelConfig& c, LoraTarget target) {
-  const int64_t h = c.hidden_size, q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
-  switch (target) {
-    case LoraTarget::kQ: return {q, h};
-    case LoraTarget::kK: return {kv, h};
-    case LoraTarget::kV: return {kv, h};
-    case LoraTarget::kO: return {h, q};
-    case LoraTarget::kGate: return {c.intermediate_size, h};
-    case LoraTarget::kUp: return {c.intermediate_size, h};
-    case LoraTarget::kDown: return {h, c.intermediate_size};
-  }
-  return {0, 0};
-}
 
 double LoraConfig::scale() const {
   return use_rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
@@ -123,6 +59,8 @@ at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& w, const LoraPair&
 
 LoraAdapter LoraAdapter::init(const ModelConfig& model, const LoraConfig& config, uint64_t seed,
                               at::ScalarType master_dtype, at::Device device) {
+  const Status targets_ok = check_lora_targets(model, config.targets);
+  LEMA_CHECK_MSG(targets_ok.ok(), targets_ok.to_string());
   LoraAdapter adapter;
   adapter.config_ = config;
   adapter.n_layers_ = model.n_layers;

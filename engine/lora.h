@@ -22,21 +22,12 @@
 namespace lema::engine {
 
 
-// "q_proj", "gate_proj", ...
-const char* lora_target_name(LoraTarget target);
-// "self_attn" or "mlp": the HF module that holds the projection.
-const char* lora_target_module(LoraTarget target);
-// Parses "q_proj,v_proj" or "all" (every projection); errors name the bad entry.
-Result<std::vector<LoraTarget>> parse_lora_targets(const std::string& text);
-std::string lora_targets_to_string(const std::vector<LoraTarget>& targets);
-// [out, in] of the base projection.
-std::pair<int64_t, int64_t> lora_target_shape(const ModelConfig& config, LoraTarget target);
-
 struct LoraConfig {
   int64_t r = 16;
   double alpha = 32.0;
   double dropout = 0.0;
   bool use_rslora = false;
+  // The Llama layout's seven; family_lora_targets(model) for a fused family.
   std::vector<LoraTarget> targets = {LoraTarget::kQ, LoraTarget::kK, LoraTarget::kV, LoraTarget::kO,
                                      LoraTarget::kGate, LoraTarget::kUp, LoraTarget::kDown};
   double scale() const;
@@ -69,6 +60,7 @@ class LoraAdapter {
   // Initialises every pair as PEFT does; the draws come from one generator
   // seeded with `seed`, layer by layer, target by target (A only; B = 0).
   // master_dtype: kFloat (kDouble for fp64 tests); lives on `device`.
+  // REQUIRES: check_lora_targets(model, config.targets) is OK.
   static LoraAdapter init(const ModelConfig& model, const LoraConfig& config, uint64_t seed,
                           at::ScalarType master_dtype, at::Device device);
 

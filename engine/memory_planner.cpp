@@ -1,6 +1,7 @@
 #include "engine/memory_planner.h"
 
 #include "common/formats/model_layout.h"
+#include "common/formats/quant.h"
 
 #include <algorithm>
 
@@ -97,17 +98,28 @@ uint64_t layer_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
   return u(numel * dtype_bytes);
 }
 
+uint64_t dequant_work_bytes(const ModelConfig& c, int64_t dtype_bytes) {
+  const int64_t largest = std::max(c.q_dim(), c.intermediate_size) * c.hidden_size;
+  return layer_weight_bytes(c, dtype_bytes) +
+         u(std::min<int64_t>(largest, kDequantChunkElements) * kDequantTempBytesPerWeight);
+}
+
 uint64_t head_weight_bytes(const ModelConfig& c, int64_t dtype_bytes) {
   const uint64_t h = u(c.hidden_size);
   return (u(c.vocab_size) * h * (c.tie_word_embeddings ? 1 : 2) + h) * u(dtype_bytes);
 }
 
 uint64_t lora_parameter_count(const ModelConfig& c, int64_t r, int64_t targets) {
-  const int64_t h = c.hidden_size, i = c.intermediate_size, hd = c.head_dim;
-  const int64_t q = c.n_heads * hd, kv = c.n_kv_heads * hd;
-  // in + out of q, k, v, o, gate, up, down; a subset scales by its share.
-  const int64_t all = (h + q) + 2 * (h + kv) + (q + h) + 3 * (h + i);
-  return u(c.n_layers * r * all * std::min<int64_t>(targets, kNumLoraTargets) / kNumLoraTargets);
+  // in + out of each projection of the family (Phi-3's fused ones whole);
+  // a subset scales by its share.
+  const std::vector<LoraTarget> family = family_lora_targets(c);
+  int64_t all = 0;
+  for (LoraTarget t : family) {
+    const auto [out, in] = lora_target_shape(c, t);
+    all += out + in;
+  }
+  const auto n = static_cast<int64_t>(family.size());
+  return u(c.n_layers * r * all * std::min<int64_t>(targets, n) / n);
 }
 
 std::string MemoryPlan::to_string() const {
@@ -122,12 +134,31 @@ std::string MemoryPlan::to_string() const {
     s += str_printf("  head streamed: embedding and lm_head in pinned host memory, %lld vocabulary rows at a time\n",
                     static_cast<long long>(vocab_chunk));
   }
-  s += "  layer " + format_bytes(layer_bytes) + ", head " + format_bytes(head_bytes) + ", LoRA state " +
+  s += "  layer " + format_bytes(layer_bytes);
+  if (!quant.empty()) s += " (" + quant + " as stored; dequantized on the device into a work buffer of " + format_bytes(dequant_bytes) + ")";
+  s += ", head " + format_bytes(head_bytes) + ", LoRA state " +
        format_bytes(lora_bytes) + ", activations " + format_bytes(activation_bytes) + ", working " +
        format_bytes(working_bytes) + "\n";
   s += "  planned device peak " + format_bytes(device_bytes) + ", host " + format_bytes(host_bytes);
   return s;
 }
+
+namespace {
+
+// Layers as host memory and slots hold them: in the compute dtype, or as a
+// quantized file stores them plus the device's dequantization buffer.
+void set_layer_bytes(MemoryPlan& p, const ModelConfig& c, int64_t dtype_bytes, uint64_t stored_layer_bytes,
+                     const std::string& quant) {
+  if (stored_layer_bytes == 0) {
+    p.layer_bytes = layer_weight_bytes(c, dtype_bytes);
+    return;
+  }
+  p.layer_bytes = stored_layer_bytes;
+  p.quant = quant;
+  p.dequant_bytes = dequant_work_bytes(c, dtype_bytes);
+}
+
+}  // namespace
 
 Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   const ModelConfig& c = r.config;
@@ -140,12 +171,11 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   const uint64_t e = u(r.dtype_bytes);
   const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), t = u(r.seq_len);
   MemoryPlan p;
-  p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
+  set_layer_bytes(p, c, r.dtype_bytes, r.stored_layer_bytes, r.quant);
   p.head_bytes = head_weight_bytes(c, r.dtype_bytes);
   p.lora_bytes = lora_parameter_count(c, r.lora_r, r.lora_targets) * 16;  // fp32 master, grad, 2 moments
   const uint64_t vram = r.vram_budget;
   const uint64_t usable = vram == 0 ? UINT64_MAX : usable_device_bytes(vram, r.cuda);
-  const uint64_t fixed = p.head_bytes + p.lora_bytes;
 
   // Autograd's saved tensors and temporaries of one layer's forward with
   // graph and its backward (fp32 norms, q/k/v/o, MLP gate/up/act/product,
@@ -185,7 +215,7 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     for (bool stream_head : {false, true}) {
       const uint64_t work = std::max(layer_work, stream_head ? streamed_work : head_work);
       const uint64_t head_device = stream_head ? h * e + 2 * u(vocab_chunk) * h * e : p.head_bytes;
-      const uint64_t fixed = head_device + p.lora_bytes;
+      const uint64_t fixed = head_device + p.lora_bytes + p.dequant_bytes;
       // 1. Everything resident.
       if (fixed + n * p.layer_bytes + all_acts + work <= usable) {
         p.mode = PlanMode::kResident;
@@ -220,6 +250,7 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
         why = "micro-batch " + std::to_string(mb) + " needs " + format_bytes(min_stream + host_acts_device) +
               " on the device (head " + (stream_head ? "streamed " : "") + format_bytes(head_device) +
               ", LoRA state " + format_bytes(p.lora_bytes) + ", 2 layer slots " + format_bytes(2 * p.layer_bytes) +
+              (p.dequant_bytes > 0 ? ", dequantization " + format_bytes(p.dequant_bytes) : std::string()) +
               ", working " + format_bytes(work) + ")";
         continue;
       }
@@ -247,7 +278,8 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   // Kept graphs: what the budget (or, without one, the device) leaves after
   // the plan holds graphs of the first resident layers, each skipping its
   // recompute in the backward.
-  p.graph_bytes = layer_graph_bytes(u(r.batch));
+  // A quantized base's layers share one work buffer: none can keep a graph.
+  p.graph_bytes = r.stored_layer_bytes > 0 ? 0 : layer_graph_bytes(u(r.batch));
   const uint64_t graph_limit = vram != 0 ? usable : usable_device_bytes(r.device_memory, r.cuda);
   if (graph_limit > p.device_bytes && p.graph_bytes > 0) {
     p.kept_graph_layers = static_cast<int64_t>(
@@ -260,6 +292,14 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   const uint64_t host_extra = (p.activations_on_host ? p.activation_bytes : 0) + (p.vocab_chunk > 0 ? p.head_bytes : 0);
   LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, r.force_disk, host_extra));
   if (p.mode == PlanMode::kResident && p.vocab_chunk > 0) p.host_bytes = host_extra;
+  // On the CPU the "device" tier is host memory too: --ram bounds both, or a
+  // CPU run without --vram would plan everything resident and ignore --ram.
+  if (!r.cuda && r.ram_budget > 0 && p.device_bytes + p.host_bytes > r.ram_budget) {
+    return Status::invalid_argument("memory plan: on the CPU the device tier is host memory too; the plan needs " +
+                                    format_bytes(p.device_bytes + p.host_bytes) + " of host memory (device tier " +
+                                    format_bytes(p.device_bytes) + ", host tier " + format_bytes(p.host_bytes) +
+                                    "), over --ram " + format_bytes(r.ram_budget) + ". Raise --ram or lower --vram.");
+  }
   return p;
 }
 
@@ -271,7 +311,7 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
   const uint64_t e = u(r.dtype_bytes);
   const uint64_t n = u(c.n_layers), h = u(c.hidden_size), im = u(c.intermediate_size), kv_t = u(r.kv_tokens);
   MemoryPlan p;
-  p.layer_bytes = layer_weight_bytes(c, r.dtype_bytes);
+  set_layer_bytes(p, c, r.dtype_bytes, r.stored_layer_bytes, r.quant);
   p.head_bytes = head_weight_bytes(c, r.dtype_bytes);
   // fp32 A and B, and their compute-dtype copies.
   p.lora_bytes = r.lora_r > 0 ? lora_parameter_count(c, r.lora_r, r.lora_targets) * (4 + e) : 0;
@@ -301,7 +341,7 @@ Result<MemoryPlan> plan_inference_memory(const InferenceRequest& r) {
       const int64_t vocab_chunk =
           stream_head ? streamed_vocab_chunk(c, u(b) * tokens, layer_forward_work(u(b), tokens), e) : 0;
       const uint64_t head_device = stream_head ? h * e + 2 * u(vocab_chunk) * h * e : p.head_bytes;
-      const uint64_t fixed = head_device + p.lora_bytes;
+      const uint64_t fixed = head_device + p.lora_bytes + p.dequant_bytes;
       const uint64_t kv = u(b) * kv_t * n * 2 * u(c.n_kv_heads) * u(c.head_dim) * e;
       // Generation holds its KV cache while it runs a prefill; the loss
       // forwards hold no cache: the peak is the larger of the two.

@@ -21,7 +21,7 @@ struct PlanRequest {
   int64_t seq_len = 512;
   int64_t micro_batch = 0;    // 0: the planner picks the largest that fits
   int64_t lora_r = 16;
-  int64_t lora_targets = kNumLoraTargets;  // projections with an adapter
+  int64_t lora_targets = kNumLoraTargets;  // projections with an adapter (>= the family's count: all)
   int64_t dtype_bytes = 2;    // compute dtype (bf16: 2)
   uint64_t vram_budget = 0;   // bytes; 0: no limit
   uint64_t ram_budget = 0;    // bytes of host memory for weights and activations; 0: no limit
@@ -29,6 +29,12 @@ struct PlanRequest {
   bool cuda = true;             // false: the "device" is host memory (no CUDA context or allocator slack)
   int64_t loss_chunk_tokens = 1024;
   bool force_disk = false;    // stream from disk even when RAM would hold the model
+  // A quantized base (set_stored_layers, layer_store.h): one layer's bytes
+  // as stored, which host memory and device slots hold; each acquired layer
+  // is dequantized into one work buffer in the compute dtype. 0: layers
+  // are held in the compute dtype.
+  uint64_t stored_layer_bytes = 0;
+  std::string quant;          // its name, for the printed plan
   // Memory of the device (CUDA: its total; CPU: the share of RAM training
   // may fill). Without a VRAM budget it bounds the kept graphs; 0: unknown,
   // no graphs kept.
@@ -55,7 +61,9 @@ struct MemoryPlan {
   // a time. Chosen only when the resident head leaves no plan.
   int64_t vocab_chunk = 0;
   // Estimates, bytes.
-  uint64_t layer_bytes = 0;
+  uint64_t layer_bytes = 0;      // one layer as host memory and slots hold it (stored bytes when quantized)
+  std::string quant;             // "" or the base's quantization
+  uint64_t dequant_bytes = 0;    // quantized base: the work buffer + dequantization temporaries (device)
   uint64_t head_bytes = 0;
   uint64_t lora_bytes = 0;       // fp32 masters, grads, AdamW moments
   uint64_t activation_bytes = 0; // every boundary of the step
@@ -82,10 +90,15 @@ struct InferenceRequest {
   bool flash_attention = true;
   bool cuda = true;
   int64_t loss_chunk_tokens = 1024;
+  uint64_t stored_layer_bytes = 0;  // as PlanRequest
+  std::string quant;
 };
 
 // Bytes of one decoder layer's weights / of the LoRA state (16 bytes per parameter).
 uint64_t layer_weight_bytes(const ModelConfig& config, int64_t dtype_bytes);
+// A quantized base's dequantization on the device: one layer in the
+// compute dtype plus the temporaries of one chunk (engine/dequant.h).
+uint64_t dequant_work_bytes(const ModelConfig& config, int64_t dtype_bytes);
 // Bytes of the embedding, final norm and lm_head (once when tied).
 uint64_t head_weight_bytes(const ModelConfig& config, int64_t dtype_bytes);
 uint64_t lora_parameter_count(const ModelConfig& config, int64_t r, int64_t targets);

@@ -94,6 +94,13 @@ Result<BaseModel> open_base(const std::string& path) {
   // LayerFile checks the names, order and shapes against the config in its
   // metadata; the reader maps the tensors.
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> checked, LayerFile::open(path, /*map_file=*/false));
+  // Merging into dequantized weights would bake the quantization error into
+  // every projection: QLoRA merges into the unquantized base (docs/MERGE.md).
+  if (checked->quant() != QuantType::kNone) {
+    return Status::invalid_argument("merge: base '" + path + "' is quantized (" + quant_name(checked->quant()) +
+                                    "); merge into the unquantized model it was converted from (the HF directory, "
+                                    "or a layer file converted without --quant): the adapter fits it as it is");
+  }
   b.config = checked->config();
   b.config_json = nlohmann::json::parse(model_config_to_json(b.config), nullptr, false);
   LEMA_CHECK(b.config_json.is_object());

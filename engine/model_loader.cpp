@@ -33,8 +33,21 @@ class LayerFileSource : public LayerSource {
   std::unique_ptr<InMemoryLayerSource> inner_;
 };
 
+// A quantized base: every layer resident on the device as stored, each
+// dequantized when acquired (the store's resident mode).
+Result<std::unique_ptr<LayerSource>> open_quantized_layer_file(std::unique_ptr<LayerFile> opened, at::ScalarType dtype,
+                                                               at::Device device) {
+  std::shared_ptr<const LayerFile> file(std::move(opened));
+  MemoryPlan plan;
+  plan.mode = PlanMode::kResident;
+  plan.resident_layers = file->n_layers();
+  LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store, open_planned_store(file, plan, dtype, device));
+  return std::unique_ptr<LayerSource>(std::move(store));
+}
+
 Result<std::unique_ptr<LayerSource>> open_layer_file(const std::string& path, at::ScalarType dtype, at::Device device) {
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> file, LayerFile::open(path, /*map_file=*/true));
+  if (file->quant() != QuantType::kNone) return open_quantized_layer_file(std::move(file), dtype, device);
   const ModelConfig& config = file->config();
   TensorMap tensors;
   auto add = [&](const TensorInfo& info) -> Status {
@@ -105,6 +118,7 @@ Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& pa
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(path, /*map_file=*/false));
   std::shared_ptr<const LayerFile> file(std::move(opened));
   request.config = file->config();
+  set_stored_layers(request, *file);
   request.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype));
   request.cuda = device.is_cuda();
   request.flash_attention = device.is_cuda();
@@ -122,6 +136,10 @@ Result<std::unique_ptr<LayerSource>> open_inference_source(const std::string& pa
            format_bytes(plan.layer_bytes).c_str(), format_bytes(plan.activation_bytes).c_str(),
            format_bytes(plan.working_bytes).c_str(), format_bytes(plan.device_bytes).c_str(),
            format_bytes(plan.host_bytes).c_str());
+  if (!plan.quant.empty()) {
+    log_info("  layers stored %s (%s each), dequantized on the device into a work buffer of %s", plan.quant.c_str(),
+             format_bytes(plan.layer_bytes).c_str(), format_bytes(plan.dequant_bytes).c_str());
+  }
   *batch = plan.micro_batch;
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store,
                         open_planned_store(file, plan, dtype, device, /*forward_only=*/true));

@@ -115,7 +115,7 @@ Result<LoraConfig> read_peft_config(const std::string& dir) {
     } else {
       for (const auto& t : tm) targets += (targets.empty() ? "" : ",") + t.get<std::string>();
     }
-    auto parsed = parse_lora_targets(targets);
+    auto parsed = parse_lora_target_names(targets);
     if (!parsed.ok()) return parsed.status().with_context(path + ": target_modules");
     c.targets = std::move(parsed).value();
   } catch (const std::exception& e) {
@@ -163,6 +163,7 @@ Result<std::unique_ptr<LoraAdapter>> load_peft_adapter(const std::string& dir, c
       return Status::invalid_argument(path + ": tensor '" + info.name + "' appears twice (with and without adapter name)");
     }
   }
+  LEMA_RETURN_IF_ERROR(check_lora_targets(model, config.targets).with_context(path + ": target_modules"));
   try {
     auto adapter = std::make_unique<LoraAdapter>(LoraAdapter::init(model, config, 0, master_dtype, device));
     at::NoGradGuard no_grad;

@@ -16,7 +16,9 @@ namespace lema::engine {
 
 struct TrainOptions {
   std::string model;   // HF model directory or layer file
-  std::string data;    // training JSONL
+  std::string data;    // training data: JSONL or a JSON array (docs/DATASET.md)
+  std::string format = "auto";  // the data's format (common/data/dataset_format.h); auto: detected
+  bool skip_bad = false;        // skip bad records, counted by reason in the summary, instead of failing
   std::string out;     // run directory: checkpoints/, adapter/, metrics.jsonl
   std::string tokenizer;  // tokenizer file or directory; empty: the model directory (or the layer file's)
   std::string resume;  // run directory or step-N directory; empty: fresh start
@@ -52,6 +54,7 @@ struct TrainOptions {
   uint64_t ram_budget = 0;
   int64_t threads = 0;           // CPU intra-op threads; 0: all cores
   bool quiet = false;            // no per-step lines on stdout
+  int64_t attempt = 0;           // the job attempt writing (each metrics line names it); 0: not a job
 };
 
 // Checks ranges and names; errors name the option.

@@ -17,6 +17,7 @@
 #include "common/base/log.h"
 #include "common/formats/model_config.h"
 #include "engine/checkpoint.h"
+#include "common/base/bounds.h"
 #include "engine/data_loader.h"
 #include "engine/full_model.h"
 #include "engine/layer_store.h"
@@ -32,18 +33,21 @@ Status validate_train_options(const TrainOptions& o) {
   if (o.model.empty()) return Status::invalid_argument("--model is required");
   if (o.data.empty()) return Status::invalid_argument("--data is required");
   if (o.out.empty()) return Status::invalid_argument("--out is required");
-  if (o.steps < 0) return Status::invalid_argument("steps must be >= 0");
-  if (o.steps == 0 && !(o.epochs > 0)) return Status::invalid_argument("give steps > 0 or epochs > 0");
-  if (!(o.lr >= 0)) return Status::invalid_argument("lr must be >= 0");
-  if (o.warmup < 0) return Status::invalid_argument("warmup must be >= 0");
-  if (o.batch < 1) return Status::invalid_argument("batch must be >= 1");
-  if (o.micro_batch < 0 || o.micro_batch > o.batch) return Status::invalid_argument("micro_batch must be in [1, batch]");
-  if (o.seq_len < 2) return Status::invalid_argument("seq_len must be >= 2");
-  if (o.lora_r < 1) return Status::invalid_argument("lora_r must be >= 1");
-  if (!(o.lora_dropout >= 0 && o.lora_dropout < 1)) return Status::invalid_argument("lora_dropout must be in [0, 1)");
-  if (o.checkpoint_every < 0) return Status::invalid_argument("checkpoint_every must be >= 0");
-  if (o.loss_chunk_tokens < 1) return Status::invalid_argument("loss_chunk_tokens must be >= 1");
-  LEMA_RETURN_IF_ERROR(parse_lora_targets(o.targets).status());
+  if (Result<DataFormat> f = parse_data_format(o.format); !f.ok()) return f.status().with_context("--format");
+  // The bounds are the job spec's (common/base/bounds.h): `lema train` and a
+  // job refuse the same values, and none can overflow a shape.
+  const std::pair<const char*, int64_t> ints[] = {
+      {"steps", o.steps}, {"stop_after", o.stop_after}, {"warmup", o.warmup}, {"lora_r", o.lora_r},
+      {"checkpoint_every", o.checkpoint_every}, {"threads", o.threads}, {"loss_chunk_tokens", o.loss_chunk_tokens}};
+  for (const auto& [key, value] : ints) LEMA_RETURN_IF_ERROR(check_bound(key, value).with_context(key));
+  const std::pair<const char*, double> reals[] = {
+      {"epochs", o.epochs}, {"lr", o.lr}, {"lora_alpha", o.lora_alpha}, {"lora_dropout", o.lora_dropout},
+      {"weight_decay", o.weight_decay}, {"max_grad_norm", o.max_grad_norm}};
+  for (const auto& [key, value] : reals) LEMA_RETURN_IF_ERROR(check_bound(key, value).with_context(key));
+  LEMA_RETURN_IF_ERROR(check_bound("vram", o.vram_budget).with_context("vram"));
+  LEMA_RETURN_IF_ERROR(check_bound("ram", o.ram_budget).with_context("ram"));
+  LEMA_RETURN_IF_ERROR(check_batch_shape(o.batch, o.micro_batch, o.seq_len));
+  LEMA_RETURN_IF_ERROR(parse_lora_target_names(o.targets).status());  // the family is checked in setup
   LEMA_RETURN_IF_ERROR(parse_lr_schedule(o.schedule).status());
   if (o.dtype != "auto") LEMA_RETURN_IF_ERROR(parse_dtype(o.dtype).status());
   return Status();
@@ -211,7 +215,9 @@ Status Trainer::load_data(const ModelConfig& model, std::string* data_bytes, std
   tokenizer_path_ = o_.tokenizer;
   if (tokenizer_path_.empty()) tokenizer_path_ = is_directory(o_.model) ? o_.model : path_dirname(o_.model);
   LEMA_ASSIGN_OR_RETURN(std::vector<TokenizedExample> examples,
-                        load_training_data(o_.data, tokenizer_path_, o_.seq_len, summary));
+                        load_training_data(o_.data, tokenizer_path_, o_.seq_len,
+                                           TrainDataOptions{parse_data_format(o_.format).value(), o_.skip_bad},
+                                           summary));
   for (size_t i = 0; i < examples.size(); ++i) {
     for (int32_t id : examples[i].input_ids) {
       if (id >= model.vocab_size) {
@@ -235,6 +241,10 @@ Status Trainer::load_data(const ModelConfig& model, std::string* data_bytes, std
 Status Trainer::make_trainable(const ModelConfig& model) {
   const at::ScalarType master = dtype_ == at::kDouble ? at::kDouble : at::kFloat;
   if (o_.full) {
+    if (source_->quantized()) {
+      return Status::invalid_argument(o_.model + ": a quantized base (lema convert --quant) trains with LoRA only; "
+                                      "for --full convert the model without --quant");
+    }
     LEMA_ASSIGN_OR_RETURN(FullModel full, FullModel::from_source(*source_, master));
     full_ = std::make_unique<FullModel>(std::move(full));
     source_.reset();  // the masters are the model now
@@ -244,7 +254,7 @@ Status Trainer::make_trainable(const ModelConfig& model) {
     lora.alpha = o_.lora_alpha;
     lora.dropout = o_.lora_dropout;
     lora.use_rslora = o_.use_rslora;
-    LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets));
+    LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets, model));
     adapter_ = std::make_unique<LoraAdapter>(LoraAdapter::init(model, lora, o_.seed, master, device_));
   }
   AdamWOptions adamw;
@@ -295,8 +305,8 @@ PlanRequest Trainer::plan_request(const ModelConfig& config) const {
   req.seq_len = o_.seq_len;
   req.micro_batch = o_.micro_batch;
   req.lora_r = o_.lora_r;
-  const Result<std::vector<LoraTarget>> targets = parse_lora_targets(o_.targets);
-  req.lora_targets = targets.ok() ? static_cast<int64_t>(targets.value().size()) : kNumLoraTargets;
+  const Result<std::vector<LoraTarget>> targets = parse_lora_targets(o_.targets, config);
+  req.lora_targets = static_cast<int64_t>((targets.ok() ? targets.value() : family_lora_targets(config)).size());
   req.dtype_bytes = static_cast<int64_t>(at::elementSize(dtype_));
   req.flash_attention = device_.is_cuda();
   req.cuda = device_.is_cuda();
@@ -317,7 +327,9 @@ Status Trainer::open_streaming_source(int64_t* micro_batch) {
   }
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerFile> opened, LayerFile::open(o_.model, /*map_file=*/false));
   std::shared_ptr<const LayerFile> file(std::move(opened));
-  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(plan_request(file->config())));
+  PlanRequest request = plan_request(file->config());
+  set_stored_layers(request, *file);
+  LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(request));
   log_info("%s", plan.to_string().c_str());
   activations_on_host_ = plan.activations_on_host;
   kept_graph_layers_ = plan.kept_graph_layers;
@@ -359,6 +371,7 @@ Result<StepReport> Trainer::step() {
 }
 
 Status Trainer::save(int64_t step, double loss) {
+  if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
   CheckpointState state;
   state.step = step;
   state.cursor = data_->cursor();
@@ -375,6 +388,7 @@ Status Trainer::save(int64_t step, double loss) {
 Status Trainer::run() {
   LEMA_RETURN_IF_ERROR(setup());
   const std::string metrics_path = path_join(o_.out, "metrics.jsonl");
+  if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
   LEMA_RETURN_IF_ERROR(trim_metrics(metrics_path, step_));
   const int64_t last = o_.stop_after > 0 ? std::min(o_.stop_after, total_steps_) : total_steps_;
   double loss = 0.0;
@@ -390,6 +404,8 @@ Status Trainer::run() {
     }
     nlohmann::json m = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
                         {"tokens_per_s", r.tokens_per_s}, {"memory_bytes", r.memory_bytes}};
+    if (o_.attempt > 0) m["attempt"] = o_.attempt;
+    if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
     LEMA_RETURN_IF_ERROR(append_line(metrics_path, m.dump()));
     if (observer_) {
       Status stop = observer_->on_step(r);
@@ -427,6 +443,7 @@ CheckpointWeights Trainer::checkpoint_weights() {
 // The run's product: <out>/adapter (PEFT) or, with --full, <out>/model (a
 // Hugging Face directory in the compute dtype, with the tokenizer files).
 Status Trainer::write_output() {
+  if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
   if (!full_) {
     const std::string adapter_dir = path_join(o_.out, "adapter");
     LEMA_RETURN_IF_ERROR(save_adapter(adapter_dir, *adapter_, o_.model));

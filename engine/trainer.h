@@ -33,6 +33,11 @@ class TrainObserver {
   // Asked after on_step stopped the run: true writes a checkpoint of the
   // step just done before returning (the worker on SIGTERM).
   virtual bool checkpoint_before_stop() const { return false; }
+  // Asked before every write the run makes to its directory (a metrics
+  // line, a checkpoint, the output): non-OK stops the run without writing.
+  // A worker blocks here while it cannot show that it still holds the
+  // stage's lease (self-fencing, issue 19 F2).
+  virtual Status before_write() { return Status(); }
 };
 
 // Runs training as `options` says; observer may be null.

@@ -14,6 +14,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/base/bounds.h"
 #include "common/protocol/job_paths.h"
 #include "common/protocol/job_spec.h"
 #include "common/base/log.h"
@@ -282,13 +283,24 @@ void Broker::Impl::handle_hello(const std::string& rid, const std::string& key, 
     work_may_exist = true;
   }
   if (keep) (void)store->renew_leases(info.id, now() + lease_ms());
+  // Whether the named stage's lease is still this worker's: a worker that
+  // fenced itself (silence longer than it may write) resumes writing only
+  // on held = true, and drops the stage otherwise (issue 19 F2).
+  json lease;
+  if (keep) {
+    const int64_t attempt = m.fields["running"].value("attempt", int64_t(0));
+    Result<JobStore::LeaseCheck> held = store->check_lease(keep, attempt, info.id);
+    lease = {{"stage_id", keep}, {"attempt", attempt}, {"held", held.ok() && held->held}};
+  }
   log_info("broker: worker %s connected (host %s, %lld GPU, %s VRAM%s%s%s)", printable(info.id).c_str(),
            printable(info.host).c_str(),
            (long long)info.gpus, std::to_string(info.vram_bytes).c_str(), info.cpu_only ? ", cpu only" : "",
            key.empty() ? "" : ", key ", key.c_str());
-  send_worker(rid, Message(MessageType::kWelcome, {{"worker_id", info.id},
-                                                   {"heartbeat_interval_ms", options.heartbeat_interval_ms},
-                                                   {"liveness", options.heartbeat_liveness}}));
+  Message welcome(MessageType::kWelcome, {{"worker_id", info.id},
+                                         {"heartbeat_interval_ms", options.heartbeat_interval_ms},
+                                         {"liveness", options.heartbeat_liveness}});
+  if (keep) welcome.fields["lease"] = std::move(lease);
+  send_worker(rid, welcome);
 }
 
 void Broker::Impl::assign_to(const std::string& rid, Conn& conn) {
@@ -305,6 +317,7 @@ void Broker::Impl::assign_to(const std::string& rid, Conn& conn) {
                  {"kind", std::move(as.kind)},
                  {"work_dir", std::move(as.work_dir)}};
   if (!as.resume_checkpoint.empty()) fields["resume_checkpoint"] = as.resume_checkpoint;
+  if (!as.resume_candidates.empty()) fields["resume_candidates"] = std::move(as.resume_candidates);
   conn.idle = false;
   counter.assignments++;
   // The spec goes in as the msgpack the store cached for the job: no copy,
@@ -433,7 +446,11 @@ Result<json> Broker::Impl::client_request(const Message& m) {
     case MessageType::kSubmit: {
       LEMA_ASSIGN_OR_RETURN(JobSpec spec, JobSpec::parse(m.str("spec"), m.str("source", "spec").substr(0, 256)));
       LEMA_RETURN_IF_ERROR(check_submitted_paths(spec, options.allowed_roots));
-      LEMA_ASSIGN_OR_RETURN(int64_t id, store->submit(m.str("spec"), spec, now()));
+      const std::string request_id = m.str("request_id");
+      if (request_id.size() > 128 || !check_name(request_id, false).ok()) {
+        return Status::invalid_argument("SUBMIT: request_id must be at most 128 characters without control characters");
+      }
+      LEMA_ASSIGN_OR_RETURN(int64_t id, store->submit(m.str("spec"), spec, now(), request_id));
       work_may_exist = true;
       return json{{"job_id", id}};
     }
@@ -699,8 +716,12 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerOptions& options) {
                                e.what());
   }
   // After a restart, running stages keep their leases long enough for their
-  // workers to reconnect and name them in HELLO.
-  LEMA_RETURN_IF_ERROR(impl->store->extend_all_leases(impl->now() + impl->lease_ms()));
+  // workers to reconnect and name them in HELLO: one silent lease time for
+  // the worker to give up its old connection, its longest reconnect backoff,
+  // and a lease time for the new HELLO. A lease lapsing first would run a
+  // stage (even a finished one, its DONE in flight) a second time (issue 19 F1).
+  LEMA_RETURN_IF_ERROR(impl->store->extend_all_leases(impl->now() + 2 * impl->lease_ms() +
+                                                      protocol::kReconnectBackoffMaxMs));
   return std::unique_ptr<Broker>(new Broker(std::move(impl)));
 }
 

@@ -1,9 +1,11 @@
 #include "scheduler/client.h"
 
 #include <chrono>
+#include <random>
 
 #include <zmq.hpp>
 
+#include "common/base/file_util.h"
 #include "common/base/log.h"
 
 namespace lema {
@@ -44,6 +46,13 @@ Result<json> Client::call(MessageType type, json fields) {
   fields["req"] = req;
   if (!d.options.token.empty()) fields["token"] = d.options.token;
   std::string body = protocol::encode(protocol::Message(type, std::move(fields)));
+  // The scheduler drops a frame over the limit without a word (the socket's
+  // maxmsgsize): refuse it here, or the user waits for "no answer".
+  if (body.size() > size_t(protocol::kMaxMessageBytes)) {
+    return Status::invalid_argument(str_printf("the %s request is %s, over the protocol's limit of %s",
+                                               protocol::message_type_name(type), format_bytes(body.size()).c_str(),
+                                               format_bytes(uint64_t(protocol::kMaxMessageBytes)).c_str()));
+  }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(d.options.timeout_ms);
   try {
     d.sock.send(zmq::buffer(body), zmq::send_flags::none);
@@ -77,8 +86,14 @@ Result<json> Client::call(MessageType type, json fields) {
                                         d.options.endpoint.c_str(), d.options.timeout_ms));
 }
 
-Result<int64_t> Client::submit(const std::string& spec_toml, const std::string& source) {
-  LEMA_ASSIGN_OR_RETURN(json r, call(MessageType::kSubmit, {{"spec", spec_toml}, {"source", source}}));
+Result<int64_t> Client::submit(const std::string& spec_toml, const std::string& source,
+                               const std::string& request_id) {
+  std::string id = request_id;
+  if (id.empty()) {
+    std::random_device rd;
+    id = str_printf("%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  }
+  LEMA_ASSIGN_OR_RETURN(json r, call(MessageType::kSubmit, {{"spec", spec_toml}, {"source", source}, {"request_id", id}}));
   if (!r.contains("job_id") || !r["job_id"].is_number_integer()) return Status::internal("SUBMIT reply without job_id");
   return r["job_id"].get<int64_t>();
 }

@@ -38,8 +38,11 @@ class Client {
   // scheduler does not answer in time).
   Result<nlohmann::json> call(protocol::MessageType type, nlohmann::json fields = nlohmann::json::object());
 
-  // `source` names the spec in error messages ("job.toml:4: ...").
-  Result<int64_t> submit(const std::string& spec_toml, const std::string& source = "spec");
+  // `source` names the spec in error messages ("job.toml:4: ..."). The
+  // request id makes a repeated SUBMIT return the first job (a retry, or a
+  // re-delivery after a scheduler restart); "" draws a random one per call.
+  Result<int64_t> submit(const std::string& spec_toml, const std::string& source = "spec",
+                         const std::string& request_id = "");
   Result<nlohmann::json> list(const std::string& state = "", int64_t limit = 100);
   Result<nlohmann::json> show(int64_t job_id);
   Result<nlohmann::json> logs(int64_t job_id, int64_t after_id = 0, int64_t limit = 1000);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -32,6 +33,9 @@ Status status_from_sqlite(const std::string& context, int rc, const char* what) 
   return Status::internal(msg);
 }
 
+
+// How many recorded checkpoints an ASSIGN of a train stage offers.
+constexpr size_t kResumeCandidates = 8;
 
 std::string col_str(SQLite::Statement& st, int i) {
   return st.getColumn(i).isNull() ? std::string() : st.getColumn(i).getString();
@@ -94,14 +98,22 @@ bool stage_transition_allowed(const std::string& from, const std::string& to) {
   return it != allowed.end() && std::find(it->second.begin(), it->second.end(), to) != it->second.end();
 }
 
-bool job_transition_allowed(const std::string& from, const std::string& to) {
-  static const std::map<std::string, std::vector<std::string>> kAllowed = {
+namespace {
+// Every job state (the keys) and where it may go.
+const TransitionTable& job_transitions() {
+  static const TransitionTable kAllowed = {
       {"queued", {"running", "cancelled", "failed"}},
       {"running", {"succeeded", "failed", "cancelled"}},
       {"failed", {"queued"}},
       {"cancelled", {"queued"}},
       {"succeeded", {}},
   };
+  return kAllowed;
+}
+}  // namespace
+
+bool job_transition_allowed(const std::string& from, const std::string& to) {
+  const TransitionTable& kAllowed = job_transitions();
   auto it = kAllowed.find(from);
   return it != kAllowed.end() && std::find(it->second.begin(), it->second.end(), to) != it->second.end();
 }
@@ -497,11 +509,28 @@ std::vector<LeaseRef> JobStore::take_cut_leases() {
   return out;
 }
 
-Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& spec, int64_t now_ms) {
+Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& spec, int64_t now_ms,
+                                 const std::string& request_id) {
   int64_t job_id = 0;
   Status s = impl_->guard("submit", [&]() -> Status {
     auto& db = impl_->db;
     Impl::Tx tx(*impl_);
+    if (!request_id.empty()) {
+      auto& seen = impl_->stmt("SELECT id, spec_toml FROM jobs WHERE request_id = ?");
+      seen.bind(1, request_id);
+      if (seen.executeStep()) {
+        const int64_t first = seen.getColumn(0).getInt64();
+        const bool same = col_str(seen, 1) == spec_toml;
+        seen.reset();
+        if (!same) {
+          return Status::invalid_argument("request id '" + request_id + "' was used by job " + std::to_string(first) +
+                                          " for another spec");
+        }
+        job_id = first;
+        return Status();
+      }
+      seen.reset();
+    }
     const std::string work_dir = normalize_path(spec.job.work_dir);
     auto& live = impl_->stmt(
         "SELECT id, state FROM jobs WHERE work_dir = ? AND (state = 'queued' OR state = 'running') LIMIT 1");
@@ -516,9 +545,14 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
       return busy;
     }
     live.reset();
-    auto& ins = impl_->stmt(
-        "INSERT INTO jobs (name, state, priority, max_attempts, work_dir, spec_toml, spec_json, created_ms, "
-        "updated_ms) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)");
+    // Without an id the statement names no request_id column (a store on an
+    // older schema, as the migration tests run it, still submits).
+    auto& ins = request_id.empty()
+                    ? impl_->stmt("INSERT INTO jobs (name, state, priority, max_attempts, work_dir, spec_toml, "
+                                  "spec_json, created_ms, updated_ms) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)")
+                    : impl_->stmt("INSERT INTO jobs (name, state, priority, max_attempts, work_dir, spec_toml, "
+                                  "spec_json, created_ms, updated_ms, request_id) "
+                                  "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)");
     ins.bind(1, spec.job.name);
     ins.bind(2, spec.job.priority);
     ins.bind(3, spec.job.max_attempts);
@@ -527,6 +561,7 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
     ins.bind(6, spec.to_json().dump());
     ins.bind(7, now_ms);
     ins.bind(8, now_ms);
+    if (!request_id.empty()) ins.bind(9, request_id);
     ins.exec();
     job_id = db.getLastInsertRowid();
     auto add_stage = [&](const char* kind, bool gpu_stage, const char* state) -> int64_t {
@@ -556,7 +591,12 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
     int64_t train = add_stage("train", true, "pending");
     depend(train, dataset);
     if (spec.eval.enabled) depend(add_stage("eval", true, "pending"), train);
-    if (spec.merge.enabled) depend(add_stage("merge", true, "pending"), train);
+    if (spec.merge.enabled) {
+      const int64_t merge = add_stage("merge", true, "pending");
+      depend(merge, train);
+      // The GGUF export reads the merged model; it needs no GPU.
+      if (!spec.export_.gguf.empty()) depend(add_stage("export", false, "pending"), merge);
+    }
     impl_->event(job_id, 0, 0, "info", "job '" + spec.job.name + "' submitted", now_ms);
     tx.commit();
     return Status();
@@ -634,10 +674,19 @@ Result<std::optional<Assignment>> JobStore::assign_next(const WorkerInfo& worker
     up.bind(3, a.stage_id);
     if (up.exec() == 0) return impl_->refuse_stage_transition(a.stage_id, "assigned");
     if (a.kind == "train") {
-      auto& ck = impl_->stmt("SELECT path FROM checkpoints WHERE stage_id = ? ORDER BY step DESC, id DESC LIMIT 1");
+      // Newest first; a path recorded twice (a step redone by a later
+      // attempt) counts once, with its newest digest.
+      auto& ck = impl_->stmt(
+          "SELECT path, sha256, step FROM checkpoints WHERE stage_id = ? ORDER BY step DESC, id DESC LIMIT 64");
       ck.bind(1, a.stage_id);
-      if (ck.executeStep()) a.resume_checkpoint = ck.getColumn(0).getString();
+      std::set<std::string> seen;
+      while (ck.executeStep() && a.resume_candidates.size() < kResumeCandidates) {
+        std::string path = ck.getColumn(0).getString();
+        if (!seen.insert(path).second) continue;
+        a.resume_candidates.push_back({{"path", path}, {"sha256", col_str(ck, 1)}, {"step", ck.getColumn(2).getInt64()}});
+      }
       ck.reset();
+      if (!a.resume_candidates.empty()) a.resume_checkpoint = a.resume_candidates[0]["path"].get<std::string>();
     }
     auto& att = impl_->stmt(
         "INSERT INTO attempts (stage_id, attempt, worker_id, state, resume_checkpoint, started_ms) "
@@ -962,6 +1011,12 @@ Status JobStore::mark_worker_lost(const std::string& worker_id, int64_t now_ms) 
 }
 
 Result<json> JobStore::list_jobs(const std::string& state, int64_t limit) {
+  // An unknown state would match no row: an empty list that reads as "no
+  // such jobs" instead of a typo.
+  if (!state.empty() && !job_transitions().count(state)) {
+    return Status::invalid_argument("unknown job state '" + state +
+                                    "' (queued, running, succeeded, failed, cancelled)");
+  }
   json out = json::array();
   Status s = impl_->guard("list", [&]() -> Status {
     auto& st = impl_->stmt(

@@ -66,6 +66,10 @@ struct Assignment {
   std::shared_ptr<const std::string> spec_msgpack;
   std::string work_dir;
   std::string resume_checkpoint;  // newest checkpoint of a train stage, or ""
+  // Its recorded checkpoints newest first, one per path, at most
+  // kResumeCandidates: [{path, sha256, step}] (the worker resumes from the
+  // newest intact one).
+  nlohmann::json resume_candidates = nlohmann::json::array();
 };
 
 // A lease that lapsed or was cut (cancel): who held what.
@@ -101,7 +105,11 @@ class JobStore {
   // Refuses (kInvalidArgument) a spec whose job.work_dir (normalised) is the
   // directory of a queued or running job: two live jobs would overwrite each
   // other's outputs.
-  Result<int64_t> submit(const std::string& spec_toml, const JobSpec& spec, int64_t now_ms);
+  // `request_id` (SUBMIT's, "" for none): a second submit with the same id
+  // returns the first job's id and creates nothing; the same id with
+  // another spec is refused.
+  Result<int64_t> submit(const std::string& spec_toml, const JobSpec& spec, int64_t now_ms,
+                         const std::string& request_id = "");
   // Cancels the job and its unfinished stages (their leases are cut: see
   // take_cut_leases).
   Status cancel_job(int64_t job_id, int64_t now_ms);

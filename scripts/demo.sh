@@ -2,9 +2,10 @@
 # The lema demo on a Debian 12 machine: install + build, make a small base
 # model that knows the dataset's content as plain text (`lema model pretrain`:
 # its own tokenizer, then full-parameter training; never the reply format),
-# run the tiny job (dataset, train, eval, merge: `lema run examples/tiny.toml`)
-# through the real scheduler and a local worker, print the eval table (base
-# vs tuned) and ask the merged model one question.
+# run the tiny job (dataset, train, eval, merge, GGUF export: `lema run
+# examples/tiny.toml`) through the real scheduler and a local worker, print
+# the eval table (base vs tuned), ask the merged model one question, and ask
+# llama.cpp itself (node-llama-cpp) the same question of the exported GGUF.
 #
 # Every step runs a real command and says what it does; the first failure
 # stops the demo with a message naming the step. Nothing is faked.
@@ -65,8 +66,34 @@ step "inspect" "lema inspect runs/tiny/merged: the merged Hugging Face directory
 "$lema" inspect runs/tiny/merged > demo/inspect.txt
 sed -n 1,3p demo/inspect.txt
 
+question="What is the capital of France?"
+system="You are a precise assistant trained using LEMA."  # lema chat's default (common/text/chat_format.h)
 step "chat" "lema chat: one answer from the merged model"
-"$lema" chat runs/tiny/merged --prompt "What is the capital of France?" --max-new-tokens 128
+"$lema" chat runs/tiny/merged --prompt "$question" --system "$system" --max-new-tokens 128
+
+gguf=runs/tiny/model.q8_0.gguf
+step "llama.cpp" "the same question to llama.cpp (node-llama-cpp's prebuilt CPU build) on $gguf, the export stage's file (what Ollama runs: docs/EXPORT.md)"
+[[ -f "$gguf" ]] || die "$gguf was not written"
+node_modules=${LEMA_ASSET_CACHE:-$HOME/.cache/lema-test-assets}/node-llama-cpp/node_modules
+if ! command -v node >/dev/null 2>&1; then
+  echo "skipped: node is not installed (apt-get install nodejs npm)"
+else
+  [[ -f "$node_modules/node-llama-cpp/package.json" ]] || bash scripts/fetch_test_assets.sh node-llama-cpp
+  if [[ ! -f "$node_modules/node-llama-cpp/package.json" ]]; then
+    echo "skipped: node-llama-cpp could not be installed (offline?); run scripts/fetch_test_assets.sh when online"
+  else
+    # lema's chat template around the question, as lema chat renders it;
+    # llama.cpp tokenizes it and decodes greedily up to its end-of-generation token.
+    node -e 'const [m, q, s] = process.argv.slice(1);
+      console.log(JSON.stringify({model: m, max_tokens: 128,
+        prompt_text: `<|system|>\n${s}\n\n<|user|>\n${q}\n\n<|assistant|>\n`}));' \
+      "$gguf" "$question" "$system" > demo/llama_cpp_request.json
+    LEMA_NODE_MODULES="$node_modules" node tests/tools/llama_cpp_run.mjs demo/llama_cpp_request.json > demo/llama_cpp_reply.json
+    node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").pop());
+      if (r.error) { console.log("llama.cpp failed: " + r.error); process.exit(1); }
+      console.log(r.text);' demo/llama_cpp_reply.json
+  fi
+fi
 
 trap - ERR
 now=$(date +%s)

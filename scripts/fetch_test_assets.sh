@@ -5,7 +5,8 @@
 #     node-llama-cpp/            llama.cpp (prebuilt) for the GGUF tests
 #     chat_templates/<name>/     real tokenizer.json + tokenizer_config.json
 # Idempotent; never fails the caller when offline: a test whose asset is
-# missing skips with a message.
+# missing skips with a message. `fetch_test_assets.sh node-llama-cpp` fetches
+# llama.cpp alone (the demo's last step).
 set -uo pipefail
 cache=${LEMA_ASSET_CACHE:-$HOME/.cache/lema-test-assets}
 mkdir -p "$cache" || { echo "fetch_test_assets: cannot create $cache; skipping"; exit 0; }
@@ -68,6 +69,6 @@ fetch_chat_templates() {
   done
 }
 
-fetch_chat_templates
+[[ "${1:-}" == node-llama-cpp ]] || fetch_chat_templates
 fetch_node_llama_cpp
 exit 0

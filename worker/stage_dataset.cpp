@@ -1,7 +1,10 @@
 // The dataset stage: the library calls of `lema dataset build`, written to
-// <work_dir>/data. A JSONL of pre-tokenized lines ({"input_ids": [...]}) is
-// checked with the engine's reader and copied as train.jsonl: the trainer's
-// interim input until text examples are tokenized in the pipeline.
+// <work_dir>/data. The user's file ([data] path) in any format of
+// docs/DATASET.md is validated (a bad record fails the stage unless
+// [data] skip_bad), split and written with stats.json; the train stage
+// tokenizes train.jsonl through the model's chat template. A pre-tokenized
+// file ({"input_ids": [...]}) is checked with the engine's reader and
+// copied as train.jsonl.
 #include <nlohmann/json.hpp>
 
 #include "common/data/dataset_builder.h"
@@ -13,6 +16,14 @@
 #include "worker/stage_runner.h"
 
 namespace lema::worker {
+
+namespace {
+// The stage fails here, naming the user's file, rather than passing an
+// empty copy on to train (whose error would name the copy).
+Status no_example(const std::string& jsonl, const std::string& why) {
+  return Status::invalid_argument("data.jsonl " + jsonl + ": no usable example (" + why + ")");
+}
+}  // namespace
 
 StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& /*env*/,
                                StageReporter& reporter) {
@@ -26,9 +37,12 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
   if (!jsonl.empty()) {
     Result<std::string> text = read_file(jsonl);
     if (!text.ok()) return {text.status().with_context("data.jsonl"), "{}", false};
-    if (engine::is_pretokenized(text.value())) {
+    // JobSpec checked the name.
+    const DataFormat format = parse_data_format(d.format).value();
+    if (format == DataFormat::kTokenized || (format == DataFormat::kAuto && engine::is_pretokenized(text.value()))) {
       auto examples = engine::read_tokenized_jsonl(jsonl);
       if (!examples.ok()) return {examples.status(), "{}", false};
+      if (examples->empty()) return {no_example(jsonl, "no tokenized line"), "{}", false};
       Status s = make_dirs(out_dir);
       if (s.ok()) s = write_file_atomic(path_join(out_dir, "train.jsonl"), text.value());
       if (!s.ok()) return {s, "{}", true};
@@ -38,14 +52,24 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
       return {Status(), result.dump(), false};
     }
     ImportOptions options;
+    options.strict = !d.skip_bad;
+    options.format = format;
     auto imported = import_jsonl_text(text.value(), jsonl, options);
     if (!imported.ok()) return {imported.status(), "{}", false};
     for (const BadLine& bad : imported->bad_lines) {
-      reporter.log("warn", str_printf("%s:%lld: %s: %s", jsonl.c_str(), static_cast<long long>(bad.line),
-                                      line_error_name(bad.error), bad.detail.c_str()));
+      reporter.log("warn", str_printf("%s: %s: %s", bad_line_where(jsonl, bad).c_str(), line_error_name(bad.error),
+                                      bad.detail.c_str()));
     }
+    if (imported->examples.empty()) {
+      return {no_example(jsonl, std::to_string(imported->bad_lines.size()) + " bad record(s), format " +
+                                    data_format_name(imported->format)),
+              "{}", false};
+    }
+    result["format"] = data_format_name(imported->format);
+    result["bad_records"] = imported->bad_lines.size();
     auto built = split_imported(std::move(imported).value(), d.eval_fraction, static_cast<uint64_t>(d.seed));
     if (!built.ok()) return {built.status(), "{}", false};
+    if (built->train.empty()) return {no_example(jsonl, "every example went to the eval split"), "{}", false};
     if (Status s = write_dataset(built.value(), out_dir); !s.ok()) return {s, "{}", true};
     result["train_examples"] = built->train.size();
     result["eval_examples"] = built->eval.size();

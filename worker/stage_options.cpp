@@ -5,6 +5,7 @@
 #include "common/base/file_util.h"
 #include "common/formats/dtype.h"
 #include "engine/evaluator.h"
+#include "engine/gguf_export.h"
 #include "engine/merge.h"
 #include "engine/torch_types.h"
 
@@ -91,6 +92,16 @@ Result<engine::MergeOptions> merge_options(const JobSpec& spec, const std::strin
   if (!dtype.ok()) return dtype.status().with_context("merge.dtype");
   o.dtype = dtype.value();
   o.shard_bytes = spec.merge.shard_size_bytes;
+  o.show_progress = false;  // PROGRESS carries it
+  return o;
+}
+
+engine::GgufExportOptions export_options(const JobSpec& spec, const std::string& work_dir) {
+  engine::GgufExportOptions o;
+  o.model = job_merged_dir(work_dir);
+  o.type = spec.export_.gguf;
+  o.out = job_gguf_path(work_dir, spec.export_.gguf);
+  o.name = spec.job.name;
   o.show_progress = false;  // PROGRESS carries it
   return o;
 }

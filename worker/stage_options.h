@@ -16,6 +16,7 @@
 namespace lema::engine {
 struct EvalOptions;   // engine/evaluator.h
 struct MergeOptions;  // engine/merge.h
+struct GgufExportOptions;  // engine/gguf_export.h
 }  // namespace lema::engine
 
 namespace lema::worker {
@@ -36,5 +37,9 @@ engine::EvalOptions eval_options(const JobSpec& spec, const std::string& work_di
 // `lema merge` of <work_dir>/train/adapter into <work_dir>/merged with the
 // spec's [merge] dtype and shard size.
 Result<engine::MergeOptions> merge_options(const JobSpec& spec, const std::string& work_dir);
+
+// `lema export <work_dir>/merged --type <[export] gguf> --out
+// <work_dir>/model.<type>.gguf` (the merged directory holds the tokenizer).
+engine::GgufExportOptions export_options(const JobSpec& spec, const std::string& work_dir);
 
 }  // namespace lema::worker

@@ -15,6 +15,7 @@ const std::pair<const char*, StageRunner> kRunners[] = {
     {"train", run_train_stage},
     {"eval", run_eval_stage},
     {"merge", run_merge_stage},
+    {"export", run_export_stage},
 };
 }  // namespace
 
@@ -34,6 +35,9 @@ std::string job_train_dir(const std::string& work_dir) { return path_join(work_d
 std::string job_adapter_dir(const std::string& work_dir) { return path_join(job_train_dir(work_dir), "adapter"); }
 std::string job_eval_dir(const std::string& work_dir) { return path_join(work_dir, "eval"); }
 std::string job_merged_dir(const std::string& work_dir) { return path_join(work_dir, "merged"); }
+std::string job_gguf_path(const std::string& work_dir, const std::string& type) {
+  return path_join(work_dir, "model." + type + ".gguf");
+}
 
 std::string stage_device(const std::string& spec_device, const StageEnv& env) {
   if (spec_device == "auto") return env.device;

@@ -31,6 +31,10 @@ class StageReporter {
   virtual void checkpoint(int64_t step, const std::string& path, const std::string& sha256) = 0;
   // CANCEL from the scheduler (or the stage was fenced): stop within a step.
   virtual bool cancel_requested() const = 0;
+  // Before each write of a stage: blocks while this worker cannot show that
+  // it holds the lease; non-OK means stop without writing
+  // (WorkerSession::wait_for_lease). `stop`: SIGTERM.
+  virtual Status wait_for_lease(const std::atomic<bool>* stop) { return Status(); }
 };
 
 struct StageEnv {
@@ -73,6 +77,8 @@ std::string job_train_dir(const std::string& work_dir);    // train: checkpoints
 std::string job_adapter_dir(const std::string& work_dir);  // train's final PEFT adapter
 std::string job_eval_dir(const std::string& work_dir);     // eval: report.json, report.md, loss_curve.svg
 std::string job_merged_dir(const std::string& work_dir);   // merge: HF directory
+// export: <work_dir>/model.<type>.gguf (type: the spec's [export] gguf)
+std::string job_gguf_path(const std::string& work_dir, const std::string& type);
 
 // The engine device for a stage from the spec's train.device ("auto",
 // "cpu", "cuda", "cuda:N") and this worker's device: "auto" is this
@@ -96,5 +102,7 @@ StageOutcome run_eval_stage(const StageAssignment& a, const std::string& work_di
                             StageReporter& reporter);
 StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                              StageReporter& reporter);
+StageOutcome run_export_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
+                              StageReporter& reporter);
 
 }  // namespace lema::worker

@@ -4,13 +4,17 @@
 // PROGRESS and CHECKPOINT, stops on CANCEL within one step, and on SIGTERM
 // checkpoints before it stops.
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "common/base/file_util.h"
 #include "common/base/log.h"
-#include "common/base/sha256.h"
 #include "engine/trainer.h"
+#include "worker/checkpoint_digest.h"
 #include "worker/stage_options.h"
 #include "worker/stage_runner.h"
 
@@ -39,12 +43,18 @@ class StageObserver : public engine::TrainObserver {
   }
   // SIGTERM: write a checkpoint of the step just done before stopping.
   bool checkpoint_before_stop() const override { return stopped_; }
+  // Self-fencing: no write while the lease cannot be shown to be ours.
+  Status before_write() override {
+    Status s = reporter_.wait_for_lease(stop_);
+    if (!s.ok() && !(stop_ && stop_->load())) cancelled_ = true;
+    return s;
+  }
 
   Status on_checkpoint(int64_t step, const std::string& dir) override {
-    // The digest covers the file that resuming trusts most: the LoRA weights.
-    Result<std::string> bytes = read_file(path_join(dir, "adapter_model.safetensors"));
-    std::string digest = bytes.ok() ? sha256_hex(bytes.value()) : std::string();
-    reporter_.checkpoint(step, dir, digest);
+    // Every file of the checkpoint: a resume verifies them all.
+    Result<std::string> digest = checkpoint_digest(dir);
+    if (!digest.ok()) return digest.status().with_context("checkpoint digest");
+    reporter_.checkpoint(step, dir, digest.value());
     return Status();
   }
 
@@ -58,6 +68,33 @@ class StageObserver : public engine::TrainObserver {
   bool cancelled_ = false;
   bool stopped_ = false;
 };
+
+// The newest intact checkpoint of those the scheduler recorded (newest
+// first), or "" to start over. A broken one (missing, unfinished, or not the
+// recorded digest) is named in the job's events and, when present, renamed
+// aside (step-N.broken-aA): never deleted, and out of the way of the run's
+// own step-N, which save_checkpoint would otherwise replace.
+std::string choose_resume(const StageAssignment& a, StageReporter& reporter) {
+  std::vector<ResumeCandidate> candidates = a.resume_candidates;
+  if (candidates.empty() && !a.resume_checkpoint.empty()) candidates.push_back({a.resume_checkpoint, "", 0});
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const ResumeCandidate& c = candidates[i];
+    Status ok = verify_checkpoint(c.path, c.sha256);
+    if (ok.ok()) {
+      if (i > 0) reporter.log("warn", "falling back to " + c.path + ", the newest intact checkpoint");
+      return c.path;
+    }
+    std::string line = "checkpoint broken: " + ok.message();
+    if (path_exists(c.path)) {
+      const std::string aside = c.path + ".broken-a" + std::to_string(a.attempt);
+      if (std::rename(c.path.c_str(), aside.c_str()) == 0) line += "; kept as " + aside;
+      else line += "; could not move it aside: " + std::string(std::strerror(errno));
+    }
+    reporter.log("warn", line);
+  }
+  if (!candidates.empty()) reporter.log("warn", "no intact checkpoint: training starts over");
+  return "";
+}
 
 int64_t count_lines(const std::string& path) {
   Result<std::string> text = read_file(path);
@@ -74,13 +111,8 @@ StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_d
   Result<JobSpec> spec = assignment_spec(a);
   if (!spec.ok()) return {spec.status(), "{}", false};
   engine::TrainOptions o = train_options(spec.value(), work_dir, env);
-  o.resume = a.resume_checkpoint;
-  if (!o.resume.empty() && !path_exists(o.resume)) {
-    // The checkpoint the scheduler recorded is not visible here: the shared
-    // directory is missing on this machine; another worker may see it.
-    return {Status::not_found("checkpoint " + o.resume + " named in ASSIGN is not visible on this worker"), "{}",
-            true};
-  }
+  o.resume = choose_resume(a, reporter);
+  o.attempt = a.attempt;
   const int64_t total = o.steps > 0 ? o.steps
                                     : static_cast<int64_t>(std::ceil(o.epochs * count_lines(o.data) /
                                                                      std::max<int64_t>(1, o.batch)));

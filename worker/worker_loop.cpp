@@ -30,6 +30,7 @@ class SessionReporter : public StageReporter {
     session_.send_checkpoint(step, path, sha256);
   }
   bool cancel_requested() const override { return session_.cancel_requested(); }
+  Status wait_for_lease(const std::atomic<bool>* stop) override { return session_.wait_for_lease(stop); }
 
  private:
   WorkerSession& session_;

@@ -36,6 +36,8 @@ struct WorkerSession::Impl {
   std::string worker_id;                    // guarded by mu
   std::string last_error;                   // guarded by mu
   bool hello_needed = false;                // guarded by mu: the scheduler forgot us
+  Clock::time_point last_heard;             // guarded by mu: the last message from the scheduler
+  bool fenced = false;                      // guarded by mu: writes wait for WELCOME's lease
   Clock::time_point next_heartbeat;         // I/O thread only
   std::atomic<bool> cancel{false};
   std::atomic<bool> stopping{false};
@@ -46,6 +48,9 @@ struct WorkerSession::Impl {
   void send(zmq::socket_t& socket, const Message& m);
   void handle(zmq::socket_t& socket, const Message& m);
   Message stage_message(MessageType type) const;  // REQUIRES: mu held
+  // Fences the running stage when the scheduler has been silent past the
+  // fence time (lease time less one interval). REQUIRES: mu held.
+  void fence_if_silent();
 };
 
 namespace {
@@ -88,6 +93,18 @@ StageAssignment assignment_from(const Message& m) {
   a.spec_json = m.fields.at("spec").dump();
   a.work_dir = m.str("work_dir");
   a.resume_checkpoint = m.str("resume_checkpoint");
+  // decode() checked that it is an array; its items are checked here (a
+  // malformed item is skipped: the newest intact one is looked for anyway).
+  if (m.has("resume_candidates")) {
+    for (const nlohmann::json& c : m.fields.at("resume_candidates")) {
+      if (!c.is_object() || !c.contains("path") || !c["path"].is_string()) continue;
+      ResumeCandidate rc;
+      rc.path = c["path"].get<std::string>();
+      if (c.contains("sha256") && c["sha256"].is_string()) rc.sha256 = c["sha256"].get<std::string>();
+      if (c.contains("step") && c["step"].is_number_integer()) rc.step = c["step"].get<int64_t>();
+      a.resume_candidates.push_back(std::move(rc));
+    }
+  }
   return a;
 }
 }  // namespace
@@ -121,6 +138,11 @@ Message WorkerSession::Impl::stage_message(MessageType type) const {
 
 void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
   std::unique_lock<std::mutex> lock(mu);
+  // A message after a silence longer than the fence time (this process was
+  // frozen, or the scheduler was) says nothing of the lease now: fence and
+  // ask. Only WELCOME confirms (below).
+  fence_if_silent();
+  if (!fenced) last_heard = Clock::now();
   switch (m.type) {
     case MessageType::kWelcome: {
       worker_id = m.str("worker_id");
@@ -134,6 +156,24 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
       ready_sent = false;
       // After a reconnect the scheduler hears again how the stage ended.
       if (final_report) send(socket, *final_report);
+      if (current && !final_report) {
+        // A WELCOME without "lease" (a scheduler that does not say) leaves
+        // the stage to the fencing of its messages (stale_attempt).
+        const nlohmann::json lease = m.has("lease") ? m.fields.at("lease") : nlohmann::json();
+        const bool held = !lease.is_object() ||
+                          (lease.value("stage_id", int64_t(0)) == current->stage_id &&
+                           lease.value("attempt", int64_t(0)) == current->attempt && lease.value("held", false));
+        if (held) {
+          if (fenced) log_info("worker: the scheduler confirmed the lease of stage %lld: writing again",
+                               static_cast<long long>(current->stage_id));
+        } else {
+          log_warn("worker: the lease of stage %lld attempt %lld is gone: stopping it",
+                   static_cast<long long>(current->stage_id), static_cast<long long>(current->attempt));
+          cancel = true;
+        }
+      }
+      fenced = false;
+      last_heard = Clock::now();
       break;
     }
     case MessageType::kHeartbeat:
@@ -141,6 +181,8 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
     case MessageType::kAssign: {
       final_report.reset();
       cancel = false;
+      fenced = false;
+      last_heard = Clock::now();
       current = assignment_from(m);
       assigned = current;
       want_ready = false;
@@ -192,10 +234,16 @@ void WorkerSession::Impl::io_loop() {
     }
     auto say_hello = [&] {
       Message hello = hello_message(options);
-      if (current && !final_report) {
+      // A finished stage is named too, until the next ASSIGN: its DONE or
+      // FAILED may not have reached the scheduler (it restarted, or the
+      // connection dropped), and a scheduler that heard nothing of the
+      // stage would release its lease and run it again (issue 19, F1).
+      // The report itself follows WELCOME.
+      if (current) {
         hello.fields["running"] = {{"job_id", current->job_id},
                                    {"stage_id", current->stage_id},
-                                   {"attempt", current->attempt}};
+                                   {"attempt", current->attempt},
+                                   {"finished", final_report.has_value()}};
       }
       send(*socket, hello);
       hello_needed = false;
@@ -282,6 +330,30 @@ Result<std::unique_ptr<WorkerSession>> WorkerSession::start(SessionOptions optio
     return Status::invalid_argument(
         "worker: the scheduler's key is set but this worker has no CURVE key pair (lema worker "
         "--curve-secret-file WORKER.key; its .pub goes into the scheduler's --curve-authorized directory)");
+  }
+  {
+    // A malformed endpoint or key fails the same way on every try: say so
+    // and stop, instead of reconnecting forever. (An unreachable scheduler
+    // does not fail here: connect is asynchronous, and the loop retries it.)
+    zmq::context_t probe_context(1);
+    zmq::socket_t probe(probe_context, zmq::socket_type::dealer);
+    probe.set(zmq::sockopt::linger, 0);
+    if (!options.curve_server_public_key.empty()) {
+      try {
+        probe.set(zmq::sockopt::curve_serverkey, options.curve_server_public_key);
+        probe.set(zmq::sockopt::curve_publickey, options.curve_public_key);
+        probe.set(zmq::sockopt::curve_secretkey, options.curve_secret_key);
+      } catch (const zmq::error_t& e) {
+        return Status::invalid_argument(std::string("worker: a CURVE key is not a 40-character Z85 key (") + e.what() +
+                                        "); `lema keys NAME` writes valid ones");
+      }
+    }
+    try {
+      probe.connect(options.endpoint);
+    } catch (const zmq::error_t& e) {
+      return Status::invalid_argument("worker: malformed scheduler endpoint '" + options.endpoint + "' (" + e.what() +
+                                      "); expected tcp://HOST:PORT");
+    }
   }
   if (options.heartbeat_interval_ms <= 0) options.heartbeat_interval_ms = protocol::kHeartbeatIntervalMs;
   if (options.heartbeat_liveness <= 0) options.heartbeat_liveness = protocol::kHeartbeatLiveness;
@@ -373,6 +445,28 @@ bool WorkerSession::flush(int timeout_ms) {
 }
 
 bool WorkerSession::cancel_requested() const { return impl_->cancel.load(); }
+
+void WorkerSession::Impl::fence_if_silent() {
+  const auto fence_after = std::chrono::milliseconds(options.heartbeat_interval_ms * (options.heartbeat_liveness - 1));
+  if (fenced || !current || final_report || Clock::now() - last_heard <= fence_after) return;
+  fenced = true;
+  hello_needed = true;  // the I/O thread asks the scheduler about the lease
+  log_warn("worker: no word from the scheduler for over %lld ms: stage %lld stops writing until it confirms the lease",
+           static_cast<long long>(fence_after.count()), static_cast<long long>(current->stage_id));
+}
+
+Status WorkerSession::wait_for_lease(const std::atomic<bool>* stop) {
+  Impl& d = *impl_;
+  std::unique_lock<std::mutex> lock(d.mu);
+  d.fence_if_silent();
+  while (d.fenced) {
+    if (d.cancel.load()) return Status::cancelled("fenced: the stage's lease was lost");
+    if (stop && stop->load()) return Status::cancelled("worker stopping while fenced");
+    d.cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  if (d.cancel.load()) return Status::cancelled("fenced: the stage's lease was lost");
+  return Status();
+}
 
 std::string WorkerSession::last_error() const {
   std::lock_guard<std::mutex> lock(impl_->mu);

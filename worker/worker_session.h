@@ -45,6 +45,14 @@ struct WorkerCapabilities {
 };
 
 // One stage handed out by ASSIGN.
+// A checkpoint the scheduler recorded for the stage, with the digest the
+// worker reported when it was written (checkpoint_digest.h).
+struct ResumeCandidate {
+  std::string path;    // checkpoints/step-N
+  std::string sha256;  // "files:<hex>" over every file, or the adapter's hex (older rows)
+  int64_t step = 0;
+};
+
 struct StageAssignment {
   int64_t job_id = 0;
   int64_t stage_id = 0;
@@ -52,7 +60,10 @@ struct StageAssignment {
   int64_t attempt = 0;    // fencing: every report carries it
   std::string spec_json;  // the job spec, normalised JSON
   std::string work_dir;   // the job's directory, on a filesystem every worker sees
-  std::string resume_checkpoint;  // "" or the path of checkpoints/step-N
+  std::string resume_checkpoint;  // "" or the path of checkpoints/step-N (the newest recorded)
+  // The recorded checkpoints, newest first: the train stage resumes from the
+  // newest intact one (F3 of issue 19).
+  std::vector<ResumeCandidate> resume_candidates;
 };
 
 struct SessionOptions {
@@ -102,6 +113,15 @@ class WorkerSession {
 
   // True once the scheduler sent CANCEL for the current stage.
   bool cancel_requested() const;
+  // Self-fencing (issue 19 F2), asked before every write of a stage: OK at
+  // once while the scheduler has been heard within the fence time (the
+  // lease time less one heartbeat interval, so the worker stops before the
+  // scheduler may hand the stage to another). Past it, the session asks the
+  // scheduler (HELLO naming the stage) and blocks until WELCOME says the
+  // lease is still held (OK) or not (kCancelled, and cancel_requested()),
+  // or until `stop` (kCancelled). Measured on this worker's own clock, so a
+  // worker frozen by SIGSTOP fences itself when it wakes.
+  Status wait_for_lease(const std::atomic<bool>* stop);
   // The last ERROR the scheduler sent ("code: text"), for diagnostics.
   std::string last_error() const;
   // True while the scheduler answers heartbeats.

@@ -1,4 +1,5 @@
 #include "common/base/file_util.h"
+#include "common/base/regular_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -23,9 +24,31 @@ Status status_from_errno(const std::string& context, int err) {
   }
 }
 
-Result<std::string> read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+Result<int> open_regular_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return status_from_errno(path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return status_from_errno(path, err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::invalid_argument(path + (S_ISDIR(st.st_mode) ? ": a directory, not a regular file"
+                                                                 : ": not a regular file"));
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    int err = errno;
+    ::close(fd);
+    return status_from_errno(path, err);
+  }
+  return fd;
+}
+
+Result<std::string> read_file(const std::string& path) {
+  LEMA_ASSIGN_OR_RETURN(int fd, open_regular_file(path));
   std::string out;
   char buf[1 << 16];
   for (;;) {
@@ -234,17 +257,12 @@ void MappedFile::close() {
 Status MappedFile::open(const std::string& path) {
   close();
   path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return status_from_errno(path, errno);
+  LEMA_ASSIGN_OR_RETURN(int fd, open_regular_file(path));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     int err = errno;
     ::close(fd);
     return status_from_errno(path, err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::invalid_argument(path + ": not a regular file");
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
@@ -326,6 +344,8 @@ Result<uint64_t> parse_bytes(const std::string& text) {
   else if (unit == "TB") mult = 1e12;
   else return Status::invalid_argument("unknown size unit in '" + text + "' (use B, KiB, MiB, GiB, KB, MB, GB)");
   if (!std::isfinite(v) || v < 0) return Status::invalid_argument("not a size: '" + text + "'");
+  // llround of a value beyond int64 is undefined: refuse it by name.
+  if (v * mult >= 9.2e18) return Status::invalid_argument("size '" + text + "' is too large");
   return static_cast<uint64_t>(std::llround(v * mult));
 }
 

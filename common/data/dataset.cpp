@@ -6,37 +6,12 @@
 
 #include "common/base/file_util.h"
 #include "common/base/log.h"
+#include "common/data/json_fields.h"
 
 namespace lema {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-bool blank(const std::string& s) {
-  for (char c : s)
-    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return false;
-  return true;
-}
-
-bool set_bad(BadLine* bad, LineError e, std::string detail) {
-  bad->error = e;
-  bad->detail = std::move(detail);
-  return false;
-}
-
-// Reads obj[key] as a non-empty single-line string.
-bool get_text(const nlohmann::json& obj, const char* key, bool single_line, std::string* out, BadLine* bad) {
-  auto it = obj.find(key);
-  if (it == obj.end()) return set_bad(bad, LineError::kMissingField, std::string("missing \"") + key + "\"");
-  if (!it->is_string())
-    return set_bad(bad, LineError::kWrongType,
-                   std::string("\"") + key + "\": expected a string, got " + it->type_name());
-  *out = it->get<std::string>();
-  if (blank(*out)) return set_bad(bad, LineError::kEmptyField, std::string("\"") + key + "\" is empty");
-  if (single_line && out->find('\n') != std::string::npos)
-    return set_bad(bad, LineError::kMultiline, std::string("\"") + key + "\" contains a newline");
-  return true;
-}
 
 std::string tags_removed(std::string s) {
   for (const char* tag : {kReplyOpenTag, kReplyCloseTag}) {
@@ -50,6 +25,7 @@ std::string tags_removed(std::string s) {
 }  // namespace
 
 std::string example_prompt(const Example& e) {
+  if (e.is_raw()) return e.raw_prompt;
   if (!e.is_chat()) return render_prompt(e.question);
   auto r = render_messages(e.messages);
   LEMA_CHECK_MSG(r.ok(), r.status().to_string());
@@ -57,11 +33,13 @@ std::string example_prompt(const Example& e) {
 }
 
 std::string example_reply(const Example& e) {
+  if (e.is_raw()) return e.raw_completion;
   if (!e.is_chat()) return render_reply(e.answer, e.explanation, e.confidence);
   return e.messages.back().content;
 }
 
 std::string example_question_key(const Example& e) {
+  if (e.is_raw()) return e.raw_prompt.empty() ? e.raw_completion : e.raw_prompt;
   if (!e.is_chat()) return e.question;
   std::string key;
   for (size_t i = 0; i + 1 < e.messages.size(); ++i) key += e.messages[i].role + "\x1f" + e.messages[i].content + "\x1e";
@@ -69,6 +47,7 @@ std::string example_question_key(const Example& e) {
 }
 
 std::string render_plain(const Example& e) {
+  if (e.is_raw()) return example_text(e) + "\n";
   if (!e.is_chat()) return "Question: " + e.question + "\nAnswer: " + e.answer + "\nExplanation: " + e.explanation + "\n";
   std::string question;
   for (const auto& m : e.messages)
@@ -82,7 +61,12 @@ std::string render_plain(const Example& e) {
 
 std::string example_to_json(const Example& e) {
   ojson j;
-  if (e.is_chat()) {
+  if (e.is_raw() && e.raw_prompt.empty()) {
+    j["text"] = e.raw_completion;
+  } else if (e.is_raw()) {
+    j["prompt"] = e.raw_prompt;
+    j["completion"] = e.raw_completion;
+  } else if (e.is_chat()) {
     j["messages"] = ojson::array();
     for (const auto& m : e.messages) j["messages"].push_back(ojson{{"role", m.role}, {"content", m.content}});
   } else {
@@ -120,97 +104,99 @@ const char* line_error_name(LineError e) {
   return "unknown";
 }
 
+std::string bad_line_where(const std::string& name, const BadLine& bad) {
+  return bad.element ? str_printf("%s: element %lld", name.c_str(), static_cast<long long>(bad.line))
+                     : str_printf("%s:%lld", name.c_str(), static_cast<long long>(bad.line));
+}
+
 bool parse_example_line(const std::string& line, Example* out, BadLine* bad) {
   nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return set_bad(bad, LineError::kBadJson, "not valid JSON (or not UTF-8)");
-  if (!j.is_object()) return set_bad(bad, LineError::kNotObject, std::string("expected an object, got ") + j.type_name());
-  Example e;
-  if (auto it = j.find("category"); it != j.end()) {
-    if (!it->is_string())
-      return set_bad(bad, LineError::kWrongType, std::string("\"category\": expected a string, got ") + it->type_name());
-    e.category = it->get<std::string>();
-  }
-  const bool has_q = j.contains("question"), has_m = j.contains("messages");
-  if (has_q && has_m) return set_bad(bad, LineError::kUnknownSchema, "both \"question\" and \"messages\"");
-  if (!has_q && !has_m)
-    return set_bad(bad, LineError::kUnknownSchema, "neither \"question\" nor \"messages\" (see docs/DATASET.md)");
-  if (has_q) {
-    if (!get_text(j, "question", false, &e.question, bad)) return false;
-    if (!get_text(j, "answer", true, &e.answer, bad)) return false;
-    if (!get_text(j, "explanation", true, &e.explanation, bad)) return false;
-    std::string conf;
-    if (!get_text(j, "confidence", true, &conf, bad)) return false;
-    auto c = parse_confidence(conf);
-    if (!c.ok()) return set_bad(bad, LineError::kBadConfidence, "\"confidence\": " + c.status().message());
-    e.confidence = *c;
-    // The reply must survive the strict validator (e.g. an answer holding
-    // "[/LEMA_REPLY]" or leading spaces that change after trimming).
-    ReplyCheck check = validate_reply(example_reply(e));
-    if (!check.ok() || check.reply.answer != e.answer || check.reply.explanation != e.explanation)
-      return set_bad(bad, LineError::kInvalidReply,
-                     std::string("the rendered reply does not round-trip through the validator (") +
-                         reply_error_name(check.error) + "): strip spaces and tags from the fields");
-  } else {
-    const nlohmann::json& m = j["messages"];
-    if (!m.is_array())
-      return set_bad(bad, LineError::kWrongType, std::string("\"messages\": expected an array, got ") + m.type_name());
-    if (m.empty()) return set_bad(bad, LineError::kBadMessages, "\"messages\" is empty");
-    for (size_t i = 0; i < m.size(); ++i) {
-      std::string where = "messages[" + std::to_string(i) + "]";
-      if (!m[i].is_object())
-        return set_bad(bad, LineError::kWrongType, where + ": expected an object, got " + m[i].type_name());
-      ChatMessage msg;
-      BadLine inner;
-      if (!get_text(m[i], "role", true, &msg.role, &inner)) return set_bad(bad, inner.error, where + ": " + inner.detail);
-      if (msg.role != "system" && msg.role != "user" && msg.role != "assistant")
-        return set_bad(bad, LineError::kUnknownRole, where + ": unknown role \"" + msg.role + "\"");
-      if (!get_text(m[i], "content", false, &msg.content, &inner))
-        return set_bad(bad, inner.error, where + ": " + inner.detail);
-      e.messages.push_back(std::move(msg));
-    }
-    auto r = render_messages(e.messages);
-    if (!r.ok()) return set_bad(bad, LineError::kBadMessages, r.status().message());
-  }
-  *out = std::move(e);
-  return true;
+  if (j.is_discarded()) return reject(bad, LineError::kBadJson, "not valid JSON (or not UTF-8)");
+  return parse_record(j, DataFormat::kLema, out, bad);
 }
+
+namespace {
+
+// Each record of the file as parsed JSON (discarded when it does not
+// parse), with its line (JSONL) or 1-based element (array).
+struct Record {
+  int64_t line = 0;
+  nlohmann::json json;
+};
+
+Result<std::vector<Record>> read_records(const std::string& text, const std::string& name, ImportResult* res) {
+  std::vector<Record> out;
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '[') {
+    // A JSON array file: one document, so a syntax error fails the file.
+    nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded())
+      return Status::invalid_argument(name + ": starts with '[' but is not a valid JSON array (nor JSONL)");
+    res->json_array = true;
+    for (size_t i = 0; i < doc.size(); ++i) out.push_back({static_cast<int64_t>(i + 1), std::move(doc[i])});
+    res->lines_total = static_cast<int64_t>(doc.size());
+    return out;
+  }
+  int64_t lines = 0;
+  // The callback never fails: a bad line is kept for the caller to count.
+  (void)for_each_line(text, name, [&](int64_t line_no, std::string_view view) {
+    lines = line_no;
+    const std::string line(view);
+    if (is_blank(line)) {
+      ++res->lines_blank;
+      return Status();
+    }
+    out.push_back({line_no, nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false)});
+    return Status();
+  });
+  res->lines_total = lines;
+  return out;
+}
+
+}  // namespace
 
 Result<ImportResult> import_jsonl_text(const std::string& text, const std::string& name,
                                        const ImportOptions& options) {
   ImportResult res;
-  std::unordered_set<std::string> seen;
-  int64_t lines = 0;
-  // The callback never fails: a bad line is counted and skipped.
-  (void)for_each_line(text, name, [&](int64_t line_no, std::string_view view) {
-    lines = line_no;
-    const std::string line(view);
-    if (blank(line)) {
-      ++res.lines_blank;
-      return Status();
+  LEMA_ASSIGN_OR_RETURN(std::vector<Record> records, read_records(text, name, &res));
+  res.format = options.format;
+  if (res.format == DataFormat::kAuto) {
+    res.format = DataFormat::kLema;
+    for (const Record& r : records) {
+      if (r.json.is_discarded()) continue;
+      res.format = detect_data_format(r.json);
+      break;
     }
+  }
+  if (res.format == DataFormat::kTokenized)
+    return Status::invalid_argument(name + ": pre-tokenized records (input_ids) are read by `lema train` as they are");
+  std::unordered_set<std::string> seen;
+  for (Record& r : records) {
     Example e;
     BadLine bad;
-    if (!parse_example_line(line, &e, &bad)) {
-      bad.line = line_no;
-      log_warn("%s:%lld: %s: %s", name.c_str(), static_cast<long long>(line_no), line_error_name(bad.error),
-               bad.detail.c_str());
+    bool ok = !r.json.is_discarded();
+    if (!ok) reject(&bad, LineError::kBadJson, "not valid JSON (or not UTF-8)");
+    if (ok) ok = parse_record(r.json, res.format, &e, &bad);
+    if (!ok) {
+      bad.line = r.line;
+      bad.element = res.json_array;
+      log_warn("%s: %s: %s", bad_line_where(name, bad).c_str(), line_error_name(bad.error), bad.detail.c_str());
       res.bad_by_reason[line_error_name(bad.error)]++;
       res.bad_lines.push_back(std::move(bad));
-      return Status();
+      continue;
     }
     if (!seen.insert(example_text(e)).second) {
       ++res.duplicates;
-      return Status();
+      continue;
     }
+    e.line = r.line;
     res.examples.push_back(std::move(e));
-    return Status();
-  });
-  res.lines_total = lines;
+  }
   if (options.strict && !res.bad_lines.empty()) {
     const BadLine& b = res.bad_lines.front();
-    return Status::invalid_argument(str_printf("%s:%lld: %s: %s (%zu bad line(s) in all; --strict)", name.c_str(),
-                                               static_cast<long long>(b.line), line_error_name(b.error),
-                                               b.detail.c_str(), res.bad_lines.size()));
+    return Status::invalid_argument(str_printf("%s: %s: %s (%zu bad line(s) in all; format %s)",
+                                               bad_line_where(name, b).c_str(), line_error_name(b.error),
+                                               b.detail.c_str(), res.bad_lines.size(), data_format_name(res.format)));
   }
   return res;
 }
@@ -227,7 +213,9 @@ DatasetStats compute_stats(const std::vector<Example>& examples) {
     ++s.examples;
     questions.insert(example_question_key(e));
     s.by_category[e.category.empty() ? "(none)" : e.category]++;
-    if (e.is_chat())
+    if (e.is_raw())
+      ++s.raw_examples;
+    else if (e.is_chat())
       ++s.chat_examples;
     else
       s.by_confidence[confidence_name(e.confidence)]++;

@@ -78,6 +78,8 @@ std::string dataset_stats_json(const BuiltDataset& d) {
   j["eval_questions_in_train"] = overlap;
   if (d.imported) {
     ojson im;
+    im["format"] = data_format_name(d.import.format);
+    im["json_array"] = d.import.json_array;
     im["lines_total"] = d.import.lines_total;
     im["lines_blank"] = d.import.lines_blank;
     im["bad_lines"] = d.import.bad_lines.size();
@@ -86,7 +88,7 @@ std::string dataset_stats_json(const BuiltDataset& d) {
     for (const auto& [k, v] : d.import.bad_by_reason) im["bad_by_reason"][k] = v;
     im["bad"] = ojson::array();
     for (const auto& b : d.import.bad_lines)
-      im["bad"].push_back(ojson{{"line", b.line}, {"reason", line_error_name(b.error)}, {"detail", b.detail}});
+      im["bad"].push_back(ojson{{b.element ? "element" : "line", b.line}, {"reason", line_error_name(b.error)}, {"detail", b.detail}});
     j["import"] = im;
   }
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

@@ -58,6 +58,94 @@ std::vector<TokenizedExample> tokenize_examples(const Tokenizer& tok, const std:
   return out;
 }
 
+nlohmann::ordered_json example_template_messages(const Example& e) {
+  LEMA_CHECK(!e.is_raw());
+  nlohmann::ordered_json m = nlohmann::ordered_json::array();
+  if (!e.is_chat()) {
+    m.push_back({{"role", "user"}, {"content", e.question}});
+    m.push_back({{"role", "assistant"}, {"content", render_reply(e.answer, e.explanation, e.confidence)}});
+    return m;
+  }
+  for (const auto& msg : e.messages) m.push_back({{"role", msg.role}, {"content", msg.content}});
+  return m;
+}
+
+Result<ChatTokens> tokenize_conversation(const ChatTemplate& chat_template, const Tokenizer& tok,
+                                         const nlohmann::ordered_json& messages, bool* last_turn_only) {
+  ChatRenderOptions options;
+  *last_turn_only = false;
+  Result<ChatTokens> chat = tokenize_chat(chat_template, tok, messages, options, /*last_assistant_only=*/false);
+  if (chat.ok()) return chat;
+  // Templates that rewrite history (see chat_template.h) still give an
+  // exact mask for the final turn.
+  Result<ChatTokens> last = tokenize_chat(chat_template, tok, messages, options, /*last_assistant_only=*/true);
+  if (!last.ok()) return chat.status();
+  *last_turn_only = true;
+  return last;
+}
+
+namespace {
+
+// One conversation through the template. Not cut to seq_len: the caller
+// counts the full length first.
+Result<TokenizedExample> tokenize_templated(const Tokenizer& tok, const ChatTemplate& tmpl, const Example& e,
+                                            bool* last_turn_only) {
+  LEMA_ASSIGN_OR_RETURN(ChatTokens chat, tokenize_conversation(tmpl, tok, example_template_messages(e), last_turn_only));
+  TokenizedExample out;
+  out.input_ids = std::move(chat.ids);
+  out.labels.resize(out.input_ids.size());
+  for (size_t i = 0; i < out.input_ids.size(); ++i) out.labels[i] = chat.loss_mask[i] ? out.input_ids[i] : kIgnoreLabel;
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<TokenizedExample>> tokenize_dataset(const Tokenizer& tok, const ChatTemplate* chat_template,
+                                                       const std::vector<Example>& examples, int32_t seq_len,
+                                                       TokenizeStats* stats) {
+  if (!chat_template) {
+    std::vector<TokenizedExample> out = tokenize_examples(tok, examples, seq_len, stats);
+    return out;
+  }
+  TokenizeStats s;
+  std::vector<TokenizedExample> out;
+  out.reserve(examples.size());
+  for (const auto& e : examples) {
+    TokenizedExample t;
+    int32_t full_len = 0;
+    if (e.is_raw()) {
+      t = tokenize_example(tok, e, seq_len);
+      full_len = static_cast<int32_t>(t.input_ids.size());
+      if (t.truncated) full_len = static_cast<int32_t>(tok.encode(example_text(e), false).size());
+    } else {
+      bool last_only = false;
+      Result<TokenizedExample> r = tokenize_templated(tok, *chat_template, e, &last_only);
+      if (!r.ok()) return r.status().with_context("line " + std::to_string(e.line));
+      t = std::move(r).value();
+      full_len = static_cast<int32_t>(t.input_ids.size());
+      if (full_len > seq_len) {
+        t.input_ids.resize(static_cast<size_t>(seq_len));
+        t.labels.resize(static_cast<size_t>(seq_len));
+        t.truncated = true;
+      }
+      if (last_only) ++s.last_turn_only;
+    }
+    int64_t labelled = std::count_if(t.labels.begin(), t.labels.end(), [](int32_t l) { return l != kIgnoreLabel; });
+    if (labelled == 0) {
+      ++s.dropped_no_labels;
+      continue;
+    }
+    if (t.truncated) ++s.truncated;
+    s.max_len = std::max(s.max_len, full_len);
+    ++s.examples;
+    s.tokens += static_cast<int64_t>(t.input_ids.size());
+    s.label_tokens += labelled;
+    out.push_back(std::move(t));
+  }
+  if (stats) *stats = s;
+  return out;
+}
+
 Batcher::Batcher(std::vector<TokenizedExample> examples, BatcherOptions options)
     : examples_(std::move(examples)), options_(options) {
   LEMA_CHECK(!examples_.empty());

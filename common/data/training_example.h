@@ -14,13 +14,24 @@
 // trainer's. In a packed row each example starts with BOS or prompt tokens
 // (labels -100), so no loss crosses from one example into the next.
 //
+// With the model's chat template (tokenize_dataset with a ChatTemplate),
+// conversations and question examples are rendered by the template
+// instead (common/text/chat_template.h): input_ids = the rendered text's
+// ids, labels on every assistant turn's content and end-of-turn token
+// (tokenize_chat's mask), no BOS/EOS added beyond what the template writes.
+// Raw examples (prompt-completion, text) never use the template.
+//
 // Thread-safety: functions are pure; a Batcher has one owner.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "common/base/status.h"
 #include "common/data/dataset.h"
+#include "common/text/chat_template.h"
 #include "common/text/tokenizer.h"
 
 namespace lema {
@@ -46,10 +57,32 @@ struct TokenizeStats {
   int64_t tokens = 0;             // over kept examples
   int64_t label_tokens = 0;       // tokens with a label (reply + EOS)
   int32_t max_len = 0;            // before truncation
+  // Template only: conversations whose earlier turns the template renders
+  // differently from a cut conversation (e.g. Qwen3's reasoning), trained
+  // on their last assistant turn alone.
+  int64_t last_turn_only = 0;
 };
 
 std::vector<TokenizedExample> tokenize_examples(const Tokenizer& tok, const std::vector<Example>& examples,
                                                 int32_t seq_len, TokenizeStats* stats);
+
+// The conversation a template renders for `e`: its messages, or for the
+// question schema [user: question, assistant: render_reply(...)] (the
+// template supplies its own system prompt). REQUIRES: !e.is_raw().
+nlohmann::ordered_json example_template_messages(const Example& e);
+
+// tokenize_chat over every assistant turn, or, when the template renders
+// history differently from a cut conversation, over the last assistant
+// turn alone (*last_turn_only set): what training and `lema template
+// render --mask` use.
+Result<ChatTokens> tokenize_conversation(const ChatTemplate& chat_template, const Tokenizer& tok,
+                                         const nlohmann::ordered_json& messages, bool* last_turn_only);
+
+// tokenize_examples, through `chat_template` when it is non-null (see the
+// header comment). Errors name the example's line (Example::line).
+Result<std::vector<TokenizedExample>> tokenize_dataset(const Tokenizer& tok, const ChatTemplate* chat_template,
+                                                       const std::vector<Example>& examples, int32_t seq_len,
+                                                       TokenizeStats* stats);
 
 // Where the batcher is: the next example is order(epoch)[index]. Store it
 // in a checkpoint to resume the exact data order.

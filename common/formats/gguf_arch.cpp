@@ -1,6 +1,7 @@
 #include "common/formats/gguf_arch.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -29,41 +30,53 @@ std::vector<std::pair<std::string, std::string>> with(std::vector<std::pair<std:
   return t;
 }
 
-// The table. Only entries marked verified have been loaded and compared in
-// llama.cpp; the others are written from llama.cpp's documented key and
-// tensor names and wait for the families' loaders in lema (ModelConfig
-// refuses them today) and for a check like the Llama one.
+// Gemma's sandwich: post_attention_layernorm is the norm after attention in
+// HF and llama.cpp alike; pre_feedforward_layernorm is llama.cpp's ffn_norm.
+std::vector<std::pair<std::string, std::string>> gemma_layer_tensors(bool qk_norm) {
+  std::vector<std::pair<std::string, std::string>> t = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"post_attention_layernorm.weight", "post_attention_norm.weight"},
+      {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+      {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  if (qk_norm) {
+    t.push_back({"self_attn.q_norm.weight", "attn_q_norm.weight"});
+    t.push_back({"self_attn.k_norm.weight", "attn_k_norm.weight"});
+  }
+  return t;
+}
+
+// The table. Entries marked verified have been loaded and compared in
+// llama.cpp (tests/integration/gguf_llama_cpp_test.cpp); phi3 is written from
+// llama.cpp's documented key and tensor names and waits for lema's loader
+// (ModelConfig refuses it today) and for the same check.
 const std::vector<GgufArch>& arch_table() {
   static const std::vector<GgufArch> table = {
       {"llama", "llama", /*permute_qk=*/true, /*verified=*/true, llama_layer_tensors(), {}},
       // llama.cpp runs Mistral as Llama; its sliding window has no Llama key
       // (lema refuses sequences longer than the window, llama.cpp does not).
       {"mistral", "llama", true, true, llama_layer_tensors(), {}},
-      {"qwen2", "qwen2", false, false,
+      // Qwen2/Qwen3 and Gemma rotate halves (llama.cpp's NEOX rope), as HF
+      // stores them: no permutation.
+      {"qwen2", "qwen2", false, true,
        with({{"self_attn.q_proj.bias", "attn_q.bias"},
              {"self_attn.k_proj.bias", "attn_k.bias"},
              {"self_attn.v_proj.bias", "attn_v.bias"}}),
        {}},
-      {"qwen3", "qwen3", false, false,
+      {"qwen3", "qwen3", false, true,
        with({{"self_attn.q_norm.weight", "attn_q_norm.weight"}, {"self_attn.k_norm.weight", "attn_k_norm.weight"}}),
        {}},
-      // Gemma 3 also needs its RMSNorm weights stored as 1 + w (HF keeps w)
-      // and the embedding scaled: not done by the exporter yet, so unverified.
-      {"gemma3_text", "gemma3", false, false,
-       {{"input_layernorm.weight", "attn_norm.weight"},
-        {"self_attn.q_proj.weight", "attn_q.weight"},
-        {"self_attn.k_proj.weight", "attn_k.weight"},
-        {"self_attn.v_proj.weight", "attn_v.weight"},
-        {"self_attn.o_proj.weight", "attn_output.weight"},
-        {"self_attn.q_norm.weight", "attn_q_norm.weight"},
-        {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-        {"post_attention_layernorm.weight", "post_attention_norm.weight"},
-        {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
-        {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
-        {"mlp.gate_proj.weight", "ffn_gate.weight"},
-        {"mlp.up_proj.weight", "ffn_up.weight"},
-        {"mlp.down_proj.weight", "ffn_down.weight"}},
-       {{"sliding_window", "attention.sliding_window", GgufValueType::kUint32, false}}},
+      // Gemma's keys (soft-capping, window, pattern) come from ModelConfig in
+      // add_gguf_model_metadata; its norms are stored as 1 + w.
+      {"gemma2", "gemma2", false, true, gemma_layer_tensors(false), {}, /*norm_plus_one=*/true},
+      {"gemma3_text", "gemma3", false, true, gemma_layer_tensors(true), {}, /*norm_plus_one=*/true},
       // Phi-3 fuses q/k/v and gate/up in HF and in llama.cpp alike.
       {"phi3", "phi3", false, false,
        {{"input_layernorm.weight", "attn_norm.weight"},
@@ -78,6 +91,39 @@ const std::vector<GgufArch>& arch_table() {
 }
 
 const char* kLayerPrefix = "model.layers.";
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const size_t k = std::strlen(suffix);
+  return s.size() >= k && s.compare(s.size() - k, k, suffix) == 0;
+}
+
+// llama.cpp's sliding layers for a period n (llama_hparams::set_swa_pattern):
+// layer il slides unless il % n == n - 1. 0 when no period gives `config`'s
+// layers (a config without a window slides nowhere: any period will do, the
+// window is written as the whole context).
+int64_t swa_period(const ModelConfig& c) {
+  if (c.sliding_window == 0) return -1;
+  for (int64_t n = 1; n <= c.n_layers + 1; ++n) {
+    bool same = true;
+    for (int64_t il = 0; il < c.n_layers && same; ++il) same = c.is_sliding(il) == (il % n < n - 1);
+    if (same) return n;
+  }
+  return 0;
+}
+
+// The head size llama.cpp's Gemma graphs scale q by (its f_attention_scale):
+// hidden / heads for the 27B models (recognised by their layer count), else
+// head_dim.
+int64_t gemma_scale_dim(const GgufArch& arch, const ModelConfig& c) {
+  const int64_t layers_27b = arch.name == "gemma2" ? 46 : 62;
+  return c.n_layers == layers_27b ? c.hidden_size / c.n_heads : c.head_dim;
+}
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
 
 }  // namespace
 
@@ -126,6 +172,55 @@ Result<std::string> gguf_tensor_name(const GgufArch& arch, const std::string& hf
     }
   }
   return Status::invalid_argument("export: tensor '" + hf_name + "' has no GGUF name for " + arch.model_type);
+}
+
+Status check_gguf_config(const GgufArch& arch, const ModelConfig& c, const std::string& source) {
+  auto refuse = [&](const std::string& key, const std::string& why) {
+    return Status::unsupported(source + ": key '" + key + "': " + why + " (GGUF " + arch.name +
+                               " cannot express it; exporting would give a model that answers differently)");
+  };
+  const std::string& a = arch.name;
+  if ((a == "qwen2" || a == "qwen3") && c.sliding_window > 0) {
+    return refuse("use_sliding_window", "sliding-window attention on layers from max_window_layers on; llama.cpp's " +
+                                            a + " attends to every position (the released Qwen configs set it false)");
+  }
+  if (a == "gemma2" || a == "gemma3") {
+    if (!c.tie_word_embeddings) {
+      return refuse("tie_word_embeddings", "false; llama.cpp's " + a + " always uses token_embd as the output");
+    }
+    const int64_t dim = gemma_scale_dim(arch, c);
+    if (std::fabs(c.query_pre_attn_scalar - static_cast<double>(dim)) > 1e-9) {
+      return refuse("query_pre_attn_scalar", num(c.query_pre_attn_scalar) + "; llama.cpp's " + a +
+                                                 " scales attention by " + std::to_string(dim) + "^-0.5");
+    }
+    // gemma2 reads a period (attention.sliding_window_pattern); gemma3's is 6.
+    bool expressible = swa_period(c) != 0;
+    for (int64_t il = 0; a == "gemma3" && c.sliding_window > 0 && il < c.n_layers; ++il) {
+      expressible = expressible && c.is_sliding(il) == (il % 6 < 5);
+    }
+    if (!expressible) {
+      return refuse("layer_types", std::string("sliding layers off llama.cpp's ") +
+                                       (a == "gemma2" ? "periodic pattern" : "pattern (every 6th layer global)"));
+    }
+  }
+  if (a == "gemma2" && (c.attn_logit_softcapping <= 0 || c.final_logit_softcapping <= 0)) {
+    return refuse(c.attn_logit_softcapping <= 0 ? "attn_logit_softcapping" : "final_logit_softcapping",
+                  "null; llama.cpp's gemma2 always soft-caps");
+  }
+  if (a == "gemma3") {
+    if (c.final_logit_softcapping > 0) {
+      return refuse("final_logit_softcapping", num(c.final_logit_softcapping) + "; not verified with llama.cpp");
+    }
+    if (c.sliding_window > 0 && std::fabs(c.rope_local_base_freq - 10000.0) > 1e-9) {
+      return refuse("rope_local_base_freq", num(c.rope_local_base_freq) +
+                                                "; llama.cpp's gemma3 uses 10000 on its sliding layers");
+    }
+  }
+  return Status();
+}
+
+bool gguf_norm_plus_one(const GgufArch& arch, const std::string& gguf_name) {
+  return arch.norm_plus_one && ends_with(gguf_name, "norm.weight");
 }
 
 int64_t gguf_rope_permute_heads(const GgufArch& arch, const ModelConfig& config, const std::string& hf_name) {
@@ -234,6 +329,17 @@ Status add_gguf_model_metadata(const GgufArch& arch, const ModelConfig& c, const
   if (c.rope_scaling.type == RopeScalingType::kLinear) {
     w->set(a + ".rope.scaling.type", GgufValue::string("linear"));
     w->set(a + ".rope.scaling.factor", GgufValue::f32(static_cast<float>(c.rope_scaling.factor)));
+  }
+  if (a == "gemma2" || a == "gemma3") {
+    // A config without a window: one as long as the context slides nowhere.
+    LEMA_RETURN_IF_ERROR(
+        u32("attention.sliding_window", c.sliding_window > 0 ? c.sliding_window : c.max_position_embeddings));
+    const int64_t period = swa_period(c);
+    if (a == "gemma2" && period > 0 && period != 2) LEMA_RETURN_IF_ERROR(u32("attention.sliding_window_pattern", period));
+  }
+  if (a == "gemma2") {
+    w->set(a + ".attn_logit_softcapping", GgufValue::f32(static_cast<float>(c.attn_logit_softcapping)));
+    w->set(a + ".final_logit_softcapping", GgufValue::f32(static_cast<float>(c.final_logit_softcapping)));
   }
   for (const GgufExtraKey& k : arch.extra_keys) {
     if (!config_json.is_object() || !config_json.contains(k.hf_key) || config_json[k.hf_key].is_null()) {

@@ -38,6 +38,9 @@ struct GgufArch {
   // Per-layer tensors: HF suffix after "model.layers.N." -> GGUF name after "blk.N.".
   std::vector<std::pair<std::string, std::string>> layer_tensors;
   std::vector<GgufExtraKey> extra_keys;
+  // Gemma's RMSNorm scales by (1 + w) and HF stores w; llama.cpp's norm
+  // scales by the weight, so its converter stores 1 + w (every *norm.weight).
+  bool norm_plus_one = false;
 };
 
 // The entry for `model_type`, or kUnsupported listing the known ones.
@@ -54,6 +57,16 @@ Result<std::string> gguf_tensor_name(const GgufArch& arch, const std::string& hf
 // Heads whose rows `hf_name` permutes (n_heads for q_proj, n_kv_heads for
 // k_proj) when arch.permute_qk, else 0. Also for LoRA B of those projections.
 int64_t gguf_rope_permute_heads(const GgufArch& arch, const ModelConfig& config, const std::string& hf_name);
+// Refuses a config whose maths llama.cpp's graph for `arch` cannot express
+// (it would load and answer differently), naming the config key: a sliding
+// window where llama.cpp has none (qwen2, qwen3), Gemma's attention scale
+// (llama.cpp derives it from head_dim, or hidden / heads for the 27B layer
+// count), sliding layers off llama.cpp's fixed pattern, Gemma 2 without
+// soft-capping (llama.cpp always caps), Gemma with an untied lm_head
+// (llama.cpp reuses token_embd). `source` names config.json.
+Status check_gguf_config(const GgufArch& arch, const ModelConfig& config, const std::string& source);
+// Whether the value of tensor `gguf_name` is stored as 1 + w (arch.norm_plus_one).
+bool gguf_norm_plus_one(const GgufArch& arch, const std::string& gguf_name);
 // Reorders the rows of a row-major [n_heads * head_dim, cols] matrix from the
 // rotate-half layout (per head: the first halves, then the second halves of
 // each rotary pair) to the interleaved one (pairs adjacent):

@@ -167,8 +167,11 @@ Status HfModel::load_shards() {
 }
 
 Status copy_hf_side_files(const std::string& from, const std::string& to_dir) {
+  // chat_template.jinja: the chat template newer models keep beside
+  // tokenizer_config.json; a merged model must answer through it too.
   static const char* const kSideFiles[] = {"tokenizer.json",          "tokenizer.model",   "tokenizer_config.json",
-                                           "special_tokens_map.json", "added_tokens.json", "generation_config.json"};
+                                           "special_tokens_map.json", "added_tokens.json", "generation_config.json",
+                                           "chat_template.jinja"};
   std::vector<std::pair<std::string, std::string>> copies;  // source, name in to_dir
   if (is_directory(from)) {
     for (const char* name : kSideFiles) {
@@ -179,7 +182,7 @@ Status copy_hf_side_files(const std::string& from, const std::string& to_dir) {
     const bool sp = base.size() > 6 && base.compare(base.size() - 6, 6, ".model") == 0;
     copies.emplace_back(from, sp ? "tokenizer.model" : "tokenizer.json");
     // Its settings (BOS/EOS, special tokens) sit next to it.
-    for (const char* name : {"tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"}) {
+    for (const char* name : {"tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja"}) {
       const std::string side = path_join(path_dirname(from), name);
       if (path_exists(side)) copies.emplace_back(side, name);
     }

@@ -17,12 +17,25 @@
 
 #include "common/formats/dtype.h"
 #include "common/formats/model_config.h"
+#include "common/formats/quant.h"
 #include "common/formats/safetensors.h"
 
 namespace lema {
 
 constexpr const char* kLayerFileFormat = "layer-file";
-constexpr int kLayerFileVersion = 1;
+// Version 2 adds quantized projections (`lema.quant`); an unquantized file
+// is still written as version 1, and both are read.
+constexpr int kLayerFileVersion = 2;
+
+// Metadata keys (docs/FORMATS.md).
+constexpr const char* kLayerFileMetaFormat = "lema.format";
+constexpr const char* kLayerFileMetaVersion = "lema.version";
+constexpr const char* kLayerFileMetaConfig = "lema.config";
+constexpr const char* kLayerFileMetaNLayers = "lema.n_layers";
+constexpr const char* kLayerFileMetaLayerRanges = "lema.layer_ranges";
+constexpr const char* kLayerFileMetaTied = "lema.tied";
+constexpr const char* kLayerFileMetaDType = "lema.dtype";
+constexpr const char* kLayerFileMetaQuant = "lema.quant";  // version 2: nf4, nf4-dq or int8
 // Data section start alignment (tensor data starts here; each layer start is
 // aligned too when all tensor sizes are multiples of it, as in real models).
 constexpr uint64_t kLayerFileAlignment = 64;
@@ -32,7 +45,8 @@ struct ByteRange {
   uint64_t nbytes = 0;
 };
 
-// A tensor of one decoder layer.
+// A tensor of one decoder layer as stored (a quantized projection's
+// companions are tensors of their own: "self_attn.q_proj.weight.absmax").
 struct LayerTensor {
   std::string suffix;  // "self_attn.q_proj.weight"
   DType dtype = DType::kF32;
@@ -59,8 +73,11 @@ class LayerFile {
   // nullptr when tied to the embedding.
   const TensorInfo* lm_head() const { return lm_head_ ? &*lm_head_ : nullptr; }
   bool tied() const { return !lm_head_.has_value(); }
-  // The dtype shared by every tensor, or nullopt when mixed.
+  // The dtype shared by every tensor, or nullopt when mixed (always for a
+  // quantized file: its codes are U8/I8).
   std::optional<DType> dtype() const { return dtype_; }
+  // How the projection weights are stored (kNone: as every other tensor).
+  QuantType quant() const { return quant_; }
   const SafetensorsHeader& header() const { return header_; }
   const std::string& path() const { return path_; }
   // Start of the mapped file (nullptr when opened without a map).
@@ -87,13 +104,25 @@ class LayerFile {
   TensorInfo final_norm_;
   std::optional<TensorInfo> lm_head_;
   std::optional<DType> dtype_;
+  QuantType quant_ = QuantType::kNone;
 };
+
+// Every tensor of a layer file of `config` as stored, in file order: the
+// model_tensor_specs, each projection weight replaced by its stored parts
+// when `quant` is not kNone (unquantized tensors: any_float).
+std::vector<StoredTensorSpec> stored_tensor_specs(const ModelConfig& config, QuantType quant);
+// Layer `layer`'s byte range from tensors in storage order (embed first,
+// `per_layer` stored tensors per layer).
+ByteRange layer_range_in(const std::vector<TensorInfo>& tensors, size_t layer, size_t per_layer);
+// The `lema.layer_ranges` value: [[offset, nbytes], ...]
+std::string layer_ranges_to_json(const std::vector<ByteRange>& ranges);
 
 // Progress of a conversion: bytes written so far of `total`.
 using ConvertProgressFn = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
 
 struct ConvertOptions {
   std::optional<DType> target;         // nullopt: keep each tensor's dtype
+  QuantType quant = QuantType::kNone;  // the seven projection weights of every layer
   ConvertProgressFn progress;          // may be empty
   uint64_t chunk_bytes = 16ull << 20;  // source bytes processed per step
 };

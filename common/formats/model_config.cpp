@@ -195,6 +195,7 @@ class ConfigParser {
         window = 0;
         break;
       case ModelFamily::kMistral:
+      case ModelFamily::kPhi3:  // Phi3Model: every layer slides when sliding_window is set
         if (!listed) slides.assign(static_cast<size_t>(n), true);
         break;
       case ModelFamily::kQwen2:
@@ -269,15 +270,19 @@ class ConfigParser {
       }
     }
     RopeScaling& rs = c->rope_scaling;
+    ConfigParser sub(*it, source_, std::string(key) + ".");
+    // transformers 5 keeps partial_rotary_factor beside the RoPE settings.
+    LEMA_RETURN_IF_ERROR(sub.get_double("partial_rotary_factor", &c->partial_rotary_factor));
     // rope_parameters always exists in transformers 5, with no type meaning none.
     if (type == "default" || (type.empty() && std::string(key) == "rope_parameters")) return Status();
     const std::string k = key;
+    // "su" is the name Phi-3's first configs gave longrope.
+    if (type == "longrope" || type == "su") return longrope(*it, k, c);
     if (type != "linear" && type != "llama3") {
       return Status::unsupported(source_ + ": key '" + k + "': type '" + type +
-                                 "' is not supported (supported: none, linear, llama3)");
+                                 "' is not supported (supported: none, linear, llama3, longrope/su for phi3)");
     }
     rs.type = type == "linear" ? RopeScalingType::kLinear : RopeScalingType::kLlama3;
-    ConfigParser sub(*it, source_, k + ".");
     if (it->find("factor") == it->end()) return error(k + ".factor", "missing");
     LEMA_RETURN_IF_ERROR(sub.get_double("factor", &rs.factor));
     if (rs.type == RopeScalingType::kLlama3) {
@@ -292,6 +297,85 @@ class ConfigParser {
     return Status();
   }
 
+  // LongRoPE (transformers' _compute_longrope_parameters): the factor
+  // lists, and optionally factor, attention_factor and the original length
+  // (else the top-level key, read in phi3()).
+  Status longrope(const json& obj, const std::string& k, ModelConfig* c) const {
+    if (c->family != ModelFamily::kPhi3) {
+      return Status::unsupported(source_ + ": key '" + k + "': type longrope is supported for phi3 only, not " +
+                                 family_info(c->family).model_type);
+    }
+    RopeScaling& rs = c->rope_scaling;
+    rs.type = RopeScalingType::kLongrope;
+    rs.original_max_position_embeddings = 0;  // phi3() takes the top-level key when this one is absent
+    ConfigParser sub(obj, source_, k + ".");
+    for (const char* name : {"short_factor", "long_factor"}) {
+      auto f = obj.find(name);
+      if (f == obj.end() || !f->is_array() || f->empty()) return sub.error(name, "expected a list of numbers");
+      std::vector<double>& out = std::string(name) == "short_factor" ? rs.short_factor : rs.long_factor;
+      out.clear();
+      for (const json& v : *f) {
+        if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0) {
+          return sub.error(name, "expected positive numbers, got " + v.dump());
+        }
+        out.push_back(v.get<double>());
+      }
+    }
+    if (auto f = obj.find("factor"); f != obj.end() && !f->is_null()) {
+      LEMA_RETURN_IF_ERROR(sub.get_double("factor", &rs.factor));
+      rs.factor_given = true;
+    }
+    LEMA_RETURN_IF_ERROR(sub.get_double("attention_factor", &rs.attention_factor));
+    LEMA_RETURN_IF_ERROR(sub.get_int("original_max_position_embeddings", kMaxDim * 64,
+                                     &rs.original_max_position_embeddings, false));
+    return Status();
+  }
+
+ public:
+  // Phi-3's keys: the original context length (top level), the rotary
+  // share, and dropouts lema does not apply (refused unless 0). Other
+  // families refuse a rotary share below 1 (their decoders rotate whole heads).
+  Status phi3(ModelConfig* c) const {
+    LEMA_RETURN_IF_ERROR(get_double("partial_rotary_factor", &c->partial_rotary_factor));
+    if (c->partial_rotary_factor > 1.0) return error("partial_rotary_factor", "must be in (0, 1]");
+    if (c->family != ModelFamily::kPhi3) {
+      if (c->partial_rotary_factor != 1.0) {
+        return Status::unsupported(source_ + ": key 'partial_rotary_factor' is not supported for model_type " +
+                                   family_info(c->family).model_type);
+      }
+      return Status();
+    }
+    const int64_t rd = c->rotary_dim();
+    if (rd < 2 || rd % 2 != 0) {
+      return error("partial_rotary_factor", "head_dim * partial_rotary_factor = " + std::to_string(rd) +
+                                                " must be an even number >= 2");
+    }
+    for (const char* key : {"resid_pdrop", "embd_pdrop", "attention_dropout"}) {
+      auto it = root_.find(key);
+      if (it != root_.end() && !it->is_null() && !(it->is_number() && it->get<double>() == 0)) {
+        return Status::unsupported(source_ + ": key '" + key + "': " + it->dump() +
+                                   " is not supported (lema applies no dropout there; only 0)");
+      }
+    }
+    RopeScaling& rs = c->rope_scaling;
+    if (rs.type != RopeScalingType::kLongrope) return Status();
+    if (rs.original_max_position_embeddings == 0) {
+      LEMA_RETURN_IF_ERROR(get_int("original_max_position_embeddings", kMaxDim * 64,
+                                   &rs.original_max_position_embeddings, false));
+    }
+    if (rs.original_max_position_embeddings == 0) {
+      return error("original_max_position_embeddings", "missing (longrope needs the pretrained context length)");
+    }
+    const size_t want = static_cast<size_t>(rd / 2);
+    if (rs.short_factor.size() != want || rs.long_factor.size() != want) {
+      return error("rope_scaling", "short_factor and long_factor must have rotary_dim / 2 = " + std::to_string(want) +
+                                       " values each, got " + std::to_string(rs.short_factor.size()) + " and " +
+                                       std::to_string(rs.long_factor.size()));
+    }
+    return Status();
+  }
+
+ private:
   const json& root_;
   std::string source_;
   std::string prefix_;  // "rope_scaling." or "rope_parameters." for nested keys
@@ -399,6 +483,7 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
     }
     LEMA_RETURN_IF_ERROR(p.sliding(&c));
     LEMA_RETURN_IF_ERROR(p.gemma(&c));
+    LEMA_RETURN_IF_ERROR(p.phi3(&c));
     return c;
   } catch (const json::exception& e) {
     return Status::invalid_argument(source + ": unexpected value: " + e.what());
@@ -429,8 +514,18 @@ std::string model_config_to_json(const ModelConfig& c) {
     j["rope_scaling"] = nullptr;
   } else {
     nlohmann::ordered_json rs;
-    rs["rope_type"] = c.rope_scaling.type == RopeScalingType::kLinear ? "linear" : "llama3";
-    rs["factor"] = c.rope_scaling.factor;
+    const RopeScaling& s = c.rope_scaling;
+    if (s.type == RopeScalingType::kLongrope) {
+      // Phi3Config's spelling: "type", the lists, the length at the top level.
+      rs["type"] = "longrope";
+      rs["short_factor"] = s.short_factor;
+      rs["long_factor"] = s.long_factor;
+      if (s.factor_given) rs["factor"] = s.factor;
+      if (s.attention_factor > 0) rs["attention_factor"] = s.attention_factor;
+    } else {
+      rs["rope_type"] = s.type == RopeScalingType::kLinear ? "linear" : "llama3";
+      rs["factor"] = s.factor;
+    }
     if (c.rope_scaling.type == RopeScalingType::kLlama3) {
       rs["low_freq_factor"] = c.rope_scaling.low_freq_factor;
       rs["high_freq_factor"] = c.rope_scaling.high_freq_factor;
@@ -464,6 +559,14 @@ std::string model_config_to_json(const ModelConfig& c) {
   switch (c.family) {
     case ModelFamily::kLlama: break;
     case ModelFamily::kMistral: j["sliding_window"] = window; break;
+    case ModelFamily::kPhi3:
+      j["sliding_window"] = window;
+      j["partial_rotary_factor"] = c.partial_rotary_factor;
+      if (c.rope_scaling.type == RopeScalingType::kLongrope)
+        j["original_max_position_embeddings"] = c.rope_scaling.original_max_position_embeddings;
+      j["resid_pdrop"] = 0.0;
+      j["embd_pdrop"] = 0.0;
+      break;
     case ModelFamily::kQwen2:
     case ModelFamily::kQwen3: {
       j["use_sliding_window"] = c.sliding_window > 0;
@@ -485,7 +588,7 @@ std::string model_config_to_json(const ModelConfig& c) {
       if (c.family == ModelFamily::kGemma3) j["rope_local_base_freq"] = c.rope_local_base_freq;
       break;
   }
-  if (c.family != ModelFamily::kLlama && c.family != ModelFamily::kMistral) {
+  if (c.family != ModelFamily::kLlama && c.family != ModelFamily::kMistral && c.family != ModelFamily::kPhi3) {
     nlohmann::ordered_json types = nlohmann::ordered_json::array();
     for (int64_t i = 0; i < c.n_layers; ++i) types.push_back(c.is_sliding(i) ? "sliding_attention" : "full_attention");
     j["layer_types"] = types;

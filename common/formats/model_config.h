@@ -12,11 +12,11 @@
 
 namespace lema {
 
-enum class RopeScalingType { kNone, kLinear, kLlama3 };
+enum class RopeScalingType { kNone, kLinear, kLlama3, kLongrope };
 
 // The families lema runs. Each is a row of the table in model_family.cpp:
 // the HF model_type and class, and the switches of the one decoder.
-enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kGemma2, kGemma3 };
+enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kGemma2, kGemma3, kPhi3 };
 
 struct RopeScaling {
   RopeScalingType type = RopeScalingType::kNone;
@@ -24,7 +24,18 @@ struct RopeScaling {
   // llama3 only
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
+  // llama3 and longrope
   int64_t original_max_position_embeddings = 8192;
+  // longrope (Phi-3, older name "su"): one factor per rotary dimension pair
+  // (rotary_dim / 2 each) dividing the frequencies; the short list serves a
+  // sequence of at most original_max_position_embeddings positions, the long
+  // one a longer sequence (transformers picks per forward by its length).
+  std::vector<double> short_factor, long_factor;
+  // longrope: the scale of cos and sin; 0 = derived as transformers does,
+  // sqrt(1 + ln(factor) / ln(original_max)) for factor > 1, where factor is
+  // `factor` when the config gives it, else max_position / original_max.
+  double attention_factor = 0.0;
+  bool factor_given = false;  // longrope: "factor" was in the config (kept on write)
 };
 
 struct ModelConfig {
@@ -68,11 +79,17 @@ struct ModelConfig {
   // "gelu_pytorch_tanh" (Gemma).
   std::string hidden_act = "silu";
 
+  // The share of each head that RoPE rotates (Phi-4-mini: 0.75); the rest
+  // passes through unrotated, as transformers' Phi3 does.
+  double partial_rotary_factor = 1.0;
+  int64_t rotary_dim() const { return static_cast<int64_t>(static_cast<double>(head_dim) * partial_rotary_factor); }
+
   // Switches derived from the family (model_family.cpp).
   bool qk_norm() const;          // RMSNorm per head on q and k before RoPE (Qwen3, Gemma 3)
   bool sandwich_norms() const;   // four norms per block (Gemma)
   bool unit_offset_norm() const; // RMSNorm scales by (1 + weight) (Gemma)
   bool scaled_embedding() const; // embeddings times sqrt(hidden) (Gemma)
+  bool fused_projections() const; // qkv_proj and gate_up_proj, one weight each (Phi-3)
   bool is_sliding(int64_t layer) const {
     return sliding_window > 0 && layer >= 0 && static_cast<size_t>(layer) < layer_sliding.size() &&
            layer_sliding[static_cast<size_t>(layer)];
@@ -86,7 +103,7 @@ struct ModelConfig {
 // Parses a config.json text. `source` names the file in error messages.
 // Refuses model types and architectures not in the family table, and any key
 // whose value asks for something the engine does not do (MLP biases, another
-// activation, a rope_scaling type other than none/linear/llama3, MoE...), with
+// activation, a rope_scaling type other than none/linear/llama3/longrope, MoE...), with
 // the key and what is supported. Errors name `source` and the key.
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
 Result<ModelConfig> load_model_config(const std::string& path);

@@ -25,6 +25,7 @@ struct FamilyInfo {
   bool unit_offset_norm;     // RMSNorm scales by (1 + weight)
   bool scaled_embedding;     // embeddings times sqrt(hidden)
   bool qkv_bias;             // q/k/v projections carry a bias whatever attention_bias says
+  bool fused_projections;    // qkv_proj = [q; k; v] and gate_up_proj = [gate; up] (Phi-3)
 };
 
 const FamilyInfo& family_info(ModelFamily family);

@@ -29,6 +29,9 @@ constexpr const char* kLmHeadName = "lm_head.weight";            // [vocab, hidd
 std::vector<std::string> layer_tensor_suffixes(const ModelConfig& config);
 // "model.layers.{layer}." + suffix
 std::string layer_tensor_name(int64_t layer, const std::string& suffix);
+// The inverse: "self_attn.q_proj.weight" of "model.layers.3.self_attn.q_proj.weight";
+// "" for a name outside the layers.
+std::string layer_suffix_of(const std::string& name);
 // Shape of a layer tensor given its suffix. REQUIRES: suffix is one of layer_tensor_suffixes(config).
 std::vector<int64_t> layer_tensor_shape(const ModelConfig& config, const std::string& suffix);
 // Every tensor of the model in storage order: embed, layer 0..N-1, norm, then

@@ -1,10 +1,13 @@
 #include "common/formats/model_presets.h"
 
+#include <cstring>
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "common/base/file_util.h"
 #include "common/formats/model_family.h"
+#include "common/formats/layer_file_writer.h"
 #include "common/formats/model_layout.h"
 #include "common/formats/safetensors.h"
 
@@ -74,6 +77,19 @@ Result<ModelConfig> tiny_family_preset(const std::string& name) {
       c.rope_scaling.factor = 8.0;
       c.tie_word_embeddings = true;
       break;
+    case ModelFamily::kPhi3: {
+      // Fused projections, a sliding window on every layer, LongRoPE with an
+      // original length of 20 (tests run 20 and 24 positions: both lists),
+      // and Phi-4-mini's partial rotary factor: 12 of 16 dimensions rotate.
+      c.layer_sliding = {true, true};
+      c.partial_rotary_factor = 0.75;
+      c.rope_scaling.type = RopeScalingType::kLongrope;
+      c.rope_scaling.original_max_position_embeddings = 20;
+      c.rope_scaling.short_factor = {1.0, 1.25, 1.5, 2.0, 3.0, 4.0};
+      c.rope_scaling.long_factor = {1.5, 2.5, 4.0, 8.0, 16.0, 32.0};
+      c.pad_token_id = 0;
+      break;
+    }
   }
   return c;
 }
@@ -134,7 +150,8 @@ Result<ModelConfig> model_preset(const std::string& name) {
 }
 
 std::vector<std::string> model_preset_names() {
-  return {"tiny", "mini", "compact", "small", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"};
+  return {"tiny", "mini", "compact", "small", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
+          "tiny-phi3"};
 }
 
 namespace {
@@ -166,6 +183,43 @@ void random_normal_for_tensor(const std::string& name, uint64_t seed, double std
   }
 }
 
+namespace {
+
+// Norm weights 1; matrices and biases normal(0, initializer_range)
+// (transformers zeroes biases: random ones make them visible in tests).
+void random_tensor_values(const TensorSpec& s, uint64_t seed, double std_dev, std::vector<float>& buf) {
+  size_t n = 1;
+  for (int64_t d : s.shape) n *= static_cast<size_t>(d);
+  buf.assign(n, 1.0f);
+  const bool bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;
+  if (s.shape.size() == 2 || bias) random_normal_for_tensor(s.name, seed, std_dev, buf.data(), n);
+}
+
+}  // namespace
+
+Status write_random_layer_file(const ModelConfig& config, const std::string& path, uint64_t seed, QuantType quant,
+                               DType dtype) {
+  const std::vector<TensorSpec> specs = model_tensor_specs(config);
+  LayerFileWriter w;
+  LEMA_RETURN_IF_ERROR(w.open(path, config, std::vector<DType>(specs.size(), dtype), quant));
+  std::vector<float> buf;  // one tensor: memory O(one layer), never the model
+  std::vector<uint8_t> cast;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    random_tensor_values(specs[i], seed, config.initializer_range, buf);
+    if (w.quantized(i)) {
+      LEMA_RETURN_IF_ERROR(w.write_quantized(i, [&](int64_t offset, int64_t n, float* dst) {
+        std::memcpy(dst, buf.data() + offset, static_cast<size_t>(n) * sizeof(float));
+        return Status();
+      }));
+      continue;
+    }
+    cast.resize(buf.size() * dtype_size(dtype));
+    LEMA_RETURN_IF_ERROR(convert_dtype(DType::kF32, buf.data(), dtype, cast.data(), buf.size()));
+    LEMA_RETURN_IF_ERROR(w.write_raw(specs[i].name, cast.data(), cast.size()));
+  }
+  return w.commit();
+}
+
 Status write_random_hf_model(const ModelConfig& config, const std::string& dir, uint64_t seed) {
   LEMA_RETURN_IF_ERROR(make_dirs(dir));
   ModelConfig c = config;
@@ -187,14 +241,8 @@ Status write_random_hf_model(const ModelConfig& config, const std::string& dir, 
   LEMA_RETURN_IF_ERROR(w.open(path));
   std::vector<float> buf;
   for (const auto& s : specs) {
-    size_t n = 1;
-    for (int64_t d : s.shape) n *= static_cast<size_t>(d);
-    // Norm weights 1; matrices and biases normal(0, initializer_range)
-    // (transformers zeroes biases: random ones make them visible in tests).
-    buf.assign(n, 1.0f);
-    const bool bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;
-    if (s.shape.size() == 2 || bias) random_normal_for_tensor(s.name, seed, c.initializer_range, buf.data(), n);
-    LEMA_RETURN_IF_ERROR(w.write_tensor(s.name, buf.data(), n * sizeof(float)));
+    random_tensor_values(s, seed, c.initializer_range, buf);
+    LEMA_RETURN_IF_ERROR(w.write_tensor(s.name, buf.data(), buf.size() * sizeof(float)));
   }
   return w.commit();
 }

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "common/formats/dtype.h"
 #include "common/formats/model_config.h"
+#include "common/formats/quant.h"
 
 namespace lema {
 
@@ -26,6 +28,14 @@ std::vector<std::string> model_preset_names();
 // Deterministic for a seed (own generator: splitmix64 + Box-Muller, so the
 // bytes do not depend on the standard library). Creates `dir` if needed.
 Status write_random_hf_model(const ModelConfig& config, const std::string& dir, uint64_t seed);
+
+// The same random model written straight into a layer file at `path`
+// (atomic): the projections quantized as `quant`, every other tensor in
+// `dtype`. One tensor at a time, so a 70B NF4 base is written without
+// ever holding the model. Equal, byte for byte, to write_random_hf_model
+// followed by `lema convert --dtype DTYPE --quant QUANT`.
+Status write_random_layer_file(const ModelConfig& config, const std::string& path, uint64_t seed, QuantType quant,
+                               DType dtype);
 
 // The i-th draw stream used above, exposed so tests can recompute a tensor:
 // fills `out` with `n` normal(0, std) values for tensor `name` and `seed`.

@@ -1,5 +1,7 @@
 #include "common/formats/safetensors.h"
 
+#include "common/base/regular_file.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -226,8 +228,7 @@ Result<SafetensorsHeader> parse_safetensors_header(const uint8_t* bytes, uint64_
 }
 
 Result<SafetensorsHeader> read_safetensors_header(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return status_from_errno(path, errno);
+  LEMA_ASSIGN_OR_RETURN(int fd, open_regular_file(path));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     int err = errno;

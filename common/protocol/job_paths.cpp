@@ -6,7 +6,7 @@ namespace lema {
 namespace {
 
 // The input fields of a spec, by (section, key).
-constexpr const char* kInputs[][2] = {{"model", "path"}, {"model", "tokenizer"}, {"data", "jsonl"}};
+constexpr const char* kInputs[][2] = {{"model", "path"}, {"model", "tokenizer"}, {"data", "jsonl"}, {"data", "path"}};
 
 Status check_one(const std::string& what, const std::string& path, const PathRoots& roots) {
   if (path.empty()) return Status();

@@ -11,6 +11,7 @@
 
 #include <toml++/toml.h>
 
+#include "common/base/bounds.h"
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 
@@ -92,6 +93,20 @@ class TableReader {
     if (ok) return Status();
     const toml::node* n = table_ ? table_->get(key) : nullptr;
     return error(key, n, what);
+  }
+  // REQUIRES: key was read; checks `value` against the shared bounds
+  // (common/base/bounds.h) of `bound_key` (default: key).
+  template <typename T>
+  Status bound(const char* key, T value, const char* bound_key = nullptr) {
+    Status s = check_bound(bound_key ? bound_key : key, value);
+    if (s.ok()) return s;
+    return require(key, false, s.message());
+  }
+  // REQUIRES: key was read; a name or path: no control characters.
+  Status name(const char* key, const std::string& value, bool required) {
+    Status s = check_name(value, required);
+    if (s.ok()) return s;
+    return require(key, false, s.message());
   }
   Status check_unknown() const {
     if (!table_) return Status();
@@ -183,7 +198,7 @@ bool array_from_json(const json& array, toml::array* out) {
 // Every section, key and range check of a spec, on a parsed TOML table
 // (from TOML text, or from JSON through toml_from_json).
 Result<JobSpec> spec_from_table(const toml::table& root, const std::string& source) {
-  static const char* kSections[] = {"job", "model", "data", "train", "eval", "merge", "resources"};
+  static const char* kSections[] = {"job", "model", "data", "train", "eval", "merge", "export", "resources"};
   for (const auto& [k, v] : root) {
     std::string name(k.str());
     bool known = false;
@@ -203,15 +218,18 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
   LEMA_RETURN_IF_ERROR(job.get("priority", &spec.job.priority));
   LEMA_RETURN_IF_ERROR(job.get("work_dir", &spec.job.work_dir));
   LEMA_RETURN_IF_ERROR(job.get("max_attempts", &spec.job.max_attempts));
-  LEMA_RETURN_IF_ERROR(job.require("name", !spec.job.name.empty(), "must not be empty"));
-  LEMA_RETURN_IF_ERROR(job.require("max_attempts", spec.job.max_attempts >= 1 && spec.job.max_attempts <= 100,
-                                   "must be between 1 and 100"));
+  LEMA_RETURN_IF_ERROR(job.name("name", spec.job.name, /*required=*/true));
+  LEMA_RETURN_IF_ERROR(job.name("work_dir", spec.job.work_dir, false));
+  LEMA_RETURN_IF_ERROR(job.bound("priority", spec.job.priority));
+  LEMA_RETURN_IF_ERROR(job.bound("max_attempts", spec.job.max_attempts));
   LEMA_RETURN_IF_ERROR(job.check_unknown());
   if (spec.job.work_dir.empty()) spec.job.work_dir = "runs/" + spec.job.name;
 
   TableReader model = reader("model");
   LEMA_RETURN_IF_ERROR(model.get("path", &spec.model.path));
   LEMA_RETURN_IF_ERROR(model.get("tokenizer", &spec.model.tokenizer));
+  LEMA_RETURN_IF_ERROR(model.name("path", spec.model.path, false));
+  LEMA_RETURN_IF_ERROR(model.name("tokenizer", spec.model.tokenizer, false));
   LEMA_RETURN_IF_ERROR(model.check_unknown());
   if (spec.model.path.empty()) {
     return Status::invalid_argument(source + ": [model] path is required (HF model dir or layer file)");
@@ -220,18 +238,37 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
   TableReader data = reader("data");
   LEMA_RETURN_IF_ERROR(data.get("builder", &spec.data.builder));
   LEMA_RETURN_IF_ERROR(data.get("jsonl", &spec.data.jsonl));
+  // `path` names the user's file as the other sections name theirs; `jsonl` is its older name.
+  std::string user_path;
+  LEMA_RETURN_IF_ERROR(data.get("path", &user_path));
+  if (data.has("path") && data.has("jsonl")) {
+    LEMA_RETURN_IF_ERROR(data.require("path", false, "give either path or jsonl (the same key), not both"));
+  }
+  if (data.has("path")) spec.data.jsonl = user_path;
+  LEMA_RETURN_IF_ERROR(data.get("format", &spec.data.format));
+  LEMA_RETURN_IF_ERROR(data.get("skip_bad", &spec.data.skip_bad));
   LEMA_RETURN_IF_ERROR(data.get("examples", &spec.data.examples));
   LEMA_RETURN_IF_ERROR(data.get("seed", &spec.data.seed));
   LEMA_RETURN_IF_ERROR(data.get("eval_fraction", &spec.data.eval_fraction));
-  if (data.has("jsonl") && data.has("builder")) {
-    LEMA_RETURN_IF_ERROR(data.require("jsonl", false, "give either builder or jsonl, not both"));
+  if ((data.has("jsonl") || data.has("path")) && data.has("builder")) {
+    LEMA_RETURN_IF_ERROR(data.require(data.has("path") ? "path" : "jsonl", false,
+                                      "give either builder or jsonl (your own data file, also named path), not both"));
   }
+  bool known_format = false;
+  std::string known_formats;
+  for (const char* name : kDataFormatNames) {
+    known_format = known_format || spec.data.format == name;
+    known_formats += (known_formats.empty() ? "" : ", ") + std::string(name);
+  }
+  LEMA_RETURN_IF_ERROR(data.require("format", known_format, "unknown format (known: " + known_formats + ")"));
+  LEMA_RETURN_IF_ERROR(data.require("format", spec.data.format == "auto" || !spec.data.jsonl.empty(),
+                                    "applies to your own data file ([data] path): the builder's format is fixed"));
   if (!spec.data.jsonl.empty()) spec.data.builder.clear();
   LEMA_RETURN_IF_ERROR(data.require("builder", spec.data.builder.empty() || spec.data.builder == "lema-reply",
                                     "unknown builder (known: lema-reply)"));
-  LEMA_RETURN_IF_ERROR(data.require("examples", spec.data.examples >= 1, "must be >= 1"));
-  LEMA_RETURN_IF_ERROR(data.require("eval_fraction", spec.data.eval_fraction >= 0 && spec.data.eval_fraction < 1,
-                                    "must be in [0, 1)"));
+  LEMA_RETURN_IF_ERROR(data.name("jsonl", spec.data.jsonl, false));
+  LEMA_RETURN_IF_ERROR(data.bound("examples", spec.data.examples));
+  LEMA_RETURN_IF_ERROR(data.bound("eval_fraction", spec.data.eval_fraction));
   LEMA_RETURN_IF_ERROR(data.check_unknown());
 
   TableReader train = reader("train");
@@ -254,38 +291,46 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
   LEMA_RETURN_IF_ERROR(train.get("checkpoint_every", &t.checkpoint_every));
   LEMA_RETURN_IF_ERROR(train.get_bytes("vram", &t.vram_bytes));
   LEMA_RETURN_IF_ERROR(train.get_bytes("ram", &t.ram_bytes));
-  LEMA_RETURN_IF_ERROR(train.require("steps", t.steps >= 0, "must be >= 0"));
-  LEMA_RETURN_IF_ERROR(train.require("epochs", t.epochs >= 1, "must be >= 1"));
-  LEMA_RETURN_IF_ERROR(train.require("lr", t.lr > 0 && t.lr < 1, "must be in (0, 1)"));
+  LEMA_RETURN_IF_ERROR(train.bound("steps", t.steps));
+  LEMA_RETURN_IF_ERROR(train.bound("epochs", t.epochs));
+  LEMA_RETURN_IF_ERROR(train.bound("lr", t.lr));
   LEMA_RETURN_IF_ERROR(train.require("schedule", one_of(t.schedule, {"constant", "linear", "cosine"}),
                                      "must be constant, linear or cosine"));
-  LEMA_RETURN_IF_ERROR(train.require("warmup", t.warmup >= 0, "must be >= 0"));
-  LEMA_RETURN_IF_ERROR(train.require("batch", t.batch >= 1, "must be >= 1"));
+  LEMA_RETURN_IF_ERROR(train.bound("warmup", t.warmup));
+  LEMA_RETURN_IF_ERROR(train.bound("batch", t.batch));
+  LEMA_RETURN_IF_ERROR(train.bound("micro_batch", t.micro_batch));
+  LEMA_RETURN_IF_ERROR(train.bound("seq_len", t.seq_len));
   // 0: the memory plan picks the split (with budgets), else the whole batch.
-  LEMA_RETURN_IF_ERROR(train.require("micro_batch",
-                                     t.micro_batch == 0 || (t.micro_batch >= 1 && t.batch % t.micro_batch == 0),
-                                     "must be 0 (auto) or divide batch"));
-  LEMA_RETURN_IF_ERROR(train.require("seq_len", t.seq_len >= 8, "must be >= 8"));
-  LEMA_RETURN_IF_ERROR(train.require("lora_r", t.lora_r >= 1, "must be >= 1"));
-  LEMA_RETURN_IF_ERROR(train.require("lora_dropout", t.lora_dropout >= 0 && t.lora_dropout < 1, "must be in [0, 1)"));
+  if (Status s = check_batch_shape(t.batch, t.micro_batch, t.seq_len); !s.ok()) {
+    return train.require("batch", false, s.message());
+  }
+  LEMA_RETURN_IF_ERROR(train.bound("lora_r", t.lora_r));
+  LEMA_RETURN_IF_ERROR(train.bound("lora_alpha", t.lora_alpha));
+  LEMA_RETURN_IF_ERROR(train.bound("lora_dropout", t.lora_dropout));
+  LEMA_RETURN_IF_ERROR(train.bound("vram", t.vram_bytes));
+  LEMA_RETURN_IF_ERROR(train.bound("ram", t.ram_bytes));
   for (const std::string& target : t.targets) {
     LEMA_RETURN_IF_ERROR(train.require(
-        "targets", one_of(target, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}),
-        "unknown target '" + target + "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"));
+        "targets",
+        one_of(target, {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj",
+                        "gate_up_proj"}),
+        "unknown target '" + target +
+            "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; Phi-3: qkv_proj, o_proj, gate_up_proj, "
+            "down_proj)"));
   }
   LEMA_RETURN_IF_ERROR(train.require("targets", !t.targets.empty(), "must not be empty"));
   LEMA_RETURN_IF_ERROR(train.require("dtype", one_of(t.dtype, {"auto", "fp32", "bf16", "fp16"}),
                                      "must be auto, fp32, bf16 or fp16"));
   LEMA_RETURN_IF_ERROR(train.require("device", one_of(t.device, {"auto", "cpu", "cuda"}), "must be auto, cpu or cuda"));
-  LEMA_RETURN_IF_ERROR(train.require("checkpoint_every", t.checkpoint_every >= 0, "must be >= 0"));
+  LEMA_RETURN_IF_ERROR(train.bound("checkpoint_every", t.checkpoint_every));
   LEMA_RETURN_IF_ERROR(train.check_unknown());
 
   TableReader eval = reader("eval");
   LEMA_RETURN_IF_ERROR(eval.get("enabled", &spec.eval.enabled));
   LEMA_RETURN_IF_ERROR(eval.get("questions", &spec.eval.questions));
   LEMA_RETURN_IF_ERROR(eval.get("max_new_tokens", &spec.eval.max_new_tokens));
-  LEMA_RETURN_IF_ERROR(eval.require("questions", spec.eval.questions >= 1, "must be >= 1"));
-  LEMA_RETURN_IF_ERROR(eval.require("max_new_tokens", spec.eval.max_new_tokens >= 1, "must be >= 1"));
+  LEMA_RETURN_IF_ERROR(eval.bound("questions", spec.eval.questions));
+  LEMA_RETURN_IF_ERROR(eval.bound("max_new_tokens", spec.eval.max_new_tokens));
   LEMA_RETURN_IF_ERROR(eval.check_unknown());
 
   TableReader merge = reader("merge");
@@ -294,12 +339,24 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
   LEMA_RETURN_IF_ERROR(merge.get_bytes("shard_size", &spec.merge.shard_size_bytes));
   LEMA_RETURN_IF_ERROR(merge.require("dtype", one_of(spec.merge.dtype, {"fp32", "bf16", "fp16"}),
                                      "must be fp32, bf16 or fp16"));
-  LEMA_RETURN_IF_ERROR(merge.require("shard_size", spec.merge.shard_size_bytes >= (1u << 20), "must be >= 1MiB"));
+  LEMA_RETURN_IF_ERROR(merge.bound("shard_size", spec.merge.shard_size_bytes));
   LEMA_RETURN_IF_ERROR(merge.check_unknown());
+
+  TableReader exp = reader("export");
+  LEMA_RETURN_IF_ERROR(exp.get("gguf", &spec.export_.gguf));
+  // The types engine/gguf_export.h builds (gguf_arch.h's parse_gguf_file_type;
+  // tests/worker/stage_options_test.cpp keeps the two lists equal).
+  LEMA_RETURN_IF_ERROR(exp.require("gguf", spec.export_.gguf.empty() ||
+                                               one_of(spec.export_.gguf, {"f32", "f16", "bf16", "q8_0", "q4_0"}),
+                                   "'" + spec.export_.gguf + "' is not built (known: f32, f16, bf16, q8_0, q4_0)"));
+  LEMA_RETURN_IF_ERROR(exp.require("gguf", spec.export_.gguf.empty() || spec.merge.enabled,
+                                   "needs [merge] enabled = true (the export reads the merged model)"));
+  LEMA_RETURN_IF_ERROR(exp.check_unknown());
 
   TableReader res = reader("resources");
   LEMA_RETURN_IF_ERROR(res.get_bytes("gpu_memory", &spec.resources.gpu_memory_bytes));
   LEMA_RETURN_IF_ERROR(res.get("cpu_ok", &spec.resources.cpu_ok));
+  LEMA_RETURN_IF_ERROR(res.bound("gpu_memory", spec.resources.gpu_memory_bytes));
   LEMA_RETURN_IF_ERROR(res.check_unknown());
   return spec;
 }
@@ -341,7 +398,8 @@ json JobSpec::to_json() const {
               {"max_attempts", job.max_attempts}};
   j["model"] = {{"path", model.path}, {"tokenizer", model.tokenizer}};
   j["data"] = {{"builder", data.builder}, {"jsonl", data.jsonl}, {"examples", data.examples},
-               {"seed", data.seed}, {"eval_fraction", data.eval_fraction}};
+               {"seed", data.seed}, {"eval_fraction", data.eval_fraction}, {"format", data.format},
+               {"skip_bad", data.skip_bad}};
   j["train"] = {{"seed", train.seed}, {"steps", train.steps}, {"epochs", train.epochs}, {"lr", train.lr},
                 {"schedule", train.schedule}, {"warmup", train.warmup}, {"batch", train.batch},
                 {"micro_batch", train.micro_batch}, {"seq_len", train.seq_len}, {"lora_r", train.lora_r},
@@ -350,6 +408,7 @@ json JobSpec::to_json() const {
                 {"checkpoint_every", train.checkpoint_every}, {"vram", train.vram_bytes}, {"ram", train.ram_bytes}};
   j["eval"] = {{"enabled", eval.enabled}, {"questions", eval.questions}, {"max_new_tokens", eval.max_new_tokens}};
   j["merge"] = {{"enabled", merge.enabled}, {"dtype", merge.dtype}, {"shard_size", merge.shard_size_bytes}};
+  j["export"] = {{"gguf", export_.gguf}};
   j["resources"] = {{"gpu_memory", resources.gpu_memory_bytes}, {"cpu_ok", resources.cpu_ok}};
   return j;
 }

@@ -19,6 +19,12 @@
 
 namespace lema {
 
+// The names of common/data/dataset_format.h's formats: the protocol does not
+// link the data library; tests/worker/data_format_spec_test.cpp checks
+// that both lists agree.
+inline constexpr const char* kDataFormatNames[] = {"auto", "lema", "messages", "sharegpt", "alpaca",
+                                                   "prompt-completion", "text", "tokenized"};
+
 struct JobSpec {
   struct Job {
     std::string name = "job";
@@ -32,7 +38,11 @@ struct JobSpec {
   } model;
   struct Data {
     std::string builder = "lema-reply";  // empty when jsonl is set
-    std::string jsonl;
+    std::string jsonl;  // the user's own data file (TOML key `path` or `jsonl`): JSONL or a JSON array
+    // The user file's record format (common/data/dataset_format.h names;
+    // kDataFormatNames), "auto": detected from its first record.
+    std::string format = "auto";
+    bool skip_bad = false;  // skip bad records (counted in stats.json) instead of failing the stage
     int64_t examples = 200;
     int64_t seed = 0;
     double eval_fraction = 0.1;
@@ -67,6 +77,11 @@ struct JobSpec {
     std::string dtype = "bf16";
     uint64_t shard_size_bytes = 2ull << 30;
   } merge;
+  // An export stage after merge: <work_dir>/model.<gguf>.gguf from the merged
+  // model (engine/gguf_export.h). Empty: no export stage.
+  struct Export {
+    std::string gguf;  // a GGUF file type that `lema export --type` builds
+  } export_;  // `export` is a C++ keyword
   struct Resources {
     uint64_t gpu_memory_bytes = 0;  // VRAM a worker must have for train/eval/merge
     bool cpu_ok = true;             // may run on a CPU-only worker

@@ -13,7 +13,7 @@ namespace {
 
 using nlohmann::json;
 
-enum class Kind { kStr, kInt, kNum, kBool, kObj, kAny };
+enum class Kind { kStr, kInt, kNum, kBool, kObj, kArr, kAny };
 struct Field {
   const char* name;
   Kind kind;
@@ -34,14 +34,14 @@ const std::vector<TypeInfo>& type_table() {
         {"version", Kind::kStr, false}, {"token", Kind::kStr, false}, {"running", Kind::kObj, false}}},
       {MessageType::kWelcome, "WELCOME", false,
        {{"worker_id", Kind::kStr, true}, {"heartbeat_interval_ms", Kind::kInt, true},
-        {"liveness", Kind::kInt, true}}},
+        {"liveness", Kind::kInt, true}, {"lease", Kind::kObj, false}}},
       {MessageType::kHeartbeat, "HEARTBEAT", false,
        {{"stage_id", Kind::kInt, false}, {"attempt", Kind::kInt, false}}},
       {MessageType::kReady, "READY", false, {}},
       {MessageType::kAssign, "ASSIGN", false,
        {{"job_id", Kind::kInt, true}, {"stage_id", Kind::kInt, true}, {"attempt", Kind::kInt, true},
         {"kind", Kind::kStr, true}, {"spec", Kind::kObj, true}, {"work_dir", Kind::kStr, true},
-        {"resume_checkpoint", Kind::kStr, false}}},
+        {"resume_checkpoint", Kind::kStr, false}, {"resume_candidates", Kind::kArr, false}}},
       {MessageType::kProgress, "PROGRESS", false,
        {{"stage_id", Kind::kInt, true}, {"attempt", Kind::kInt, true}, {"step", Kind::kInt, true},
         {"total_steps", Kind::kInt, false}, {"metrics", Kind::kObj, false}}},
@@ -58,7 +58,8 @@ const std::vector<TypeInfo>& type_table() {
         {"retryable", Kind::kBool, false}}},
       {MessageType::kCancel, "CANCEL", true,
        {{"job_id", Kind::kInt, false}, {"stage_id", Kind::kInt, false}, {"attempt", Kind::kInt, false}}},
-      {MessageType::kSubmit, "SUBMIT", true, {{"spec", Kind::kStr, true}, {"source", Kind::kStr, false}}},
+      {MessageType::kSubmit, "SUBMIT", true,
+       {{"spec", Kind::kStr, true}, {"source", Kind::kStr, false}, {"request_id", Kind::kStr, false}}},
       {MessageType::kList, "LIST", true, {{"state", Kind::kStr, false}, {"limit", Kind::kInt, false}}},
       {MessageType::kShow, "SHOW", true, {{"job_id", Kind::kInt, true}}},
       {MessageType::kLogs, "LOGS", true,
@@ -87,6 +88,7 @@ const char* kind_name(Kind k) {
     case Kind::kNum: return "a number";
     case Kind::kBool: return "a boolean";
     case Kind::kObj: return "a map";
+    case Kind::kArr: return "an array";
     case Kind::kAny: return "any value";
   }
   return "?";
@@ -99,6 +101,7 @@ bool kind_matches(Kind k, const json& v) {
     case Kind::kNum: return v.is_number();
     case Kind::kBool: return v.is_boolean();
     case Kind::kObj: return v.is_object();
+    case Kind::kArr: return v.is_array();
     case Kind::kAny: return true;
   }
   return false;

@@ -96,6 +96,46 @@ Result<ChatTemplate> ChatTemplate::from_source(const std::string& source, const 
   return c;
 }
 
+Result<std::optional<ChatTemplate>> ChatTemplate::find(const std::string& path) {
+  const std::string dir = is_directory(path) ? path : path_dirname(path);
+  const std::string config_file = path_join(dir, "tokenizer_config.json");
+  bool has = path_exists(path_join(dir, "chat_template.jinja"));
+  if (!has && path_exists(config_file)) {
+    LEMA_ASSIGN_OR_RETURN(ojson config, read_json(config_file));
+    auto it = config.find("chat_template");
+    has = it != config.end() && !it->is_null();
+  }
+  if (!has) return std::optional<ChatTemplate>();
+  LEMA_ASSIGN_OR_RETURN(ChatTemplate t, load(dir));
+  return std::optional<ChatTemplate>(std::move(t));
+}
+
+Result<ChatTemplate> ChatTemplate::load_override(const std::string& template_file, const std::string& model_dir) {
+  std::string source;
+  if (ends_with(template_file, ".jinja")) {
+    LEMA_ASSIGN_OR_RETURN(source, read_file(template_file));
+  } else {
+    LEMA_ASSIGN_OR_RETURN(ojson config, read_json(template_file));
+    auto it = config.find("chat_template");
+    if (it == config.end() || it->is_null()) return Status::not_found(template_file + ": has no chat_template");
+    LEMA_ASSIGN_OR_RETURN(source, pick_template(*it, template_file + ": chat_template", ""));
+  }
+  const std::string dir = is_directory(model_dir) ? model_dir : path_dirname(model_dir);
+  const std::string config_file = path_join(dir, "tokenizer_config.json");
+  ojson config = ojson::object();
+  if (path_exists(config_file)) {
+    LEMA_ASSIGN_OR_RETURN(config, read_json(config_file));
+  }
+  return from_source(source, template_file, special_tokens_of(config));
+}
+
+Result<std::optional<ChatTemplate>> ChatTemplate::select(const std::string& template_file,
+                                                         const std::string& model_dir) {
+  if (template_file.empty()) return find(model_dir);
+  LEMA_ASSIGN_OR_RETURN(ChatTemplate t, load_override(template_file, model_dir));
+  return std::optional<ChatTemplate>(std::move(t));
+}
+
 Result<ChatTemplate> ChatTemplate::load(const std::string& path, const std::string& template_name) {
   std::string dir, config_path, jinja_path;
   if (is_directory(path)) {

@@ -40,6 +40,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,20 @@ class ChatTemplate {
   // Special tokens come from the tokenizer_config.json in that directory
   // (strings or AddedToken objects {"content": ...}).
   static Result<ChatTemplate> load(const std::string& path, const std::string& template_name = "");
+  // The template of a model or tokenizer directory (or of the directory of
+  // a file such as tokenizer.json) when it has one: chat_template.jinja, or
+  // a tokenizer_config.json whose "chat_template" is set. nullopt when it
+  // has none (callers fall back to lema's format and say so); a template
+  // that is there but does not load is an error.
+  static Result<std::optional<ChatTemplate>> find(const std::string& path);
+  // A user's template (`--template FILE`: a .jinja file, or a
+  // tokenizer_config.json whose chat_template is used) with the special
+  // tokens of the model's tokenizer_config.json in `model_dir` (none when
+  // it has no such file).
+  static Result<ChatTemplate> load_override(const std::string& template_file, const std::string& model_dir);
+  // What `--template FILE` and a model directory give together: the
+  // override when `template_file` is set, else find(model_dir).
+  static Result<std::optional<ChatTemplate>> select(const std::string& template_file, const std::string& model_dir);
   // `special_tokens`: e.g. {"bos_token": "<s>", "eos_token": "</s>"}.
   static Result<ChatTemplate> from_source(const std::string& source, const std::string& name,
                                           const nlohmann::ordered_json& special_tokens);

@@ -10,6 +10,7 @@
 
 #include <cmath>
 
+#include "common/formats/model_presets.h"
 #include "engine/layer_source.h"
 
 namespace lema::engine {
@@ -196,13 +197,34 @@ TEST(Lora, InitIsPeftKaimingUniformAndZeroB) {
 }
 
 TEST(Lora, ParseTargets) {
-  auto t = parse_lora_targets("v_proj, q_proj");
+  const ModelConfig llama = model_preset("tiny").value();
+  auto t = parse_lora_targets("v_proj, q_proj", llama);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(lora_targets_to_string(*t), "q_proj,v_proj");
-  EXPECT_EQ(parse_lora_targets("all")->size(), 7u);
-  auto bad = parse_lora_targets("q_proj,qkv");
+  EXPECT_EQ(parse_lora_targets("all", llama)->size(), 7u);
+  auto bad = parse_lora_targets("q_proj,qkv", llama);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("'qkv'"), std::string::npos);
+  // The fused names are Phi-3's; the Llama layout refuses them and back.
+  bad = parse_lora_targets("qkv_proj", llama);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("llama"), std::string::npos) << bad.status().message();
+  const ModelConfig phi = model_preset("tiny-phi3").value();
+  EXPECT_EQ(lora_targets_to_string(parse_lora_targets("all", phi).value()), "qkv_proj,o_proj,gate_up_proj,down_proj");
+  EXPECT_EQ(lora_targets_to_string(parse_lora_targets("gate_up_proj,qkv_proj", phi).value()), "qkv_proj,gate_up_proj");
+  bad = parse_lora_targets("q_proj,v_proj", phi);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'q_proj'"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("qkv_proj"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("phi3"), std::string::npos) << bad.status().message();
+  // Without a model any family's names parse; the model's check refuses the others.
+  const auto names = parse_lora_target_names("qkv_proj,q_proj").value();
+  EXPECT_FALSE(check_lora_targets(phi, names).ok());
+  EXPECT_FALSE(check_lora_targets(llama, names).ok());
+  EXPECT_TRUE(check_lora_targets(phi, parse_lora_target_names("qkv_proj,down_proj").value()).ok());
+  // The fused shapes: one pair over the whole fused output.
+  EXPECT_EQ(lora_target_shape(phi, LoraTarget::kQkv), std::make_pair(phi.q_dim() + 2 * phi.kv_dim(), phi.hidden_size));
+  EXPECT_EQ(lora_target_shape(phi, LoraTarget::kGateUp), std::make_pair(2 * phi.intermediate_size, phi.hidden_size));
 }
 
 }  // namespace

@@ -154,6 +154,25 @@ TEST(MemoryPlanner, SmallShape) {
   EXPECT_EQ(plan_memory(r).value().n_micro, 2);
 }
 
+// Issue 19: on the CPU the device tier is host memory, so --ram bounds it;
+// `lema train --ram 1KiB` on the CPU planned everything resident and ran.
+TEST(MemoryPlanner, RamBoundsTheCpuDeviceTierToo) {
+  PlanRequest r = request_7b(1, 512, 0, 1024);
+  r.cuda = false;
+  auto refused = plan_memory(r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("over --ram 1.0 KiB"), std::string::npos) << refused.status().to_string();
+  // Enough RAM for the whole plan: accepted, and the plan fits it.
+  r.ram_budget = 64 * kGiB;
+  auto fits = plan_memory(r);
+  ASSERT_TRUE(fits.ok()) << fits.status().to_string();
+  EXPECT_LE(fits->device_bytes + fits->host_bytes, r.ram_budget);
+  // On CUDA the device tier is the GPU's: --ram alone bounds only the host.
+  r.cuda = true;
+  r.ram_budget = 1024;
+  EXPECT_TRUE(plan_memory(r).ok());
+}
+
 // Inference (eval, generation): a KV cache instead of LoRA state and
 // boundary activations; the batch shrinks before the plan gives up.
 InferenceRequest inference_7b(int64_t batch, int64_t context, uint64_t vram, uint64_t ram = 0) {
@@ -255,11 +274,30 @@ TEST(MemoryPlannerFamilies, LayerBytesCountTheFamilysTensors) {
   // 4 norms of 2560, q/k norms of 256.
   EXPECT_EQ(layer_weight_bytes(fixture("gemma-3-4b-it-text.json"), 2),
             2ull * (2ull * 2048 * 2560 + 2ull * 1024 * 2560 + 3ull * 2560 * 10240 + 4 * 2560 + 2 * 256));
+  // Phi-3.5-mini: qkv_proj 9216 x 3072, o 3072^2, gate_up_proj 16384 x 3072,
+  // down 3072 x 8192, 2 norms.
+  EXPECT_EQ(layer_weight_bytes(fixture("phi-3.5-mini-instruct.json"), 2),
+            2ull * (9216ull * 3072 + 3072ull * 3072 + 16384ull * 3072 + 3072ull * 8192 + 2 * 3072));
+}
+
+TEST(MemoryPlannerFamilies, LoraCountsTheFusedShapes) {
+  // Phi-3.5-mini, r 16, its four targets over 32 layers: qkv (3072 + 9216),
+  // o (3072 + 3072), gate_up (3072 + 16384), down (8192 + 3072) per rank.
+  const ModelConfig phi = fixture("phi-3.5-mini-instruct.json");
+  const uint64_t per_layer = 16ull * ((3072 + 9216) + (3072 + 3072) + (3072 + 16384) + (8192 + 3072));
+  EXPECT_EQ(lora_parameter_count(phi, 16, 4), 32 * per_layer);
+  EXPECT_EQ(lora_parameter_count(phi, 16, kNumLoraTargets), 32 * per_layer);  // "all" is the family's four
+  EXPECT_EQ(lora_parameter_count(phi, 16, 2), 32 * per_layer / 2);
+  // The Llama layout's seven are unchanged (Llama-3.2-1B: q 2048, kv 512, I 8192).
+  const ModelConfig l = fixture("llama-3.2-1b.json");
+  EXPECT_EQ(lora_parameter_count(l, 8, 7),
+            16ull * 8 * ((2048 + 2048) + 2 * (2048 + 512) + (2048 + 2048) + 3 * (2048 + 8192)));
 }
 
 TEST(MemoryPlannerFamilies, RealModelsPlan) {
   for (const char* name : {"qwen2.5-7b-instruct.json", "qwen3-8b.json", "gemma-3-4b-it-text.json",
-                           "mistral-7b-v0.3.json", "llama-3.1-8b-instruct.json", "llama-3.2-1b.json"}) {
+                           "mistral-7b-v0.3.json", "llama-3.1-8b-instruct.json", "llama-3.2-1b.json",
+                           "phi-3.5-mini-instruct.json"}) {
     PlanRequest r;
     r.config = fixture(name);
     r.batch = 8;
@@ -305,6 +343,51 @@ TEST(MemoryPlannerFamilies, BigVocabularyHeadsStreamAtFourGiB) {
   auto refused = plan_memory(tiny);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("head streamed"), std::string::npos) << refused.status().message();
+}
+
+}  // namespace
+}  // namespace lema::engine
+
+namespace lema::engine {
+namespace {
+
+// An NF4 base (lema convert --quant nf4, bf16 norms): host memory and slots
+// hold the stored bytes, the device adds one bf16 layer and the chunk's
+// temporaries for the dequantization; no graphs are kept.
+TEST(MemoryPlannerQuant, Nf4LayersAreCountedAsStored) {
+  // 7B projections: 4 x 4096^2 + 3 x 4096 x 11008 = 202,375,168 weights;
+  // codes half a byte each, an fp32 absmax per 64; two bf16 norms.
+  const uint64_t stored = 202375168ull / 2 + 202375168ull / 64 * 4 + 2 * 4096 * 2;
+  EXPECT_EQ(stored, 113852416ull);
+  PlanRequest plain = request_7b(8, 2048, 6 * kGiB);
+  plain.device_memory = 80 * kGiB;
+  PlanRequest nf4 = plain;
+  nf4.stored_layer_bytes = stored;
+  nf4.quant = "nf4";
+  auto p = plan_memory(plain);
+  auto q = plan_memory(nf4);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  ASSERT_TRUE(q.ok()) << q.status().to_string();
+  EXPECT_EQ(q->layer_bytes, stored);
+  // One bf16 layer (404,766,720 bytes) + 4M weights x 20 bytes of temporaries.
+  EXPECT_EQ(q->dequant_bytes, 404766720ull + (4ull << 20) * 20);
+  EXPECT_EQ(p->dequant_bytes, 0u);
+  EXPECT_GT(q->resident_layers, p->resident_layers);
+  EXPECT_EQ(q->kept_graph_layers, 0);
+  EXPECT_LT(q->host_bytes, p->host_bytes);
+  EXPECT_LE(q->device_bytes, 6 * kGiB);
+  EXPECT_NE(q->to_string().find("nf4 as stored"), std::string::npos) << q->to_string();
+  // Inference the same way.
+  InferenceRequest ir;
+  ir.config = llama2_7b();
+  ir.vram_budget = 4 * kGiB;
+  ir.stored_layer_bytes = stored;
+  ir.quant = "nf4";
+  auto inf = plan_inference_memory(ir);
+  ASSERT_TRUE(inf.ok()) << inf.status().to_string();
+  EXPECT_EQ(inf->layer_bytes, stored);
+  EXPECT_GT(inf->dequant_bytes, 0u);
+  EXPECT_LE(inf->device_bytes, 4 * kGiB);
 }
 
 }  // namespace

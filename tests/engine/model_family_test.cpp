@@ -2,7 +2,9 @@
 // decoder, in fp64 on the tiny-<family> presets (each family's features on:
 // q/k/v bias, q/k norms, Gemma's four (1 + w) norms, scaled embeddings,
 // tanh-GELU, soft-capping, query_pre_attn_scalar, sliding windows shorter
-// than the sequence, Gemma 3's local RoPE base):
+// than the sequence, Gemma 3's local RoPE base, Phi-3's fused qkv/gate_up
+// projections with one LoRA pair each, LongRoPE on both sides of
+// original_max_position_embeddings and a partial rotary factor):
 //   * one decoder layer against a loop-by-loop implementation of Hugging
 //     Face's formulas written here;
 //   * the whole model: the head (embedding scale, final norm, soft-capping)
@@ -30,7 +32,7 @@ namespace lema::engine {
 namespace {
 
 const std::vector<std::string> kPresets = {"tiny", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2",
-                                           "tiny-gemma3"};
+                                           "tiny-gemma3", "tiny-phi3"};
 
 ModelConfig preset(const std::string& name) {
   auto c = model_preset(name);
@@ -58,6 +60,7 @@ LoraAdapter random_adapter(const ModelConfig& c) {
   LoraConfig lc;
   lc.r = 3;
   lc.alpha = 5;
+  lc.targets = family_lora_targets(c);
   LoraAdapter adapter = LoraAdapter::init(c, lc, 1, at::kDouble, at::kCPU);
   test_models::randomize_lora_b(adapter, lc.r, 0.2, 9);
   return adapter;
@@ -65,15 +68,27 @@ LoraAdapter random_adapter(const ModelConfig& c) {
 
 // ---- The reference: Hugging Face's formulas in loops, plain doubles.
 
-std::vector<double> ref_inv_freq(const ModelConfig& c, bool local) {
+// long_context: LongRoPE's long list (a sequence past original_max_position_embeddings).
+std::vector<double> ref_inv_freq(const ModelConfig& c, bool local, bool long_context) {
   std::vector<double> out;
-  for (int64_t i = 0; i < c.head_dim; i += 2) {
+  const int64_t rd = c.rotary_dim();
+  for (int64_t i = 0; i < rd; i += 2) {
     const double base = local ? c.rope_local_base_freq : c.rope_theta;
-    double f = 1.0 / std::pow(base, static_cast<double>(i) / c.head_dim);
+    double f = 1.0 / std::pow(base, static_cast<double>(i) / rd);
     if (!local && c.rope_scaling.type == RopeScalingType::kLinear) f /= c.rope_scaling.factor;
+    if (c.rope_scaling.type == RopeScalingType::kLongrope)
+      f /= (long_context ? c.rope_scaling.long_factor : c.rope_scaling.short_factor)[static_cast<size_t>(i / 2)];
     out.push_back(f);
   }
   return out;
+}
+
+// LongRoPE's scale of cos and sin: sqrt(1 + ln(s) / ln(L)), s = max / L.
+double ref_rope_scaling(const ModelConfig& c) {
+  if (c.rope_scaling.type != RopeScalingType::kLongrope) return 1.0;
+  const double orig = static_cast<double>(c.rope_scaling.original_max_position_embeddings);
+  const double s = static_cast<double>(c.max_position_embeddings) / orig;
+  return s <= 1 ? 1.0 : std::sqrt(1 + std::log(s) / std::log(orig));
 }
 
 // RMSNorm of one vector: HF's LlamaRMSNorm, or Gemma's with (1 + w).
@@ -105,23 +120,34 @@ double ref_gelu_tanh(double g) {
 // One sequence x [T, H] through layer `layer`.
 at::Tensor ref_layer(const at::Tensor& x, const LayerWeights& w, const LayerLora& lora, const ModelConfig& c,
                      int64_t layer) {
-  const int64_t T = x.size(0), hd = c.head_dim, half = hd / 2, n_rep = c.n_heads / c.n_kv_heads;
+  const int64_t T = x.size(0), hd = c.head_dim, rd = c.rotary_dim(), half = rd / 2, n_rep = c.n_heads / c.n_kv_heads;
   const bool sliding = c.is_sliding(layer);
-  const auto inv_freq = ref_inv_freq(c, sliding && c.rope_local_base_freq > 0);
+  const bool long_context =
+      c.rope_scaling.type == RopeScalingType::kLongrope && T > c.rope_scaling.original_max_position_embeddings;
+  const auto inv_freq = ref_inv_freq(c, sliding && c.rope_local_base_freq > 0, long_context);
+  const double rope_scale = ref_rope_scaling(c);
   auto rope = [&](const at::Tensor& v, int64_t pos) {
-    at::Tensor out = at::empty_like(v);
-    for (int64_t j = 0; j < hd; ++j) {
+    at::Tensor out = v.clone();  // dimensions past rd pass unrotated
+    for (int64_t j = 0; j < rd; ++j) {
       // HF computes the angle in float32.
       const double ang = static_cast<float>(static_cast<float>(pos) * static_cast<float>(inv_freq[j % half]));
       const double rot = j < half ? -v[j + half].item<double>() : v[j - half].item<double>();
-      out[j] = v[j].item<double>() * std::cos(ang) + rot * std::sin(ang);
+      out[j] = (v[j].item<double>() * std::cos(ang) + rot * std::sin(ang)) * rope_scale;
     }
     return out;
   };
   const at::Tensor h = ref_norm_rows(x, w.input_norm, c);
-  const at::Tensor q = ref_linear(h, w.q_proj, w.q_bias, lora[LoraTarget::kQ]);
-  const at::Tensor k = ref_linear(h, w.k_proj, w.k_bias, lora[LoraTarget::kK]);
-  const at::Tensor v = ref_linear(h, w.v_proj, w.v_bias, lora[LoraTarget::kV]);
+  at::Tensor q, k, v;
+  if (c.fused_projections()) {  // one projection and one LoRA pair, split by rows afterwards
+    const at::Tensor qkv = ref_linear(h, w.qkv_proj, {}, lora[LoraTarget::kQkv]);
+    q = qkv.narrow(1, 0, c.q_dim());
+    k = qkv.narrow(1, c.q_dim(), c.kv_dim());
+    v = qkv.narrow(1, c.q_dim() + c.kv_dim(), c.kv_dim());
+  } else {
+    q = ref_linear(h, w.q_proj, w.q_bias, lora[LoraTarget::kQ]);
+    k = ref_linear(h, w.k_proj, w.k_bias, lora[LoraTarget::kK]);
+    v = ref_linear(h, w.v_proj, w.v_bias, lora[LoraTarget::kV]);
+  }
   const double scale = 1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(hd));
   at::Tensor attn = at::zeros({T, c.n_heads * hd}, at::kDouble);
   for (int64_t head = 0; head < c.n_heads; ++head) {
@@ -156,15 +182,22 @@ at::Tensor ref_layer(const at::Tensor& x, const LayerWeights& w, const LayerLora
   if (c.sandwich_norms()) o = ref_norm_rows(o, w.post_norm, c);
   const at::Tensor x1 = x + o;
   const at::Tensor h2 = ref_norm_rows(x1, c.sandwich_norms() ? w.pre_ffn_norm : w.post_norm, c);
-  const at::Tensor g = ref_linear(h2, w.gate_proj, {}, lora[LoraTarget::kGate]);
+  at::Tensor g, up;
+  if (c.fused_projections()) {
+    const at::Tensor gate_up = ref_linear(h2, w.gate_up_proj, {}, lora[LoraTarget::kGateUp]);
+    g = gate_up.narrow(1, 0, c.intermediate_size);
+    up = gate_up.narrow(1, c.intermediate_size, c.intermediate_size);
+  } else {
+    g = ref_linear(h2, w.gate_proj, {}, lora[LoraTarget::kGate]);
+    up = ref_linear(h2, w.up_proj, {}, lora[LoraTarget::kUp]);
+  }
   at::Tensor act = at::empty_like(g);
   for (int64_t t = 0; t < g.size(0); ++t)
     for (int64_t n = 0; n < g.size(1); ++n) {
       const double gv = g[t][n].item<double>();
       act[t][n] = c.hidden_act == "silu" ? gv / (1 + std::exp(-gv)) : ref_gelu_tanh(gv);
     }
-  at::Tensor m = ref_linear(act * ref_linear(h2, w.up_proj, {}, lora[LoraTarget::kUp]), w.down_proj, {},
-                            lora[LoraTarget::kDown]);
+  at::Tensor m = ref_linear(act * up, w.down_proj, {}, lora[LoraTarget::kDown]);
   if (c.sandwich_norms()) m = ref_norm_rows(m, w.post_ffn_norm, c);
   return x1 + m;
 }
@@ -177,6 +210,12 @@ TEST(ModelFamily, PresetsSwitchOnTheirFeatures) {
   EXPECT_TRUE(preset("tiny-gemma3").sandwich_norms());
   EXPECT_TRUE(preset("tiny-gemma3").unit_offset_norm());
   EXPECT_TRUE(preset("tiny-gemma2").final_logit_softcapping > 0);
+  const ModelConfig phi = preset("tiny-phi3");
+  EXPECT_TRUE(phi.fused_projections());
+  EXPECT_EQ(phi.rope_scaling.type, RopeScalingType::kLongrope);
+  EXPECT_EQ(phi.rotary_dim(), 12);  // partial: 12 of 16 dimensions rotate
+  EXPECT_EQ(family_lora_targets(phi),
+            (std::vector<LoraTarget>{LoraTarget::kQkv, LoraTarget::kO, LoraTarget::kGateUp, LoraTarget::kDown}));
   for (const std::string& name : kPresets) {
     const ModelConfig c = preset(name);
     if (name == "tiny") continue;
@@ -193,7 +232,11 @@ TEST(ModelFamily, DecoderLayerMatchesLoopReference) {
     LoraAdapter adapter = random_adapter(c);
     at::NoGradGuard no_grad;
     at::Generator gen = at::detail::createCPUGenerator(9);
-    const int64_t T = 24;  // longer than the window (16)
+    // 24: longer than the window (16); 18 as well where LongRoPE switches
+    // lists at 20 (tiny-phi3): the short and the long factors.
+    std::vector<int64_t> lengths = {24};
+    if (c.rope_scaling.type == RopeScalingType::kLongrope) lengths.push_back(18);
+    for (const int64_t T : lengths) {
     const at::Tensor x = at::empty({2, T, c.hidden_size}, at::kDouble).normal_(0, 1, gen);
     LayerContext ctx = make_layer_context(c, T, at::kDouble, at::kCPU);
     for (int64_t layer = 0; layer < c.n_layers; ++layer) {
@@ -208,7 +251,32 @@ TEST(ModelFamily, DecoderLayerMatchesLoopReference) {
         EXPECT_GT((y[b] - x[b]).abs().max().item<double>(), 0.1) << name;
       }
     }
+    }
   }
+}
+
+TEST(ModelFamily, LongRopeTablesAsTransformers) {
+  const ModelConfig c = preset("tiny-phi3");
+  const Rope rope(c);
+  EXPECT_FALSE(rope.long_context(20));  // transformers: seq_len > original_max
+  EXPECT_TRUE(rope.long_context(21));
+  const auto [cos_s, sin_s] = rope.cos_sin(24, at::kDouble, at::kCPU, false);
+  const auto [cos_l, sin_l] = rope.cos_sin(24, at::kDouble, at::kCPU, true);
+  ASSERT_EQ(cos_s.sizes(), at::IntArrayRef({24, 12}));
+  // Position 0: cos = the attention factor sqrt(1 + ln(512 / 20) / ln 20), in float32.
+  const double scale = std::sqrt(1 + std::log(512.0 / 20.0) / std::log(20.0));
+  EXPECT_NEAR(cos_s[0][0].item<double>(), scale, 1e-6);
+  EXPECT_NEAR(cos_l[0][5].item<double>(), scale, 1e-6);
+  // Position 23, pair 5: inv_freq = 1 / (factor * 10000^(10/12)).
+  for (bool is_long : {false, true}) {
+    const double f = is_long ? 32.0 : 4.0;
+    const double ang = 23.0 / (f * std::pow(10000.0, 10.0 / 12.0));
+    EXPECT_NEAR((is_long ? sin_l : sin_s)[23][11].item<double>(), std::sin(ang) * scale, 1e-6) << is_long;
+  }
+  EXPECT_GT((cos_s - cos_l).abs().max().item<double>(), 0.1);
+  // The context picks the list: 20 positions short, 24 long.
+  EXPECT_TRUE(at::equal(make_layer_context(c, 20, at::kDouble, at::kCPU).cos, cos_s.narrow(0, 0, 20)));
+  EXPECT_TRUE(at::equal(make_layer_context(c, 24, at::kDouble, at::kCPU).cos, cos_l));
 }
 
 TEST(ModelFamily, HeadMatchesReference) {
@@ -348,8 +416,22 @@ TEST(ModelFamily, KvCacheGenerationEqualsRecomputation) {
     go.max_new_tokens = 12;
     go.eos_ids = {-1};
     Generator gen(*src, &adapter, nullptr);
-    auto out = gen.generate(prompts, go);
-    ASSERT_TRUE(out.ok()) << out.status().to_string();
+    std::vector<Generation> generated;
+    if (c.rope_scaling.type == RopeScalingType::kLongrope) {
+      // LongRoPE picks its list by the batch's padded length (as transformers
+      // does), so a prompt alone matches its recomputation: one at a time.
+      // The 18-token prompt crosses original_max (20) while generating.
+      for (const auto& p : prompts) {
+        auto one = gen.generate({p}, go);
+        ASSERT_TRUE(one.ok()) << one.status().to_string();
+        generated.push_back((*one)[0]);
+      }
+    } else {
+      auto all = gen.generate(prompts, go);
+      ASSERT_TRUE(all.ok()) << all.status().to_string();
+      generated = *all;
+    }
+    const std::vector<Generation>* out = &generated;
     at::NoGradGuard no_grad;
     for (size_t p = 0; p < prompts.size(); ++p) {
       std::vector<int32_t> seq = prompts[p];

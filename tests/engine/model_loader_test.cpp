@@ -30,9 +30,7 @@ TEST(ModelLoader, HfDirAndLayerFileAgree) {
   EXPECT_TRUE(at::equal((*hf)->head().lm_head, (*lf)->head().lm_head));
   for (int64_t i = 0; i < (*hf)->config().n_layers; ++i) {
     const LayerWeights a = (*hf)->acquire(i).value(), b = (*lf)->acquire(i).value();
-    for (int t = 0; t < kNumLoraTargets; ++t) {
-      EXPECT_TRUE(at::equal(a.proj(static_cast<LoraTarget>(t)), b.proj(static_cast<LoraTarget>(t))));
-    }
+    for (LoraTarget t : family_lora_targets((*hf)->config())) EXPECT_TRUE(at::equal(a.proj(t), b.proj(t)));
     EXPECT_TRUE(at::equal(a.post_norm, b.post_norm));
     // One buffer per layer: q_proj follows input_norm in memory.
     EXPECT_EQ(static_cast<const char*>(b.q_proj.data_ptr()),

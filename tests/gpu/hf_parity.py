@@ -19,8 +19,15 @@ embeddings, rope_scaling llama3 with positions beyond the original context),
 and one small random model per family with its features on and a sliding
 window (20) shorter than the sequence (80): mistral, qwen2 (q/k/v bias,
 sliding from layer 1), qwen3 (q/k norms, head_dim apart), gemma2 (soft-capping,
-four norms), gemma3 (q/k norms, local RoPE base, linear scaling). The
-reference runs with attn_implementation="eager".
+four norms), gemma3 (q/k norms, local RoPE base, linear scaling), and two
+Phi-3 models (fused qkv_proj / gate_up_proj with PEFT's fused LoRA targets,
+longrope): "phi3-long" with original_max_position_embeddings 64 (the 80-token
+forward takes the long factors; generation crosses 64 and transformers drops
+and recomputes its cache there) and partial_rotary_factor 0.75 as Phi-4-mini,
+"phi3-short" with 96 (the short factors throughout). LongRoPE picks its list
+by the batch's padded length, so Phi-3's generation is compared with
+transformers' generate on the same left-padded batch. The reference runs
+with attn_implementation="eager".
 Exit status 0 only when every fp32 check passes. Usage:
 
   python3 tests/gpu/hf_parity.py --lema build/cli/lema [--device cuda] [--keep DIR]
@@ -40,6 +47,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from peft import LoraConfig, get_peft_model
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# The families whose layer fuses projections: PEFT's names for them.
+FUSED_TARGETS = ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
 
 COMMON = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=8,
               num_key_value_heads=2, vocab_size=1000, max_position_embeddings=512, rms_norm_eps=1e-6)
@@ -66,6 +75,29 @@ MODELS = {
                                    rope_theta=1e6, rope_local_base_freq=10000.0, layer_types=SLIDING3,
                                    rope_scaling={"rope_type": "linear", "factor": 8.0})),
 }
+
+
+def phi3_kwargs(original_max, partial):
+    """A small Phi3Config with longrope (distinct short and long lists) and a window of 20."""
+    head_dim = COMMON["hidden_size"] // COMMON["num_attention_heads"]
+    n = int(head_dim * partial) // 2
+    rope = {"rope_type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(n)],
+            "long_factor": [1.5 + 0.9 * i for i in range(n)]}
+    kw = dict(COMMON, sliding_window=20, tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+              original_max_position_embeddings=original_max, partial_rotary_factor=partial)
+    import inspect
+    from transformers import Phi3Config
+    if "rope_parameters" in inspect.signature(Phi3Config.__init__).parameters:  # transformers 5
+        kw["rope_parameters"] = dict(rope, rope_theta=10000.0, original_max_position_embeddings=original_max,
+                                     partial_rotary_factor=partial)
+    else:
+        kw["rope_scaling"] = dict(rope, type="longrope")
+        kw["rope_theta"] = 10000.0
+    return kw
+
+
+MODELS["phi3-long"] = ("phi3", phi3_kwargs(64, 0.75))
+MODELS["phi3-short"] = ("phi3", phi3_kwargs(96, 1.0))
 
 
 def run(cmd):
@@ -110,18 +142,37 @@ def peft_reference(model_dir, adapter_dir, ids, mask, labels, dtype, device):
 GEN_TOKENS = 48
 
 
-def compare_generation(name, model_dir, adapter_dir, prompts, lema_out, device, failures):
-    """lema's batched KV-cache greedy tokens against transformers' generate, one prompt at a time."""
+def hf_generate(model, prompts, device, batched):
+    """transformers' greedy tokens: each prompt alone, or the batch left-padded as lema pads it."""
+    kw = dict(max_new_tokens=GEN_TOKENS, min_new_tokens=GEN_TOKENS, do_sample=False, pad_token_id=0)
+    if not batched:
+        refs = []
+        for p in prompts:
+            ids = torch.tensor([p], device=device)
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
+            refs.append(out[0, len(p):].tolist())
+        return refs
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    with torch.no_grad():
+        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
+    return [out[i, width:].tolist() for i in range(len(prompts))]
+
+
+def compare_generation(name, model_dir, adapter_dir, prompts, lema_out, device, failures, batched=False):
+    """lema's batched KV-cache greedy tokens against transformers' generate."""
     from peft import PeftModel
     model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32,
                                                  attn_implementation="eager").to(device)
     model = PeftModel.from_pretrained(model, adapter_dir).to(device).eval()
+    refs = hf_generate(model, prompts, device, batched)
     for i, p in enumerate(prompts):
-        ids = torch.tensor([p], device=device)
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=GEN_TOKENS,
-                                 min_new_tokens=GEN_TOKENS, do_sample=False, pad_token_id=0)
-        ref = out[0, len(p):].tolist()
+        ref = refs[i]
         got = [int(x) for x in lema_out["generated.%d" % i].tolist()]
         same = sum(1 for a, b in zip(ref, got) if a == b)
         first = next((k for k, (a, b) in enumerate(zip(ref, got)) if a != b), None)
@@ -187,8 +238,10 @@ def main():
         run([args.lema, "convert", model_dir, "--out", layer_file])
 
         # PEFT adapter with non-zero B so that every gradient is non-trivial.
+        fused = model_type == "phi3"
         peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                      target_modules=TARGETS, task_type="CAUSAL_LM"))
+                                                      target_modules=FUSED_TARGETS if fused else TARGETS,
+                                                      task_type="CAUSAL_LM"))
         g = torch.Generator().manual_seed(7)
         with torch.no_grad():
             for n, p in peft_model.named_parameters():
@@ -217,7 +270,8 @@ def main():
                 compare(f"{mname} {dtype_name} {src_name}", lema_out, ref_logits, ref_loss, ref_grads,
                         mask, strict, failures)
                 if gen:
-                    compare_generation(mname, model_dir, adapter_dir, prompts, lema_out, args.device, failures)
+                    compare_generation(mname, model_dir, adapter_dir, prompts, lema_out, args.device, failures,
+                                       batched=fused)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     if failures:

@@ -55,6 +55,30 @@ FAMILIES = {
 }
 
 
+def phi3_kwargs():
+    """Phi-3: fused qkv_proj / gate_up_proj, longrope with original_max 32 (the
+    40-token inputs take the long factors), Phi-4-mini's partial rotary 0.75."""
+    import inspect
+    from transformers import Phi3Config
+    n = int(BASE["hidden_size"] // BASE["num_attention_heads"] * 0.75) // 2
+    rope = {"rope_type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(n)],
+            "long_factor": [1.5 + 0.9 * i for i in range(n)]}
+    kw = dict(BASE, sliding_window=12, tie_word_embeddings=False, pad_token_id=0,
+              original_max_position_embeddings=32, partial_rotary_factor=0.75)
+    if "rope_parameters" in inspect.signature(Phi3Config.__init__).parameters:  # transformers 5
+        kw["rope_parameters"] = dict(rope, rope_theta=10000.0, original_max_position_embeddings=32,
+                                     partial_rotary_factor=0.75)
+    else:
+        kw["rope_scaling"] = dict(rope, type="longrope")
+    return kw
+
+
+FAMILIES["phi3"] = ("phi3", phi3_kwargs())
+# PEFT's module names where the family fuses projections.
+TARGETS = {"phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]}
+LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
 def run(cmd):
     print("+ " + " ".join(cmd), flush=True)
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -107,7 +131,7 @@ def check_family(name, model_type, kwargs, lema, device, work, failures):
 
     # An adapter made by PEFT with non-zero B (init_lora_weights=False).
     lcfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                      target_modules=TARGETS.get(model_type, LLAMA_TARGETS),
                       init_lora_weights=False)
     torch.manual_seed(1)
     peft_model = get_peft_model(load(p("base"), torch_dtype=torch.float32), lcfg)
@@ -132,6 +156,15 @@ def check_family(name, model_type, kwargs, lema, device, work, failures):
     # 3. fp32 merge -> transformers and back into lema.
     run([lema, "merge", "--base", p("base"), "--adapter", p("lema_adapter"), "--out", p("merged32"), "--dtype", "fp32"])
     merged = load(p("merged32"), torch_dtype=torch.float32).to(dev).eval()
+    # The merged model keeps the family: its class, and for Phi-3 the longrope lists.
+    if merged.config.model_type != cfg.model_type or type(merged).__name__ != type(base).__name__:
+        failures.append(f"{name}: merged model is {merged.config.model_type} / {type(merged).__name__}")
+    if model_type == "phi3":
+        with open(os.path.join(p("merged32"), "config.json")) as f:
+            mc = json.load(f)
+        rs = mc.get("rope_scaling") or mc.get("rope_parameters") or {}
+        if rs.get("long_factor") is None or mc.get("partial_rotary_factor", rs.get("partial_rotary_factor")) != 0.75:
+            failures.append(f"{name}: merged config.json lost the longrope lists or partial_rotary_factor")
     check(f"{name}: lema merge fp32 loaded by from_pretrained vs PEFT", (hf_logits(merged, ids) - ref).abs().max().item())
     back = lema_logits(lema, p("merged32"), None, ids, p("merged_logits.safetensors"), device)
     check(f"{name}: lema merge fp32 read by lema vs PEFT", (back - ref).abs().max().item())

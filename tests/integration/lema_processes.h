@@ -192,10 +192,11 @@ inline std::string tiny_spec(const std::string& dir, const std::string& name, in
 // A scheduler on fixed loopback ports with a short heartbeat.
 struct SchedulerProcess {
   std::string db, log, workers, clients;
+  std::string heartbeat_ms = "300";  // the lease is 3 heartbeats
   pid_t pid = -1;
   void start() {
     pid = spawn_lema({"scheduler", "--db", db, "--workers-bind", workers, "--clients-bind", clients, "--heartbeat-ms",
-                      "300"},
+                      heartbeat_ms},
                      log);
   }
   void stop(int sig = SIGTERM) {

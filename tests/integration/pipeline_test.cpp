@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 #include <sys/stat.h>
 
 #include "common/base/file_util.h"
+#include "common/formats/gguf_reader.h"
 #include "tests/integration/lema_processes.h"
 
 namespace lema::test {
@@ -156,6 +158,56 @@ TEST_F(PipelineTest, WorkerKilledMidTrainingResumesFromCheckpointBitIdentical) {
   EXPECT_TRUE(a == b) << "adapter after kill + resume differs from the uninterrupted run";
 }
 
+// Issue 19 F3: the newest recorded checkpoint corrupted and the one before it
+// deleted. The next attempt verifies each against the digest recorded in the
+// database, says so in the job's events, keeps the corrupted one aside, and
+// resumes from the newest intact one: the adapter is byte-identical to an
+// uninterrupted run.
+TEST_F(PipelineTest, BrokenCheckpointsFallBackToTheNewestIntactOne) {
+  const int kSteps = 150;
+  start_worker();
+  int64_t ref = submit("ref3", kSteps, 5);
+  ASSERT_TRUE(wait_state(ref, "succeeded", kJobTimeoutS));
+  kill_and_reap(workers_[0], SIGKILL);
+
+  size_t first = start_worker();
+  int64_t job = submit("broken", kSteps, 5);
+  const std::string ckdir = dir_ + "/broken/train/checkpoints/";
+  int64_t newest = 0;
+  auto newest_recorded = [&] {
+    const nlohmann::json st = stage_of(show_job(sched_.clients, job), "train");
+    const std::string p = st.is_object() ? st.value("checkpoint", std::string()) : std::string();
+    newest = p.empty() ? 0 : std::atoll(p.substr(p.rfind("step-") + 5).c_str());
+    return newest >= 15;
+  };
+  ASSERT_TRUE(wait_until(newest_recorded, kJobTimeoutS, 50));
+  kill_and_reap(workers_[first], SIGKILL);
+  // The newest the scheduler recorded once the worker is gone (training went
+  // on while the first answer came back): the one the next attempt is offered first.
+  ASSERT_TRUE(newest_recorded());
+  ASSERT_FALSE(path_exists(dir_ + "/broken/train/adapter/adapter_model.safetensors")) << "finished before the kill";
+  const std::string corrupt = ckdir + "step-" + std::to_string(newest);
+  const std::string deleted = ckdir + "step-" + std::to_string(newest - 5);
+  const std::string intact = ckdir + "step-" + std::to_string(newest - 10);
+  {
+    std::string bytes = slurp(corrupt + "/optimizer.safetensors");
+    ASSERT_GT(bytes.size(), 100u);
+    bytes[bytes.size() - 7] ^= 0x5a;  // a tensor byte: the header still parses
+    ASSERT_TRUE(write_file_atomic(corrupt + "/optimizer.safetensors", bytes).ok());
+  }
+  ASSERT_TRUE(remove_all(deleted).ok());
+  start_worker();
+  ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
+  RunResult logs = run_lema({"logs", std::to_string(job), "--scheduler", sched_.clients});
+  EXPECT_NE(logs.output.find("checkpoint broken: " + corrupt + ": digest"), std::string::npos) << logs.output;
+  EXPECT_NE(logs.output.find("checkpoint broken: " + deleted + ": missing"), std::string::npos) << logs.output;
+  EXPECT_NE(logs.output.find("falling back to " + intact), std::string::npos) << logs.output;
+  EXPECT_TRUE(path_exists(corrupt + ".broken-a2/optimizer.safetensors")) << "the broken checkpoint was not kept";
+  const std::string a = adapter("ref3"), b = adapter("broken");
+  ASSERT_FALSE(a.empty());
+  EXPECT_TRUE(a == b) << "adapter after the fallback differs from the uninterrupted run";
+}
+
 TEST_F(PipelineTest, SchedulerKilledMidTrainingJobStillSucceeds) {
   start_worker();
   int64_t job = submit("s", 150, 5);
@@ -166,6 +218,101 @@ TEST_F(PipelineTest, SchedulerKilledMidTrainingJobStillSucceeds) {
   sched_.start();
   ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
   EXPECT_FALSE(adapter("s").empty());
+}
+
+// Issue 19 F1 and F2: the scheduler is frozen (SIGSTOP) during training,
+// then killed and restarted. Within the fence time (2 heartbeats of 1.5 s)
+// the worker either finishes the stage, its DONE waiting unread, or stops
+// writing by itself and waits. Either way the restarted scheduler keeps the
+// lease of the stage the worker names in HELLO (finished or running), takes
+// the DONE, and the stage is never run again: one attempt, one "done".
+TEST_F(PipelineTest, AStageIsNotRunAgainAfterASchedulerRestart) {
+  sched_.stop(SIGKILL);
+  sched_.heartbeat_ms = "1500";
+  sched_.start();
+  size_t w = start_worker();
+  int64_t job = submit("f1", 60, 5);
+  const std::string train_dir = dir_ + "/f1/train";
+  ASSERT_TRUE(wait_until([&] { return path_exists(train_dir + "/checkpoints/step-5"); }, kJobTimeoutS, 1));
+  kill(sched_.pid, SIGSTOP);
+  ASSERT_FALSE(path_exists(train_dir + "/adapter/adapter_model.safetensors")) << "training finished before the stop";
+  const std::string done_line = "stage train of job " + std::to_string(job) + " done";
+  const std::string fence_line = "stops writing until it confirms the lease";
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const std::string log = slurp(worker_log(w));
+        return log.find(done_line) != std::string::npos || log.find(fence_line) != std::string::npos;
+      },
+      kJobTimeoutS, 100));
+  const bool finished = slurp(worker_log(w)).find(done_line) != std::string::npos;
+  std::fprintf(stderr, "the stage %s while the scheduler was stopped\n", finished ? "finished" : "fenced itself");
+  if (!finished) {
+    // Fenced: not one more metrics line while the lease cannot be shown.
+    const std::string before = slurp(train_dir + "/metrics.jsonl");
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    EXPECT_EQ(slurp(train_dir + "/metrics.jsonl"), before) << "a fenced worker kept writing";
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the DONE is sent (and waits unread)
+  }
+  sched_.stop(SIGKILL);
+  sched_.start();
+  ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
+  nlohmann::json j = show_job(sched_.clients, job);
+  EXPECT_EQ(stage_of(j, "train")["attempt"].get<int64_t>(), 1) << j.dump(1);
+  const std::string log = slurp(worker_log(w));
+  EXPECT_EQ(log.find(done_line), log.rfind(done_line)) << "the train stage ran again:\n" << log;
+  RunResult logs = run_lema({"logs", std::to_string(job), "--scheduler", sched_.clients});
+  EXPECT_EQ(logs.output.find("restarted without the stage"), std::string::npos) << logs.output;
+  // Every metrics line is of attempt 1, steps 1..60 once each.
+  std::istringstream lines(slurp(train_dir + "/metrics.jsonl"));
+  std::string line;
+  int64_t expect_step = 1;
+  while (std::getline(lines, line)) {
+    auto m = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(m.is_object()) << line;
+    EXPECT_EQ(m.value("step", int64_t(0)), expect_step++) << line;
+    EXPECT_EQ(m.value("attempt", int64_t(0)), 1) << line;
+  }
+  EXPECT_EQ(expect_step, 61);
+}
+
+// Issue 19 F2: a worker frozen (SIGSTOP) past its lease while another takes
+// the stage over, then woken (SIGCONT), stops writing by itself: it sees on
+// its own clock that the scheduler has been silent too long, asks, learns
+// the lease is gone, and drops the stage. metrics.jsonl holds each step
+// once, the steps after the resume all of attempt 2.
+TEST_F(PipelineTest, AWorkerWokenAfterItsLeaseLapsedWritesNothing) {
+  size_t a = start_worker();
+  int64_t job = submit("frozen", 150, 5);
+  const std::string train_dir = dir_ + "/frozen/train";
+  ASSERT_TRUE(wait_until([&] { return path_exists(train_dir + "/checkpoints/step-10"); }, kJobTimeoutS, 1));
+  kill(workers_[a], SIGSTOP);
+  ASSERT_FALSE(path_exists(train_dir + "/adapter/adapter_model.safetensors")) << "training finished before the stop";
+  start_worker();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const nlohmann::json st = stage_of(show_job(sched_.clients, job), "train");
+        return st.is_object() && st.value("attempt", 0) >= 2;
+      },
+      kJobTimeoutS, 100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  kill(workers_[a], SIGCONT);
+  ASSERT_TRUE(wait_state(job, "succeeded", kJobTimeoutS)) << show_job(sched_.clients, job).dump(1);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // anything the woken worker would still write
+  std::istringstream lines(slurp(train_dir + "/metrics.jsonl"));
+  std::string line;
+  int64_t expect_step = 1, attempt = 1;
+  while (std::getline(lines, line)) {
+    auto m = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(m.is_object()) << line;
+    EXPECT_EQ(m.value("step", int64_t(0)), expect_step++) << line;
+    EXPECT_GE(m.value("attempt", int64_t(0)), attempt) << "an older attempt wrote after a newer one: " << line;
+    attempt = m.value("attempt", int64_t(0));
+  }
+  EXPECT_EQ(expect_step, 151);
+  EXPECT_EQ(attempt, 2);
+  const std::string log = slurp(worker_log(a));
+  EXPECT_NE(log.find("stopping it"), std::string::npos) << log;
 }
 
 TEST_F(PipelineTest, CancelStopsARunningJobWithinSeconds) {
@@ -332,10 +479,10 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
        << "[data]\nbuilder = \"lema-reply\"\nexamples = 24\nseed = 3\neval_fraction = 0.25\n"
        << "[train]\nsteps = 3\nbatch = 2\nmicro_batch = 2\nseq_len = 384\nlora_r = 4\nlora_alpha = 8\n"
        << "lora_dropout = 0.0\nlr = 1e-2\ndevice = \"cpu\"\ncheckpoint_every = 0\nram = \"1GiB\"\n"
-       << "[eval]\nquestions = 2\nmax_new_tokens = 6\n[merge]\ndtype = \"bf16\"\n";
+       << "[eval]\nquestions = 2\nmax_new_tokens = 6\n[merge]\ndtype = \"bf16\"\n[export]\ngguf = \"q8_0\"\n";
   write_text(dir + "/text.toml", spec.str());
   RunResult stages = run_lema({"worker", "--stages"});
-  EXPECT_EQ(stages.output, "dataset\ntrain\neval\nmerge\n");
+  EXPECT_EQ(stages.output, "dataset\ntrain\neval\nmerge\nexport\n");
   RunResult r = run_lema({"run", dir + "/text.toml", "--cpu", "--threads", "1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.output << slurp(dir + "/text/logs/worker-0.log");
   // The dataset stage wrote text, the train stage tokenized it.
@@ -348,9 +495,20 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
   // Every stage ran; the eval stage wrote report.json with base and tuned.
   const nlohmann::json job = final_job(r.output);
   ASSERT_TRUE(job.is_object()) << r.output;
-  for (const char* kind : {"dataset", "train", "eval", "merge"}) {
+  for (const char* kind : {"dataset", "train", "eval", "merge", "export"}) {
     EXPECT_EQ(stage_of(job, kind)["state"], "succeeded") << kind;
   }
+  // [export] gguf: the merged model as a GGUF file, named in the result.
+  const std::string gguf = dir + "/text/model.q8_0.gguf";
+  EXPECT_EQ(stage_of(job, "export")["result"].value("file", std::string()), gguf) << stage_of(job, "export").dump();
+  {
+    auto g = GgufReader::open(gguf);
+    ASSERT_TRUE(g.ok()) << g.status().to_string();
+    EXPECT_EQ((*g)->find("general.architecture")->s, "llama");
+    EXPECT_EQ((*g)->find("general.file_type")->u, 7u);  // q8_0
+    EXPECT_EQ((*g)->find("general.name")->s, "text");
+  }
+  EXPECT_NE(r.output.find("gguf: " + gguf + " (q8_0)"), std::string::npos) << r.output;
   auto report = nlohmann::json::parse(slurp(dir + "/text/eval/report.json"), nullptr, false);
   ASSERT_TRUE(report.is_object()) << slurp(dir + "/text/eval/report.json");
   ASSERT_EQ(report["models"].size(), 2u);
@@ -395,6 +553,7 @@ TEST(RunCommand, TextDataWithATokenizerAndALayerFileBase) {
     wait_until([&] { return (show = run_lema({"show", "1", "--scheduler", sched.clients})).exit_code == 0; }, 30);
     sched.stop();
     EXPECT_NE(show.output.find(result.value("summary", std::string("?"))), std::string::npos) << show.output;
+    EXPECT_NE(show.output.find("output: " + gguf), std::string::npos) << show.output;
   }
   // The same figures as `lema eval` by hand on the stage's inputs (the
   // spec's tokenizer, seq_len, questions and max_new_tokens).

@@ -338,6 +338,61 @@ TEST_F(TrainCli, TrainsOnTextJsonlWithTheModelsTokenizer) {
   r = run_lema("train --model " + dir_ + "/model --data " + dir_ + "/bad.jsonl --out " + dir_ + "/u --steps 1 --quiet");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("bad.jsonl:9"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"question\": expected a string"), std::string::npos) << r.output;
+  // --skip-bad counts it by reason in the run's summary instead.
+  r = run_lema("train --model " + dir_ + "/model --data " + dir_ + "/bad.jsonl --out " + dir_ +
+               "/v --steps 1 --batch 2 --seq-len 256 --lora-r 2 --threads 1 --quiet --skip-bad");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 bad record(s) skipped (wrong_type 1)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no chat template: lema's chat format"), std::string::npos) << r.output;
+  // Nothing usable is an error naming the user's file, skipped or not.
+  ASSERT_TRUE(write_file_atomic(dir_ + "/none.jsonl", "{\"question\": 3}\n\n").ok());
+  r = run_lema("train --model " + dir_ + "/model --data " + dir_ + "/none.jsonl --out " + dir_ + "/w --steps 1 --skip-bad");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(dir_ + "/none.jsonl: no usable example"), std::string::npos) << r.output;
+  r = run_lema("train --model " + dir_ + "/model --data " + dir_ + "/text.jsonl --out " + dir_ + "/w --steps 1 --format csv");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("'csv'"), std::string::npos) << r.output;
+}
+
+// Alpaca records in a JSON array, through a chat template beside the
+// tokenizer: the summary names the format and the template.
+TEST_F(TrainCli, AlpacaArrayThroughTheChatTemplate) {
+  const std::string tok = dir_ + "/tok";
+  ASSERT_TRUE(make_dirs(tok).ok());
+  write_byte_tokenizer(tok);
+  write_byte_tokenizer(dir_ + "/model");
+  ASSERT_TRUE(write_file_atomic(tok + "/chat_template.jinja",
+                                "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+                  .ok());
+  std::string text = "[";
+  for (int i = 0; i < 6; ++i)
+    text += std::string(i ? "," : "") + R"({"instruction": "Add one to )" + std::to_string(i) + R"(.", "input": "", "output": ")" +
+            std::to_string(i + 1) + R"("})";
+  ASSERT_TRUE(write_file_atomic(dir_ + "/alpaca.json", text + "]\n").ok());
+  RunResult r = run_lema("train --model " + dir_ + "/model --tokenizer " + tok + " --data " + dir_ +
+                         "/alpaca.json --out " + dir_ + "/a --steps 2 --batch 2 --seq-len 128 --lora-r 2 --threads 1 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("6 examples (format alpaca, chat template " + tok + "/chat_template.jinja)"), std::string::npos)
+      << r.output;
+  // chat and eval render through the same template, and say which.
+  r = run_lema("chat " + dir_ + "/model --tokenizer " + tok + " --adapter " + dir_ +
+               "/a/adapter --prompt 'Add one to 2.' --max-new-tokens 3 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("lema chat: chat template " + tok + "/chat_template.jinja"), std::string::npos) << r.output;
+  r = run_lema("eval --model " + dir_ + "/model --tokenizer " + tok + " --data " + dir_ + "/alpaca.json --out " + dir_ +
+               "/e --questions 1 --max-new-tokens 2 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("eval: chat template " + tok + "/chat_template.jinja"), std::string::npos) << r.output;
+  // Without a template both fall back to lema's format and say so; --template overrides.
+  r = run_lema("chat " + dir_ + "/model --tokenizer " + dir_ + "/model --prompt 'Hi' --max-new-tokens 2 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("has no chat template: using lema's chat format"), std::string::npos) << r.output;
+  r = run_lema("chat " + dir_ + "/model --tokenizer " + dir_ + "/model --template " + tok +
+               "/chat_template.jinja --prompt 'Hi' --max-new-tokens 2 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("lema chat: chat template " + tok + "/chat_template.jinja"), std::string::npos) << r.output;
 }
 
 TEST_F(TrainCli, BadOptionsAreRefused) {

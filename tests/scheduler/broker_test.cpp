@@ -196,6 +196,56 @@ TEST(Broker, TokenIsRequiredWhenSet) {
   remove_all(dir).ok();
 }
 
+// Issue 19: a client socket kept open across a scheduler restart re-sends
+// its queued SUBMIT to the new scheduler, and the client, which had no
+// answer, submits again: with one request id that is one job, not two.
+TEST(Broker, RepeatedSubmitWithOneRequestIdMakesOneJob) {
+  std::string dir = make_temp_dir("brokerreq");
+  BrokerOptions o = test_broker_options(dir);
+  auto broker = std::make_unique<BrokerThread>(o);
+  auto c = connect_client((*broker)->clients_endpoint());
+  const std::string spec = small_spec("r");
+  auto first = c->submit(spec, "r.toml", "req-1");
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  auto again = c->submit(spec, "r.toml", "req-1");
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(*again, *first);
+  auto other = c->submit(small_spec("r2"), "r2.toml", "req-1");
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("request id 'req-1' was used by job"), std::string::npos)
+      << other.status().to_string();
+  // No id given: each call draws its own, two submits are two jobs.
+  auto a1 = c->submit(small_spec("n1"), "n1.toml");
+  ASSERT_TRUE(a1.ok()) << a1.status().to_string();
+  auto a2 = c->submit(small_spec("n2"), "n2.toml");
+  ASSERT_TRUE(a2.ok()) << a2.status().to_string();
+  EXPECT_NE(*a1, *a2);
+
+  // The restart: a SUBMIT sent while the scheduler is down waits in the
+  // client's socket and reaches the new scheduler; the retry follows.
+  broker.reset();
+  ClientOptions quick;
+  quick.endpoint = o.clients_bind;
+  quick.timeout_ms = 300;
+  auto q = Client::connect(quick);
+  ASSERT_TRUE(q.ok());
+  const std::string spec_s = small_spec("s");
+  auto lost = (*q)->submit(spec_s, "s.toml", "req-2");
+  EXPECT_EQ(lost.status().code(), Status::Code::kUnavailable) << lost.status().to_string();
+  broker = std::make_unique<BrokerThread>(o);
+  Result<int64_t> retried = Status::unavailable("not yet");
+  ASSERT_TRUE(wait_for([&] { return (retried = (*q)->submit(spec_s, "s.toml", "req-2")).ok(); }, 10000))
+      << retried.status().to_string();
+  auto list = c->list("", 100);
+  ASSERT_TRUE(list.ok()) << list.status().to_string();
+  int named_s = 0;
+  for (const json& j : (*list)["jobs"]) named_s += j["name"] == "s";
+  EXPECT_EQ(named_s, 1) << list->dump();
+  EXPECT_EQ((*list)["jobs"].size(), 4u) << list->dump();
+  broker.reset();
+  remove_all(dir).ok();
+}
+
 TEST(Broker, RemoteClientBindRefusedByDefault) {
   BrokerOptions o;
   o.db_path = ":memory:";

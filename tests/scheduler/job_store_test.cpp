@@ -164,6 +164,33 @@ TEST_F(StoreFixture, DisabledStagesAreNotCreated) {
   EXPECT_EQ(show(job)["stages"].size(), 2u);
 }
 
+// [export] gguf: an export stage that waits for the merge and needs no GPU.
+TEST_F(StoreFixture, ExportStageFollowsMerge) {
+  int64_t job = submit(small_spec("g", 0, 3, "[eval]\nenabled = false\n[export]\ngguf = \"q8_0\"\n[resources]\n"
+                                             "gpu_memory = \"8GiB\"\ncpu_ok = false\n"));
+  ASSERT_EQ(show(job)["stages"].size(), 4u);
+  auto w = gpu_worker("w");
+  for (const char* kind : {"dataset", "train"}) {
+    Assignment a = assign(w);
+    ASSERT_EQ(a.kind, kind);
+    ASSERT_TRUE(store->complete_stage(a.stage_id, 1, "w", nullptr, now).ok());
+  }
+  Assignment m = assign(w);
+  ASSERT_EQ(m.kind, "merge");
+  auto none = store->assign_next(cpu_worker("c"), 300, now);  // the export waits for the merge
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  ASSERT_TRUE(store->complete_stage(m.stage_id, 1, "w", nullptr, now).ok());
+  auto c = cpu_worker("c");
+  Assignment x = assign(c);  // a CPU-only worker takes it, whatever [resources] says of GPU stages
+  EXPECT_EQ(x.kind, "export");
+  ASSERT_TRUE(store->complete_stage(x.stage_id, 1, "c", {{"file", "/w/model.q8_0.gguf"}}, now).ok());
+  auto j = show(job);
+  EXPECT_EQ(j["state"], "succeeded");
+  EXPECT_EQ(j["stages"][3]["kind"], "export");
+  EXPECT_EQ(j["stages"][3]["result"]["file"], "/w/model.q8_0.gguf");
+}
+
 TEST_F(StoreFixture, PriorityThenAgeAndCapabilities) {
   submit(small_spec("a", 0));
   int64_t b = submit(small_spec("b", 7));
@@ -231,6 +258,11 @@ TEST_F(StoreFixture, LapsedLeaseRequeuesWithCheckpointAndFencesOldAttempt) {
   EXPECT_EQ(again.stage_id, t.stage_id);
   EXPECT_EQ(again.attempt, 2);
   EXPECT_EQ(again.resume_checkpoint, "/ck/step-200");
+  // Every recorded checkpoint with its digest, newest first (issue 19 F3:
+  // the worker falls back to the newest intact one).
+  EXPECT_EQ(again.resume_candidates,
+            nlohmann::json::parse(R"([{"path": "/ck/step-200", "sha256": "cd", "step": 200},
+                                      {"path": "/ck/step-100", "sha256": "ab", "step": 100}])"));
   // w1 comes back with attempt 1: every message is refused.
   Status s = store->record_progress(t.stage_id, 1, "w1", 201, 0, nullptr, now);
   EXPECT_EQ(s.code(), Status::Code::kNotFound);

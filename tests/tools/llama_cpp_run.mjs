@@ -5,7 +5,10 @@
 //   REQUEST: {"model": "m.gguf", "lora": "a.gguf" (optional),
 //             "tokenize": ["text", ...],            -> "tokens": [[ids], ...]
 //             "prompt_ids": [ids], "n_generate": 32 -> "generated": [ids] (greedy)
-//             "score_ids": [ids]                    -> "top1": [id after each prefix]}
+//             "score_ids": [ids]                    -> "top1": [id after each prefix]
+//             "prompt_text": "...", "max_tokens": 128 -> "text": the greedy reply, up to the
+//               end-of-generation token (llama.cpp tokenizes the prompt, special
+//               tokens included, with BOS when the file says add_bos_token; the demo)}
 // The package is imported from the node_modules folder named by
 // LEMA_NODE_MODULES (scripts/fetch_test_assets.sh installs it there; ES
 // modules ignore NODE_PATH); exit code 3 and {"error": ...} when it cannot
@@ -35,7 +38,8 @@ if (request.tokenize) {
 }
 
 const contextSize = Math.max(64, (request.prompt_ids?.length ?? 0) + (request.n_generate ?? 0),
-                             request.score_ids?.length ?? 0) + 8;
+                             request.score_ids?.length ?? 0,
+                             request.prompt_text !== undefined ? 4 * request.prompt_text.length + (request.max_tokens ?? 128) : 0) + 8;
 async function withSequence(fn) {
   const context = await model.createContext({
     contextSize, batchSize: contextSize, threads: 2,
@@ -73,6 +77,23 @@ if (request.score_ids) {
     const input = request.score_ids.map((t) => [t, {generateNext: {token: true, options: {temperature: 0}}}]);
     const results = await sequence.controlledEvaluate(input);
     return results.map((r) => r?.next?.token ?? -1);
+  });
+}
+
+if (request.prompt_text !== undefined) {
+  out.text = await withSequence(async (sequence) => {
+    const addBos = model.tokens.shouldPrependBosToken && model.tokens.bos != null;
+    const prompt = [...(addBos ? [model.tokens.bos] : []), ...model.tokenize(request.prompt_text, true)];
+    const greedy = {generateNext: {token: true, options: {temperature: 0}}};
+    let results = await sequence.controlledEvaluate(prompt.map((t, i) => (i === prompt.length - 1 ? [t, greedy] : t)));
+    let next = results[prompt.length - 1].next.token;
+    const ids = [];
+    while (ids.length < (request.max_tokens ?? 128) && !model.isEogToken(next)) {
+      ids.push(next);
+      results = await sequence.controlledEvaluate([[next, greedy]]);
+      next = results[0].next.token;
+    }
+    return model.detokenize(ids);
   });
 }
 

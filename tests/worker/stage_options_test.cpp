@@ -12,6 +12,8 @@
 
 #include "cli/train_flags.h"
 #include "engine/evaluator.h"
+#include "common/formats/gguf_arch.h"
+#include "engine/gguf_export.h"
 #include "engine/merge.h"
 
 namespace lema::worker {
@@ -181,6 +183,27 @@ TEST(StageOptions, MergeUsesTheMergeSection) {
   ASSERT_TRUE(o->dtype.has_value());
   EXPECT_EQ(*o->dtype, DType::kF16);
   EXPECT_EQ(o->shard_bytes, uint64_t(64) << 20);
+}
+
+TEST(StageOptions, ExportReadsTheMergedModel) {
+  engine::GgufExportOptions o = export_options(
+      spec_of("[job]\nname = \"j\"\n[model]\npath = \"/m\"\n[export]\ngguf = \"q4_0\"\n"), "/w");
+  EXPECT_EQ(o.model, "/w/merged");
+  EXPECT_EQ(o.out, "/w/model.q4_0.gguf");
+  EXPECT_EQ(o.type, "q4_0");
+  EXPECT_EQ(o.name, "j");
+  EXPECT_TRUE(o.adapter.empty());
+  EXPECT_FALSE(o.show_progress);
+}
+
+// The spec's list of [export] gguf types is the exporter's: each one the
+// spec takes is built, and a name the exporter refuses the spec refuses.
+TEST(StageOptions, ExportTypesAreTheExportersOwn) {
+  for (const char* t : {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k", "f8"}) {
+    const bool spec_ok =
+        JobSpec::parse(std::string("[model]\npath = \"/m\"\n[export]\ngguf = \"") + t + "\"\n").ok();
+    EXPECT_EQ(spec_ok, parse_gguf_file_type(t).ok()) << t;
+  }
 }
 
 TEST(StageOptions, AssignmentSpecIsCheckedAsASubmittedOne) {

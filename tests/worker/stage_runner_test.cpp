@@ -54,7 +54,7 @@ StageAssignment eval_assignment(const std::string& work_dir) {
 }
 
 TEST(StageRunner, RunsEveryKindInPipelineOrder) {
-  EXPECT_EQ(stage_kinds(), (std::vector<std::string>{"dataset", "train", "eval", "merge"}));
+  EXPECT_EQ(stage_kinds(), (std::vector<std::string>{"dataset", "train", "eval", "merge", "export"}));
 }
 
 TEST(StageRunner, JobDirectoryLayout) {
@@ -119,6 +119,45 @@ TEST(EvalStage, AnEmptyEvalSetSaysWhichKeysToChange) {
   EXPECT_EQ(out.status.code(), Status::Code::kInvalidArgument) << out.status.to_string();
   EXPECT_NE(out.status.message().find("data.eval_fraction"), std::string::npos) << out.status.to_string();
   EXPECT_FALSE(out.retryable);
+  (void)remove_all(dir);
+}
+
+// Issue 19: a JSONL without one usable example failed only in train, whose
+// error named the stage's copy; the dataset stage refuses it naming the
+// user's file, whether empty, all bad lines, all pre-tokenized-empty, or
+// all in the eval split.
+TEST(DatasetStage, NoUsableExampleFailsNamingTheUsersFile) {
+  std::string dir = temp_dir();
+  const std::string jsonl = dir + "/user data.jsonl";
+  struct Case {
+    const char* text;
+    const char* fraction;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"", "0.1", "(0 bad lines)"},
+      {"{\"prompt\": 3}\nnot json\n", "0.1", "(2 bad lines; line 1:"},
+      {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"content\":\"a\"}]}\n",
+       "0.9", "every example went to the eval split"},
+  };
+  for (const Case& c : cases) {
+    ASSERT_TRUE(write_file_atomic(jsonl, c.text).ok());
+    auto spec = JobSpec::parse("[job]\nwork_dir = \"" + dir + "\"\n[model]\npath = \"/m\"\n[data]\njsonl = \"" +
+                               jsonl + "\"\neval_fraction = " + c.fraction + "\n");
+    ASSERT_TRUE(spec.ok()) << spec.status().to_string();
+    StageAssignment a = eval_assignment(dir);
+    a.kind = "dataset";
+    a.stage_id = 1;
+    a.spec_json = spec->to_json().dump();
+    RecordingReporter reporter;
+    StageOutcome out = run_stage(a, StageEnv(), reporter);
+    EXPECT_EQ(out.status.code(), Status::Code::kInvalidArgument) << c.text << ": " << out.status.to_string();
+    EXPECT_NE(out.status.message().find("data.jsonl " + jsonl + ": no usable example"), std::string::npos)
+        << out.status.to_string();
+    EXPECT_NE(out.status.message().find(c.expect), std::string::npos) << out.status.to_string();
+    EXPECT_FALSE(out.retryable);
+    EXPECT_FALSE(path_exists(dir + "/data/train.jsonl"));
+  }
   (void)remove_all(dir);
 }
 

@@ -221,14 +221,18 @@ TEST(WorkerSession, ReconnectsWithBackoffAndResendsUnacknowledgedDone) {
   ASSERT_TRUE(done);
   EXPECT_EQ(done->type, MessageType::kDone);
   // It dies again before recording the DONE: the next scheduler hears HELLO
-  // without a running stage, then the DONE once more.
+  // still naming the stage, finished (so that it keeps the lease instead of
+  // running the stage again: issue 19 F1), then the DONE once more.
   broker.reset();
   for (int i = 0; i < 100 && (*session)->connected(); ++i) std::this_thread::sleep_for(20ms);
   broker = std::make_unique<ScriptedBroker>(ctx, ep);
   hello = broker->recv(5s, kSkipHeartbeats);
   ASSERT_TRUE(hello);
   ASSERT_EQ(hello->type, MessageType::kHello);
-  EXPECT_FALSE(hello->fields.contains("running"));
+  ASSERT_TRUE(hello->fields.contains("running")) << hello->fields.dump();
+  EXPECT_EQ(hello->fields["running"]["stage_id"], 12);
+  EXPECT_EQ(hello->fields["running"]["attempt"], 3);
+  EXPECT_EQ(hello->fields["running"]["finished"], true);
   broker->reply(welcome());
   done = broker->recv(3s, kSkipHeartbeats);
   ASSERT_TRUE(done);
@@ -236,6 +240,76 @@ TEST(WorkerSession, ReconnectsWithBackoffAndResendsUnacknowledgedDone) {
   EXPECT_EQ(done->fields["result"]["ok"], true);
   EXPECT_TRUE((*session)->flush(3000));
   EXPECT_GE((*session)->connections(), 3);
+}
+
+// Issue 19 F2: a worker that has not heard from the scheduler for longer
+// than it may write (lease time less one interval) blocks its writes, asks
+// with HELLO, and writes again only when WELCOME says the lease is held; a
+// lease not held stops the stage.
+TEST(WorkerSession, SilenceFencesWritesUntilTheLeaseIsConfirmed) {
+  zmq::context_t ctx;
+  const std::string ep = "tcp://127.0.0.1:47615";
+  ScriptedBroker broker(ctx, ep);
+  auto session = WorkerSession::start(options_for(ep));
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(broker.recv(3s));
+  broker.reply(welcome());
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    auto ready = broker.recv(3s, kSkipHeartbeats);
+    ASSERT_TRUE(ready);
+    broker.reply(assign(3));
+  });
+  auto a = (*session)->wait_for_assignment(stop, 5000);
+  t.join();
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_TRUE((*session)->wait_for_lease(&stop).ok());  // just assigned: at once
+  // The scheduler falls silent (heartbeats unanswered) past 2 intervals.
+  std::this_thread::sleep_for(350ms);
+  Status waited;
+  std::atomic<bool> returned{false};
+  std::thread writer([&] {
+    waited = (*session)->wait_for_lease(&stop);
+    returned = true;
+  });
+  // The session asks: HELLO naming the running stage. Until WELCOME, no write.
+  std::optional<Message> hello;
+  for (int i = 0; i < 50 && !(hello && hello->type == MessageType::kHello); ++i) hello = broker.recv(100ms);
+  ASSERT_TRUE(hello && hello->type == MessageType::kHello);
+  EXPECT_EQ(hello->fields["running"]["stage_id"], 12);
+  EXPECT_EQ(hello->fields["running"]["finished"], false);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(returned.load()) << "a write went ahead without the lease confirmed";
+  // Answer every HELLO (the session may have reconnected meanwhile) until
+  // the writer goes on.
+  auto answer_hellos = [&](bool held, const std::atomic<bool>& done) {
+    Message w = welcome();
+    w.fields["lease"] = {{"stage_id", 12}, {"attempt", 3}, {"held", held}};
+    broker.reply(w);
+    for (int i = 0; i < 100 && !done.load(); ++i) {
+      auto m = broker.recv(50ms);
+      if (m && m->type == MessageType::kHello) broker.reply(w);
+    }
+  };
+  answer_hellos(true, returned);
+  writer.join();
+  EXPECT_TRUE(waited.ok()) << waited.to_string();
+  EXPECT_FALSE((*session)->cancel_requested());
+  // Silent again; this time the lease went to another worker.
+  std::this_thread::sleep_for(350ms);
+  std::atomic<bool> returned2{false};
+  std::thread writer2([&] {
+    waited = (*session)->wait_for_lease(&stop);
+    returned2 = true;
+  });
+  hello.reset();
+  for (int i = 0; i < 50 && !(hello && hello->type == MessageType::kHello); ++i) hello = broker.recv(100ms);
+  ASSERT_TRUE(hello && hello->type == MessageType::kHello);
+  answer_hellos(false, returned2);
+  stop = true;  // never hang the test: a writer still waiting returns
+  writer2.join();
+  EXPECT_EQ(waited.code(), Status::Code::kCancelled) << waited.to_string();
+  EXPECT_TRUE((*session)->cancel_requested());
 }
 
 TEST(WorkerSession, SaysHelloAgainWhenTheSchedulerForgotIt) {

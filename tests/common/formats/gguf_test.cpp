@@ -14,6 +14,7 @@
 #include "common/formats/gguf_arch.h"
 #include "common/formats/gguf_quant.h"
 #include "common/formats/gguf_reader.h"
+#include "common/formats/model_presets.h"
 #include "common/formats/gguf_writer.h"
 
 namespace lema {
@@ -369,6 +370,76 @@ TEST(GgufArch, ModelMetadata) {
   ASSERT_EQ(f.size(), 64u);
   EXPECT_EQ(f.front(), 1.0f);  // shortest wavelength kept
   EXPECT_EQ(f.back(), 8.0f);   // longest divided by the factor
+}
+
+// The tiny presets switch every feature on; what llama.cpp's graphs cannot
+// express is refused naming the key, and the real models' settings pass.
+TEST(GgufArch, FamilyNamesAndConfigRefusals) {
+  auto name = [](const char* type, const char* hf) { return *gguf_tensor_name(**find_gguf_arch(type), hf); };
+  EXPECT_EQ(name("qwen2", "model.layers.1.self_attn.k_proj.bias"), "blk.1.attn_k.bias");
+  EXPECT_EQ(name("qwen3", "model.layers.0.self_attn.q_norm.weight"), "blk.0.attn_q_norm.weight");
+  EXPECT_EQ(name("gemma2", "model.layers.0.post_attention_layernorm.weight"), "blk.0.post_attention_norm.weight");
+  EXPECT_EQ(name("gemma2", "model.layers.0.pre_feedforward_layernorm.weight"), "blk.0.ffn_norm.weight");
+  EXPECT_EQ(name("gemma3_text", "model.layers.1.post_feedforward_layernorm.weight"), "blk.1.post_ffw_norm.weight");
+  EXPECT_EQ(name("gemma3_text", "model.layers.1.self_attn.k_norm.weight"), "blk.1.attn_k_norm.weight");
+  EXPECT_FALSE(gguf_tensor_name(**find_gguf_arch("gemma2"), "model.layers.0.self_attn.q_norm.weight").ok());
+  const GgufArch& gemma3 = **find_gguf_arch("gemma3_text");
+  EXPECT_TRUE(gguf_norm_plus_one(gemma3, "blk.0.attn_q_norm.weight"));
+  EXPECT_TRUE(gguf_norm_plus_one(gemma3, "output_norm.weight"));
+  EXPECT_FALSE(gguf_norm_plus_one(gemma3, "blk.0.attn_q.weight"));
+  EXPECT_FALSE(gguf_norm_plus_one(**find_gguf_arch("qwen3"), "blk.0.attn_q_norm.weight"));
+
+  auto refusal = [](const char* preset, const char* type) {
+    ModelConfig c = *model_preset(preset);
+    Status s = check_gguf_config(**find_gguf_arch(type), c, "m/config.json");
+    return s.ok() ? std::string() : s.message();
+  };
+  EXPECT_NE(refusal("tiny-qwen2", "qwen2").find("m/config.json: key 'use_sliding_window'"), std::string::npos);
+  EXPECT_NE(refusal("tiny-qwen3", "qwen3").find("key 'use_sliding_window'"), std::string::npos);
+  EXPECT_NE(refusal("tiny-gemma2", "gemma2").find("key 'query_pre_attn_scalar': 24; llama.cpp's gemma2 scales "
+                                                  "attention by 32^-0.5"),
+            std::string::npos)
+      << refusal("tiny-gemma2", "gemma2");
+  EXPECT_NE(refusal("tiny-gemma3", "gemma3_text").find("query_pre_attn_scalar"), std::string::npos);
+
+  ModelConfig q = *model_preset("tiny-qwen2");
+  q.sliding_window = 0;
+  q.layer_sliding.clear();
+  EXPECT_TRUE(check_gguf_config(**find_gguf_arch("qwen2"), q, "c").ok());
+  ModelConfig g2 = *model_preset("tiny-gemma2");
+  g2.query_pre_attn_scalar = 32;
+  EXPECT_TRUE(check_gguf_config(**find_gguf_arch("gemma2"), g2, "c").ok());
+  g2.layer_sliding = {false, true};  // no period of llama.cpp's (its last layer of a period is global)
+  EXPECT_NE(check_gguf_config(**find_gguf_arch("gemma2"), g2, "c").message().find("layer_types"), std::string::npos);
+  g2.layer_sliding = {true, false};
+  g2.final_logit_softcapping = 0;
+  EXPECT_NE(check_gguf_config(**find_gguf_arch("gemma2"), g2, "c").message().find("final_logit_softcapping"),
+            std::string::npos);
+  ModelConfig g3 = *model_preset("tiny-gemma3");
+  g3.query_pre_attn_scalar = 32;
+  // Two layers of llama.cpp's pattern of 6 both slide; the preset's second is global.
+  EXPECT_NE(check_gguf_config(gemma3, g3, "c").message().find("layer_types"), std::string::npos);
+  g3.layer_sliding = {true, true};
+  EXPECT_TRUE(check_gguf_config(gemma3, g3, "c").ok());
+  g3.tie_word_embeddings = false;
+  EXPECT_NE(check_gguf_config(gemma3, g3, "c").message().find("tie_word_embeddings"), std::string::npos);
+
+  // Gemma 2's keys: soft-capping and the window (and the pattern when not 2).
+  g2.final_logit_softcapping = 30;
+  GgufWriter w;
+  ASSERT_TRUE(add_gguf_model_metadata(**find_gguf_arch("gemma2"), g2, nlohmann::json::object(), "c",
+                                      GgufFileType::kF32, &w).ok());
+  const std::string path = temp_path("gemma2.gguf");
+  ASSERT_TRUE(w.open(path).ok());
+  ASSERT_TRUE(w.commit().ok());
+  auto r = GgufReader::open(path);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->find("general.architecture")->s, "gemma2");
+  EXPECT_FLOAT_EQ(static_cast<float>((*r)->find("gemma2.attn_logit_softcapping")->f), 50.0f);
+  EXPECT_FLOAT_EQ(static_cast<float>((*r)->find("gemma2.final_logit_softcapping")->f), 30.0f);
+  EXPECT_EQ((*r)->find("gemma2.attention.sliding_window")->u, 16u);
+  EXPECT_EQ((*r)->find("gemma2.attention.sliding_window_pattern"), nullptr);
+  EXPECT_EQ((*r)->find("gemma2.attention.key_length")->u, 32u);
 }
 
 TEST(GgufArch, VocabPadding) {

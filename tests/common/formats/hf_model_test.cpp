@@ -183,3 +183,24 @@ TEST(HfModel, Refusals) {
 
 }  // namespace
 }  // namespace lema
+
+namespace lema {
+namespace {
+
+// A merged or converted model keeps its chat template, in either place
+// transformers keeps one.
+TEST(HfModel, SideFilesCarryTheChatTemplate) {
+  std::string from = temp_dir(), to_dir = temp_dir(), to_file = temp_dir();
+  ASSERT_TRUE(write_file_atomic(from + "/tokenizer.json", "{}").ok());
+  ASSERT_TRUE(write_file_atomic(from + "/tokenizer_config.json", R"({"chat_template": "{{ messages }}"})").ok());
+  ASSERT_TRUE(write_file_atomic(from + "/chat_template.jinja", "{% for m in messages %}{{ m.content }}{% endfor %}").ok());
+  ASSERT_TRUE(copy_hf_side_files(from, to_dir).ok());
+  EXPECT_EQ(*read_file(to_dir + "/chat_template.jinja"), *read_file(from + "/chat_template.jinja"));
+  EXPECT_EQ(*read_file(to_dir + "/tokenizer_config.json"), *read_file(from + "/tokenizer_config.json"));
+  ASSERT_TRUE(copy_hf_side_files(from + "/tokenizer.json", to_file).ok());
+  EXPECT_EQ(*read_file(to_file + "/chat_template.jinja"), *read_file(from + "/chat_template.jinja"));
+  for (auto& d : {from, to_dir, to_file}) EXPECT_TRUE(remove_all(d).ok());
+}
+
+}  // namespace
+}  // namespace lema

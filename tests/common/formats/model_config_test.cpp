@@ -282,11 +282,79 @@ TEST(ModelConfigFamilies, RealModelsParse) {
   EXPECT_TRUE(l32.tie_word_embeddings);
   EXPECT_DOUBLE_EQ(l32.rope_scaling.factor, 32.0);
 
-  // Phi-3.5 is not built: refused with the key and the list of families.
-  auto phi = load_model_config(std::string(LEMA_TEST_DATA_DIR) + "/model_configs/phi-3.5-mini-instruct.json");
-  ASSERT_FALSE(phi.ok());
-  EXPECT_NE(phi.status().message().find("Phi3ForCausalLM"), std::string::npos) << phi.status().message();
-  EXPECT_NE(phi.status().message().find("gemma3_text"), std::string::npos) << phi.status().message();
+  // Phi-3.5-mini: fused projections, LongRoPE with the published 48-value
+  // lists, a 262144 window longer than the context (so none).
+  ModelConfig phi = must_load("phi-3.5-mini-instruct.json");
+  EXPECT_EQ(phi.family, ModelFamily::kPhi3);
+  EXPECT_TRUE(phi.fused_projections());
+  EXPECT_EQ(phi.head_dim, 96);
+  EXPECT_EQ(phi.rotary_dim(), 96);
+  EXPECT_EQ(phi.sliding_window, 0);
+  EXPECT_EQ(phi.rope_scaling.type, RopeScalingType::kLongrope);
+  EXPECT_EQ(phi.rope_scaling.original_max_position_embeddings, 4096);
+  ASSERT_EQ(phi.rope_scaling.short_factor.size(), 48u);
+  ASSERT_EQ(phi.rope_scaling.long_factor.size(), 48u);
+  EXPECT_DOUBLE_EQ(phi.rope_scaling.short_factor[47], 2.8399994373321533);
+  EXPECT_DOUBLE_EQ(phi.rope_scaling.long_factor[0], 1.0800000429153442);
+  EXPECT_DOUBLE_EQ(phi.rope_scaling.long_factor[47], 64.83999633789062);
+  EXPECT_FALSE(phi.rope_scaling.factor_given);
+  EXPECT_EQ(phi.pad_token_id, 32000);
+}
+
+TEST(ModelConfigFamilies, Phi3RopeKeys) {
+  const std::string dims = R"("model_type":"phi3","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+    "num_attention_heads":4,"vocab_size":100,"max_position_embeddings":64,)";
+  // "su" is longrope; the original length may sit in the rope object
+  // (transformers 5) or at the top level; partial_rotary_factor shortens the lists.
+  ModelConfig c = parse_model_config("{" + dims + R"("partial_rotary_factor":0.5,"original_max_position_embeddings":16,
+    "rope_scaling":{"type":"su","short_factor":[1,2,3,4],"long_factor":[2,3,4,5]}})", "p.json").value();
+  EXPECT_EQ(c.rope_scaling.type, RopeScalingType::kLongrope);
+  EXPECT_EQ(c.rotary_dim(), 8);
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 16);
+  c = parse_model_config("{" + dims + R"("rope_parameters":{"rope_type":"longrope","rope_theta":500.0,
+    "original_max_position_embeddings":8,"partial_rotary_factor":0.75,"factor":2.0,
+    "short_factor":[1,1,1,1,1,1],"long_factor":[2,2,2,2,2,2]}})", "p.json").value();
+  EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 8);
+  EXPECT_EQ(c.rotary_dim(), 12);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500.0);
+  EXPECT_TRUE(c.rope_scaling.factor_given);
+  // Round trip through Phi3Config's spelling.
+  ModelConfig back = parse_model_config(model_config_to_json(c), "p.json").value();
+  EXPECT_EQ(back.rope_scaling.short_factor, c.rope_scaling.short_factor);
+  EXPECT_EQ(back.rope_scaling.long_factor, c.rope_scaling.long_factor);
+  EXPECT_EQ(back.rope_scaling.original_max_position_embeddings, 8);
+  EXPECT_DOUBLE_EQ(back.partial_rotary_factor, 0.75);
+  EXPECT_DOUBLE_EQ(back.rope_scaling.factor, 2.0);
+  EXPECT_EQ(model_config_to_json(back), model_config_to_json(c));
+
+  auto refused = [](const std::string& text, const std::string& fragment) {
+    auto r = parse_model_config(text, "c.json");
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_NE(r.status().message().find(fragment), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("c.json"), std::string::npos) << r.status().message();
+  };
+  const std::string lists = R"("short_factor":[1,1,1,1,1,1,1,1],"long_factor":[2,2,2,2,2,2,2,2])";
+  // Wrong list length (head_dim 16 -> 8 pairs expected).
+  refused("{" + dims + R"("original_max_position_embeddings":16,"rope_scaling":{"type":"longrope","short_factor":[1,2],"long_factor":[1,2]}})",
+          "rotary_dim / 2 = 8");
+  refused("{" + dims + R"("rope_scaling":{"type":"longrope",)" + lists + "}}", "original_max_position_embeddings");
+  refused("{" + dims + R"("original_max_position_embeddings":16,"rope_scaling":{"type":"longrope","short_factor":[1,1,1,1,1,1,1,1]}})",
+          "long_factor");
+  refused("{" + dims + R"("original_max_position_embeddings":16,"rope_scaling":{"type":"longrope","short_factor":[1,1,1,1,1,1,1,-1],"long_factor":[2,2,2,2,2,2,2,2]}})",
+          "short_factor");
+  refused("{" + dims + R"("resid_pdrop":0.1})", "resid_pdrop");
+  refused("{" + dims + R"("embd_pdrop":0.1})", "embd_pdrop");
+  refused("{" + dims + R"("partial_rotary_factor":0.1})", "partial_rotary_factor");
+  refused("{" + dims + R"("rope_scaling":{"type":"yarn","factor":4.0}})", "yarn");
+  // longrope and partial rotary are Phi-3's here: another family refuses them.
+  const std::string llama = R"("model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+    "num_attention_heads":4,"vocab_size":100,)";
+  refused("{" + llama + R"("rope_scaling":{"type":"longrope",)" + lists + "}}", "phi3 only");
+  refused("{" + llama + R"("partial_rotary_factor":0.5})", "partial_rotary_factor");
+  // Phi-3-mini-4k's window (2047 < 4096) slides on every layer, as Mistral's.
+  c = parse_model_config("{" + dims + R"("sliding_window":20})", "p.json").value();
+  EXPECT_EQ(c.sliding_window, 20);
+  EXPECT_TRUE(c.is_sliding(0) && c.is_sliding(1));
 }
 
 TEST(ModelConfigFamilies, SlidingWindowsAsTransformersDecides) {
@@ -334,7 +402,8 @@ TEST(ModelConfigFamilies, RefusalsNameTheKey) {
 }
 
 TEST(ModelConfigFamilies, ToJsonRoundTripKeepsTheFamily) {
-  for (const char* name : {"qwen2.5-7b-instruct.json", "qwen3-8b.json", "gemma-3-4b-it-text.json"}) {
+  for (const char* name : {"qwen2.5-7b-instruct.json", "qwen3-8b.json", "gemma-3-4b-it-text.json",
+                           "phi-3.5-mini-instruct.json"}) {
     ModelConfig a = must_load(name);
     const std::string js = model_config_to_json(a);
     ModelConfig b = parse_model_config(js, name).value();

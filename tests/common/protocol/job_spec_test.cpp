@@ -79,7 +79,9 @@ cpu_ok = false
   EXPECT_EQ(j["resources"]["gpu_memory"], uint64_t(6) << 30);
   EXPECT_EQ(j["resources"]["cpu_ok"], false);
   // Normalising is stable: every key of every section is present.
-  for (const char* s : {"job", "model", "data", "train", "eval", "merge", "resources"}) EXPECT_TRUE(j.contains(s));
+  for (const char* s : {"job", "model", "data", "train", "eval", "merge", "export", "resources"}) {
+    EXPECT_TRUE(j.contains(s)) << s;
+  }
   EXPECT_EQ(j["train"].size(), 18u);
 }
 
@@ -95,6 +97,10 @@ TEST(JobSpec, ErrorsNameKeyAndLine) {
   EXPECT_NE(e.find("job.toml:3: unknown section or key 'trian'"), std::string::npos) << e;
   e = error_of("[model]\npath = \"/m\"\n[train]\ntargets = [\"q_proj\", \"x_proj\"]\n");
   EXPECT_NE(e.find("unknown target 'x_proj'"), std::string::npos) << e;
+  // Phi-3's fused projections are names the spec knows (the engine checks
+  // them against the model's family).
+  auto phi = JobSpec::parse("[model]\npath = \"/m\"\n[train]\ntargets = [\"qkv_proj\", \"gate_up_proj\"]\n", "job.toml");
+  EXPECT_TRUE(phi.ok()) << phi.status().to_string();
   e = error_of("[model]\npath = \"/m\"\n[train]\nschedule = \"step\"\n");
   EXPECT_NE(e.find("job.toml:4: [train] schedule"), std::string::npos) << e;
   e = error_of("[model]\npath = \"/m\"\n[train]\nbatch = 8\nmicro_batch = 3\n");
@@ -109,6 +115,73 @@ TEST(JobSpec, ErrorsNameKeyAndLine) {
   EXPECT_NE(e.find("job.toml:1"), std::string::npos) << e;
   e = error_of("model = 3\n");
   EXPECT_NE(e.find("must be a table"), std::string::npos) << e;
+}
+
+// Issue 19 C1/C2: numbers that would overflow a shape or an int32 (and
+// abort a worker) are refused at submit with the key and line, as is every
+// number outside its bound (common/base/bounds.h) and a name with control
+// characters.
+TEST(JobSpec, EveryNumberIsBounded) {
+  const std::string head = "[model]\npath = \"/m\"\n[train]\n";
+  struct Case {
+    const char* line;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"seq_len = 9223372036854775807", "job.toml:4: [train] seq_len: must be in [8, 1048576]"},
+      {"seq_len = 2147483648", "[train] seq_len: must be in"},
+      {"batch = 9223372036854775807", "[train] batch: must be in [1, 65536]"},
+      {"batch = 2147483648", "[train] batch: must be in"},
+      {"steps = 9223372036854775807", "[train] steps: must be in [0, 1000000000]"},
+      {"lora_alpha = -8", "[train] lora_alpha: must be in (0, 1000000]"},
+      {"lora_alpha = 0", "[train] lora_alpha"},
+      {"lora_r = 100000", "[train] lora_r: must be in [1, 8192]"},
+      {"lr = nan", "[train] lr"},
+      {"warmup = 9223372036854775807", "[train] warmup"},
+      {"checkpoint_every = -1", "[train] checkpoint_every"},
+      {"epochs = 100000", "[train] epochs"},
+      {"micro_batch = 9223372036854775807", "[train] micro_batch"},
+      {"batch = 65536\nseq_len = 65536", "job.toml:4: [train] batch: batch x seq_len"},
+      {"batch = 4\nmicro_batch = 3", "micro_batch must be 0 (auto) or divide batch"},
+      {"ram = \"2000TiB\"", "[train] ram: must be in"},
+      {"vram = 9223372036854775807", "[train] vram: must be in"},
+  };
+  for (const Case& c : cases) {
+    std::string e = error_of(head + c.line + "\n");
+    EXPECT_NE(e.find(c.expect), std::string::npos) << c.line << " -> " << e;
+  }
+  std::string e = error_of("[job]\nmax_attempts = 9223372036854775807\n[model]\npath = \"/m\"\n");
+  EXPECT_NE(e.find("[job] max_attempts: must be in [1, 100]"), std::string::npos) << e;
+  e = error_of("[job]\npriority = 9223372036854775807\n[model]\npath = \"/m\"\n");
+  EXPECT_NE(e.find("[job] priority"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[data]\nexamples = 9223372036854775807\n");
+  EXPECT_NE(e.find("[data] examples"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[eval]\nquestions = 9223372036854775807\n");
+  EXPECT_NE(e.find("[eval] questions"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[eval]\nmax_new_tokens = 0\n");
+  EXPECT_NE(e.find("[eval] max_new_tokens"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[merge]\nshard_size = 9223372036854775807\n");
+  EXPECT_NE(e.find("[merge] shard_size"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[resources]\ngpu_memory = \"2000TiB\"\n");
+  EXPECT_NE(e.find("[resources] gpu_memory"), std::string::npos) << e;
+  // Control characters in names and paths (TOML escapes reach the string).
+  e = error_of("[job]\nname = \"a\\u001b[2Jb\"\n[model]\npath = \"/m\"\n");
+  EXPECT_NE(e.find("[job] name: must not hold control characters (found 0x1b)"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\\nx\"\n");
+  EXPECT_NE(e.find("[model] path: must not hold control characters"), std::string::npos) << e;
+  e = error_of("[job]\nwork_dir = \"/w\\tx\"\n[model]\npath = \"/m\"\n");
+  EXPECT_NE(e.find("[job] work_dir"), std::string::npos) << e;
+  // The bounds' edges are accepted.
+  auto ok = JobSpec::parse(head + "steps = 1000000000\nbatch = 2047\nseq_len = 1048576\nlora_r = 8192\n"
+                                  "lora_alpha = 1000000\n", "job.toml");
+  EXPECT_TRUE(ok.ok()) << ok.status().to_string();
+  // The JSON form (what a worker reads) is checked by the same bounds.
+  nlohmann::json j = JobSpec().to_json();
+  j["model"]["path"] = "/m";
+  j["train"]["seq_len"] = int64_t(INT64_MAX);
+  auto from = JobSpec::from_json(j, "stored");
+  ASSERT_FALSE(from.ok());
+  EXPECT_NE(from.status().message().find("seq_len"), std::string::npos) << from.status().to_string();
 }
 
 // Every field set away from its default, so a field that to_json or
@@ -147,6 +220,30 @@ JobSpec every_field_changed() {
   return s;
 }
 
+// [export] gguf adds an export stage after merge: a type that is not built
+// is refused at submit with the list of those that are, and so is an export
+// without the merge it reads.
+TEST(JobSpec, ExportSection) {
+  auto r = JobSpec::parse("[model]\npath = \"/m\"\n[export]\ngguf = \"q8_0\"\n", "job.toml");
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->export_.gguf, "q8_0");
+  EXPECT_EQ(r->to_json()["export"]["gguf"], "q8_0");
+  auto back = JobSpec::from_json(r->to_json());
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->export_.gguf, "q8_0");
+  EXPECT_EQ(JobSpec::parse("[model]\npath = \"/m\"\n")->export_.gguf, "");
+  std::string e = error_of("[model]\npath = \"/m\"\n[export]\ngguf = \"q4_k_m\"\n");
+  EXPECT_NE(e.find("job.toml:4: [export] gguf: 'q4_k_m' is not built (known: f32, f16, bf16, q8_0, q4_0)"),
+            std::string::npos)
+      << e;
+  e = error_of("[model]\npath = \"/m\"\n[merge]\nenabled = false\n[export]\ngguf = \"f16\"\n");
+  EXPECT_NE(e.find("[export] gguf: needs [merge] enabled = true"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[export]\nggml = \"f16\"\n");
+  EXPECT_NE(e.find("unknown key 'ggml' in [export]"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[export]\ngguf = 8\n");
+  EXPECT_NE(e.find("[export] gguf: expected a string"), std::string::npos) << e;
+}
+
 TEST(JobSpec, FromJsonInvertsToJson) {
   const JobSpec changed = every_field_changed();
   const nlohmann::json j = changed.to_json();
@@ -182,7 +279,7 @@ TEST(JobSpec, FromJsonChecksAsParseDoes) {
   nlohmann::json good = every_field_changed().to_json();
   nlohmann::json j = good;
   j["train"]["lr"] = 2;
-  EXPECT_EQ(error_of_json(j), "assign: [train] lr: must be in (0, 1)");
+  EXPECT_EQ(error_of_json(j), "assign: [train] lr: must be in (0, 1) (got 2)");
   j = good;
   j["train"]["learning_rate"] = 0.1;
   EXPECT_EQ(error_of_json(j), "assign: unknown key 'learning_rate' in [train]");
