@@ -243,7 +243,7 @@ TEST_F(TrainCli, BudgetsStreamTheModelWithIdenticalResults) {
   const std::string file = dir_ + "/small.lema.safetensors";
   ASSERT_EQ(run_lema("convert " + dir_ + "/small --out " + file).exit_code, 0);
   const std::string args = "train --model " + file + " --data " + data_ +
-                           " --seed 5 --batch 4 --micro-batch 1 --seq-len 192 --lora-r 4 --threads 1 --quiet --steps 3 ";
+                           " --seed 5 --batch 4 --micro-batch 1 --seq-len 192 --lora-r 4 --threads 1 --quiet --steps 3 --device cpu ";
   ASSERT_EQ(run_lema(args + "--out " + dir_ + "/mem").exit_code, 0);
   RunResult ram = run_lema(args + "--out " + dir_ + "/ram --vram 20MiB");
   ASSERT_EQ(ram.exit_code, 0) << ram.output;
@@ -278,7 +278,7 @@ TEST_F(TrainCli, BigVocabularyHeadStreamsWithinBudget) {
   const std::string file = dir_ + "/bigv.lema.safetensors";
   ASSERT_EQ(run_lema("convert " + dir_ + "/bigv --out " + file).exit_code, 0);
   const std::string args = "train --model " + file + " --data " + data_ +
-                           " --seed 5 --batch 2 --micro-batch 1 --seq-len 128 --lora-r 4 --threads 1 --quiet --steps 3 ";
+                           " --seed 5 --batch 2 --micro-batch 1 --seq-len 128 --lora-r 4 --threads 1 --quiet --steps 3 --device cpu ";
   ASSERT_EQ(run_lema(args + "--out " + dir_ + "/bigv-mem").exit_code, 0);
   RunResult streamed = run_lema(args + "--out " + dir_ + "/bigv-streamed --vram 40MiB");
   ASSERT_EQ(streamed.exit_code, 0) << streamed.output;

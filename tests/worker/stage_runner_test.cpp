@@ -134,9 +134,10 @@ TEST(DatasetStage, NoUsableExampleFailsNamingTheUsersFile) {
     const char* fraction;
     const char* expect;
   };
+  // Bad records fail the stage unless [data] skip_bad (then they are counted).
   const Case cases[] = {
-      {"", "0.1", "(0 bad lines)"},
-      {"{\"prompt\": 3}\nnot json\n", "0.1", "(2 bad lines; line 1:"},
+      {"", "0.1", "(0 bad record(s)"},
+      {"{\"prompt\": 3}\nnot json\n", "0.1\nskip_bad = true", "(2 bad record(s)"},
       {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"content\":\"a\"}]}\n",
        "0.9", "every example went to the eval split"},
   };
