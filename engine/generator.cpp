@@ -273,15 +273,14 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
     const at::Device device = source_.device();
     const at::ScalarType dtype = source_.dtype();
     DecodeBatch batch = layout_batch(prompts, p_len, p_len + options.max_new_tokens, c, dtype, device);
-    // LongRoPE (Phi-3) picks its factors by the length of each forward: from
-    // the step whose positions pass original_max_position_embeddings on,
-    // new queries and keys take the long factors while the cached keys keep
-    // the short ones, as transformers 5 generates (its Phi-3 cache reset
-    // looks for config.original_max_position_embeddings, which the v5
-    // config keeps under rope_parameters; tests/gpu/hf_parity.py's
-    // phi3-long generation crosses the switch).
+    // LongRoPE (Phi-3) picks its factors by the length of each forward; when
+    // the sequence first outgrows original_max_position_embeddings,
+    // transformers drops the cache and recomputes every position with the
+    // long factors (Phi3ForCausalLM.prepare_inputs_for_generation), and so
+    // does this loop (below).
     const Rope rope(c);
     bool long_rope = rope.long_context(p_len);
+    at::Tensor fed = batch.ids.cpu();  // [B, P + steps]: every token run so far (a LongRoPE recompute runs them again)
     std::vector<LayerLora> loras(static_cast<size_t>(c.n_layers));
     if (adapter_ != nullptr) {
       for (int64_t l = 0; l < c.n_layers; ++l) loras[static_cast<size_t>(l)] = adapter_->layer(l, dtype, false);
@@ -320,9 +319,13 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
         if (done[ri]) ++n_done;
       }
       if (n_done == b || last_step) break;
+      fed = at::cat({fed, next}, 1);
       if (!long_rope && rope.long_context(p_len + s + 1)) {
         long_rope = true;
         build_rope_tables(batch, c, dtype, device, p_len + s + 1);
+        LEMA_ASSIGN_OR_RETURN(logits,
+                              forward_step(source_, loras, batch, embed_tokens(fed.to(device), source_.head(), c), 0));
+        continue;
       }
       LEMA_ASSIGN_OR_RETURN(logits,
                             forward_step(source_, loras, batch, embed_tokens(next.to(device), source_.head(), c), p_len + s));

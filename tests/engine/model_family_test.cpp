@@ -419,8 +419,8 @@ TEST(ModelFamily, KvCacheGenerationEqualsRecomputation) {
     std::vector<Generation> generated;
     if (c.rope_scaling.type == RopeScalingType::kLongrope) {
       // LongRoPE picks its list by the batch's padded length (as transformers
-      // does), so a prompt alone matches its reference: one at a time. The
-      // 18-token prompt crosses original_max (20) while generating.
+      // does), so a prompt alone matches its recomputation: one at a time.
+      // The 18-token prompt crosses original_max (20) while generating.
       for (const auto& p : prompts) {
         auto one = gen.generate({p}, go);
         ASSERT_TRUE(one.ok()) << one.status().to_string();
@@ -439,17 +439,6 @@ TEST(ModelFamily, KvCacheGenerationEqualsRecomputation) {
         const int64_t t = static_cast<int64_t>(seq.size());
         const at::Tensor ids = at::tensor(std::vector<int64_t>(seq.begin(), seq.end()), at::kLong).view({1, t});
         LayerContext ctx = make_layer_context(c, t, at::kDouble, at::kCPU);
-        const int64_t orig = c.rope_scaling.original_max_position_embeddings;
-        const auto prompt_len = static_cast<int64_t>(prompts[p].size());
-        if (c.rope_scaling.type == RopeScalingType::kLongrope && t > orig && prompt_len <= orig) {
-          // The cache keeps each position as the step that first ran it saw
-          // it (transformers 5): the prompt and positions < orig with the
-          // short factors, later ones with the long: one table of each.
-          const LayerContext short_ctx = make_layer_context(c, t, at::kDouble, at::kCPU, /*rope_len=*/orig);
-          const LayerContext long_ctx = make_layer_context(c, t, at::kDouble, at::kCPU, /*rope_len=*/t);
-          ctx.cos = at::cat({short_ctx.cos.narrow(0, 0, orig), long_ctx.cos.narrow(0, orig, t - orig)});
-          ctx.sin = at::cat({short_ctx.sin.narrow(0, 0, orig), long_ctx.sin.narrow(0, orig, t - orig)});
-        }
         at::Tensor x = embed_tokens(ids, src->head(), c);
         for (int64_t l = 0; l < c.n_layers; ++l) {
           ctx.layer = l;
