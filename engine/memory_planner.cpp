@@ -292,9 +292,10 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
   const uint64_t host_extra = (p.activations_on_host ? p.activation_bytes : 0) + (p.vocab_chunk > 0 ? p.head_bytes : 0);
   LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, r.force_disk, host_extra));
   if (p.mode == PlanMode::kResident && p.vocab_chunk > 0) p.host_bytes = host_extra;
-  // On the CPU the "device" tier is host memory too: --ram bounds both, or a
-  // CPU run without --vram would plan everything resident and ignore --ram.
-  if (!r.cuda && r.ram_budget > 0 && p.device_bytes + p.host_bytes > r.ram_budget) {
+  // On the CPU the "device" tier is host memory too: with --ram alone it
+  // bounds both, or the run would plan everything resident and ignore --ram.
+  // (--vram with --ram on the CPU lays out the tiers as on a GPU: tests.)
+  if (!r.cuda && r.vram_budget == 0 && r.ram_budget > 0 && p.device_bytes + p.host_bytes > r.ram_budget) {
     return Status::invalid_argument("memory plan: on the CPU the device tier is host memory too; the plan needs " +
                                     format_bytes(p.device_bytes + p.host_bytes) + " of host memory (device tier " +
                                     format_bytes(p.device_bytes) + ", host tier " + format_bytes(p.host_bytes) +
