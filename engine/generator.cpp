@@ -273,11 +273,13 @@ Result<std::vector<Generation>> Generator::generate(const std::vector<std::vecto
     const at::Device device = source_.device();
     const at::ScalarType dtype = source_.dtype();
     DecodeBatch batch = layout_batch(prompts, p_len, p_len + options.max_new_tokens, c, dtype, device);
-    // LongRoPE (Phi-3) picks its factors by the length of each forward; when
-    // the sequence first outgrows original_max_position_embeddings,
-    // transformers drops the cache and recomputes every position with the
-    // long factors (Phi3ForCausalLM.prepare_inputs_for_generation), and so
-    // does this loop (below).
+    // LongRoPE (Phi-3) picks its factors by the length of each forward: a
+    // sequence longer than original_max_position_embeddings takes the long
+    // factors at every position. So when the sequence first outgrows it, the
+    // cache (keys rotated with the short factors) is recomputed with the long
+    // ones (below), and each token equals the model's uncached forward over
+    // the whole sequence: tests/gpu/hf_parity.py checks that against
+    // transformers (its generate departs from its own forward there).
     const Rope rope(c);
     bool long_rope = rope.long_context(p_len);
     at::Tensor fed = batch.ids.cpu();  // [B, P + steps]: every token run so far (a LongRoPE recompute runs them again)
