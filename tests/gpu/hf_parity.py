@@ -147,6 +147,12 @@ def peft_reference(model_dir, adapter_dir, ids, mask, labels, dtype, device):
 GEN_TOKENS = 48
 
 
+def left_pad(prompts):
+    """The prompts left-padded with 0 as lema pads them: ids, mask, width."""
+    ids, mask, width = left_pad(prompts)
+    return ids, mask, width
+
+
 def hf_generate(model, prompts, device, batched):
     """transformers' greedy tokens: each prompt alone, or the batch left-padded as lema pads it."""
     kw = dict(max_new_tokens=GEN_TOKENS, min_new_tokens=GEN_TOKENS, do_sample=False, pad_token_id=0)
@@ -158,12 +164,7 @@ def hf_generate(model, prompts, device, batched):
                 out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
             refs.append(out[0, len(p):].tolist())
         return refs
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros(len(prompts), width, dtype=torch.long)
-    mask = torch.zeros(len(prompts), width, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
+    ids, mask, width = left_pad(prompts)
     with torch.no_grad():
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
     return [out[i, width:].tolist() for i in range(len(prompts))]
@@ -172,12 +173,7 @@ def hf_generate(model, prompts, device, batched):
 def hf_greedy_uncached(model, prompts, device):
     """Greedy tokens from transformers' forward over the whole left-padded
     sequence at every step (no cache): the model's definition, token by token."""
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros(len(prompts), width, dtype=torch.long)
-    mask = torch.zeros(len(prompts), width, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
+    ids, mask, width = left_pad(prompts)
     ids, mask = ids.to(device), mask.to(device)
     out = []
     with torch.no_grad():
