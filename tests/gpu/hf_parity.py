@@ -149,7 +149,12 @@ GEN_TOKENS = 48
 
 def left_pad(prompts):
     """The prompts left-padded with 0 as lema pads them: ids, mask, width."""
-    ids, mask, width = left_pad(prompts)
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
     return ids, mask, width
 
 
