@@ -34,4 +34,9 @@ if(LEMA_ENABLE_ENGINE)
   endif()
   option(LEMA_CUDA "Build the engine with CUDA" ${LEMA_TORCH_HAS_CUDA})
   message(STATUS "lema: LibTorch ${Torch_VERSION}, CUDA ${LEMA_CUDA}")
+  if(LEMA_CUDA)
+    # engine/cuda/*.cu (lema's own kernels); enabled here, at the top
+    # directory's scope, because every executable links them.
+    enable_language(CUDA)
+  endif()
 endif()

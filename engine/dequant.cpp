@@ -3,10 +3,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "common/formats/model_layout.h"
 #include "engine/layer_source.h"
 #include "engine/torch_types.h"
+
+#ifdef LEMA_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+
+#include "engine/cuda/dequant_kernels.h"
+#endif
 
 namespace lema::engine {
 
@@ -37,6 +45,33 @@ bool is_scale_suffix(const std::string& s) {
   return false;
 }
 
+#ifdef LEMA_WITH_CUDA
+// lema's kernels take CUDA tensors that are contiguous and whose output
+// dtype they write; anything else (fp64 on the device, odd strides) takes
+// the LibTorch path, which gives the same bits.
+bool kernel_output(const at::Tensor& out, cuda::OutType* type) {
+  if (!out.is_cuda() || !out.is_contiguous()) return false;
+  switch (out.scalar_type()) {
+    case at::kFloat: *type = cuda::OutType::kF32; return true;
+    case at::kHalf: *type = cuda::OutType::kF16; return true;
+    case at::kBFloat16: *type = cuda::OutType::kBF16; return true;
+    default: return false;
+  }
+}
+
+bool kernel_input(const at::Tensor& t, const at::Tensor& out, at::ScalarType type) {
+  return t.device() == out.device() && t.is_contiguous() && t.scalar_type() == type;
+}
+
+cudaStream_t current_stream(const at::Tensor& on) {
+  return c10::cuda::getCurrentCUDAStream(on.device().index()).stream();
+}
+
+void check_launch(const char* what) {
+  if (const char* e = cuda::last_error()) throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + e);
+}
+#endif
+
 }  // namespace
 
 Result<QuantLayerFormat> quant_layer_format(const LayerFile& file) {
@@ -59,6 +94,17 @@ Result<QuantLayerFormat> quant_layer_format(const LayerFile& file) {
 void dequantize_nf4(const at::Tensor& packed, const at::Tensor& absmax, const at::Tensor& nf4_code, at::Tensor out) {
   at::Tensor flat = out.view({-1});
   const int64_t n = flat.numel();
+#ifdef LEMA_WITH_CUDA
+  cuda::OutType type;
+  if (kernel_output(out, &type) && kernel_input(packed, out, at::kByte) && kernel_input(absmax, out, at::kFloat) &&
+      kernel_input(nf4_code, out, at::kFloat) && packed.numel() >= (n + 1) / 2 &&
+      absmax.numel() >= ceil_div(n, kNf4BlockSize)) {
+    cuda::dequantize_nf4(packed.data_ptr<uint8_t>(), absmax.data_ptr<float>(), nf4_code.data_ptr<float>(),
+                         out.data_ptr(), type, n, current_stream(out));
+    check_launch("dequantize_nf4");
+    return;
+  }
+#endif
   // Chunks of whole blocks (and whole bytes): kDequantChunkElements is a
   // multiple of 64.
   for (int64_t e = 0; e < n; e += kDequantChunkElements) {
@@ -77,6 +123,16 @@ void dequantize_nf4(const at::Tensor& packed, const at::Tensor& absmax, const at
 at::Tensor nf4_absmax_from_double_quant(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& offset) {
   const int64_t nb = q.numel();
   const int64_t groups = ceil_div(nb, kNf4DqBlockSize);
+#ifdef LEMA_WITH_CUDA
+  if (q.is_cuda() && q.is_contiguous() && q.scalar_type() == at::kChar && kernel_input(scale, q, at::kFloat) &&
+      kernel_input(offset, q, at::kFloat) && scale.numel() >= groups && offset.numel() >= 1) {
+    at::Tensor absmax = at::empty({nb}, q.options().dtype(at::kFloat));
+    cuda::nf4_absmax_from_double_quant(q.data_ptr<int8_t>(), scale.data_ptr<float>(), offset.data_ptr<float>(),
+                                       absmax.data_ptr<float>(), nb, current_stream(q));
+    check_launch("nf4_absmax_from_double_quant");
+    return absmax;
+  }
+#endif
   at::Tensor v = q.to(at::kFloat);
   if (v.numel() < groups * kNf4DqBlockSize) v = at::constant_pad_nd(v, {0, groups * kNf4DqBlockSize - nb}, 0);
   // Two separate ops (no fused multiply-add): the reference rounds twice.
@@ -86,6 +142,16 @@ at::Tensor nf4_absmax_from_double_quant(const at::Tensor& q, const at::Tensor& s
 
 void dequantize_int8(const at::Tensor& q, const at::Tensor& scale, at::Tensor out) {
   const int64_t rows = q.size(0), cols = q.size(1);
+#ifdef LEMA_WITH_CUDA
+  cuda::OutType type;
+  if (kernel_output(out, &type) && kernel_input(q, out, at::kChar) && kernel_input(scale, out, at::kFloat) &&
+      out.numel() == rows * cols && scale.numel() >= rows) {
+    cuda::dequantize_int8(q.data_ptr<int8_t>(), scale.data_ptr<float>(), out.data_ptr(), type, rows, cols,
+                          current_stream(out));
+    check_launch("dequantize_int8");
+    return;
+  }
+#endif
   const int64_t chunk_rows = std::max<int64_t>(1, kDequantChunkElements / std::max<int64_t>(cols, 1));
   for (int64_t r = 0; r < rows; r += chunk_rows) {
     const int64_t nr = std::min(chunk_rows, rows - r);

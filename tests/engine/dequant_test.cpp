@@ -14,6 +14,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -169,6 +170,64 @@ TEST(Dequant, Int8MatchesTheReference) {
   dequantize_int8(qt, cpu_f32(scale), out32);
   dequantize_int8(qt, cpu_f32(scale), out16);
   expect_dequantized(out32.view({-1}), out16.view({-1}), ref);
+}
+
+// lema's CUDA kernels (engine/cuda/dequant_kernels.cu) against the LibTorch
+// path above, bit for bit, in fp32, bf16 and fp16: the test values (ties,
+// zero block, odd tail) and a tensor larger than one grid of threads (the
+// kernels' grid-stride loop). Skipped without a CUDA device; the GPU
+// machine runs it through scripts/gpu_check.sh (ctest).
+TEST(Dequant, CudaKernelsEqualTheLibTorchPath) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device here: the kernels are checked on the GPU machine";
+  const at::Device cuda(at::kCUDA, 0);
+  auto same_bits = [](const at::Tensor& a, const at::Tensor& b) {
+    return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() &&
+           at::equal(a.contiguous().view(at::kByte), b.contiguous().view(at::kByte));
+  };
+  const at::Tensor code = at::from_blob(const_cast<float*>(nf4_code()), {16}, at::kFloat).clone();
+  std::vector<std::vector<float>> inputs = {test_values(300, 1)};
+  {
+    std::vector<float> big = test_values(600000, 4);  // 38.4M elements: more bytes than 65536 x 256 threads
+    inputs.push_back(std::move(big));
+  }
+  for (const std::vector<float>& x : inputs) {
+    const int64_t n = static_cast<int64_t>(x.size()), nb = (n + 63) / 64, groups = (nb + 255) / 256;
+    std::vector<uint8_t> packed(static_cast<size_t>((n + 1) / 2));
+    std::vector<float> absmax(static_cast<size_t>(nb)), scale(static_cast<size_t>(groups));
+    std::vector<int8_t> q(static_cast<size_t>(nb));
+    float offset = 0.0f;
+    nf4_quantize(x.data(), n, packed.data(), absmax.data());
+    nf4_double_quantize(absmax.data(), nb, q.data(), scale.data(), &offset);
+    const at::Tensor p = at::from_blob(packed.data(), {static_cast<int64_t>(packed.size())}, at::kByte).clone();
+    const at::Tensor qt = at::from_blob(q.data(), {nb}, at::kChar).clone();
+    const at::Tensor restored = nf4_absmax_from_double_quant(qt, cpu_f32(scale), cpu_f32({offset}));
+    const at::Tensor restored_cuda =
+        nf4_absmax_from_double_quant(qt.to(cuda), cpu_f32(scale).to(cuda), cpu_f32({offset}).to(cuda));
+    EXPECT_TRUE(same_bits(restored, restored_cuda.cpu())) << "double-quantized absmax, n " << n;
+    for (at::ScalarType type : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      at::Tensor want = at::empty({n}, type), got = at::empty({n}, at::TensorOptions().dtype(type).device(cuda));
+      dequantize_nf4(p, cpu_f32(absmax), code, want);
+      dequantize_nf4(p.to(cuda), cpu_f32(absmax).to(cuda), code.to(cuda), got);
+      EXPECT_TRUE(same_bits(want, got.cpu())) << "nf4 " << at::toString(type) << ", n " << n;
+    }
+  }
+  // int8: rows x cols with an odd width, a zero row and a large tensor.
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{37, 129}, {5000, 7001}}) {
+    std::vector<float> x = test_values((rows * cols) / 64 + 1, 5);
+    x.resize(static_cast<size_t>(rows * cols));
+    std::fill(x.begin() + 5 * cols, x.begin() + 6 * cols, 0.0f);
+    std::vector<int8_t> q(x.size());
+    std::vector<float> scale(static_cast<size_t>(rows));
+    int8_quantize_rows(x.data(), rows, cols, q.data(), scale.data());
+    const at::Tensor qt = at::from_blob(q.data(), {rows, cols}, at::kChar).clone();
+    for (at::ScalarType type : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      at::Tensor want = at::empty({rows, cols}, type);
+      at::Tensor got = at::empty({rows, cols}, at::TensorOptions().dtype(type).device(cuda));
+      dequantize_int8(qt, cpu_f32(scale), want);
+      dequantize_int8(qt.to(cuda), cpu_f32(scale).to(cuda), got);
+      EXPECT_TRUE(same_bits(want, got.cpu())) << "int8 " << at::toString(type) << ", " << rows << "x" << cols;
+    }
+  }
 }
 
 // A random model written straight into quantized layer files: every layer
