@@ -202,10 +202,9 @@ Result<GgufExportStats> export_gguf_model(const GgufExportOptions& a) {
   LEMA_RETURN_IF_ERROR(add_gguf_model_metadata(*arch, c, src.config_json, src.config_source, file_type, &writer));
   add_gguf_vocab_metadata(vocab, &writer);
 
-  const std::vector<float> rope_factors = llama3_rope_factors(c);
-  if (!rope_factors.empty()) {
-    LEMA_RETURN_IF_ERROR(writer.add_tensor("rope_freqs.weight", GgmlType::kF32,
-                                           {static_cast<int64_t>(rope_factors.size())}));
+  const std::vector<GgufRopeTensor> rope_tensors = gguf_rope_tensors(c);
+  for (const GgufRopeTensor& t : rope_tensors) {
+    LEMA_RETURN_IF_ERROR(writer.add_tensor(t.name, GgmlType::kF32, {static_cast<int64_t>(t.values.size())}));
   }
   std::vector<PlannedTensor> plan;
   for (const TensorSpec& spec : model_tensor_specs(c)) {
@@ -220,8 +219,8 @@ Result<GgufExportStats> export_gguf_model(const GgufExportOptions& a) {
     plan.push_back(std::move(p));
   }
   LEMA_RETURN_IF_ERROR(writer.open(a.out));
-  if (!rope_factors.empty()) {
-    LEMA_RETURN_IF_ERROR(writer.write_tensor("rope_freqs.weight", rope_factors.data(), rope_factors.size() * 4));
+  for (const GgufRopeTensor& t : rope_tensors) {
+    LEMA_RETURN_IF_ERROR(writer.write_tensor(t.name, t.values.data(), t.values.size() * sizeof(float)));
   }
   TensorEmitter emitter(&writer, plan, a);
   GgufExportStats stats;

@@ -9,6 +9,7 @@
 
 #include "common/base/log.h"
 #include "common/formats/model_layout.h"
+#include "common/formats/rope_scaling.h"
 
 namespace lema::engine {
 
@@ -130,14 +131,8 @@ Rope::Rope(const ModelConfig& config, bool local) {
     inv_freq = 1.0 / (factors(s.short_factor) * base_pow);
     inv_freq_long_ = (1.0 / (factors(s.long_factor) * base_pow)).contiguous();
     long_from_ = s.original_max_position_embeddings;
-    // factor: the config's, else max_position / original (transformers 5).
-    const double factor = s.factor_given ? s.factor
-                                         : static_cast<double>(config.max_position_embeddings) /
-                                               static_cast<double>(s.original_max_position_embeddings);
-    attention_scaling_ = s.attention_factor > 0 ? s.attention_factor
-                         : factor <= 1.0
-                             ? 1.0
-                             : std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(long_from_)));
+    // The one computation the GGUF export writes for llama.cpp too.
+    attention_scaling_ = longrope_attention_factor(config);
   }
   inv_freq_ = inv_freq.contiguous();
 }

@@ -1,9 +1,12 @@
 #include "common/formats/gguf_arch.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
+
+#include "common/formats/rope_scaling.h"
 
 namespace lema {
 namespace {
@@ -54,9 +57,7 @@ std::vector<std::pair<std::string, std::string>> gemma_layer_tensors(bool qk_nor
 }
 
 // The table. Entries marked verified have been loaded and compared in
-// llama.cpp (tests/integration/gguf_llama_cpp_test.cpp); phi3 is written from
-// llama.cpp's documented key and tensor names and waits for lema's loader
-// (ModelConfig refuses it today) and for the same check.
+// llama.cpp (tests/integration/gguf_llama_cpp_test.cpp).
 const std::vector<GgufArch>& arch_table() {
   static const std::vector<GgufArch> table = {
       {"llama", "llama", /*permute_qk=*/true, /*verified=*/true, llama_layer_tensors(), {}},
@@ -77,8 +78,13 @@ const std::vector<GgufArch>& arch_table() {
       // add_gguf_model_metadata; its norms are stored as 1 + w.
       {"gemma2", "gemma2", false, true, gemma_layer_tensors(false), {}, /*norm_plus_one=*/true},
       {"gemma3_text", "gemma3", false, true, gemma_layer_tensors(true), {}, /*norm_plus_one=*/true},
-      // Phi-3 fuses q/k/v and gate/up in HF and in llama.cpp alike.
-      {"phi3", "phi3", false, false,
+      // Phi-3 fuses q/k/v and gate/up in HF and in llama.cpp alike, and
+      // rotates halves (NEOX): no permutation. llama.cpp splits attn_qkv at
+      // hidden and hidden + kv_dim, and ffn_up (gate rows, then up rows) in
+      // halves, silu on the first: HF's layout as stored. The window is
+      // written as the converter does; llama.cpp's phi3 ignores it
+      // (check_gguf_config).
+      {"phi3", "phi3", false, true,
        {{"input_layernorm.weight", "attn_norm.weight"},
         {"self_attn.qkv_proj.weight", "attn_qkv.weight"},
         {"self_attn.o_proj.weight", "attn_output.weight"},
@@ -141,7 +147,9 @@ std::string gguf_arch_list() {
     std::string& s = a.verified ? verified : unverified;
     s += (s.empty() ? "" : ", ") + a.model_type;
   }
-  return verified + " (verified with llama.cpp); " + unverified + " (table entries, unverified)";
+  std::string list = verified + " (verified with llama.cpp)";
+  if (!unverified.empty()) list += "; " + unverified + " (table entries, unverified)";
+  return list;
 }
 
 std::string model_type_of(const ModelConfig& config) {
@@ -201,6 +209,31 @@ Status check_gguf_config(const GgufArch& arch, const ModelConfig& c, const std::
     if (!expressible) {
       return refuse("layer_types", std::string("sliding layers off llama.cpp's ") +
                                        (a == "gemma2" ? "periodic pattern" : "pattern (every 6th layer global)"));
+    }
+  }
+  if (a == "phi3") {
+    // llama.cpp's phi3 views q, k and v in the fused output with heads of
+    // hidden / heads, and its attn_output is [hidden, hidden].
+    if (c.head_dim * c.n_heads != c.hidden_size) {
+      return refuse("head_dim", std::to_string(c.head_dim) + " with " + std::to_string(c.n_heads) +
+                                    " heads; llama.cpp's phi3 needs head_dim * num_attention_heads = hidden_size (" +
+                                    std::to_string(c.hidden_size) + ")");
+    }
+    // llama.cpp's phi3 switches sliding-window attention off (every query
+    // sees every key); lema slides as transformers does. They agree only
+    // where no sequence can outgrow the window (Phi-3.5 and Phi-4-mini ship
+    // a window longer than their context; Phi-3-mini-4k does not).
+    bool slides = false;
+    for (int64_t il = 0; il < c.n_layers; ++il) slides = slides || c.is_sliding(il);
+    if (slides && c.sliding_window < c.max_position_embeddings) {
+      return refuse("sliding_window", std::to_string(c.sliding_window) + " < max_position_embeddings " +
+                                          std::to_string(c.max_position_embeddings) +
+                                          "; llama.cpp's phi3 attends to every position, lema to the last " +
+                                          std::to_string(c.sliding_window));
+    }
+    // Its phi3 graph reads rope factors from rope_factors_long/short only.
+    if (c.rope_scaling.type == RopeScalingType::kLlama3) {
+      return refuse("rope_scaling", "llama3; llama.cpp's phi3 takes no per-frequency divisors (rope_freqs)");
     }
   }
   if (a == "gemma2" && (c.attn_logit_softcapping <= 0 || c.final_logit_softcapping <= 0)) {
@@ -317,7 +350,9 @@ Status add_gguf_model_metadata(const GgufArch& arch, const ModelConfig& c, const
   LEMA_RETURN_IF_ERROR(u32("feed_forward_length", c.intermediate_size));
   LEMA_RETURN_IF_ERROR(u32("attention.head_count", c.n_heads));
   LEMA_RETURN_IF_ERROR(u32("attention.head_count_kv", c.n_kv_heads));
-  LEMA_RETURN_IF_ERROR(u32("rope.dimension_count", c.head_dim));
+  // Partial rotary (Phi-4-mini): llama.cpp rotates the first n_rot
+  // dimensions of each head and passes the rest, as transformers does.
+  LEMA_RETURN_IF_ERROR(u32("rope.dimension_count", c.rotary_dim()));
   LEMA_RETURN_IF_ERROR(u32("vocab_size", c.vocab_size));
   // llama.cpp derives the head size as embedding / heads unless told.
   if (c.head_dim * c.n_heads != c.hidden_size || a != "llama") {
@@ -329,6 +364,13 @@ Status add_gguf_model_metadata(const GgufArch& arch, const ModelConfig& c, const
   if (c.rope_scaling.type == RopeScalingType::kLinear) {
     w->set(a + ".rope.scaling.type", GgufValue::string("linear"));
     w->set(a + ".rope.scaling.factor", GgufValue::f32(static_cast<float>(c.rope_scaling.factor)));
+  }
+  if (c.rope_scaling.type == RopeScalingType::kLongrope) {
+    // llama.cpp takes rope_factors_long when its context per sequence is
+    // longer than this, else the short ones (gguf_rope_tensors), and scales
+    // cos and sin by attn_factor as transformers does.
+    LEMA_RETURN_IF_ERROR(u32("rope.scaling.original_context_length", c.rope_scaling.original_max_position_embeddings));
+    w->set(a + ".rope.scaling.attn_factor", GgufValue::f32(static_cast<float>(longrope_attention_factor(c))));
   }
   if (a == "gemma2" || a == "gemma3") {
     // A config without a window: one as long as the context slides nowhere.
@@ -383,6 +425,21 @@ std::vector<float> llama3_rope_factors(const ModelConfig& c) {
     factors.push_back(static_cast<float>(f));
   }
   return factors;
+}
+
+std::vector<GgufRopeTensor> gguf_rope_tensors(const ModelConfig& c) {
+  auto f32s = [](const std::vector<double>& v) {
+    std::vector<float> f(v.size());
+    std::transform(v.begin(), v.end(), f.begin(), [](double x) { return static_cast<float>(x); });
+    return f;
+  };
+  switch (c.rope_scaling.type) {
+    case RopeScalingType::kLlama3: return {{"rope_freqs.weight", llama3_rope_factors(c)}};
+    case RopeScalingType::kLongrope:
+      return {{"rope_factors_long.weight", f32s(c.rope_scaling.long_factor)},
+              {"rope_factors_short.weight", f32s(c.rope_scaling.short_factor)}};
+    default: return {};
+  }
 }
 
 Status pad_gguf_vocab(int64_t n_vocab, GgufVocab* v) {

@@ -45,7 +45,8 @@ struct GgufArch {
 
 // The entry for `model_type`, or kUnsupported listing the known ones.
 Result<const GgufArch*> find_gguf_arch(const std::string& model_type);
-// "llama, mistral (verified); qwen2, ... (unverified)"
+// "llama, mistral, ... (verified with llama.cpp)", then the unverified
+// table entries if there are any.
 std::string gguf_arch_list();
 // config.json's model_type for a config that lacks one, from its
 // architecture ("LlamaForCausalLM" -> "llama").
@@ -59,11 +60,12 @@ Result<std::string> gguf_tensor_name(const GgufArch& arch, const std::string& hf
 int64_t gguf_rope_permute_heads(const GgufArch& arch, const ModelConfig& config, const std::string& hf_name);
 // Refuses a config whose maths llama.cpp's graph for `arch` cannot express
 // (it would load and answer differently), naming the config key: a sliding
-// window where llama.cpp has none (qwen2, qwen3), Gemma's attention scale
-// (llama.cpp derives it from head_dim, or hidden / heads for the 27B layer
-// count), sliding layers off llama.cpp's fixed pattern, Gemma 2 without
-// soft-capping (llama.cpp always caps), Gemma with an untied lm_head
-// (llama.cpp reuses token_embd). `source` names config.json.
+// window where llama.cpp has none (qwen2, qwen3; phi3 when a sequence can
+// outgrow it), Gemma's attention scale (llama.cpp derives it from head_dim,
+// or hidden / heads for the 27B layer count), sliding layers off llama.cpp's
+// fixed pattern, Gemma 2 without soft-capping (llama.cpp always caps), Gemma
+// with an untied lm_head (llama.cpp reuses token_embd), Phi-3 heads that do
+// not split hidden_size or llama3 RoPE scaling. `source` names config.json.
 Status check_gguf_config(const GgufArch& arch, const ModelConfig& config, const std::string& source);
 // Whether the value of tensor `gguf_name` is stored as 1 + w (arch.norm_plus_one).
 bool gguf_norm_plus_one(const GgufArch& arch, const std::string& gguf_name);
@@ -93,6 +95,15 @@ Status add_gguf_model_metadata(const GgufArch& arch, const ModelConfig& config, 
 // llama3 rope scaling: the per-frequency divisors llama.cpp reads from the
 // "rope_freqs.weight" tensor ([head_dim / 2], f32). Empty for other scalings.
 std::vector<float> llama3_rope_factors(const ModelConfig& config);
+// The f32 RoPE tensors outside the layers that llama.cpp reads for the
+// config's scaling: rope_freqs.weight (llama3), rope_factors_long.weight and
+// rope_factors_short.weight ([rotary_dim / 2] each, longrope: the divisors
+// of the frequencies); none for other scalings.
+struct GgufRopeTensor {
+  std::string name;
+  std::vector<float> values;
+};
+std::vector<GgufRopeTensor> gguf_rope_tensors(const ModelConfig& config);
 
 // A tokenizer as GGUF stores it (tokenizer.ggml.*).
 struct GgufVocab {

@@ -1,9 +1,10 @@
 // `lema export --format gguf|gguf-lora` checked by llama.cpp itself (the
 // node-llama-cpp package, prebuilt CPU build, driven by
 // tests/tools/llama_cpp_run.mjs): on a small pretrained base of each family
-// (the tiny-<family> presets; Qwen's sliding window off and Gemma's attention
-// scale and sliding layers set as llama.cpp computes them, as in the released
-// models, since llama.cpp cannot express the presets' settings),
+// (the tiny-<family> presets; Qwen's sliding window off, Gemma's attention
+// scale and sliding layers and Phi-3's window set as llama.cpp computes them,
+// as in the released models, since llama.cpp cannot express the presets'
+// settings),
 //   f32 and f16: llama.cpp's greedy 32 tokens equal `lema chat`'s;
 //   tokenization of 200 varied strings equals `lema tokenize`'s;
 //   q8_0 / q4_0: llama.cpp's top-1 next token agrees with lema's fp32
@@ -211,22 +212,29 @@ double agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
 }
 
 // A PEFT adapter on every projection with random A and B (not a zero B,
-// so it changes the output): r = 4, alpha = 8.
+// so it changes the output): r = 4, alpha = 8. Phi-3's projections are the
+// fused qkv_proj and gate_up_proj (one A/B pair each, as PEFT adapts them).
 void write_adapter(const std::string& model, const std::string& dir) {
   ASSERT_TRUE(make_dirs(dir).ok());
-  write_text(dir + "/adapter_config.json",
-             R"({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
-                 "bias": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                 "up_proj", "down_proj"]})");
   const json cfg = json::parse(slurp(model + "/config.json"));
   const int64_t h = cfg["hidden_size"], ff = cfg["intermediate_size"], nh = cfg["num_attention_heads"],
                 nkv = cfg["num_key_value_heads"], layers = cfg["num_hidden_layers"];
   const int64_t hd = cfg.contains("head_dim") && cfg["head_dim"].is_number() ? cfg["head_dim"].get<int64_t>() : h / nh;
   struct Proj { const char* module; const char* name; int64_t out, in; };
-  const std::vector<Proj> projs = {{"self_attn", "q_proj", nh * hd, h}, {"self_attn", "k_proj", nkv * hd, h},
-                                   {"self_attn", "v_proj", nkv * hd, h}, {"self_attn", "o_proj", h, nh * hd},
-                                   {"mlp", "gate_proj", ff, h},          {"mlp", "up_proj", ff, h},
-                                   {"mlp", "down_proj", h, ff}};
+  const bool fused = cfg.value("model_type", "") == "phi3";
+  const std::vector<Proj> projs =
+      fused ? std::vector<Proj>{{"self_attn", "qkv_proj", (nh + 2 * nkv) * hd, h}, {"self_attn", "o_proj", h, nh * hd},
+                                {"mlp", "gate_up_proj", 2 * ff, h},                 {"mlp", "down_proj", h, ff}}
+            : std::vector<Proj>{{"self_attn", "q_proj", nh * hd, h}, {"self_attn", "k_proj", nkv * hd, h},
+                                {"self_attn", "v_proj", nkv * hd, h}, {"self_attn", "o_proj", h, nh * hd},
+                                {"mlp", "gate_proj", ff, h},          {"mlp", "up_proj", ff, h},
+                                {"mlp", "down_proj", h, ff}};
+  json targets = json::array();
+  for (const Proj& p : projs) targets.push_back(p.name);
+  write_text(dir + "/adapter_config.json",
+             json({{"peft_type", "LORA"}, {"task_type", "CAUSAL_LM"}, {"r", 4}, {"lora_alpha", 8},
+                   {"lora_dropout", 0.0}, {"bias", "none"}, {"target_modules", targets}})
+                 .dump());
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-0.3f, 0.3f);
   SafetensorsWriter w;
@@ -275,6 +283,12 @@ const std::map<std::string, Family>& families() {
                    (*c)["query_pre_attn_scalar"] = (*c)["head_dim"];
                    (*c)["layer_types"] = {"sliding_attention", "sliding_attention"};
                  }}},
+      // llama.cpp's phi3 does not slide: the window longer than the context
+      // that Phi-3.5-mini and Phi-4-mini ship. LongRoPE (original length 20,
+      // partial rotary 12 of 16) stays: every sequence here is longer than
+      // 20 and llama.cpp's context (256 at least) too, so both take the long
+      // factors and the attention factor.
+      {"phi3", {"tiny-phi3", "phi3", [](json* c) { (*c)["sliding_window"] = 262144; }}},
   };
   return f;
 }
@@ -339,7 +353,8 @@ class GgufLlamaCpp : public ::testing::TestWithParam<std::string> {
   const Bench* b_ = nullptr;
 };
 
-INSTANTIATE_TEST_SUITE_P(Families, GgufLlamaCpp, ::testing::Values("llama", "qwen2", "qwen3", "gemma2", "gemma3"),
+INSTANTIATE_TEST_SUITE_P(Families, GgufLlamaCpp,
+                         ::testing::Values("llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 TEST_P(GgufLlamaCpp, FileCarriesTheFamilyMetadata) {
@@ -351,7 +366,7 @@ TEST_P(GgufLlamaCpp, FileCarriesTheFamilyMetadata) {
   EXPECT_EQ(g.find("general.file_type")->u, 7u);
   EXPECT_EQ(g.find("tokenizer.ggml.model")->s, "llama");
   EXPECT_EQ(g.find("tokenizer.ggml.tokens")->items.size(), 400u);
-  EXPECT_EQ(g.find_tensor("blk.1.attn_q.weight")->type, GgmlType::kQ8_0);
+  EXPECT_EQ(g.find_tensor(arch == "phi3" ? "blk.1.attn_qkv.weight" : "blk.1.attn_q.weight")->type, GgmlType::kQ8_0);
   EXPECT_EQ(g.find_tensor("blk.1.ffn_down.weight")->type, GgmlType::kF16);  // rows of 176: not whole blocks
   EXPECT_EQ(g.find_tensor("output_norm.weight")->type, GgmlType::kF32);
   const json cfg = json::parse(slurp(b_->model + "/config.json"));
@@ -369,6 +384,14 @@ TEST_P(GgufLlamaCpp, FileCarriesTheFamilyMetadata) {
   }
   if (arch == "gemma2") {
     EXPECT_FLOAT_EQ(static_cast<float>(g.find("gemma2.final_logit_softcapping")->f), 30.0f);
+  }
+  if (arch == "phi3") {
+    EXPECT_EQ(g.find_tensor("blk.0.attn_qkv.weight")->shape, (std::vector<int64_t>{64 + 2 * 32, 64}));
+    EXPECT_EQ(g.find_tensor("blk.0.ffn_up.weight")->shape, (std::vector<int64_t>{2 * 176, 64}));
+    EXPECT_EQ(g.find_tensor("rope_factors_long.weight")->type, GgmlType::kF32);
+    EXPECT_EQ(g.find("phi3.rope.dimension_count")->u, 12u);
+    EXPECT_EQ(g.find("phi3.rope.scaling.original_context_length")->u, 20u);
+    EXPECT_GT(g.find("phi3.rope.scaling.attn_factor")->f, 1.4);
   }
 }
 
@@ -415,10 +438,20 @@ TEST_P(GgufLlamaCpp, GreedyContinuationEqualsLemaChat) {
                                               "Which planet is known as the red planet?", "What is 7 times 6?",
                                               "Name a primary colour.", "What do bees make?"};
   const int32_t eos = gguf_eos_id(gguf("f32"));
+  // LongRoPE (phi3): lema, as transformers, takes the short factors while
+  // the sequence is at most this long; llama.cpp picks by its context size
+  // (at least 256 here), so the two agree on a prompt longer than it.
+  const json cfg = json::parse(slurp(b_->model + "/config.json"));
+  const size_t long_from = cfg.value("original_max_position_embeddings", 0);
   bool compared = false;
   for (const std::string& question : questions) {
     const std::vector<int32_t> prompt = lema_ids(b_->model, render_prompt(question, system), /*special=*/true);
     ASSERT_GT(prompt.size(), 10u);
+    if (prompt.size() <= long_from) {
+      std::printf("prompt %s: %zu tokens, within LongRoPE's short range, next prompt\n", json(question).dump().c_str(),
+                  prompt.size());
+      continue;
+    }
     const json f32 = llama_cpp(b_->dir, {{"model", gguf("f32")}, {"prompt_ids", prompt}, {"n_generate", 32}});
     const std::vector<int32_t> greedy = f32["generated"].get<std::vector<int32_t>>();
     ASSERT_EQ(greedy.size(), 32u);
@@ -571,6 +604,39 @@ TEST_P(GgufLlamaOnly, MistralRunsAsLlama) {
   EXPECT_GE(a, 0.99);
 }
 
+// Phi-3 only: LongRoPE's short factors. The same base with an original
+// length of 256 (attention factor sqrt(1 + ln 2 / ln 256)): on a text of at
+// most 256 tokens lema takes the short factors, and so does llama.cpp, whose
+// context (the text's length padded to 256) is then not longer than 256.
+class GgufPhi3Only : public GgufLlamaCpp {};
+INSTANTIATE_TEST_SUITE_P(Phi3, GgufPhi3Only, ::testing::Values("phi3"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+TEST_P(GgufPhi3Only, LongropeShortFactorsEqualLemas) {
+  const std::string m = b_->dir + "/short";
+  ASSERT_TRUE(make_dirs(m).ok());
+  for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer.model", "tokenizer_config.json"}) {
+    if (path_exists(b_->model + "/" + f)) write_text(m + "/" + f, slurp(b_->model + "/" + f));
+  }
+  json cfg = json::parse(slurp(b_->model + "/config.json"));
+  cfg["original_max_position_embeddings"] = 256;
+  write_text(m + "/config.json", cfg.dump(2));
+  RunResult r = run_lema_shell("export " + m + " --type f32 --out " + b_->dir + "/short.gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto g = GgufReader::open(b_->dir + "/short.gguf");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ((*g)->find("phi3.rope.scaling.original_context_length")->u, 256u);
+  std::vector<int32_t> ids = lema_ids(b_->model, kHeldOut, /*special=*/true);
+  ids.resize(std::min<size_t>(ids.size(), 200));  // llama.cpp's context: 256
+  const json got = llama_cpp(b_->dir, {{"model", b_->dir + "/short.gguf"}, {"score_ids", ids}});
+  const double a = agreement(got["top1"].get<std::vector<int32_t>>(), lema_top1(m, ids).token);
+  // The long factors on the same text: what a wrong pick would give.
+  const double long_pick = agreement(got["top1"].get<std::vector<int32_t>>(), lema_top1(b_->model, ids).token);
+  std::printf("phi3 LongRoPE short factors, f32: top-1 agreement with lema fp32 %.1f%% of %zu positions (against "
+              "lema with the long factors: %.1f%%)\n", 100 * a, ids.size(), 100 * long_pick);
+  EXPECT_GE(a, 0.99);
+}
+
 // Bad input, without llama.cpp.
 TEST(GgufExportCli, Refusals) {
   const std::string dir = make_temp_dir("gguf_refuse");
@@ -599,7 +665,8 @@ TEST(GgufExportCli, Refusals) {
   EXPECT_FALSE(path_exists(dir + "/no"));
   // A config llama.cpp's graph cannot express: refused naming the key, no file.
   for (const auto& [preset, key] : std::vector<std::pair<std::string, std::string>>{
-           {"tiny-qwen2", "use_sliding_window"}, {"tiny-gemma3", "query_pre_attn_scalar"}}) {
+           {"tiny-qwen2", "use_sliding_window"}, {"tiny-gemma3", "query_pre_attn_scalar"},
+           {"tiny-phi3", "sliding_window"}}) {
     ASSERT_EQ(run_lema_shell("model init --preset " + preset + " --out " + dir + "/" + preset).exit_code, 0);
     write_byte_tokenizer(dir + "/" + preset);
     r = run_lema_shell("export " + dir + "/" + preset + " --type f32 --out " + dir + "/g.gguf");

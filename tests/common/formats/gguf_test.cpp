@@ -1,4 +1,4 @@
-// GGUF writer, reader, quantizers and the llama arch table: write then read
+// GGUF writer, reader, quantizers and the arch table: write then read
 // back (header, every value type, alignment, tensor offsets), the block
 // encoders against bytes from tests/tools/gguf_quant_reference.py, the Q/K
 // row permutation, and refusals (bad tensors, damaged files, unknown types).
@@ -440,6 +440,55 @@ TEST(GgufArch, FamilyNamesAndConfigRefusals) {
   EXPECT_EQ((*r)->find("gemma2.attention.sliding_window")->u, 16u);
   EXPECT_EQ((*r)->find("gemma2.attention.sliding_window_pattern"), nullptr);
   EXPECT_EQ((*r)->find("gemma2.attention.key_length")->u, 32u);
+}
+
+// Phi-3: the fused projections under llama.cpp's names, partial rotary and
+// LongRoPE keys and tensors, and what llama.cpp's phi3 computes otherwise.
+TEST(GgufArch, Phi3NamesKeysAndRefusals) {
+  const GgufArch& phi3 = **find_gguf_arch("phi3");
+  EXPECT_EQ(phi3.name, "phi3");
+  EXPECT_EQ(*gguf_tensor_name(phi3, "model.layers.1.self_attn.qkv_proj.weight"), "blk.1.attn_qkv.weight");
+  EXPECT_EQ(*gguf_tensor_name(phi3, "model.layers.0.mlp.gate_up_proj.weight"), "blk.0.ffn_up.weight");
+  EXPECT_EQ(*gguf_tensor_name(phi3, "model.layers.0.mlp.down_proj.weight"), "blk.0.ffn_down.weight");
+  EXPECT_FALSE(gguf_tensor_name(phi3, "model.layers.0.self_attn.q_proj.weight").ok());
+  ModelConfig c = *model_preset("tiny-phi3");
+  EXPECT_EQ(gguf_rope_permute_heads(phi3, c, "model.layers.0.self_attn.qkv_proj.weight"), 0);
+
+  // The preset slides every layer over 16 of its 512 positions; llama.cpp's phi3 does not slide.
+  Status s = check_gguf_config(phi3, c, "m/config.json");
+  EXPECT_NE(s.message().find("m/config.json: key 'sliding_window': 16 < max_position_embeddings 512"),
+            std::string::npos)
+      << s.message();
+  c.sliding_window = 262144;  // Phi-3.5-mini's and Phi-4-mini's: longer than the context
+  EXPECT_TRUE(check_gguf_config(phi3, c, "c").ok());
+  ModelConfig odd = c;
+  odd.head_dim = 32;
+  EXPECT_NE(check_gguf_config(phi3, odd, "c").message().find("key 'head_dim'"), std::string::npos);
+  odd = c;
+  odd.rope_scaling.type = RopeScalingType::kLlama3;
+  EXPECT_NE(check_gguf_config(phi3, odd, "c").message().find("key 'rope_scaling'"), std::string::npos);
+
+  GgufWriter w;
+  ASSERT_TRUE(add_gguf_model_metadata(phi3, c, nlohmann::json::object(), "c", GgufFileType::kF32, &w).ok());
+  const std::string path = temp_path("phi3.gguf");
+  ASSERT_TRUE(w.open(path).ok());
+  ASSERT_TRUE(w.commit().ok());
+  auto r = GgufReader::open(path);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->find("phi3.context_length")->u, 512u);
+  EXPECT_EQ((*r)->find("phi3.rope.dimension_count")->u, 12u);  // 16 * 0.75
+  EXPECT_EQ((*r)->find("phi3.rope.scaling.original_context_length")->u, 20u);
+  EXPECT_FLOAT_EQ(static_cast<float>((*r)->find("phi3.rope.scaling.attn_factor")->f),
+                  static_cast<float>(std::sqrt(1 + std::log(512.0 / 20.0) / std::log(20.0))));
+  EXPECT_EQ((*r)->find("phi3.rope.scaling.factor"), nullptr);  // llama.cpp would scale the positions too
+  const std::vector<GgufRopeTensor> rope = gguf_rope_tensors(c);
+  ASSERT_EQ(rope.size(), 2u);
+  EXPECT_EQ(rope[0].name, "rope_factors_long.weight");
+  EXPECT_EQ(rope[0].values, (std::vector<float>{1.5f, 2.5f, 4.0f, 8.0f, 16.0f, 32.0f}));
+  EXPECT_EQ(rope[1].name, "rope_factors_short.weight");
+  EXPECT_EQ(rope[1].values, (std::vector<float>{1.0f, 1.25f, 1.5f, 2.0f, 3.0f, 4.0f}));
+  c.rope_scaling.type = RopeScalingType::kNone;
+  EXPECT_TRUE(gguf_rope_tensors(c).empty());
 }
 
 TEST(GgufArch, VocabPadding) {
