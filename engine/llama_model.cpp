@@ -10,6 +10,7 @@
 #include "common/base/log.h"
 #include "common/formats/model_layout.h"
 #include "common/formats/rope_scaling.h"
+#include "engine/row_stream.h"
 
 namespace lema::engine {
 
@@ -339,108 +340,132 @@ static at::Tensor softcap_logits(const at::Tensor& logits, const ModelConfig& co
   return cap > 0 ? at::tanh(logits / cap) * cap : logits;
 }
 
-// lm_head rows [v0, v0 + n) on the compute device: a view of a resident
-// head, a copy from pinned host memory for a streamed one.
-static at::Tensor lm_head_rows(const HeadWeights& head, int64_t v0, int64_t n, at::Device device) {
-  const at::Tensor rows = head.lm_head.narrow(0, v0, n);
-  return rows.device() == device ? rows : rows.to(device, /*non_blocking=*/true);
-}
-
-// The streamed head over every micro-batch at once, so that each lm_head
-// chunk crosses to the device once per pass, not once per micro-batch
-// (copy-bound otherwise: a chunk's GEMM for one micro-batch is shorter
-// than its copy). Per micro-batch m: the final norm without a graph, the
-// valid rows [Nv, H]; pass 1 accumulates each row's log-sum-exp (a running
-// max keeps the sum finite) and target logit over the chunks; pass 2
-// recomputes each chunk's logits and adds d(loss)/d(rows) = (softmax -
-// one_hot) / denominator, through the softcap, times the chunk's rows, in
-// fp32 (a bf16 sum over the chunks would round); then the norm is redone
-// with autograd to carry that gradient into the hidden states. The logits
-// pass the same softcap and dtype casts as the resident path.
+// The streamed head over every micro-batch at once and in one pass over the
+// vocabulary, so that each lm_head chunk crosses to the device once per
+// step (RowStream: the next chunk's copy overlaps this one's GEMMs) and
+// each of its GEMMs runs once (a second pass recomputing the logits for the
+// gradient cost Qwen2.5-7B 0.99x PEFT-gc at --vram 4GiB).
+//
+// Per micro-batch: the final norm without a graph, the valid rows [Nv, H].
+// Per chunk, online softmax: a running max m per row keeps the sum of
+// exponentials s finite; with the gradient alongside, an fp32 accumulator
+//   G = sum over chunks of (exp(z - m) * dz/draw) @ W_chunk
+// where z is the logit after the softcap and raw the GEMM's output, and
+// G and s are rescaled by exp(m_old - m_new) whenever m grows. The
+// target's part is kept apart (its column is left out of G): its logit,
+// its slope dz/draw and its lm_head row, gathered from the chunk that
+// holds it. At the end
+//   lse = m + log s
+//   d loss / d rows = (G * exp(m - lse) + slope_t * (p_t - 1) * W[target]) / denominator
+// with p_t - 1 = expm1(z_t - lse) (softmax minus one-hot, through the
+// softcap, times lm_head), and the norm is redone with autograd to carry
+// it into the hidden states. The logits pass the same softcap and dtype
+// casts as the resident path; each chunk's product is rounded to the
+// compute dtype as the resident GEMM's gradient is, the sum over chunks is
+// fp32 (a bf16 sum would round).
 static std::vector<HeadLossResult> streamed_head_loss(const std::vector<at::Tensor>& hidden,
                                                       const std::vector<at::Tensor>& labels, const HeadWeights& head,
                                                       const ModelConfig& config, double loss_denominator,
                                                       bool backward) {
   const size_t n_micro = hidden.size();
-  const int64_t vocab = head.lm_head.size(0), step = head.vocab_chunk;
   std::vector<HeadLossResult> results(n_micro);
   if (n_micro == 0) return results;
   const at::Device device = hidden[0].device();
   const at::ScalarType wide = at::promote_types(hidden[0].scalar_type(), at::kFloat);
   const double cap = config.final_logit_softcapping;
   struct Rows {
-    at::Tensor valid;    // [Nv] indices into the flattened [B*T]
-    at::Tensor rows;     // [Nv, H] normed, no graph
-    at::Tensor targets;  // [Nv]
-    at::Tensor running_max, sum_exp, target_logit, lse;  // [Nv], wide
-    at::Tensor grad;     // [Nv, H] fp32: d loss / d rows
+    at::Tensor valid;         // [Nv] indices into the flattened [B*T]
+    at::Tensor rows;          // [Nv, H] normed, no graph
+    at::Tensor targets;       // [Nv]
+    at::Tensor running_max;   // [Nv] wide: m
+    at::Tensor sum_exp;       // [Nv] wide: s, sum of exp(z - m)
+    at::Tensor target_logit;  // [Nv] wide: z at the target
+    at::Tensor target_slope;  // [Nv] wide: dz/draw at the target (a softcap only; else 1)
+    at::Tensor target_rows;   // [Nv, H] compute dtype: lm_head[target]
+    at::Tensor grad_sum;      // [Nv, H] wide: G
   };
   std::vector<Rows> mb(n_micro);
   at::NoGradGuard no_grad;
   for (size_t m = 0; m < n_micro; ++m) {
+    Rows& r = mb[m];
     const at::Tensor targets = shift_labels(labels[m]).reshape({-1}).to(device);
-    mb[m].valid = (targets != -100).nonzero().squeeze(1);
-    results[m].n_valid = mb[m].valid.size(0);
-    mb[m].targets = targets.index_select(0, mb[m].valid);
-    const int64_t hsz = hidden[m].size(-1);
-    mb[m].rows = model_norm(hidden[m], head.final_norm, config).reshape({-1, hsz}).index_select(0, mb[m].valid);
-    const int64_t n = results[m].n_valid;
-    mb[m].running_max = at::full({n}, -std::numeric_limits<double>::infinity(), hidden[m].options().dtype(wide));
-    mb[m].sum_exp = at::zeros({n}, hidden[m].options().dtype(wide));
-    mb[m].target_logit = at::zeros({n}, hidden[m].options().dtype(wide));
-    if (backward) mb[m].grad = at::zeros({n, hsz}, hidden[m].options().dtype(wide));
+    r.valid = (targets != -100).nonzero().squeeze(1);
+    results[m].n_valid = r.valid.size(0);
+    r.targets = targets.index_select(0, r.valid);
+    const int64_t hsz = hidden[m].size(-1), n = results[m].n_valid;
+    r.rows = model_norm(hidden[m], head.final_norm, config).reshape({-1, hsz}).index_select(0, r.valid);
+    const auto wide_options = hidden[m].options().dtype(wide);
+    r.running_max = at::full({n}, -std::numeric_limits<double>::infinity(), wide_options);
+    r.sum_exp = at::zeros({n}, wide_options);
+    r.target_logit = at::zeros({n}, wide_options);
+    if (!backward) continue;
+    if (cap > 0) r.target_slope = at::zeros({n}, wide_options);
+    r.target_rows = at::zeros({n, hsz}, hidden[m].options());
+    r.grad_sum = at::zeros({n, hsz}, wide_options);
   }
   // Column of each target inside chunk [v0, v0 + vn), and whether it is there.
   auto in_chunk = [](const at::Tensor& targets, int64_t v0, int64_t vn) {
     return std::make_pair((targets >= v0) & (targets < v0 + vn), at::clamp(targets - v0, 0, vn - 1).unsqueeze(1));
   };
-  for (int64_t v0 = 0; v0 < vocab; v0 += step) {
-    const int64_t vn = std::min(step, vocab - v0);
-    const at::Tensor w = lm_head_rows(head, v0, vn, device);  // [vn, H]
-    for (Rows& r : mb) {
-      if (r.rows.size(0) == 0) continue;
-      const at::Tensor logits = softcap_logits(at::linear(r.rows, w), config).to(wide);  // [Nv, vn]
-      const at::Tensor new_max = at::maximum(r.running_max, std::get<0>(logits.max(1)));
-      r.sum_exp = r.sum_exp * at::exp(r.running_max - new_max) + at::exp(logits - new_max.unsqueeze(1)).sum(1);
-      r.running_max = new_max;
-      const auto [inside, column] = in_chunk(r.targets, v0, vn);
-      r.target_logit += at::where(inside, logits.gather(1, column).squeeze(1), at::zeros_like(r.target_logit));
-    }
-  }
-  for (size_t m = 0; m < n_micro; ++m) {
-    mb[m].lse = mb[m].running_max + at::log(mb[m].sum_exp);
-    results[m].loss_sum = (mb[m].lse - mb[m].target_logit).sum().item<double>();
-  }
-  if (!backward) return results;
-  for (int64_t v0 = 0; v0 < vocab; v0 += step) {
-    const int64_t vn = std::min(step, vocab - v0);
-    const at::Tensor w = lm_head_rows(head, v0, vn, device);
+  RowStream chunks(head.lm_head, head.vocab_chunk, device);
+  for (int64_t k = 0; k < chunks.n_chunks(); ++k) {
+    const int64_t v0 = chunks.chunk_start(k);
+    const at::Tensor w = chunks.next();  // [vn, H]
+    const int64_t vn = w.size(0);
     for (Rows& r : mb) {
       if (r.rows.size(0) == 0) continue;
       const at::Tensor raw = at::linear(r.rows, w);  // [Nv, vn], compute dtype
-      at::Tensor g = at::exp(softcap_logits(raw, config).to(wide) - r.lse.unsqueeze(1));  // softmax
-      const auto [inside, column] = in_chunk(r.targets, v0, vn);
-      g.scatter_add_(1, column, -inside.to(wide).unsqueeze(1));
-      g.div_(loss_denominator);
-      if (cap > 0) {  // d(cap * tanh(x / cap)) / dx
+      at::Tensor slope;                              // [Nv, vn] wide: d(cap * tanh(raw / cap)) / d raw
+      if (backward && cap > 0) {
         const at::Tensor t = at::tanh(raw / cap).to(wide);
-        g.mul_(1 - t * t);
+        slope = 1 - t * t;
       }
-      r.grad.add_(at::mm(g.to(raw.scalar_type()), w).to(wide));
+      at::Tensor z = softcap_logits(raw, config).to(wide);  // [Nv, vn]; may alias raw (no softcap, fp32)
+      const at::Tensor new_max = at::maximum(r.running_max, at::amax(z, 1));
+      const at::Tensor rescale = at::exp(r.running_max - new_max);  // [Nv]: 0 at the first chunk
+      r.running_max = new_max;
+      const auto [inside, column] = in_chunk(r.targets, v0, vn);
+      const at::Tensor zero = at::zeros_like(r.target_logit);
+      r.target_logit += at::where(inside, z.gather(1, column).squeeze(1), zero);
+      if (backward) {
+        if (slope.defined()) r.target_slope += at::where(inside, slope.gather(1, column).squeeze(1), zero);
+        r.target_rows = at::where(inside.unsqueeze(1), w.index_select(0, column.squeeze(1)), r.target_rows);
+      }
+      z.sub_(new_max.unsqueeze(1)).exp_();  // exp(z - m), in place: the logits are not needed again
+      r.sum_exp = r.sum_exp * rescale + z.sum(1);
+      if (!backward) continue;
+      if (slope.defined()) z.mul_(slope);
+      // The target's column out of G (x - x: exactly 0; other rows + -0):
+      // its softmax is near 1 for a confident model, and p_t W_t rounded
+      // in the chunk's product would swamp (p_t - 1) W_t once W_t is
+      // subtracted at the end; that term is formed in fp32 there instead.
+      z.scatter_add_(1, column, -(z.gather(1, column) * inside.unsqueeze(1).to(wide)));
+      r.grad_sum.mul_(rescale.unsqueeze(1)).add_(at::mm(z.to(raw.scalar_type()), w));
     }
   }
   for (size_t m = 0; m < n_micro; ++m) {
+    Rows& r = mb[m];
+    const at::Tensor lse = r.running_max + at::log(r.sum_exp);  // [Nv]
+    results[m].loss_sum = (lse - r.target_logit).sum().item<double>();
+    if (!backward) continue;
+    // The target's d loss / d z = p_t - 1 = expm1(z_t - lse), exact where p_t is near 1.
+    at::Tensor target_coef = at::expm1(r.target_logit - lse);  // [Nv]
+    if (r.target_slope.defined()) target_coef.mul_(r.target_slope);
+    at::Tensor& grad = r.grad_sum;  // becomes d loss / d rows, in place
+    grad.mul_(at::exp(r.running_max - lse).unsqueeze(1))
+        .add_(r.target_rows.to(wide).mul_(target_coef.unsqueeze(1)))
+        .div_(loss_denominator);
     at::AutoGradMode grad_on(true);
     const at::Tensor x = hidden[m].detach().requires_grad_(true);
     const int64_t hsz = x.size(-1);
-    const at::Tensor rows = model_norm(x, head.final_norm, config).reshape({-1, hsz}).index_select(0, mb[m].valid);
+    const at::Tensor rows = model_norm(x, head.final_norm, config).reshape({-1, hsz}).index_select(0, r.valid);
     if (results[m].n_valid > 0) {
-      rows.backward(mb[m].grad.to(rows.scalar_type()));
+      rows.backward(grad.to(rows.scalar_type()));
       results[m].grad_hidden = x.grad();
     } else {
       results[m].grad_hidden = at::zeros_like(hidden[m]);
     }
-    mb[m] = Rows();
+    r = Rows();
   }
   return results;
 }
@@ -513,10 +538,9 @@ at::Tensor head_logits(const at::Tensor& hidden, const HeadWeights& head, const 
   const at::Tensor normed = model_norm(hidden, head.final_norm, config);
   if (head.vocab_chunk <= 0) return softcap_logits(at::linear(normed, head.lm_head), config);
   std::vector<at::Tensor> parts;
-  const int64_t vocab = head.lm_head.size(0);
-  for (int64_t v0 = 0; v0 < vocab; v0 += head.vocab_chunk) {
-    const int64_t vn = std::min(head.vocab_chunk, vocab - v0);
-    parts.push_back(softcap_logits(at::linear(normed, lm_head_rows(head, v0, vn, normed.device())), config));
+  RowStream chunks(head.lm_head, head.vocab_chunk, normed.device());
+  for (int64_t k = 0; k < chunks.n_chunks(); ++k) {
+    parts.push_back(softcap_logits(at::linear(normed, chunks.next()), config));
   }
   return at::cat(parts, -1);
 }

@@ -166,10 +166,10 @@ struct HeadLossResult {
 
 // Final norm, lm_head and cross-entropy (fp32 or wider) over the valid
 // tokens only, `chunk_tokens` rows of logits at a time (a streamed head:
-// every row at once, head.vocab_chunk columns at a time, the log-sum-exp
-// accumulated over the chunks and the gradient, in fp32, in a second pass); backpropagates
-// loss_sum / loss_denominator into the hidden states. hidden: [B, T, H],
-// labels: [B, T] (unshifted).
+// every row at once, head.vocab_chunk columns at a time in one pass: the
+// log-sum-exp and the fp32 gradient accumulated together over the chunks);
+// backpropagates loss_sum / loss_denominator into the hidden states.
+// hidden: [B, T, H], labels: [B, T] (unshifted).
 HeadLossResult head_loss_backward(const at::Tensor& hidden, const at::Tensor& labels, const HeadWeights& head,
                                   const ModelConfig& config, double loss_denominator, int64_t chunk_tokens);
 

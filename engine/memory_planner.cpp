@@ -51,7 +51,8 @@ Status plan_host_tier(MemoryPlan& p, int64_t n_layers, uint64_t ram_budget, bool
 }
 
 // A streamed head's vocabulary chunk: its logits (every row, fp32 and
-// compute-dtype copies) and its lm_head rows (two chunks in flight) within
+// compute-dtype copies) and its lm_head rows (RowStream's two buffers: one
+// in use, the next being copied) within
 // `budget` bytes (a layer's own working memory, so that streaming the head
 // does not raise the peak), in multiples of 64 rows.
 int64_t streamed_vocab_chunk(const ModelConfig& c, uint64_t rows, uint64_t budget, uint64_t e) {
@@ -206,9 +207,11 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     // streamed head holds every row's logits over vocab_chunk columns.
     const uint64_t head_work = chunk * u(c.vocab_size) * (4 * 3 + 2 * e) + rows * h * 4 * 2;
     const int64_t vocab_chunk = streamed_vocab_chunk(c, rows, layer_work, e);
-    // Every micro-batch at once: its normed rows and their fp32 gradient.
+    // Every micro-batch at once (the one-pass head, llama_model.cpp
+    // streamed_head_loss): its normed rows, their target's lm_head row
+    // (compute dtype) and their fp32 gradient accumulator.
     const uint64_t streamed_work =
-        rows * u(vocab_chunk) * (4 * 3 + 2 * e) + rows * h * 4 * 2 + u(r.batch) * t * h * (e + 4);
+        rows * u(vocab_chunk) * (4 * 3 + 2 * e) + rows * h * 4 * 2 + u(r.batch) * t * h * (2 * e + 4);
     const uint64_t boundary = u(r.batch) * t * h * e;    // one layer's input, every micro-batch
     const uint64_t all_acts = (n + 1) * boundary + boundary;  // every boundary + the incoming gradient
     const uint64_t host_acts_device = 3 * boundary;           // in, out, gradient in flight

@@ -361,8 +361,8 @@ class StreamedHeadSource : public LayerSource {
   HeadWeights head_;
 };
 
-// The streamed head (vocabulary chunks, log-sum-exp over them, the gradient
-// in a second pass) gives the loss and every LoRA gradient of the resident
+// The streamed head (one pass over vocabulary chunks: online log-sum-exp
+// with the gradient accumulated alongside) gives the loss and every LoRA gradient of the resident
 // head, for chunks that divide the vocabulary, that do not, and one row;
 // its logits are the resident head's.
 TEST(ModelFamily, StreamedHeadEqualsResidentHead) {
@@ -397,6 +397,97 @@ TEST(ModelFamily, StreamedHeadEqualsResidentHead) {
       EXPECT_TRUE(at::equal(embed_tokens(mbs[0].input_ids, streamed.head(), c), x)) << name;
       EXPECT_LT((head_logits(x, streamed.head(), c) - head_logits(x, src->head(), c)).abs().max().item<double>(), 1e-12)
           << name << " chunk " << chunk;
+    }
+  }
+}
+
+// The streamed head over several micro-batches at once (one of them without
+// a label, one long enough that the running max grows many times) equals
+// the resident head run on each: losses, label counts and the hidden
+// states' gradients in fp64, the evaluation loss too; in bf16 the same
+// within bf16 rounding (each chunk's product is rounded, the resident
+// GEMM rounds once). Then two steps of gradient accumulation through the
+// whole model: the LoRA gradients summed over both equal the resident ones.
+TEST(ModelFamily, StreamedHeadAccumulatesOverMicroBatches) {
+  for (const std::string& name : kPresets) {
+    ModelConfig c = preset(name);
+    c.initializer_range = 0.3;  // peaky logits: the running max moves between chunks
+    auto src = random_source(c, 21);
+    std::vector<MicroBatch> mbs = {test_models::random_padded_batch(c, 2, 24, 5),
+                                   test_models::random_padded_batch(c, 1, 9, 6),
+                                   test_models::random_padded_batch(c, 3, 16, 7),
+                                   test_models::random_padded_batch(c, 1, 12, 8)};
+    mbs[1].labels.fill_(-100);  // no label: no loss, a zero gradient
+    at::Generator gen = at::detail::createCPUGenerator(31);
+    std::vector<at::Tensor> hidden, labels;
+    for (const MicroBatch& m : mbs) {
+      hidden.push_back(at::randn({m.input_ids.size(0), m.input_ids.size(1), c.hidden_size}, gen,
+                                 at::TensorOptions().dtype(at::kDouble)));
+      labels.push_back(m.labels);
+    }
+    const double denominator = 37.0;
+    for (at::ScalarType dtype : {at::kDouble, at::kBFloat16}) {
+      HeadWeights resident = src->head();
+      for (at::Tensor* t : {&resident.embed, &resident.final_norm, &resident.lm_head}) *t = t->to(dtype);
+      std::vector<at::Tensor> x;
+      for (const at::Tensor& h : hidden) x.push_back(h.to(dtype));
+      for (int64_t chunk : {int64_t{1}, int64_t{7}, c.vocab_size / 3 + 1}) {
+        HeadWeights streamed = resident;
+        streamed.vocab_chunk = chunk;
+        const std::vector<HeadLossResult> all = head_loss_backward_all(x, labels, streamed, c, denominator, 5);
+        ASSERT_EQ(all.size(), mbs.size());
+        for (size_t m = 0; m < mbs.size(); ++m) {
+          const std::string where = name + " " + std::string(c10::toString(dtype)) + " chunk " +
+                                    std::to_string(chunk) + " micro-batch " + std::to_string(m);
+          const HeadLossResult ref = head_loss_backward(x[m], labels[m], resident, c, denominator, 5);
+          EXPECT_EQ(all[m].n_valid, ref.n_valid) << where;
+          ASSERT_TRUE(all[m].grad_hidden.defined()) << where;
+          EXPECT_EQ(all[m].grad_hidden.sizes(), x[m].sizes()) << where;
+          const double scale = ref.grad_hidden.abs().max().item<double>();
+          const double diff = (all[m].grad_hidden - ref.grad_hidden).abs().max().item<double>();
+          const double eval_loss = head_loss(x[m], labels[m], streamed, c, 5).loss_sum;
+          if (m == 1) {
+            EXPECT_EQ(all[m].n_valid, 0) << where;
+            EXPECT_EQ(all[m].loss_sum, 0.0) << where;
+            EXPECT_EQ(diff, 0.0) << where;
+            continue;
+          }
+          EXPECT_GT(scale, 0.0) << where;
+          if (dtype == at::kDouble) {
+            EXPECT_NEAR(all[m].loss_sum, ref.loss_sum, 1e-12 * ref.loss_sum) << where;
+            EXPECT_NEAR(eval_loss, ref.loss_sum, 1e-12 * ref.loss_sum) << where;
+            EXPECT_LT(diff, 1e-12 * scale) << where;
+          } else {
+            EXPECT_NEAR(all[m].loss_sum, ref.loss_sum, 1e-4 * ref.loss_sum) << where;
+            EXPECT_NEAR(eval_loss, ref.loss_sum, 1e-4 * ref.loss_sum) << where;
+            EXPECT_LT(diff, 3e-2 * scale) << where;
+          }
+        }
+      }
+    }
+
+    // Two steps' gradients accumulated (no zero_grad between them).
+    LoraAdapter adapter = random_adapter(c);
+    StepOptions opts;
+    opts.dropout = false;
+    opts.loss_chunk_tokens = 5;
+    auto two_steps = [&](LayerSource& source) {
+      adapter.zero_grad();
+      for (int step = 0; step < 2; ++step) {
+        auto r = layerwise_forward_backward(source, adapter, mbs, 3 + step, opts);
+        EXPECT_TRUE(r.ok()) << r.status().to_string();
+      }
+      std::vector<at::Tensor> grads;
+      for (const at::Tensor& p : adapter.parameters()) grads.push_back(p.grad().clone());
+      return grads;
+    };
+    const std::vector<at::Tensor> ref_grads = two_steps(*src);
+    StreamedHeadSource streamed(*src, 7);
+    const std::vector<at::Tensor> grads = two_steps(streamed);
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const double scale = ref_grads[i].abs().max().item<double>();
+      EXPECT_GT(scale, 1e-8) << name << " parameter " << i;
+      EXPECT_LT((grads[i] - ref_grads[i]).abs().max().item<double>(), 1e-11 * scale) << name << " parameter " << i;
     }
   }
 }
