@@ -37,6 +37,7 @@ struct ChatArgs {
   uint64_t seed = 0;
   int threads = 0;
   uint64_t vram_budget = 0, ram_budget = 0;
+  bool show_prompt = false;
 };
 
 // A REPL question's prompt is not known when the model is opened: the KV
@@ -46,16 +47,26 @@ constexpr int64_t kReplPromptTokens = 2048;
 // The prompt's ids: the template's render of [system (when given), user]
 // with the generation prompt, tokenized as transformers does (the text
 // holds its BOS); or lema's format with its BOS.
+// With --show-prompt the rendered text goes to stderr as a JSON string
+// (users check what the model is sent; tests compare it with jinja2's).
 lema::Result<std::vector<int32_t>> prompt_ids(const lema::Tokenizer& tok, const lema::ChatTemplate* tmpl,
                                               const ChatArgs& a, const std::string& question) {
-  if (!tmpl) return tok.encode(lema::render_prompt(question, a.system.empty() ? lema::kSystemPrompt : a.system), true);
-  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-  if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
-  messages.push_back({{"role", "user"}, {"content", question}});
-  lema::ChatRenderOptions options;
-  options.add_generation_prompt = true;
-  LEMA_ASSIGN_OR_RETURN(std::string text, tmpl->render(messages, options));
-  return tok.encode(text, /*add_special=*/false);
+  std::string text;
+  if (!tmpl) {
+    text = lema::render_prompt(question, a.system.empty() ? lema::kSystemPrompt : a.system);
+  } else {
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
+    messages.push_back({{"role", "user"}, {"content", question}});
+    lema::ChatRenderOptions options;
+    options.add_generation_prompt = true;
+    LEMA_ASSIGN_OR_RETURN(text, tmpl->render(messages, options));
+  }
+  if (a.show_prompt) {
+    std::fprintf(stderr, "lema chat: prompt %s\n",
+                 nlohmann::ordered_json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  }
+  return tok.encode(text, /*add_special=*/tmpl == nullptr);
 }
 
 lema::Status answer(lema::engine::Generator& gen, const lema::Tokenizer& tok, const lema::ChatTemplate* tmpl,
@@ -103,7 +114,9 @@ lema::Status run_chat(const ChatArgs& a) {
                  tok_path.c_str());
   int64_t prompt_tokens = kReplPromptTokens;
   if (!a.prompt.empty()) {
-    LEMA_ASSIGN_OR_RETURN(const std::vector<int32_t> ids, prompt_ids(*tok, tmpl, a, a.prompt));
+    ChatArgs sizing = a;  // only to size the plan: answer() shows the prompt
+    sizing.show_prompt = false;
+    LEMA_ASSIGN_OR_RETURN(const std::vector<int32_t> ids, prompt_ids(*tok, tmpl, sizing, a.prompt));
     prompt_tokens = static_cast<int64_t>(ids.size());
   }
   lema::engine::InferenceRequest request;
@@ -148,6 +161,7 @@ void setup_chat(CLI::App& app) {
                       lema::kSystemPrompt + "\")");
   cmd->add_option("--template", a->template_file,
                   "chat template file (.jinja or tokenizer_config.json) instead of the model's own");
+  cmd->add_flag("--show-prompt", a->show_prompt, "print each rendered prompt to stderr (a JSON string)");
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "longest reply in tokens")->capture_default_str();
   cmd->add_option("--temperature", a->temperature, "0: greedy")->capture_default_str();
   cmd->add_option("--top-k", a->top_k, "0: off")->capture_default_str();

@@ -1,5 +1,9 @@
-// `lema model init --preset tiny|mini|compact|small --out DIR [--seed N] [--vocab N]`:
-// writes a randomly initialised Hugging Face Llama directory; with
+// `lema model init --preset tiny|mini|compact|small|tiny-<family> --out DIR
+// [--seed N] [--vocab N | --tokenizer FILE|DIR] [--init-std X]`: writes a
+// randomly initialised Hugging Face directory; with --tokenizer the model's
+// vocabulary and special ids are the tokenizer's, and its files (with the
+// chat template) are copied beside the weights, so that a tiny model trains
+// and chats through a real model's tokenizer and template; with
 // `--quant nf4|nf4-dq|int8 [--dtype bf16|fp16|fp32]` it writes the same model
 // straight into a quantized layer file at --out, one tensor at a time.
 #include <cstdio>
@@ -7,7 +11,9 @@
 
 #include "cli/command.h"
 #include "common/base/file_util.h"
+#include "common/formats/hf_model.h"
 #include "common/formats/model_presets.h"
+#include "common/text/tokenizer.h"
 
 namespace {
 
@@ -16,6 +22,8 @@ struct InitArgs {
   std::string out;
   uint64_t seed = 0;
   int64_t vocab = 0;
+  std::string tokenizer;  // a tokenizer file or directory whose vocabulary the model gets
+  double init_std = 0;    // 0: the preset's initializer_range
   bool force = false;
   std::string quant = "none";
   std::string dtype;  // with --quant: the unquantized tensors' dtype (default bf16)
@@ -25,6 +33,18 @@ lema::Status run_init(const InitArgs& a) {
   using namespace lema;
   LEMA_ASSIGN_OR_RETURN(ModelConfig c, model_preset(a.preset));
   if (a.vocab > 0) c.vocab_size = a.vocab;
+  if (a.init_std > 0) c.initializer_range = a.init_std;
+  if (!a.tokenizer.empty()) {
+    if (a.vocab > 0) return Status::invalid_argument("--vocab and --tokenizer: the tokenizer gives the vocabulary size");
+    if (a.quant != "none")
+      return Status::invalid_argument("--tokenizer writes the tokenizer files into the HF directory; not with --quant");
+    LEMA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tok, Tokenizer::load(a.tokenizer));
+    c.vocab_size = tok->vocab_size();
+    c.bos_token_id = tok->bos_id();
+    c.eos_token_ids.clear();
+    if (tok->eos_id() >= 0) c.eos_token_ids.push_back(tok->eos_id());
+    c.pad_token_id = tok->pad_id();
+  }
   LEMA_ASSIGN_OR_RETURN(QuantType quant, parse_quant(a.quant, "--quant"));
   if (quant != QuantType::kNone) {
     LEMA_ASSIGN_OR_RETURN(DType dtype, parse_dtype_alias(a.dtype.empty() ? "bf16" : a.dtype));
@@ -40,11 +60,18 @@ lema::Status run_init(const InitArgs& a) {
   if (!a.force && path_exists(path_join(a.out, "model.safetensors"))) {
     return Status::invalid_argument(a.out + ": already holds a model.safetensors (use --force to overwrite)");
   }
+  if (!a.tokenizer.empty()) {
+    // Copied first: the model's own generation_config.json (written below)
+    // wins over one in a tokenizer directory taken from another model.
+    LEMA_RETURN_IF_ERROR(make_dirs(a.out));
+    LEMA_RETURN_IF_ERROR(copy_hf_side_files(a.tokenizer, a.out));
+  }
   LEMA_RETURN_IF_ERROR(write_random_hf_model(c, a.out, a.seed));
-  std::printf("wrote %s: preset %s, hidden %lld, %lld layers, %lld heads (%lld kv), vocab %lld, seed %llu\n",
+  std::printf("wrote %s: preset %s, hidden %lld, %lld layers, %lld heads (%lld kv), vocab %lld%s, seed %llu\n",
               a.out.c_str(), a.preset.c_str(), static_cast<long long>(c.hidden_size),
               static_cast<long long>(c.n_layers), static_cast<long long>(c.n_heads),
               static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.vocab_size),
+              a.tokenizer.empty() ? "" : (" (tokenizer " + a.tokenizer + ")").c_str(),
               static_cast<unsigned long long>(a.seed));
   return Status();
 }
@@ -53,13 +80,18 @@ void setup_model_init(CLI::App& app) {
   auto args = std::make_shared<InitArgs>();
   CLI::App* model = lema::cli::group(app, "model", "Create and train small models");
   CLI::App* cmd = model->add_subcommand("init", "Write a random Hugging Face Llama model of a preset size");
-  cmd->add_option("--preset", args->preset, "tiny or small")
+  cmd->add_option("--preset", args->preset, "tiny, mini, compact, small, or tiny-<family> (tiny-qwen3, ...)")
       ->required()
       ->check(CLI::IsMember(lema::model_preset_names()));
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->add_option("--seed", args->seed, "Seed of the weights (default 0)");
   cmd->add_option("--vocab", args->vocab, "Vocabulary size (default: the preset's)")
       ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "tokenizer.json/tokenizer.model or a directory: the vocabulary and special ids come from it, and its "
+                  "files (tokenizer_config.json, chat template) are copied into --out");
+  cmd->add_option("--init-std", args->init_std, "standard deviation of the random weights (default: the preset's 0.02)")
+      ->check(CLI::Range(1e-6, 10.0));
   cmd->add_flag("--force", args->force, "Overwrite an existing model in --out");
   cmd->add_option("--quant", args->quant,
                   "nf4 | nf4-dq | int8: write a quantized layer file (--out is its path) instead of an HF directory")

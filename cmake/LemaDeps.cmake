@@ -10,6 +10,8 @@ find_package(CLI11 REQUIRED)
 
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+# Unicode normalization (NFC...) for tokenizer.json normalizers; lema_text only.
+pkg_check_modules(ICU_UC REQUIRED IMPORTED_TARGET icu-uc)
 # Only executables that never link LibTorch may use it: both bring their own
 # protobuf, and the two copies clash in one process.
 pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(cmake g++ pkg-config ccache ninja-build git libtorch-dev libopenblas0-pthread
           libzmq3-dev cppzmq-dev libsqlite3-dev libsqlitecpp-dev libmsgpack-cxx-dev
           libgtest-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
-          libsentencepiece-dev libpcre2-dev python3-jinja2)
+          libsentencepiece-dev libpcre2-dev libicu-dev python3-jinja2)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -226,8 +226,10 @@ Status write_random_hf_model(const ModelConfig& config, const std::string& dir, 
   c.torch_dtype = "float32";
   LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(dir, "config.json"), model_config_to_json(c)));
   nlohmann::ordered_json gen;
-  gen["bos_token_id"] = c.bos_token_id;
+  // None (null) where the tokenizer has no such token (Qwen has no BOS), as config.json writes it.
+  gen["bos_token_id"] = c.bos_token_id >= 0 ? nlohmann::ordered_json(c.bos_token_id) : nlohmann::ordered_json(nullptr);
   gen["eos_token_id"] = c.eos_token_ids.size() == 1 ? nlohmann::ordered_json(c.eos_token_ids[0])
+                        : c.eos_token_ids.empty()   ? nlohmann::ordered_json(nullptr)
                                                     : nlohmann::ordered_json(c.eos_token_ids);
   if (c.pad_token_id >= 0) gen["pad_token_id"] = c.pad_token_id;
   gen["transformers_version"] = "4.40.0";

@@ -477,6 +477,7 @@ void BpeTokenizer::encode_hf_segment(const std::string& raw, bool first_segment,
         text = text.substr(b, e - b);
         break;
       }
+      case TextStep::Kind::kUnicode: text = unicode_normalize(text, st.unicode_form); break;
       default: break;
     }
   }

@@ -17,6 +17,7 @@
 
 #include "common/text/regex_splitter.h"
 #include "common/text/tokenizer.h"
+#include "common/text/unicode_normalizer.h"
 
 namespace lema {
 
@@ -24,7 +25,7 @@ namespace lema {
 struct TextStep {
   enum class Kind {
     // normalizers
-    kPrepend, kReplace, kStrip,
+    kPrepend, kReplace, kStrip, kUnicode,
     // pre-tokenizers
     kSplit, kByteLevel, kMetaspace, kDigits,
     // decoders
@@ -39,6 +40,7 @@ struct TextStep {
   bool flag_a = false;  // ByteLevel: add_prefix_space; Metaspace: split; Digits: individual; Strip(norm): left
   bool flag_b = false;  // Strip(norm): right
   int prepend_scheme = 0;  // Metaspace: 0 always, 1 first, 2 never
+  UnicodeForm unicode_form = UnicodeForm::kNFC;  // kUnicode
   int start = 0, stop = 0;  // decoder Strip
 };
 

@@ -18,13 +18,29 @@ bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-// A special token in tokenizer_config.json: "x" or {"content": "x", ...}.
-std::string config_token(const json& cfg, const char* key) {
+// A special token in tokenizer_config.json: "x" or {"content": "x", ...};
+// null means the tokenizer has none (Qwen's "bos_token": null).
+struct ConfigToken {
+  bool present = false;  // the key is there
+  bool none = false;     // null
+  std::string content;
+};
+
+Result<ConfigToken> config_token(const json& cfg, const char* key, const std::string& path) {
+  ConfigToken t;
   auto it = cfg.find(key);
-  if (it == cfg.end()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"];
-  return "";
+  if (it == cfg.end()) return t;
+  t.present = true;
+  if (it->is_null()) {
+    t.none = true;
+  } else if (it->is_string()) {
+    t.content = it->get<std::string>();
+  } else if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) {
+    t.content = (*it)["content"];
+  } else {
+    return Status::invalid_argument(path + ": " + key + " must be a string, {\"content\": ...} or null");
+  }
+  return t;
 }
 
 struct SpecialIds {
@@ -37,15 +53,23 @@ Status apply_config(const std::string& path, BpeTokenizer* tok, SpecialIds* spec
   LEMA_ASSIGN_OR_RETURN(std::string text, read_file(path));
   json cfg = json::parse(text, nullptr, false);
   if (cfg.is_discarded() || !cfg.is_object()) return Status::invalid_argument(path + ": not a valid JSON object");
-  auto id_of = [&](const char* key, int32_t current) {
-    std::string t = config_token(cfg, key);
-    if (t.empty()) return current;
-    int32_t id = tok->token_to_id(t);
-    return id >= 0 ? id : current;
+  auto id_of = [&](const char* key, int32_t* id) -> Status {
+    LEMA_ASSIGN_OR_RETURN(ConfigToken t, config_token(cfg, key, path));
+    if (!t.present) return Status();
+    if (t.none) {
+      *id = -1;  // transformers: the attribute is None, whatever tokenizer.json's vocab holds
+      return Status();
+    }
+    if (t.content.empty()) return Status::invalid_argument(path + ": " + key + " is an empty string");
+    const int32_t found = tok->token_to_id(t.content);
+    if (found < 0)
+      return Status::invalid_argument(path + ": " + key + " '" + t.content + "' is not a token of " + tok->spec().source);
+    *id = found;
+    return Status();
   };
-  spec_out->bos_id = id_of("bos_token", spec_out->bos_id);
-  spec_out->eos_id = id_of("eos_token", spec_out->eos_id);
-  spec_out->pad_id = id_of("pad_token", spec_out->pad_id);
+  LEMA_RETURN_IF_ERROR(id_of("bos_token", &spec_out->bos_id));
+  LEMA_RETURN_IF_ERROR(id_of("eos_token", &spec_out->eos_id));
+  LEMA_RETURN_IF_ERROR(id_of("pad_token", &spec_out->pad_id));
   const bool has_bos = cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean();
   const bool has_eos = cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean();
   if (has_bos || has_eos) {

@@ -58,9 +58,13 @@ Status add_normalizer(const json& j, const std::string& name, std::vector<TextSt
     st.kind = TextStep::Kind::kStrip;
     st.flag_a = get_bool(j, "strip_left", true);
     st.flag_b = get_bool(j, "strip_right", true);
+  } else if (Result<UnicodeForm> form = unicode_form_from_name(type); form.ok()) {
+    st.kind = TextStep::Kind::kUnicode;
+    st.unicode_form = *form;
+    LEMA_RETURN_IF_ERROR(unicode_normalizer_check(*form).with_context(name + ": normalizer " + type));
   } else {
     return Status::unsupported(name + ": normalizer '" + type +
-                               "' is not supported (supported: Sequence, Prepend, Replace, Strip; NFC/NFKC need Unicode tables)");
+                               "' is not supported (supported: Sequence, Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD)");
   }
   out->push_back(std::move(st));
   return Status();

@@ -165,6 +165,34 @@ TEST(SentencePieceJson, PrependReplaceByteFallbackAndDecoders) {
   }
 }
 
+// The Unicode normalizers run before the rest of the sequence (as in
+// Qwen2/Qwen3's {"type": "NFC"}), on the text between added tokens.
+TEST(SentencePieceJson, UnicodeNormalizersRunFirst) {
+  auto with_form = [](const std::string& form) {
+    std::string j = spm_json(true);
+    const std::string at = R"({"type":"Prepend")";
+    j.insert(j.find(at), R"({"type":")" + form + R"("},)");
+    return from_json(j);
+  };
+  const std::string e_combining = "e\xCC\x81";  // e + U+0301
+  auto plain = from_json(spm_json(true));
+  auto nfc = with_form("NFC"), nfd = with_form("NFD"), nfkc = with_form("NFKC");
+  ASSERT_TRUE(plain && nfc && nfd && nfkc);
+  EXPECT_EQ(tokens(*plain, plain->encode("hi " + e_combining, false)),
+            (std::vector<std::string>{"▁hi", "▁", "<0x65>", "<0xCC>", "<0x81>"}));
+  EXPECT_EQ(tokens(*nfc, nfc->encode("hi " + e_combining, false)),
+            (std::vector<std::string>{"▁hi", "▁", "<0xC3>", "<0xA9>"}));
+  EXPECT_EQ(tokens(*nfd, nfd->encode("hi \xC3\xA9", false)),
+            (std::vector<std::string>{"▁hi", "▁", "<0x65>", "<0xCC>", "<0x81>"}));
+  // NFKC: the "fi" ligature U+FB01 becomes "f" "i"; NFC keeps it.
+  EXPECT_EQ(tokens(*nfkc, nfkc->encode("\xEF\xAC\x81", false)),
+            (std::vector<std::string>{"▁", "<0x66>", "i"}));
+  EXPECT_EQ(tokens(*nfc, nfc->encode("\xEF\xAC\x81", false)),
+            (std::vector<std::string>{"▁", "<0xEF>", "<0xAC>", "<0x81>"}));
+  // Added tokens split the text first: "<s>" inside survives the normalizer.
+  EXPECT_EQ(tokens(*nfc, nfc->encode("hi<s>hi", false)), (std::vector<std::string>{"▁hi", "<s>", "▁hi"}));
+}
+
 TEST(StreamDecoder, HoldsBackIncompleteCharacters) {
   auto t = from_json(spm_json(true));
   ASSERT_TRUE(t);
@@ -293,7 +321,8 @@ TEST(TokenizerJson, BadFilesGiveClearErrors) {
   expect_error(R"({"model":{"type":"BPE","vocab":{"a":-4},"merges":[]}})", "out of range");
   expect_error(R"({"model":{"type":"BPE","vocab":{"a":0},"merges":["a q"]}})", "outside the vocab");
   expect_error(R"({"model":{"type":"Unigram","vocab":[]}})", "Unigram");
-  expect_error(R"({"normalizer":{"type":"NFKC"},"model":{"type":"BPE","vocab":{"a":0},"merges":[]}})", "NFKC");
+  expect_error(R"({"normalizer":{"type":"Lowercase"},"model":{"type":"BPE","vocab":{"a":0},"merges":[]}})", "Lowercase");
+  expect_error(R"({"normalizer":{"type":"BertNormalizer"},"model":{"type":"BPE","vocab":{"a":0},"merges":[]}})", "BertNormalizer");
   expect_error(R"({"added_tokens":[{"id":99999999,"content":"x"}],"model":{"type":"BPE","vocab":{"a":0},"merges":[]}})", "out of range");
   expect_error(R"({"model":{"type":"BPE","vocab":{"a":"zero"},"merges":[]}})", "not an integer");
 }
@@ -308,6 +337,23 @@ TEST(TokenizerLoad, DirectoryAndConfig) {
   t = Tokenizer::load(dir);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t.value()->encode("hi", true), (std::vector<int32_t>{7, 2}));
+  // null: the tokenizer has no such token (Qwen's "bos_token": null), even
+  // when tokenizer.json's vocab or post-processor has a "<s>".
+  ASSERT_TRUE(write_file_atomic(dir + "/tokenizer_config.json", R"({"bos_token":null,"pad_token":null,"add_bos_token":false})").ok());
+  t = Tokenizer::load(dir);
+  ASSERT_TRUE(t.ok()) << t.status().to_string();
+  EXPECT_EQ(t.value()->bos_id(), -1);
+  EXPECT_EQ(t.value()->pad_id(), -1);
+  EXPECT_EQ(t.value()->eos_id(), 2);
+  EXPECT_EQ(t.value()->encode("hi", true), (std::vector<int32_t>{7}));
+  // A token the tokenizer does not have, or a value of the wrong type, is named.
+  for (const char* bad : {R"({"eos_token":"<|nope|>"})", R"({"bos_token":7})", R"({"pad_token":""})"}) {
+    ASSERT_TRUE(write_file_atomic(dir + "/tokenizer_config.json", bad).ok());
+    t = Tokenizer::load(dir);
+    ASSERT_FALSE(t.ok()) << bad;
+    EXPECT_NE(t.status().message().find("tokenizer_config.json"), std::string::npos) << t.status().message();
+    EXPECT_NE(t.status().message().find(std::string(bad).substr(2, 9)), std::string::npos) << t.status().message();
+  }
   auto missing = Tokenizer::load(dir + "/nothing");
   EXPECT_FALSE(missing.ok());
   (void)remove_all(dir);
