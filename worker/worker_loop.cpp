@@ -10,6 +10,7 @@
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
+#include "worker/stage_process.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {
@@ -143,14 +144,14 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
       if (options.max_stages > 0 && stages >= options.max_stages) break;
       continue;
     }
-    StageOutcome out = run_stage(*confined, env, reporter);
+    StageOutcome out = run_stage_in_child(*confined, env, reporter, options.stage_command);
     if (out.status.ok()) {
       log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
       session->send_done(out.result_json);
     } else {
       log_warn("stage %s of job %lld: %s", a->kind.c_str(), static_cast<long long>(a->job_id),
                out.status.to_string().c_str());
-      session->send_failed(out.status.to_string(), out.retryable);
+      session->send_failed(out.status.to_string(), out.retryable, out.crashed);
     }
     ++stages;
     if (options.max_stages > 0 && stages >= options.max_stages) break;
