@@ -13,7 +13,6 @@
 
 #include "common/base/log.h"
 #include "worker/stage_channel.h"
-#include "worker/stage_process.h"
 
 namespace lema::worker {
 
@@ -175,10 +174,13 @@ int run_stage_child(int fd) {
   sa.sa_handler = on_child_sigterm;
   sigaction(SIGTERM, &sa, nullptr);
   StageChannel channel(fd);
-  Result<std::optional<json>> start = channel.receive(kStageStartTimeoutMs);
+  // No deadline: the worker starts this process ahead of its next ASSIGN
+  // and may wait long for one. A worker that dies takes this process with
+  // it (PR_SET_PDEATHSIG); one that closes the channel did not need it.
+  Result<std::optional<json>> start = channel.receive(-1);
+  if (!start.ok() && start.status().code() == Status::Code::kUnavailable) return 0;
   if (!start.ok() || !start.value()) {
-    log_error("stage-child: no start frame: %s",
-              start.ok() ? "none within the start timeout" : start.status().to_string().c_str());
+    log_error("stage-child: no start frame: %s", start.ok() ? "none" : start.status().to_string().c_str());
     return 1;
   }
   StageAssignment a;

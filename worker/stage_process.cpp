@@ -155,7 +155,7 @@ namespace {
 class Supervisor {
  public:
   Supervisor(StageProcess& p, const StageEnv& env, StageReporter& reporter)
-      : p_(p), env_(env), reporter_(reporter), spawned_(Clock::now()) {}
+      : p_(p), env_(env), reporter_(reporter), started_(Clock::now()) {}
 
   StageOutcome run(const json& start_frame) {
     if (Status s = p_.channel().send(start_frame, kStageStartTimeoutMs); !s.ok()) {
@@ -220,8 +220,9 @@ class Supervisor {
   Status handle(const json& frame) {
     if (!first_frame_) {
       first_frame_ = true;
-      log_info("stage child pid %d up in %lld ms", static_cast<int>(p_.pid()),
-               static_cast<long long>(ms_since(spawned_)));
+      // What a stage waits for its process: ~0 when it was started ahead.
+      log_info("stage child pid %d: first frame %lld ms after the start frame", static_cast<int>(p_.pid()),
+               static_cast<long long>(ms_since(started_)));
     }
     const std::string type = frame["type"].get<std::string>();
     auto str = [&](const char* k) { return frame.contains(k) && frame[k].is_string() ? frame[k].get<std::string>() : ""; };
@@ -304,7 +305,7 @@ class Supervisor {
   StageProcess& p_;
   const StageEnv& env_;
   StageReporter& reporter_;
-  const Clock::time_point spawned_;
+  const Clock::time_point started_;  // when the start frame went out
   bool first_frame_ = false;
   bool channel_closed_ = false;
   bool cancelled_ = false;
@@ -322,7 +323,12 @@ StageOutcome run_stage_in_child(const StageAssignment& a, const StageEnv& env, S
                                 const std::vector<std::string>& argv) {
   Result<std::unique_ptr<StageProcess>> p = StageProcess::spawn(argv);
   if (!p.ok()) return {p.status().with_context("starting the stage process"), "{}", true};
-  return Supervisor(*p.value(), env, reporter).run(stage_start_frame(a, env));
+  return run_stage_in_child(a, env, reporter, std::move(p.value()));
+}
+
+StageOutcome run_stage_in_child(const StageAssignment& a, const StageEnv& env, StageReporter& reporter,
+                                std::unique_ptr<StageProcess> child) {
+  return Supervisor(*child, env, reporter).run(stage_start_frame(a, env));
 }
 
 }  // namespace lema::worker

@@ -34,8 +34,9 @@
 
 namespace lema::worker {
 
-// The child must have taken the start frame this long after it was spawned
-// (exec and LibTorch's loading take 0.1-3 s; a loaded machine more).
+// The child must have taken the start frame this long after it was sent
+// (exec and LibTorch's loading take about 1 s of CPU; a loaded machine
+// many times that, when the child was not started ahead).
 constexpr int kStageStartTimeoutMs = 60000;
 // CANCEL: SIGTERM to the child's group, SIGKILL this long after. The child
 // stops within one step on SIGTERM, so this is the time of one step on a
@@ -93,5 +94,11 @@ std::string describe_wait_status(int status);
 // child as described above; those ends are not crashes.
 StageOutcome run_stage_in_child(const StageAssignment& a, const StageEnv& env, StageReporter& reporter,
                                 const std::vector<std::string>& argv);
+// The same in a child spawned before (the worker starts the next stage's
+// child while it waits for an ASSIGN, so LibTorch's loading, about 1 s of
+// CPU, is not on the stage's path). REQUIRES: `child` has not been sent a
+// start frame.
+StageOutcome run_stage_in_child(const StageAssignment& a, const StageEnv& env, StageReporter& reporter,
+                                std::unique_ptr<StageProcess> child);
 
 }  // namespace lema::worker

@@ -57,7 +57,7 @@ TEST(StageCrash, ACrashingStageFailsTheJobAndTheWorkerGoesOn) {
   EXPECT_EQ(train["attempt"], 2);  // two crashes, of five attempts
   const std::string error = j.value("error", std::string());
   EXPECT_NE(error.find("crashed 2 times ([retry] max_crashes = 2)"), std::string::npos) << error;
-  EXPECT_NE(error.find("crashed: signal 6 (SIGABRT)"), std::string::npos) << error;
+  EXPECT_NE(error.find("the last: crashed: signal 6 (SIGABRT)"), std::string::npos) << error;
   // The child's last log lines: its stage line came before the abort.
   EXPECT_NE(error.find("stage train (job " + std::to_string(crashy) + ", attempt 2)"), std::string::npos) << error;
 
@@ -69,9 +69,10 @@ TEST(StageCrash, ACrashingStageFailsTheJobAndTheWorkerGoesOn) {
       << show_job(sched.clients, fine).dump(1) << "\n--- worker log\n" << slurp(worker_log);
   EXPECT_TRUE(path_exists(dir + "/fine/train/adapter/adapter_model.safetensors"));
 
-  // How long a stage child takes to start (issue 19: measured, reported).
+  // How long a stage waits for its process (issue 19: measured, reported):
+  // the worker starts each child ahead, so only the start frame's way.
   const std::string log = slurp(worker_log);
-  std::regex up("stage child pid [0-9]+ up in ([0-9]+) ms");
+  std::regex up("stage child pid [0-9]+: first frame ([0-9]+) ms after the start frame");
   int n = 0;
   long long total = 0, most = 0;
   for (auto it = std::sregex_iterator(log.begin(), log.end(), up); it != std::sregex_iterator(); ++it, ++n) {
@@ -80,7 +81,7 @@ TEST(StageCrash, ACrashingStageFailsTheJobAndTheWorkerGoesOn) {
     most = std::max(most, ms);
   }
   EXPECT_GE(n, 4);  // dataset and two train attempts of crashy, the stages of fine
-  if (n > 0) std::fprintf(stderr, "stage child start: %d children, mean %lld ms, max %lld ms\n", n, total / n, most);
+  if (n > 0) std::fprintf(stderr, "stage child, start frame to first frame: %d children, mean %lld ms, max %lld ms\n", n, total / n, most);
 
   kill_and_reap(worker, SIGKILL);
   sched.stop(SIGKILL);

@@ -198,6 +198,25 @@ TEST(StageProcess, CancelEndsAChildThatIgnoresSigtermAfterTheGrace) {
   EXPECT_LT(took, std::chrono::milliseconds(kStageKillGraceMs + 5000));
 }
 
+// The worker's way: the child started ahead (the next stage's, while the
+// worker waits for an ASSIGN), given its stage later.
+TEST(StageProcess, AChildStartedAheadRunsTheStageItIsGiven) {
+  const std::string dir = temp_dir();
+  auto child = StageProcess::spawn(kRealChild);
+  ASSERT_TRUE(child.ok()) << child.status().to_string();
+  // Longer than the child needs to load on an idle machine: it must wait for
+  // its start frame however long the ASSIGN takes.
+  sleep(3);
+  ASSERT_FALSE(child.value()->try_wait()) << "the child ended while waiting for its stage";
+  RecordingReporter r;
+  const auto start = Clock::now();
+  StageOutcome out = run_stage_in_child(dataset_assignment(dir, "ahead"), env_for(dir), r, std::move(child.value()));
+  std::fprintf(stderr, "dataset stage in a child started ahead: %lld ms\n",
+               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()));
+  ASSERT_TRUE(out.status.ok()) << out.status.to_string();
+  EXPECT_TRUE(path_exists(dir + "/ahead/data/train.jsonl"));
+}
+
 TEST(StageProcess, ExecFailureIsReported) {
   RecordingReporter r;
   StageOutcome out = run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r, {"/nonexistent/lema"});
