@@ -1,6 +1,7 @@
 // `lema worker --scheduler tcp://HOST:7500 [--gpu N] [--workdir DIR]`: one
 // worker process (one GPU, or the CPU). SIGTERM/Ctrl-C checkpoints a running
-// training stage and exits cleanly.
+// training stage and exits cleanly. Each stage runs in a child, the hidden
+// `lema stage-child` (worker/stage_child.h), which the worker starts itself.
 #include <atomic>
 #include <csignal>
 #include <execinfo.h>
@@ -12,6 +13,7 @@
 #include "common/base/log.h"
 #include "common/base/path_policy.h"
 #include "scheduler/curve_keys.h"
+#include "worker/stage_child.h"
 #include "worker/stage_runner.h"
 #include "worker/worker_loop.h"
 
@@ -93,6 +95,17 @@ void setup_worker(CLI::App& app) {
   });
 }
 
+// Hidden: only `lema worker` starts it, with the channel on fd 3.
+void setup_stage_child(CLI::App& app) {
+  auto* cmd = app.add_subcommand("stage-child", "Run one stage for the worker that started this process");
+  cmd->group("");  // not listed in --help: not a command for people
+  cmd->callback([] {
+    const int code = lema::worker::run_stage_child(3);
+    lema::cli::finish(code == 0 ? lema::Status() : lema::Status::internal("stage-child ended without a result"));
+  });
+}
+
 }  // namespace
 
 LEMA_REGISTER_COMMAND(setup_worker);
+LEMA_REGISTER_COMMAND(setup_stage_child);

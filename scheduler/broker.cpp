@@ -430,7 +430,7 @@ void Broker::Impl::handle_worker(const std::vector<std::string>& env, const std:
       break;
     case MessageType::kFailed:
       s = store->fail_stage(m.i64("stage_id"), m.i64("attempt"), wid, m.str("error"), m.flag("retryable", true),
-                            now());
+                            now(), m.flag("crashed", false));
       if (s.ok()) work_may_exist = true;
       break;
     default:

@@ -597,6 +597,12 @@ Result<int64_t> JobStore::submit(const std::string& spec_toml, const JobSpec& sp
       // The GGUF export reads the merged model; it needs no GPU.
       if (!spec.export_.gguf.empty()) depend(add_stage("export", false, "pending"), merge);
     }
+    if (impl_->schema_version >= 6) {
+      auto& mc = impl_->stmt("UPDATE stages SET max_crashes = ? WHERE job_id = ?");
+      mc.bind(1, spec.retry.max_crashes);
+      mc.bind(2, job_id);
+      mc.exec();
+    }
     impl_->event(job_id, 0, 0, "info", "job '" + spec.job.name + "' submitted", now_ms);
     tx.commit();
     return Status();
@@ -637,6 +643,11 @@ Status JobStore::retry_job(int64_t job_id, int64_t now_ms) {
       up.bind(1, r[1] + r[2]);  // a fresh budget of max_attempts
       up.bind(2, r[0]);
       up.exec();
+      if (impl_->schema_version >= 6) {
+        auto& crashes = impl_->stmt("UPDATE stages SET crashes = 0 WHERE id = ?");  // and of max_crashes
+        crashes.bind(1, r[0]);
+        crashes.exec();
+      }
     }
     impl_->event(job_id, 0, 0, "info", "job retried", now_ms);
     tx.commit();
@@ -912,12 +923,34 @@ Status JobStore::complete_stage(int64_t stage_id, int64_t attempt, const std::st
 }
 
 Status JobStore::fail_stage(int64_t stage_id, int64_t attempt, const std::string& worker_id, const std::string& error,
-                            bool retryable, int64_t now_ms) {
+                            bool retryable, int64_t now_ms, bool crashed) {
   return impl_->guard("fail", [&]() -> Status {
     Impl::Tx tx(*impl_);
     LEMA_RETURN_IF_ERROR(impl_->check_lease(stage_id, attempt, worker_id));
     impl_->end_attempt(stage_id, attempt, "failed", error, now_ms);
     impl_->delete_lease(stage_id);
+    if (crashed && impl_->schema_version >= 6) {
+      auto& up = impl_->stmt("UPDATE stages SET crashes = crashes + 1 WHERE id = ?");
+      up.bind(1, stage_id);
+      up.exec();
+      auto& count = impl_->stmt("SELECT crashes, max_crashes FROM stages WHERE id = ?");
+      count.bind(1, stage_id);
+      if (!count.executeStep()) return Status::not_found("stage vanished");
+      const int64_t crashes = count.getColumn(0).getInt64();
+      const int64_t max_crashes = count.getColumn(1).getInt64();
+      count.reset();
+      if (crashes >= max_crashes) {
+        // A stage that kills its process kills it on every worker: stop
+        // here, with the reason, instead of spending the attempts.
+        LEMA_RETURN_IF_ERROR(impl_->retry_or_fail(
+            stage_id, attempt,
+            str_printf("its process crashed %lld times ([retry] max_crashes = %lld); the last: %s",
+                       static_cast<long long>(crashes), static_cast<long long>(max_crashes), error.c_str()),
+            /*retryable=*/false, 0, now_ms));
+        tx.commit();
+        return Status();
+      }
+    }
     LEMA_RETURN_IF_ERROR(
         impl_->retry_or_fail(stage_id, attempt, error, retryable, impl_->backoff_for(attempt), now_ms));
     tx.commit();

@@ -151,8 +151,11 @@ class JobStore {
                            const std::string& path, const std::string& sha256, int64_t now_ms);
   Status complete_stage(int64_t stage_id, int64_t attempt, const std::string& worker_id,
                         const nlohmann::json& result, int64_t now_ms);
+  // `crashed`: the stage's process died (the worker's FAILED says so); the
+  // stage's crash count goes up, and at the spec's [retry] max_crashes the
+  // job fails with that reason whatever attempts are left.
   Status fail_stage(int64_t stage_id, int64_t attempt, const std::string& worker_id, const std::string& error,
-                    bool retryable, int64_t now_ms);
+                    bool retryable, int64_t now_ms, bool crashed = false);
   // job_id/stage_id/attempt may be 0 (unknown).
   Status add_event(int64_t job_id, int64_t stage_id, int64_t attempt, const std::string& level,
                    const std::string& line, int64_t now_ms);

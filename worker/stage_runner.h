@@ -53,6 +53,10 @@ struct StageOutcome {
   std::string result_json = "{}";  // DONE's result
   bool retryable = true;           // for FAILED
   bool stopped = false;            // ended by `stop` (not a failure of the stage)
+  // The stage's process died without a result (signal, exit, garbled
+  // frame: stage_process.h); the scheduler counts these against
+  // [retry] max_crashes.
+  bool crashed = false;
 };
 
 StageOutcome run_stage(const StageAssignment& assignment, const StageEnv& env, StageReporter& reporter);

@@ -10,6 +10,7 @@
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "common/base/version.h"
+#include "worker/stage_process.h"
 #include "worker/stage_runner.h"
 
 namespace lema::worker {
@@ -130,7 +131,21 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
            so.endpoint.c_str());
   SessionReporter reporter(*session);
   int64_t stages = 0;
+  // The next stage's process, started ahead (while this worker waits for
+  // an ASSIGN, or runs the stage before): its exec and LibTorch's loading
+  // are then off the stage's path.
+  // Started on this thread, which outlives it (PR_SET_PDEATHSIG).
+  std::unique_ptr<StageProcess> next_child;
+  auto start_next_child = [&] {
+    Result<std::unique_ptr<StageProcess>> p = StageProcess::spawn(options.stage_command);
+    if (p.ok()) {
+      next_child = std::move(p.value());
+    } else {
+      log_warn("worker: cannot start a stage process ahead: %s", p.status().to_string().c_str());
+    }
+  };
   while (!stop.load()) {
+    if (!next_child) start_next_child();
     LEMA_ASSIGN_OR_RETURN(std::optional<StageAssignment> a, session->wait_for_assignment(stop));
     if (!a) break;
     // Paths come from the network: confined before anything is read or made.
@@ -143,14 +158,23 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
       if (options.max_stages > 0 && stages >= options.max_stages) break;
       continue;
     }
-    StageOutcome out = run_stage(*confined, env, reporter);
+    // One that died while it waited (it never had a stage) is replaced.
+    if (next_child && next_child->try_wait()) next_child.reset();
+    std::unique_ptr<StageProcess> child = std::move(next_child);
+    // The one after is started now, so it has loaded by the next ASSIGN
+    // (the next stage of a job is usually assigned as this one ends).
+    start_next_child();
+    StageOutcome out = child ? run_stage_in_child(*confined, env, reporter, std::move(child))
+                             : run_stage_in_child(*confined, env, reporter, options.stage_command);
     if (out.status.ok()) {
       log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
       session->send_done(out.result_json);
     } else {
       log_warn("stage %s of job %lld: %s", a->kind.c_str(), static_cast<long long>(a->job_id),
                out.status.to_string().c_str());
-      session->send_failed(out.status.to_string(), out.retryable);
+      // A crash report starts "crashed: signal 6 (SIGABRT)" on its own: the
+      // status code's prefix ("internal error") would only hide that.
+      session->send_failed(out.crashed ? out.status.message() : out.status.to_string(), out.retryable, out.crashed);
     }
     ++stages;
     if (options.max_stages > 0 && stages >= options.max_stages) break;

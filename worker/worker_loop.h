@@ -27,6 +27,9 @@ struct WorkerOptions {
   std::vector<std::string> allowed_roots;  // --allow-path: absolute spec paths only under these
   int64_t threads = 0;       // CPU training threads; 0: all cores
   int64_t max_stages = 0;    // exit after this many stages (0: never)
+  // The command that runs one stage in a child process (stage_process.h):
+  // this very binary, so worker and stage are one version.
+  std::vector<std::string> stage_command = {"/proc/self/exe", "stage-child"};
 };
 
 // GPUs as nvidia-smi reports them (none when it is absent or fails).

@@ -428,11 +428,12 @@ void WorkerSession::send_done(const std::string& result_json) {
   impl_->outbox.push_back(std::move(m));
 }
 
-void WorkerSession::send_failed(const std::string& error, bool retryable) {
+void WorkerSession::send_failed(const std::string& error, bool retryable, bool crashed) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Message m = impl_->stage_message(MessageType::kFailed);
   m.fields["error"] = error;
   m.fields["retryable"] = retryable;
+  if (crashed) m.fields["crashed"] = true;
   impl_->final_report = m;
   impl_->outbox.push_back(std::move(m));
 }

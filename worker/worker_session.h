@@ -105,7 +105,9 @@ class WorkerSession {
   void send_checkpoint(int64_t step, const std::string& path, const std::string& sha256);
   // Ends the current stage.
   void send_done(const std::string& result_json);
-  void send_failed(const std::string& error, bool retryable);
+  // `crashed`: the stage's process died (stage_process.h); the scheduler
+  // counts it against [retry] max_crashes.
+  void send_failed(const std::string& error, bool retryable, bool crashed = false);
 
   // Waits until every queued message has been handed to a connected socket,
   // at most timeout_ms. Returns false on timeout (the scheduler is away).

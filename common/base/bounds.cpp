@@ -21,11 +21,12 @@ constexpr double kMaxSteps = 1e9;            // far beyond any run; keeps step *
 constexpr double kMaxBytes = double(1ull << 50);  // 1 PiB: any real memory or file size
 
 // Keys as the job spec names them ([job], [data], [train], [eval], [merge],
-// [resources]); the engine's extra options (stop_after, weight_decay,
+// [resources], [retry]); the engine's extra options (stop_after, weight_decay,
 // max_grad_norm, threads, loss_chunk_tokens) under their TrainOptions names.
 const Bound kBounds[] = {
     {"priority", -1e6, 1e6, false, false},
     {"max_attempts", 1, 100, false, false},
+    {"max_crashes", 1, 100, false, false},
     {"examples", 1, 1e8, false, false},
     {"eval_fraction", 0, 1, false, true},
     {"steps", 0, kMaxSteps, false, false},

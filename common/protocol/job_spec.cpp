@@ -198,7 +198,7 @@ bool array_from_json(const json& array, toml::array* out) {
 // Every section, key and range check of a spec, on a parsed TOML table
 // (from TOML text, or from JSON through toml_from_json).
 Result<JobSpec> spec_from_table(const toml::table& root, const std::string& source) {
-  static const char* kSections[] = {"job", "model", "data", "train", "eval", "merge", "export", "resources"};
+  static const char* kSections[] = {"job", "model", "data", "train", "eval", "merge", "export", "resources", "retry"};
   for (const auto& [k, v] : root) {
     std::string name(k.str());
     bool known = false;
@@ -353,6 +353,11 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
                                    "needs [merge] enabled = true (the export reads the merged model)"));
   LEMA_RETURN_IF_ERROR(exp.check_unknown());
 
+  TableReader retry = reader("retry");
+  LEMA_RETURN_IF_ERROR(retry.get("max_crashes", &spec.retry.max_crashes));
+  LEMA_RETURN_IF_ERROR(retry.bound("max_crashes", spec.retry.max_crashes));
+  LEMA_RETURN_IF_ERROR(retry.check_unknown());
+
   TableReader res = reader("resources");
   LEMA_RETURN_IF_ERROR(res.get_bytes("gpu_memory", &spec.resources.gpu_memory_bytes));
   LEMA_RETURN_IF_ERROR(res.get("cpu_ok", &spec.resources.cpu_ok));
@@ -410,6 +415,7 @@ json JobSpec::to_json() const {
   j["merge"] = {{"enabled", merge.enabled}, {"dtype", merge.dtype}, {"shard_size", merge.shard_size_bytes}};
   j["export"] = {{"gguf", export_.gguf}};
   j["resources"] = {{"gpu_memory", resources.gpu_memory_bytes}, {"cpu_ok", resources.cpu_ok}};
+  j["retry"] = {{"max_crashes", retry.max_crashes}};
   return j;
 }
 

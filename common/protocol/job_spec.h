@@ -82,6 +82,13 @@ struct JobSpec {
   struct Export {
     std::string gguf;  // a GGUF file type that `lema export --type` builds
   } export_;  // `export` is a C++ keyword
+  // How often a stage may fail in ways that are not its input's fault.
+  struct Retry {
+    // A stage whose process crashed (signal, OOM kill, exit without a
+    // result) this many times fails the job instead of being handed to
+    // another worker (issue 19).
+    int64_t max_crashes = 2;
+  } retry;
   struct Resources {
     uint64_t gpu_memory_bytes = 0;  // VRAM a worker must have for train/eval/merge
     bool cpu_ok = true;             // may run on a CPU-only worker

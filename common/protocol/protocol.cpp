@@ -55,7 +55,7 @@ const std::vector<TypeInfo>& type_table() {
        {{"stage_id", Kind::kInt, true}, {"attempt", Kind::kInt, true}, {"result", Kind::kAny, false}}},
       {MessageType::kFailed, "FAILED", false,
        {{"stage_id", Kind::kInt, true}, {"attempt", Kind::kInt, true}, {"error", Kind::kStr, true},
-        {"retryable", Kind::kBool, false}}},
+        {"retryable", Kind::kBool, false}, {"crashed", Kind::kBool, false}}},
       {MessageType::kCancel, "CANCEL", true,
        {{"job_id", Kind::kInt, false}, {"stage_id", Kind::kInt, false}, {"attempt", Kind::kInt, false}}},
       {MessageType::kSubmit, "SUBMIT", true,

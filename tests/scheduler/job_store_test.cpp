@@ -303,6 +303,46 @@ TEST_F(StoreFixture, RetriesWithBackoffThenJobFailsWithLastError) {
   EXPECT_GE(logs->size(), 5u);
 }
 
+// Issue 19: a stage whose process crashes fails the job after [retry]
+// max_crashes crashes, with attempts left; other failures do not count,
+// and RETRY starts the count again.
+TEST_F(StoreFixture, CrashesFailTheJobAtMaxCrashes) {
+  int64_t job = submit(small_spec("crashy", 0, 10, "[retry]\nmax_crashes = 2\n"));
+  auto w = gpu_worker("w");
+  Assignment d = assign(w);
+  ASSERT_TRUE(store->fail_stage(d.stage_id, 1, "w", "crashed: signal 6 (SIGABRT)", true, now, true).ok());
+  EXPECT_EQ(show(job)["state"], "running");
+  now += 1000;
+  Assignment d2 = assign(w);
+  ASSERT_TRUE(store->fail_stage(d2.stage_id, 2, "w", "disk full", true, now).ok());  // not a crash
+  EXPECT_EQ(show(job)["state"], "running");
+  now += 2000;
+  Assignment d3 = assign(w);
+  EXPECT_EQ(d3.attempt, 3);
+  ASSERT_TRUE(store->fail_stage(d3.stage_id, 3, "w", "crashed: signal 11 (SIGSEGV)", true, now, true).ok());
+  auto j = show(job);
+  EXPECT_EQ(j["state"], "failed");
+  const std::string error = j["error"].get<std::string>();
+  EXPECT_NE(error.find("crashed 2 times ([retry] max_crashes = 2)"), std::string::npos) << error;
+  EXPECT_NE(error.find("signal 11 (SIGSEGV)"), std::string::npos) << error;
+  // RETRY: a fresh count (one more crash is not yet the end).
+  ASSERT_TRUE(store->retry_job(job, now).ok());
+  Assignment d4 = assign(w);
+  ASSERT_TRUE(store->fail_stage(d4.stage_id, d4.attempt, "w", "crashed: signal 6 (SIGABRT)", true, now, true).ok());
+  EXPECT_EQ(show(job)["state"], "running");
+}
+
+TEST_F(StoreFixture, MaxCrashesDefaultsToTwo) {
+  int64_t job = submit(small_spec("d", 0, 10));
+  auto w = gpu_worker("w");
+  for (int i = 0; i < 2; ++i) {
+    Assignment d = assign(w);
+    ASSERT_TRUE(store->fail_stage(d.stage_id, d.attempt, "w", "crashed: signal 9 (SIGKILL)", true, now, true).ok());
+    now += 60000;
+  }
+  EXPECT_EQ(show(job)["state"], "failed");
+}
+
 TEST_F(StoreFixture, CancelCutsLeasesAndRefusesInvalidTransitions) {
   int64_t job = submit(small_spec("c"));
   Assignment d = assign(gpu_worker("w"));

@@ -21,6 +21,23 @@ TEST(JobSpec, MinimalSpecGetsDefaults) {
   EXPECT_EQ(r->train.schedule, "cosine");
   EXPECT_TRUE(r->eval.enabled);
   EXPECT_TRUE(r->resources.cpu_ok);
+  EXPECT_EQ(r->retry.max_crashes, 2);
+}
+
+// Issue 19: [retry] max_crashes, bounded [1, 100], kept through the normalised form.
+TEST(JobSpec, RetryMaxCrashes) {
+  auto r = JobSpec::parse("[model]\npath = \"/m\"\n[retry]\nmax_crashes = 5\n", "job.toml");
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->retry.max_crashes, 5);
+  auto back = JobSpec::from_json(r->to_json());
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->retry.max_crashes, 5);
+  std::string e = error_of("[model]\npath = \"/m\"\n[retry]\nmax_crashes = 0\n");
+  EXPECT_NE(e.find("job.toml:4: [retry] max_crashes: must be in [1, 100] (got 0)"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[retry]\nmax_crashes = 101\n");
+  EXPECT_NE(e.find("[retry] max_crashes: must be in [1, 100]"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[retry]\nmax_crash = 3\n");
+  EXPECT_NE(e.find("max_crash"), std::string::npos) << e;
 }
 
 TEST(JobSpec, FullSpecParsesAndNormalises) {
@@ -79,7 +96,7 @@ cpu_ok = false
   EXPECT_EQ(j["resources"]["gpu_memory"], uint64_t(6) << 30);
   EXPECT_EQ(j["resources"]["cpu_ok"], false);
   // Normalising is stable: every key of every section is present.
-  for (const char* s : {"job", "model", "data", "train", "eval", "merge", "export", "resources"}) {
+  for (const char* s : {"job", "model", "data", "train", "eval", "merge", "export", "resources", "retry"}) {
     EXPECT_TRUE(j.contains(s)) << s;
   }
   EXPECT_EQ(j["train"].size(), 18u);
