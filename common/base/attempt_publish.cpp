@@ -75,14 +75,7 @@ Result<AttemptFence> AttemptFence::claim(const std::string& dir, const std::stri
   LEMA_ASSIGN_OR_RETURN(int64_t claimed, read_attempt_number(record));
   if (claimed > attempt) return superseded(dir + " (stage " + stage + ")", claimed, attempt);
   AttemptFence fence(dir, stage, attempt);
-  if (claimed < attempt) {
-    // The record too is written under the attempt's temp name.
-    AtomicFileWriter writer;
-    const std::string text = std::to_string(attempt) + "\n";
-    LEMA_RETURN_IF_ERROR(writer.open(record, fence.temp_path(record)));
-    LEMA_RETURN_IF_ERROR(writer.append(text.data(), text.size()));
-    LEMA_RETURN_IF_ERROR(writer.commit());
-  }
+  if (claimed < attempt) LEMA_RETURN_IF_ERROR(fence.rename_into_place(record, std::to_string(attempt) + "\n"));
   return fence;
 }
 
@@ -138,10 +131,6 @@ Status AttemptFence::publish_dir(const std::string& temp_dir, const std::string&
   return s;
 }
 
-Status AttemptFence::publish_file(AtomicFileWriter& writer) const {
-  return run_locked([&]() { return writer.commit(); });
-}
-
 Status AttemptFence::publish_file(const std::string& temp_file, const std::string& final_path) const {
   Status s = run_locked([&]() -> Status {
     if (std::rename(temp_file.c_str(), final_path.c_str()) != 0) {
@@ -154,10 +143,22 @@ Status AttemptFence::publish_file(const std::string& temp_file, const std::strin
 }
 
 Status AttemptFence::write_file(const std::string& final_path, const std::string& data) const {
-  AtomicFileWriter writer;
-  LEMA_RETURN_IF_ERROR(writer.open(final_path, temp_path(final_path)));
-  LEMA_RETURN_IF_ERROR(writer.append(data.data(), data.size()));
-  return publish_file(writer);
+  // write_file_atomic makes the temp file whole and durable (its own temp
+  // name extends ours, so a crash still leaves only this attempt's names).
+  const std::string tmp = temp_path(final_path);
+  LEMA_RETURN_IF_ERROR(write_file_atomic(tmp, data));
+  return publish_file(tmp, final_path);
+}
+
+Status AttemptFence::rename_into_place(const std::string& final_path, const std::string& data) const {
+  const std::string tmp = temp_path(final_path);
+  LEMA_RETURN_IF_ERROR(write_file_atomic(tmp, data));
+  if (std::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return status_from_errno("renaming " + tmp + " to " + final_path, err);
+  }
+  return fsync_path(path_dirname(final_path));
 }
 
 }  // namespace lema

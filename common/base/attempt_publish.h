@@ -28,8 +28,6 @@
 
 namespace lema {
 
-class AtomicFileWriter;
-
 // The file inside every published directory that names the attempt that
 // published it.
 constexpr const char* kAttemptFileName = "ATTEMPT";
@@ -59,19 +57,20 @@ class AttemptFence {
   // Refused when final_dir's ATTEMPT names a newer attempt. The temp
   // directory is removed when refused.
   Status publish_dir(const std::string& temp_dir, const std::string& final_dir) const;
-  // Commits `writer` (opened on temp_path(final)) under the lock, still current.
-  Status publish_file(AtomicFileWriter& writer) const;
   // Renames a finished file (written and fsynced under temp_path(final) by
   // a library call) to `final_path` under the lock, still current; the temp
   // file is removed when refused.
   Status publish_file(const std::string& temp_file, const std::string& final_path) const;
-  // A whole file at once: temp name, fsync, publish_file.
+  // A whole file at once: temp name, fsync, then the rename of publish_file.
   Status write_file(const std::string& final_path, const std::string& data) const;
 
  private:
   AttemptFence(std::string dir, std::string stage, int64_t attempt)
       : dir_(std::move(dir)), stage_(std::move(stage)), attempt_(attempt) {}
   Status check_current() const;  // REQUIRES: the lock held
+  // `data` to temp_path(final_path), then renamed over final_path without
+  // any check. REQUIRES: the lock held (claim's record).
+  Status rename_into_place(const std::string& final_path, const std::string& data) const;
 
   std::string dir_;
   std::string stage_;

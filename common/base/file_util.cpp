@@ -180,13 +180,9 @@ void AtomicFileWriter::abandon() {
 }
 
 Status AtomicFileWriter::open(const std::string& final_path) {
-  return open(final_path, final_path + ".tmp." + std::to_string(::getpid()));
-}
-
-Status AtomicFileWriter::open(const std::string& final_path, const std::string& temp_path) {
   abandon();
   final_path_ = final_path;
-  temp_path_ = temp_path;
+  temp_path_ = final_path + ".tmp." + std::to_string(::getpid());
   bytes_written_ = 0;
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) return status_from_errno("create " + temp_path_, errno);

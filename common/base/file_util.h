@@ -61,9 +61,6 @@ class AtomicFileWriter {
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
 
   Status open(const std::string& final_path);
-  // The same with the temp file's name chosen by the caller (an attempt's
-  // writes carry the attempt in the name: common/base/attempt_publish.h).
-  Status open(const std::string& final_path, const std::string& temp_path);
   Status append(const void* data, size_t n);
   Status commit();
   uint64_t bytes_written() const { return bytes_written_; }
