@@ -144,6 +144,80 @@ Status to_json(const msgpack::object& o, json* out) {
   }
 }
 
+// Each element of a msgpack array or map takes at least one byte, so a
+// frame cannot hold more elements than it has bytes left. msgpack-c++
+// reserves the claimed count before reading any element: a 5-byte frame
+// claiming an array of 2^20 (dd 00 10 00 00) made it allocate 16 MiB+ before
+// failing. This walk checks every claimed count (and string, bin and ext
+// length) against the bytes left before msgpack sees the frame, without
+// recursion: it only counts the elements still owed.
+Status check_claimed_sizes(const uint8_t* p, size_t size) {
+  uint64_t owed = 1;  // the top-level object
+  size_t pos = 0;
+  auto big_endian = [&](size_t n, uint64_t* out) -> bool {
+    if (size - pos < n) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) v = (v << 8) | p[pos + i];
+    pos += n;
+    *out = v;
+    return true;
+  };
+  auto truncated = [&]() { return Status::invalid_argument(str_printf("bad msgpack: truncated at byte %zu", pos)); };
+  while (owed > 0) {
+    if (pos >= size) return truncated();
+    const uint8_t b = p[pos++];
+    --owed;
+    uint64_t skip = 0;      // payload bytes after the header
+    uint64_t children = 0;  // elements this header adds
+    uint64_t n = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+      // fixint, nil, booleans: the byte is the value
+    } else if (b <= 0x8f) {
+      children = 2 * uint64_t(b & 0x0f);
+    } else if (b <= 0x9f) {
+      children = b & 0x0f;
+    } else if (b <= 0xbf) {
+      skip = b & 0x1f;
+    } else {
+      switch (b) {
+        case 0xc4: case 0xd9: if (!big_endian(1, &n)) return truncated(); skip = n; break;
+        case 0xc5: case 0xda: if (!big_endian(2, &n)) return truncated(); skip = n; break;
+        case 0xc6: case 0xdb: if (!big_endian(4, &n)) return truncated(); skip = n; break;
+        case 0xc7: if (!big_endian(1, &n)) return truncated(); skip = n + 1; break;
+        case 0xc8: if (!big_endian(2, &n)) return truncated(); skip = n + 1; break;
+        case 0xc9: if (!big_endian(4, &n)) return truncated(); skip = n + 1; break;
+        case 0xca: skip = 4; break;
+        case 0xcb: skip = 8; break;
+        case 0xcc: case 0xd0: skip = 1; break;
+        case 0xcd: case 0xd1: skip = 2; break;
+        case 0xce: case 0xd2: skip = 4; break;
+        case 0xcf: case 0xd3: skip = 8; break;
+        case 0xd4: skip = 2; break;
+        case 0xd5: skip = 3; break;
+        case 0xd6: skip = 5; break;
+        case 0xd7: skip = 9; break;
+        case 0xd8: skip = 17; break;
+        case 0xdc: if (!big_endian(2, &n)) return truncated(); children = n; break;
+        case 0xdd: if (!big_endian(4, &n)) return truncated(); children = n; break;
+        case 0xde: if (!big_endian(2, &n)) return truncated(); children = 2 * n; break;
+        case 0xdf: if (!big_endian(4, &n)) return truncated(); children = 2 * n; break;
+        default: return Status::invalid_argument(str_printf("bad msgpack: byte 0x%02x at %zu is no type", b, pos - 1));
+      }
+    }
+    if (skip > size - pos) {
+      return Status::invalid_argument(str_printf("bad msgpack: %llu bytes claimed at byte %zu, %zu left",
+                                                 static_cast<unsigned long long>(skip), pos, size - pos));
+    }
+    pos += skip;
+    owed += children;
+    if (owed > size - pos) {
+      return Status::invalid_argument(str_printf("bad msgpack: %llu elements claimed at byte %zu, %zu bytes left",
+                                                 static_cast<unsigned long long>(owed), pos, size - pos));
+    }
+  }
+  return Status();
+}
+
 }  // namespace
 
 const char* message_type_name(MessageType type) { return info_for(type).name; }
@@ -219,6 +293,7 @@ Result<Message> decode(const void* data, size_t size) {
     return Status::invalid_argument(str_printf("message of %zu bytes exceeds the limit of %lld", size,
                                                static_cast<long long>(kMaxMessageBytes)));
   }
+  LEMA_RETURN_IF_ERROR(check_claimed_sizes(static_cast<const uint8_t*>(data), size));
   json doc;
   try {
     size_t offset = 0;
