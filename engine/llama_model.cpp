@@ -386,6 +386,8 @@ static std::vector<HeadLossResult> streamed_head_loss(const std::vector<at::Tens
   };
   std::vector<Rows> mb(n_micro);
   at::NoGradGuard no_grad;
+  // Created first: the first chunk's copy overlaps the final norms below.
+  RowStream chunks(head.lm_head, head.vocab_chunk, device);
   for (size_t m = 0; m < n_micro; ++m) {
     Rows& r = mb[m];
     const at::Tensor targets = shift_labels(labels[m]).reshape({-1}).to(device);
@@ -407,7 +409,6 @@ static std::vector<HeadLossResult> streamed_head_loss(const std::vector<at::Tens
   auto in_chunk = [](const at::Tensor& targets, int64_t v0, int64_t vn) {
     return std::make_pair((targets >= v0) & (targets < v0 + vn), at::clamp(targets - v0, 0, vn - 1).unsqueeze(1));
   };
-  RowStream chunks(head.lm_head, head.vocab_chunk, device);
   for (int64_t k = 0; k < chunks.n_chunks(); ++k) {
     const int64_t v0 = chunks.chunk_start(k);
     const at::Tensor w = chunks.next();  // [vn, H]

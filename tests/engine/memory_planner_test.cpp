@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 namespace lema::engine {
 namespace {
 
@@ -329,6 +331,7 @@ TEST(MemoryPlannerFamilies, BigVocabularyHeadsStreamAtFourGiB) {
     EXPECT_LE(p->device_bytes, 4 * kGiB) << name;
     EXPECT_GE(p->host_bytes, p->head_bytes) << name;
     EXPECT_NE(p->to_string().find("head streamed"), std::string::npos) << p->to_string();
+    std::printf("%s at --vram 4GiB, 8 x 2048:\n%s\n", name, p->to_string().c_str());
     r.vram_budget = 16 * kGiB;
     auto big = plan_memory(r);
     ASSERT_TRUE(big.ok()) << name;
