@@ -16,6 +16,26 @@ without special tokens, and decode):
   gpt2           tokenizer.json, GPT-2 layout: ByteLevel pre-tokenizer with its
                  own regex, <|endoftext|>
   spm-model      tokenizer.model trained by sentencepiece (BPE, byte fallback)
+
+With --assets DIR (the chat_templates folder of scripts/fetch_test_assets.sh's
+cache: one directory per real tokenizer, tokenizer.json +
+tokenizer_config.json; copy it to a machine without network) it also checks
+lema against transformers' AutoTokenizer on each real tokenizer found there
+(Llama-3.1, Qwen3 with its NFC normalizer, Gemma 3, Mistral Nemo, Llama-2,
+DeepSeek-V3):
+  strings   `lema tokenize --jsonl` == tokenizer(s, add_special_tokens=False
+            and True) on the same varied strings, and `--decode` of those ids
+            == the backend tokenizer's decode(skip_special_tokens=False)
+  chat      `lema template render --ids` (with and without
+            --add-generation-prompt) on conversations (system or not,
+            multi-turn, unicode, quotes and braces): the text ==
+            apply_chat_template(tokenize=False), the ids ==
+            apply_chat_template(tokenize=True) (no second BOS); Llama-2's
+            package has no template: Meta's, in tree, through --template
+
+    python3 tests/gpu/tokenizer_parity.py --lema build-gpu/cli/lema \
+        --assets ~/.cache/lema-test-assets/chat_templates [--assets-only]
+
 Prints the counts; exits 1 on any mismatch, 2 if a library is missing.
 """
 import argparse
@@ -26,6 +46,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                   r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -206,6 +228,103 @@ def compare(name, lema, path, strings, encode, decode, work):
     return bad + len(strings) - ok
 
 
+def msg(role, content):
+    return {"role": role, "content": content}
+
+
+CONVERSATIONS = [
+    [msg("user", "Hello!")],
+    [msg("user", "What is 2+2?"), msg("assistant", "4")],
+    [msg("system", "You are terse."), msg("user", "Hi"), msg("assistant", "Hello.")],
+    [msg("system", "Be kind."), msg("user", "Q1"), msg("assistant", "A1"), msg("user", "Q2"), msg("assistant", "A2")],
+    [msg("user", "Grüße, 世界! 👋🏽 — ça va? e\u0301 ﬁ {{ not a var }} {% if %}"),
+     msg("assistant", "Très bien 😊 \"quoted\" 'single'\n\tindented  \n")],
+    [msg("user", "  leading and trailing  \n\n"), msg("assistant", "Ａ full-width, Å angstrom, 한국어, \u00a0nbsp")],
+]
+
+
+def lema_lines(args):
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(args[:3]), r.returncode, r.stderr.strip()))
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def check_asset(name, d, lema, strings, work, llama2_chat):
+    """One real tokenizer directory: returns (checked, mismatches)."""
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(d)
+    except Exception as e:  # a tokenizer class this transformers lacks
+        print("%-14s transformers cannot load it (%s: %s); not checked" % (name, type(e).__name__, e))
+        return 0, 0
+    checked = bad = 0
+    # Varied strings, through `lema tokenize` (encode with and without
+    # special tokens, then decode of transformers' ids).
+    mismatches = compare(name, lema, os.path.join(d, "tokenizer.json"), strings,
+                         lambda s, sp: tok(s, add_special_tokens=sp)["input_ids"],
+                         lambda ids: tok.backend_tokenizer.decode(ids, skip_special_tokens=False), work)
+    checked += 3 * len(strings)
+    bad += mismatches
+    # Chat strings, through `lema template render --ids`.
+    config = json.load(open(os.path.join(d, "tokenizer_config.json")))
+    template = config.get("chat_template")
+    override = []
+    if not isinstance(template, str) and name == "llama2":
+        template = llama2_chat
+        override = ["--template", os.path.join(ROOT_DIR, "tests/common/text/chat_templates/llama2_chat.jinja")]
+    if not isinstance(template, str):
+        print("%-14s chat          : no single chat template; not checked" % name)
+        return checked, bad
+    convs = []
+    for conv in CONVERSATIONS:
+        try:  # the template's own refusals (e.g. roles that must alternate) are not lema's business here
+            tok.apply_chat_template(conv, chat_template=template, tokenize=False)
+            convs.append(conv)
+        except Exception:
+            pass
+    conv_path = os.path.join(work, name + ".conversations.jsonl")
+    with open(conv_path, "w") as f:
+        for conv in convs:
+            f.write(json.dumps({"messages": conv}, ensure_ascii=False) + "\n")
+    ok = total = 0
+    for gen in (False, True):
+        ours = lema_lines([lema, "template", "render", "--model", d, "--messages", conv_path, "--ids"] + override +
+                          (["--add-generation-prompt"] if gen else []))
+        for conv, got in zip(convs, ours):
+            text = tok.apply_chat_template(conv, chat_template=template, tokenize=False, add_generation_prompt=gen)
+            ids = tok.apply_chat_template(conv, chat_template=template, tokenize=True, add_generation_prompt=gen)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            total += 1
+            if got["text"] == text and got["ids"] == list(ids):
+                ok += 1
+            else:
+                print("  MISMATCH %s chat gen=%s %r\n    lema %r %s\n    hf   %r %s" %
+                      (name, gen, conv[-1]["content"][:30], got["text"][:80], got["ids"][:24], text[:80], list(ids)[:24]))
+    print("%-14s chat text+ids : %d/%d identical" % (name, ok, total))
+    return checked + total, bad + total - ok
+
+
+def check_assets(assets, lema, strings, work):
+    try:
+        import transformers
+    except ImportError as e:
+        print("tokenizer_parity: --assets needs transformers (%s)" % e, file=sys.stderr)
+        return None
+    print("transformers %s, assets %s" % (transformers.__version__, assets))
+    llama2_chat = open(os.path.join(ROOT_DIR, "tests/common/text/chat_templates/llama2_chat.jinja")).read()
+    checked = bad = 0
+    for name in sorted(os.listdir(assets)):
+        d = os.path.join(assets, name)
+        if not os.path.isfile(os.path.join(d, "tokenizer.json")):
+            continue
+        c, b = check_asset(name, d, lema, strings, work, llama2_chat)
+        checked += c
+        bad += b
+    return checked, bad
+
+
 def hf_speed(tok, lines):
     text_bytes = sum(len(l.encode()) for l in lines)
     t0 = time.process_time()
@@ -219,23 +338,41 @@ def main():
     ap.add_argument("--lema", required=True, help="path to the lema binary")
     ap.add_argument("--n", type=int, default=1500, help="number of test strings (>= 1000)")
     ap.add_argument("--keep", help="write the tokenizers and string files here instead of a temp dir")
+    ap.add_argument("--assets", help="folder of real tokenizer directories (the asset cache's chat_templates/)")
+    ap.add_argument("--assets-only", action="store_true", help="with --assets: skip the trained tokenizers")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not os.access(args.lema, os.X_OK):
+        print("tokenizer_parity: %s is not an executable" % args.lema, file=sys.stderr)
+        return 2
+    work = args.keep or tempfile.mkdtemp(prefix="lema_tok_parity_")
+    os.makedirs(work, exist_ok=True)
+    strings = test_strings(max(args.n, 1000))
+    total_bad = 0
+    if args.assets:
+        if not os.path.isdir(args.assets):
+            print("tokenizer_parity: %s is not a directory" % args.assets, file=sys.stderr)
+            return 2
+        counts = check_assets(args.assets, args.lema, strings, work)
+        if counts is None:
+            return 2
+        checked, bad = counts
+        print("real tokenizers: %d checks, %d mismatches" % (checked, bad))
+        if checked == 0:
+            print("tokenizer_parity: no real tokenizer could be checked in %s" % args.assets, file=sys.stderr)
+            return 2
+        total_bad += bad
+        if args.assets_only:
+            print("TOTAL mismatches: %d" % total_bad)
+            return 1 if total_bad else 0
     try:
         import tokenizers as tk
         import sentencepiece as spm
     except ImportError as e:
         print("tokenizer_parity: needs Python packages tokenizers and sentencepiece (%s)" % e, file=sys.stderr)
         return 2
-    if not os.access(args.lema, os.X_OK):
-        print("tokenizer_parity: %s is not an executable" % args.lema, file=sys.stderr)
-        return 2
-    work = args.keep or tempfile.mkdtemp(prefix="lema_tok_parity_")
-    os.makedirs(work, exist_ok=True)
     lines = corpus_lines()
-    strings = test_strings(max(args.n, 1000))
     print("tokenizers %s, sentencepiece %s, %d strings, work dir %s" % (tk.__version__, spm.__version__, len(strings), work))
-    total_bad = 0
 
     hf = {"spm-legacy": train_spm_json(tk, lines, "legacy"),
           "spm-metaspace": train_spm_json(tk, lines, "metaspace"),

@@ -8,8 +8,9 @@
 //    from tests/common/text/chat_templates/) on many conversations;
 //  - {% generation %} spans;
 //  - ids: tokenize_chat's ids equal encoding Python's text with lema's
-//    tokenizer, and the loss mask covers the replies. (Equality with
-//    transformers' own ids is a GPU-machine check, not run here.)
+//    tokenizer, and the loss mask covers exactly the replies and their end
+//    of turn. (Equality with transformers' own ids is a GPU-machine check,
+//    tests/gpu/tokenizer_parity.py --assets, not run here.)
 // Skips with a message when python3-jinja2 or the fetched assets are absent.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "common/base/file_util.h"
@@ -579,6 +581,19 @@ TEST(ChatTemplateParity, IdsAndMasksWithRealTokenizers) {
     if (!last_only) EXPECT_NE(trained_text.find("It is 4."), std::string::npos) << t.name << ": " << trained_text;
     EXPECT_EQ(trained_text.find("2+2"), std::string::npos) << t.name << ": prompt trained on: " << trained_text;
     EXPECT_EQ(trained_text.find("terse"), std::string::npos) << t.name << ": system trained on: " << trained_text;
+    // Exactly the replies and each one's end of turn, as the template writes
+    // them (read off Python jinja2's render of this conversation).
+    const std::map<std::string, std::string> kTrained = {
+        {"llama3_1", "It is 4.<|eot_id|>Six, ça va 😊<|eot_id|>"},
+        {"qwen3", "<think>\n\n</think>\n\nSix, ça va 😊<|im_end|>\n"},  // the last turn, with its empty reasoning
+        {"gemma3", "It is 4.<end_of_turn>\nSix, ça va 😊<end_of_turn>\n"},
+        {"mistral_nemo", "It is 4.</s>Six, ça va 😊</s>"},
+        {"llama2_chat", "It is 4. </s> Six, ça va 😊 </s>"},  // spans " It is 4. </s>", " Six, ...": decode drops the first space
+        {"deepseek_v3", "It is 4.<｜end▁of▁sentence｜>Six, ça va 😊<｜end▁of▁sentence｜>"},
+    };
+    auto want = kTrained.find(t.name);
+    if (want == kTrained.end()) ADD_FAILURE() << t.name << ": no expected trained text";
+    else EXPECT_EQ(trained_text, want->second) << t.name;
     // The end of turn is trained on: the eos token (or the template's own) follows the reply.
     std::printf("%s: %zu ids, %zu trained: %s\n", t.name.c_str(), ct->ids.size(), trained.size(),
                 ojson(trained_text).dump().c_str());
