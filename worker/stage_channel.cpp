@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 
 #include "common/base/file_util.h"
 #include "common/base/log.h"
@@ -39,9 +39,10 @@ StageChannel::~StageChannel() {
 Status StageChannel::send(const nlohmann::json& frame, int timeout_ms) {
   const std::string body = frame.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (static_cast<int64_t>(body.size()) > kMaxStageFrameBytes) {
-    return Status::invalid_argument(str_printf("stage channel: a %s frame of %zu bytes is over the limit of %lld",
-                                               frame.value("type", std::string("?")).c_str(), body.size(),
-                                               static_cast<long long>(kMaxStageFrameBytes)));
+    return Status::invalid_argument(
+        str_printf("stage channel: a %s frame of %zu bytes is over the limit of %lld",
+                   frame.value("type", std::string("?")).c_str(), body.size(),
+                   static_cast<long long>(kMaxStageFrameBytes)));
   }
   std::string bytes(4, '\0');
   const uint32_t n = static_cast<uint32_t>(body.size());
@@ -59,12 +60,13 @@ Status StageChannel::send(const nlohmann::json& frame, int timeout_ms) {
     }
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      return Status::unavailable("stage channel: the other process has gone (" + std::string(strerror(errno)) + ")");
+      return Status::unavailable("stage channel: the other process has gone (" +
+                                 std::string(strerror(errno)) + ")");
     }
     const int left = remaining_ms(timeout_ms, start);
     if (left == 0) {
-      return Status::unavailable(str_printf("stage channel: the other process took %zu of %zu bytes in %d ms", off,
-                                            bytes.size(), timeout_ms));
+      return Status::unavailable(str_printf("stage channel: the other process took %zu of %zu bytes in %d ms",
+                                            off, bytes.size(), timeout_ms));
     }
     pollfd p = {fd_, POLLOUT, 0};
     if (poll(&p, 1, left) < 0 && errno != EINTR) return status_from_errno("stage channel poll", errno);
@@ -109,7 +111,8 @@ Result<std::optional<nlohmann::json>> StageChannel::take_frame() {
   nlohmann::json j = nlohmann::json::parse(buf_.begin() + 4, buf_.begin() + 4 + n, nullptr, false);
   buf_.erase(0, 4 + static_cast<size_t>(n));
   if (j.is_discarded() || !j.is_object()) {
-    return Status::corruption(str_printf("stage channel: garbled frame (%u bytes that are not a JSON object)", n));
+    return Status::corruption(
+        str_printf("stage channel: garbled frame (%u bytes that are not a JSON object)", n));
   }
   if (!j.contains("type") || !j["type"].is_string()) {
     return Status::corruption("stage channel: garbled frame (no string \"type\")");
@@ -125,8 +128,8 @@ Result<std::optional<nlohmann::json>> StageChannel::receive(int timeout_ms) {
     if (frame) return frame;
     if (eof_) {
       if (buf_.empty()) return Status::unavailable("stage channel: the other process closed it");
-      return Status::corruption(str_printf("stage channel: the stream ended inside a frame (%zu bytes left)",
-                                           buf_.size()));
+      return Status::corruption(
+          str_printf("stage channel: the stream ended inside a frame (%zu bytes left)", buf_.size()));
     }
     const int left = remaining_ms(timeout_ms, start);
     if (polled && left == 0) return std::optional<nlohmann::json>();
@@ -145,21 +148,41 @@ Status status_from_frame(const nlohmann::json& j, Status* out) {
     return Status::corruption("stage channel: a status without an integer \"code\"");
   }
   const int64_t code = j["code"].get<int64_t>();
-  const std::string msg = j.contains("message") && j["message"].is_string() ? j["message"].get<std::string>() : "";
+  const std::string msg =
+      j.contains("message") && j["message"].is_string() ? j["message"].get<std::string>() : "";
   using C = Status::Code;
   if (code < static_cast<int64_t>(C::kOk) || code > static_cast<int64_t>(C::kInternal)) {
-    return Status::corruption(str_printf("stage channel: unknown status code %lld", static_cast<long long>(code)));
+    return Status::corruption(
+        str_printf("stage channel: unknown status code %lld", static_cast<long long>(code)));
   }
   switch (static_cast<C>(code)) {
-    case C::kOk: *out = Status(); break;
-    case C::kInvalidArgument: *out = Status::invalid_argument(msg); break;
-    case C::kNotFound: *out = Status::not_found(msg); break;
-    case C::kCorruption: *out = Status::corruption(msg); break;
-    case C::kIOError: *out = Status::io_error(msg); break;
-    case C::kUnavailable: *out = Status::unavailable(msg); break;
-    case C::kCancelled: *out = Status::cancelled(msg); break;
-    case C::kUnsupported: *out = Status::unsupported(msg); break;
-    case C::kInternal: *out = Status::internal(msg); break;
+    case C::kOk:
+      *out = Status();
+      break;
+    case C::kInvalidArgument:
+      *out = Status::invalid_argument(msg);
+      break;
+    case C::kNotFound:
+      *out = Status::not_found(msg);
+      break;
+    case C::kCorruption:
+      *out = Status::corruption(msg);
+      break;
+    case C::kIOError:
+      *out = Status::io_error(msg);
+      break;
+    case C::kUnavailable:
+      *out = Status::unavailable(msg);
+      break;
+    case C::kCancelled:
+      *out = Status::cancelled(msg);
+      break;
+    case C::kUnsupported:
+      *out = Status::unsupported(msg);
+      break;
+    case C::kInternal:
+      *out = Status::internal(msg);
+      break;
   }
   return Status();
 }

@@ -15,10 +15,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "common/base/status.h"
 #include "common/protocol/protocol.h"
@@ -57,7 +56,7 @@ class StageChannel {
   Result<std::optional<nlohmann::json>> take_frame();
   int fd_ = -1;
   bool eof_ = false;  // the peer closed its end
-  std::string buf_;  // bytes read, not yet a whole frame
+  std::string buf_;   // bytes read, not yet a whole frame
 };
 
 // A Status carried in a frame as {"code": int, "message": string} and back

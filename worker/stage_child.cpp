@@ -32,12 +32,16 @@ constexpr int kChildSendTimeoutMs = 60000;
 
 template <typename T>
 Status field(const json& j, const char* object, const char* key, T* out) {
-  if (!j.contains(key)) return Status::invalid_argument(str_printf("start frame: %s.%s is missing", object, key));
+  if (!j.contains(key))
+    return Status::invalid_argument(str_printf("start frame: %s.%s is missing", object, key));
   const json& v = j[key];
   bool ok = false;
-  if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
-  else if constexpr (std::is_same_v<T, int64_t>) ok = v.is_number_integer();
-  else ok = v.is_array();
+  if constexpr (std::is_same_v<T, std::string>)
+    ok = v.is_string();
+  else if constexpr (std::is_same_v<T, int64_t>)
+    ok = v.is_number_integer();
+  else
+    ok = v.is_array();
   if (!ok) return Status::invalid_argument(str_printf("start frame: %s.%s has the wrong type", object, key));
   *out = v.get<T>();
   return Status();
@@ -46,13 +50,17 @@ Status field(const json& j, const char* object, const char* key, T* out) {
 // What the stage's runner calls, as frames to the worker.
 class ChildReporter : public StageReporter {
  public:
-  ChildReporter(StageChannel& channel, std::string crash_at) : channel_(channel), crash_at_(std::move(crash_at)) {}
+  ChildReporter(StageChannel& channel, std::string crash_at)
+      : channel_(channel), crash_at_(std::move(crash_at)) {}
 
   void progress(int64_t step, int64_t total, const std::string& metrics) override {
     // The test hook (kStageCrashTestEnv): a real abort, as an internal check would.
     if (!crash_at_.empty()) std::abort();
     json m = json::parse(metrics, nullptr, false);
-    post({{"type", "progress"}, {"step", step}, {"total_steps", total}, {"metrics", m.is_object() ? m : json::object()}});
+    post({{"type", "progress"},
+          {"step", step},
+          {"total_steps", total},
+          {"metrics", m.is_object() ? m : json::object()}});
   }
   void log(const std::string& level, const std::string& line) override {
     post({{"type", "log"}, {"level", level}, {"line", line}});
@@ -119,10 +127,17 @@ json stage_start_frame(const StageAssignment& a, const StageEnv& env) {
   for (const ResumeCandidate& c : a.resume_candidates) {
     candidates.push_back({{"path", c.path}, {"sha256", c.sha256}, {"step", c.step}});
   }
-  json assignment = {{"job_id", a.job_id}, {"stage_id", a.stage_id}, {"kind", a.kind}, {"attempt", a.attempt},
-                     {"spec_json", a.spec_json}, {"work_dir", a.work_dir},
-                     {"resume_checkpoint", a.resume_checkpoint}, {"resume_candidates", candidates}};
-  json e = {{"device", env.device}, {"base_dir", env.base_dir}, {"allowed_roots", env.allowed_roots},
+  json assignment = {{"job_id", a.job_id},
+                     {"stage_id", a.stage_id},
+                     {"kind", a.kind},
+                     {"attempt", a.attempt},
+                     {"spec_json", a.spec_json},
+                     {"work_dir", a.work_dir},
+                     {"resume_checkpoint", a.resume_checkpoint},
+                     {"resume_candidates", candidates}};
+  json e = {{"device", env.device},
+            {"base_dir", env.base_dir},
+            {"allowed_roots", env.allowed_roots},
             {"threads", env.threads}};
   return {{"type", "start"}, {"assignment", assignment}, {"env", e}};
 }
@@ -229,8 +244,10 @@ int run_stage_child(int fd) {
     }
   });
   StageOutcome out = run_stage(a, env, reporter);
-  Status sent = reporter.send({{"type", "result"}, {"status", status_to_frame(out.status)},
-                               {"result_json", out.result_json}, {"retryable", out.retryable},
+  Status sent = reporter.send({{"type", "result"},
+                               {"status", status_to_frame(out.status)},
+                               {"result_json", out.result_json},
+                               {"retryable", out.retryable},
                                {"stopped", out.stopped}});
   done = true;
   reader.join();

@@ -45,7 +45,8 @@ Result<std::unique_ptr<StageProcess>> StageProcess::spawn(const std::vector<std:
   int sv[2];
   // CLOEXEC on both ends: the child gets its end as fd 3 through dup2 (which
   // clears the flag), and no other process the worker starts inherits one.
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return status_from_errno("socketpair", errno);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return status_from_errno("socketpair", errno);
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) {
     const int err = errno;
@@ -202,6 +203,9 @@ class Supervisor {
       if (!f.ok()) {
         if (f.status().code() == Status::Code::kUnavailable) {
           channel_closed_ = true;  // the child closed or ended: try_wait says how
+          // One that closed its channel but does not end (stuck in exit) is
+          // ended, as one that sent its result.
+          if (!exit_deadline_) exit_deadline_ = Clock::now() + std::chrono::milliseconds(kStageExitGraceMs);
         } else {
           broken_ = f.status().message();
           p_.signal_group(SIGKILL);
@@ -225,7 +229,9 @@ class Supervisor {
                static_cast<long long>(ms_since(started_)));
     }
     const std::string type = frame["type"].get<std::string>();
-    auto str = [&](const char* k) { return frame.contains(k) && frame[k].is_string() ? frame[k].get<std::string>() : ""; };
+    auto str = [&](const char* k) {
+      return frame.contains(k) && frame[k].is_string() ? frame[k].get<std::string>() : "";
+    };
     auto i64 = [&](const char* k) -> int64_t {
       return frame.contains(k) && frame[k].is_number_integer() ? frame[k].get<int64_t>() : 0;
     };
@@ -241,12 +247,14 @@ class Supervisor {
       // The child waits for this answer; the session's own thread keeps
       // the heartbeats going meanwhile.
       Status lease = reporter_.wait_for_lease(env_.stop);
-      LEMA_RETURN_IF_ERROR(p_.channel().send({{"type", "lease"}, {"status", status_to_frame(lease)}}, 5000)
+      LEMA_RETURN_IF_ERROR(p_.channel()
+                               .send({{"type", "lease"}, {"status", status_to_frame(lease)}}, 5000)
                                .with_context("answering the stage process"));
     } else if (type == "result") {
       Status s;
       LEMA_RETURN_IF_ERROR(status_from_frame(frame.value("status", json()), &s));
-      result_ = StageOutcome{s, str("result_json"), frame.value("retryable", true), frame.value("stopped", false)};
+      result_ =
+          StageOutcome{s, str("result_json"), frame.value("retryable", true), frame.value("stopped", false)};
       if (result_->result_json.empty()) result_->result_json = "{}";
       exit_deadline_ = Clock::now() + std::chrono::milliseconds(kStageExitGraceMs);
     } else {
@@ -265,7 +273,8 @@ class Supervisor {
     }
     if (!stop_sent_ && env_.stop && env_.stop->load()) {
       stop_sent_ = true;
-      if (!p_.channel().send({{"type", "stop"}}, 1000).ok()) log_warn("stage child: the stop frame was not taken");
+      if (!p_.channel().send({{"type", "stop"}}, 1000).ok())
+        log_warn("stage child: the stop frame was not taken");
       term_deadline_ = now + std::chrono::milliseconds(kStageShutdownGraceMs);
     }
     if (term_deadline_ && now >= *term_deadline_ && !kill_deadline_) {
@@ -274,7 +283,8 @@ class Supervisor {
       p_.signal_group(SIGTERM);
       kill_deadline_ = now + std::chrono::milliseconds(kStageKillGraceMs);
     }
-    const bool kill_due = (kill_deadline_ && now >= *kill_deadline_) || (exit_deadline_ && now >= *exit_deadline_);
+    const bool kill_due =
+        (kill_deadline_ && now >= *kill_deadline_) || (exit_deadline_ && now >= *exit_deadline_);
     if (kill_due && !killed_) {
       log_warn("stage child pid %d: still there, SIGKILL to its group", static_cast<int>(p_.pid()));
       killed_ = true;
@@ -284,14 +294,20 @@ class Supervisor {
 
   StageOutcome outcome(int status) {
     if (result_ && broken_.empty()) return *result_;
-    if (cancelled_) return {Status::cancelled("cancelled: stage process ended (" + describe_wait_status(status) + ")"), "{}", false};
+    if (cancelled_)
+      return {Status::cancelled("cancelled: stage process ended (" + describe_wait_status(status) + ")"),
+              "{}", false};
     if (stop_sent_) {
-      return {Status::cancelled("worker stopping: stage process ended (" + describe_wait_status(status) + ")"), "{}",
-              true, true};
+      return {
+          Status::cancelled("worker stopping: stage process ended (" + describe_wait_status(status) + ")"),
+          "{}", true, true};
     }
     std::string why = !broken_.empty() ? broken_ : describe_wait_status(status);
     if (broken_.empty() && WIFEXITED(status)) why += " without a result";
-    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && broken_.empty()) why += ", killed from outside (out of memory?)";
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && broken_.empty()) {
+      why += killed_ ? ", killed after it closed its channel without a result"
+                     : ", killed from outside (out of memory?)";
+    }
     std::string msg = "crashed: " + why;
     if (!lines_.empty()) {
       msg += str_printf("; its last %zu log lines:", lines_.size());

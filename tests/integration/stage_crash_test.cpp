@@ -11,7 +11,6 @@
 #include <regex>
 
 #include "common/base/file_util.h"
-
 #include "tests/integration/lema_processes.h"
 
 namespace lema::test {
@@ -51,7 +50,8 @@ TEST(StageCrash, ACrashingStageFailsTheJobAndTheWorkerGoesOn) {
   const int64_t crashy = submit("crashy", "[retry]\nmax_crashes = 2\n");
   ASSERT_GT(crashy, 0);
   ASSERT_TRUE(wait_until([&] { return state(crashy) == "failed"; }, kJobTimeoutS, 200))
-      << show_job(sched.clients, crashy).dump(1) << "\n--- worker log\n" << slurp(worker_log);
+      << show_job(sched.clients, crashy).dump(1) << "\n--- worker log\n"
+      << slurp(worker_log);
   nlohmann::json j = show_job(sched.clients, crashy);
   nlohmann::json train = stage_of(j, "train");
   EXPECT_EQ(train["attempt"], 2);  // two crashes, of five attempts
@@ -59,14 +59,16 @@ TEST(StageCrash, ACrashingStageFailsTheJobAndTheWorkerGoesOn) {
   EXPECT_NE(error.find("crashed 2 times ([retry] max_crashes = 2)"), std::string::npos) << error;
   EXPECT_NE(error.find("the last: crashed: signal 6 (SIGABRT)"), std::string::npos) << error;
   // The child's last log lines: its stage line came before the abort.
-  EXPECT_NE(error.find("stage train (job " + std::to_string(crashy) + ", attempt 2)"), std::string::npos) << error;
+  EXPECT_NE(error.find("stage train (job " + std::to_string(crashy) + ", attempt 2)"), std::string::npos)
+      << error;
 
   // The worker is still there and runs the next job to the end.
   int st = 0;
   ASSERT_EQ(waitpid(worker, &st, WNOHANG), 0) << "the worker died\n" << slurp(worker_log);
   const int64_t fine = submit("fine", "");
   ASSERT_TRUE(wait_until([&] { return state(fine) == "succeeded"; }, kJobTimeoutS, 200))
-      << show_job(sched.clients, fine).dump(1) << "\n--- worker log\n" << slurp(worker_log);
+      << show_job(sched.clients, fine).dump(1) << "\n--- worker log\n"
+      << slurp(worker_log);
   EXPECT_TRUE(path_exists(dir + "/fine/train/adapter/adapter_model.safetensors"));
 
   // How long a stage waits for its process (issue 19: measured, reported):
@@ -81,7 +83,9 @@ TEST(StageCrash, ACrashingStageFailsTheJobAndTheWorkerGoesOn) {
     most = std::max(most, ms);
   }
   EXPECT_GE(n, 4);  // dataset and two train attempts of crashy, the stages of fine
-  if (n > 0) std::fprintf(stderr, "stage child, start frame to first frame: %d children, mean %lld ms, max %lld ms\n", n, total / n, most);
+  if (n > 0)
+    std::fprintf(stderr, "stage child, start frame to first frame: %d children, mean %lld ms, max %lld ms\n",
+                 n, total / n, most);
 
   kill_and_reap(worker, SIGKILL);
   sched.stop(SIGKILL);

@@ -2,6 +2,8 @@
 // peer can break the stream (a length over the limit or zero, a body that
 // is not a JSON object or has no type, a stream that ends inside a frame,
 // a peer that has gone) is an error naming what was wrong.
+#include "worker/stage_channel.h"
+
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,8 +12,6 @@
 #include <memory>
 #include <string>
 #include <thread>
-
-#include "worker/stage_channel.h"
 
 namespace lema::worker {
 namespace {
@@ -26,7 +26,9 @@ struct Pair {
   ~Pair() {
     if (raw >= 0) close(raw);
   }
-  void write_raw(const std::string& bytes) { ASSERT_EQ(write(raw, bytes.data(), bytes.size()), ssize_t(bytes.size())); }
+  void write_raw(const std::string& bytes) {
+    ASSERT_EQ(write(raw, bytes.data(), bytes.size()), ssize_t(bytes.size()));
+  }
   std::unique_ptr<StageChannel> ours;
   int raw = -1;
 };
@@ -67,7 +69,8 @@ TEST(StageChannel, GarbledFramesAreNamed) {
     auto f = p.ours->receive(1000);
     ASSERT_FALSE(f.ok());
     EXPECT_EQ(f.status().code(), Status::Code::kCorruption);
-    EXPECT_NE(f.status().message().find("garbled frame (length 4294967295"), std::string::npos) << f.status().message();
+    EXPECT_NE(f.status().message().find("garbled frame (length 4294967295"), std::string::npos)
+        << f.status().message();
   }
   {
     Pair p;
@@ -140,8 +143,8 @@ TEST(StageChannel, APeerThatDoesNotReadTimesOut) {
 }
 
 TEST(StageChannel, StatusesRoundTrip) {
-  for (const Status& s : {Status(), Status::invalid_argument("bad spec"), Status::cancelled("stop"),
-                          Status::internal("x")}) {
+  for (const Status& s :
+       {Status(), Status::invalid_argument("bad spec"), Status::cancelled("stop"), Status::internal("x")}) {
     Status back = Status::internal("unset");
     ASSERT_TRUE(status_from_frame(status_to_frame(s), &back).ok());
     EXPECT_EQ(back.code(), s.code());

@@ -3,6 +3,8 @@
 // through its test hook, and /bin/sh children that die of SIGSEGV, are
 // killed with -9, exit without a result, write garbled frames on fd 3, or
 // ignore SIGTERM when cancelled (SIGKILL after kStageKillGraceMs).
+#include "worker/stage_process.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -18,7 +20,6 @@
 
 #include "common/base/file_util.h"
 #include "worker/stage_child.h"
-#include "worker/stage_process.h"
 
 namespace lema::worker {
 namespace {
@@ -82,7 +83,8 @@ TEST(StageProcess, TheRealChildRunsAStageAndReportsItsFrames) {
   const auto start = Clock::now();
   StageOutcome out = run_stage_in_child(dataset_assignment(dir, "ok"), env_for(dir), r, kRealChild);
   std::fprintf(stderr, "dataset stage in a child: %lld ms\n",
-               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()));
+               static_cast<long long>(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()));
   ASSERT_TRUE(out.status.ok()) << out.status.to_string();
   EXPECT_FALSE(out.crashed);
   EXPECT_NE(out.result_json.find("train"), std::string::npos) << out.result_json;
@@ -120,17 +122,19 @@ TEST(StageProcess, AnAbortIsACrashWithTheSignalAndTheLastLines) {
 
 TEST(StageProcess, ASegfaultIsACrashWithItsOutput) {
   RecordingReporter r;
-  StageOutcome out =
-      run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r, sh("echo about to fail; kill -SEGV $$"));
+  StageOutcome out = run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r,
+                                        sh("echo about to fail; kill -SEGV $$"));
   EXPECT_TRUE(out.crashed);
-  EXPECT_NE(out.status.message().find("crashed: signal 11 (SIGSEGV)"), std::string::npos) << out.status.message();
+  EXPECT_NE(out.status.message().find("crashed: signal 11 (SIGSEGV)"), std::string::npos)
+      << out.status.message();
   EXPECT_NE(out.status.message().find("about to fail"), std::string::npos) << out.status.message();
 }
 
 TEST(StageProcess, OnlyTheLast20LinesAreKept) {
   RecordingReporter r;
-  StageOutcome out = run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r,
-                                        sh("i=0; while [ $i -lt 50 ]; do echo line$i; i=$((i+1)); done; exit 3"));
+  StageOutcome out =
+      run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r,
+                         sh("i=0; while [ $i -lt 50 ]; do echo line$i; i=$((i+1)); done; exit 3"));
   EXPECT_TRUE(out.crashed);
   const std::string& m = out.status.message();
   EXPECT_NE(m.find("crashed: exit status 3 without a result"), std::string::npos) << m;
@@ -152,8 +156,8 @@ TEST(StageProcess, AKillFromOutsideIsACrash) {
     f >> pid;
     if (pid > 0) kill(pid, SIGKILL);
   });
-  StageOutcome out =
-      run_stage_in_child(dataset_assignment(dir, "x"), env_for(dir), r, sh("echo $$ > " + pid_file + "; exec sleep 30"));
+  StageOutcome out = run_stage_in_child(dataset_assignment(dir, "x"), env_for(dir), r,
+                                        sh("echo $$ > " + pid_file + "; exec sleep 30"));
   killer.join();
   EXPECT_TRUE(out.crashed);
   EXPECT_NE(out.status.message().find("crashed: signal 9 (SIGKILL), killed from outside"), std::string::npos)
@@ -168,12 +172,14 @@ TEST(StageProcess, AGarbledFrameIsACrashAndEndsTheChild) {
   StageOutcome out = run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r,
                                         sh("printf '\\377\\377\\377\\377' >&3; exec sleep 30"));
   EXPECT_TRUE(out.crashed);
-  EXPECT_NE(out.status.message().find("crashed: stage channel: garbled frame (length 4294967295"), std::string::npos)
+  EXPECT_NE(out.status.message().find("crashed: stage channel: garbled frame (length 4294967295"),
+            std::string::npos)
       << out.status.message();
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
   // A frame of an unknown type.
-  StageOutcome odd = run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r,
-                                        sh("printf '\\000\\000\\000\\016{\"type\":\"zzz\"}' >&3; exec sleep 30"));
+  StageOutcome odd =
+      run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r,
+                         sh("printf '\\000\\000\\000\\016{\"type\":\"zzz\"}' >&3; exec sleep 30"));
   EXPECT_TRUE(odd.crashed);
   EXPECT_NE(odd.status.message().find("unknown type 'zzz'"), std::string::npos) << odd.status.message();
 }
@@ -210,16 +216,19 @@ TEST(StageProcess, AChildStartedAheadRunsTheStageItIsGiven) {
   ASSERT_FALSE(child.value()->try_wait()) << "the child ended while waiting for its stage";
   RecordingReporter r;
   const auto start = Clock::now();
-  StageOutcome out = run_stage_in_child(dataset_assignment(dir, "ahead"), env_for(dir), r, std::move(child.value()));
+  StageOutcome out =
+      run_stage_in_child(dataset_assignment(dir, "ahead"), env_for(dir), r, std::move(child.value()));
   std::fprintf(stderr, "dataset stage in a child started ahead: %lld ms\n",
-               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()));
+               static_cast<long long>(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()));
   ASSERT_TRUE(out.status.ok()) << out.status.to_string();
   EXPECT_TRUE(path_exists(dir + "/ahead/data/train.jsonl"));
 }
 
 TEST(StageProcess, ExecFailureIsReported) {
   RecordingReporter r;
-  StageOutcome out = run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r, {"/nonexistent/lema"});
+  StageOutcome out =
+      run_stage_in_child(dataset_assignment("/tmp", "x"), env_for("/tmp"), r, {"/nonexistent/lema"});
   EXPECT_TRUE(out.crashed);
   EXPECT_NE(out.status.message().find("exit status 127"), std::string::npos) << out.status.message();
 }
