@@ -28,6 +28,8 @@ void add_train_flags(CLI::App* cmd, engine::TrainOptions* o) {
                   "sequences per micro-batch (0: the --vram/--ram plan's split, else --batch)")
       ->capture_default_str();
   cmd->add_option("--seq-len", o->seq_len, "longest sequence; longer examples are cut")->capture_default_str();
+  cmd->add_flag("--packing", o->packing,
+                "pack short examples into rows of --seq-len (attention within each example); --batch counts rows");
   cmd->add_option("--lora-r", o->lora_r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-alpha", o->lora_alpha, "LoRA alpha (scale = alpha / r)")->capture_default_str();
   cmd->add_option("--lora-dropout", o->lora_dropout, "LoRA dropout")->capture_default_str();

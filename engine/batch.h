@@ -9,10 +9,16 @@
 
 namespace lema::engine {
 
-// One micro-batch, right-padded.
+// One micro-batch, right-padded. Rows of packed examples (`--packing`)
+// also carry which example each token belongs to and its position in it;
+// the forward then attends within each example only and takes RoPE at
+// those positions (llama_model.h micro_batch_context). Undefined for rows
+// of one example each: the forward is plain causal over 0..T-1.
 struct MicroBatch {
-  at::Tensor input_ids;  // [B, T] int64
-  at::Tensor labels;     // [B, T] int64, HF style: unshifted, -100 = no loss
+  at::Tensor input_ids;     // [B, T] int64
+  at::Tensor labels;        // [B, T] int64, HF style: unshifted, -100 = no loss
+  at::Tensor segment_ids;   // [B, T] int64 packed only: 1, 2, ... per example of the row, 0 = padding
+  at::Tensor position_ids;  // [B, T] int64 packed only: 0.. within each example, 0 on padding
 };
 
 struct StepLoss {

@@ -131,15 +131,15 @@ Result<std::vector<TokenizedExample>> load_training_data(const std::string& path
 }
 
 DataLoader::DataLoader(std::vector<TokenizedExample> examples, uint64_t seed, int64_t batch, int64_t micro_batch,
-                       int64_t seq_len, int32_t pad_id)
-    : micro_batch_(micro_batch) {
+                       int64_t seq_len, int32_t pad_id, bool pack)
+    : micro_batch_(micro_batch), packed_(pack) {
   LEMA_CHECK(!examples.empty() && batch >= 1 && micro_batch >= 1 && micro_batch <= batch);
+  if (pack) examples = pack_examples(examples, static_cast<int32_t>(seq_len), &pack_stats_);
   BatcherOptions options;
   options.batch_size = static_cast<int32_t>(batch);
   options.seq_len = static_cast<int32_t>(seq_len);
   options.seed = seed;
   options.shuffle = true;
-  options.pack = false;
   options.pad_id = pad_id;
   batcher_ = std::make_unique<Batcher>(std::move(examples), options);
 }
@@ -151,12 +151,23 @@ std::vector<MicroBatch> DataLoader::next_step() {
   const at::Tensor ids = at::from_blob(const_cast<int32_t*>(b.input_ids.data()), {b.batch_size, b.seq_len}, opts).to(at::kLong);
   const at::Tensor labels = at::from_blob(const_cast<int32_t*>(b.labels.data()), {b.batch_size, b.seq_len}, opts).to(at::kLong);
   const at::Tensor mask = at::from_blob(const_cast<int32_t*>(b.attention_mask.data()), {b.batch_size, b.seq_len}, opts);
+  at::Tensor segments, positions;
+  if (packed_) {
+    segments = at::from_blob(const_cast<int32_t*>(b.segment_ids.data()), {b.batch_size, b.seq_len}, opts).to(at::kLong);
+    positions = at::from_blob(const_cast<int32_t*>(b.position_ids.data()), {b.batch_size, b.seq_len}, opts).to(at::kLong);
+  }
   std::vector<MicroBatch> out;
   for (int64_t i = 0; i < b.batch_size; i += micro_batch_) {
     const int64_t n = std::min<int64_t>(micro_batch_, b.batch_size - i);
     // Each micro-batch is only as long as its longest row.
     const int64_t t = std::max<int64_t>(1, mask.narrow(0, i, n).sum(1).max().item<int64_t>());
-    out.push_back({ids.narrow(0, i, n).narrow(1, 0, t).contiguous(), labels.narrow(0, i, n).narrow(1, 0, t).contiguous()});
+    auto cut = [&](const at::Tensor& x) { return x.narrow(0, i, n).narrow(1, 0, t).contiguous(); };
+    MicroBatch mb{cut(ids), cut(labels), {}, {}};
+    if (packed_) {
+      mb.segment_ids = cut(segments);
+      mb.position_ids = cut(positions);
+    }
+    out.push_back(std::move(mb));
   }
   return out;
 }

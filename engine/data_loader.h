@@ -10,7 +10,10 @@
 // optional: every token trained).
 //
 // DataLoader wraps lema::Batcher (seeded per-epoch shuffle, cursor) and cuts
-// each batch into micro-batches, each trimmed to its own longest row.
+// each batch into micro-batches, each trimmed to its own longest row. With
+// packing it first packs the examples, in the order given, into rows of
+// seq_len (pack_examples): the rows are then what the batcher shuffles and
+// a batch holds, and the micro-batches carry segment and position ids.
 // Not thread-safe.
 #pragma once
 
@@ -51,17 +54,22 @@ class DataLoader {
  public:
   // REQUIRES: examples non-empty, each at most seq_len long; 1 <= micro_batch <= batch.
   DataLoader(std::vector<TokenizedExample> examples, uint64_t seed, int64_t batch, int64_t micro_batch,
-             int64_t seq_len, int32_t pad_id);
+             int64_t seq_len, int32_t pad_id, bool pack = false);
 
   // The next optimizer step's micro-batches (ceil(batch / micro_batch)).
   std::vector<MicroBatch> next_step();
   DataCursor cursor() const { return batcher_->cursor(); }
   void set_cursor(const DataCursor& cursor) { batcher_->set_cursor(cursor); }
+  // Rows of an epoch: the examples, or with packing the packed rows.
   int64_t size() const { return static_cast<int64_t>(batcher_->size()); }
+  bool packed() const { return packed_; }
+  const PackStats& pack_stats() const { return pack_stats_; }  // packed() only
 
  private:
   std::unique_ptr<Batcher> batcher_;
   int64_t micro_batch_;
+  bool packed_;
+  PackStats pack_stats_;
 };
 
 }  // namespace lema::engine

@@ -72,12 +72,20 @@ Status debug_step(const DebugStepOptions& o) {
   LEMA_ASSIGN_OR_RETURN(mb.input_ids, int_matrix(j, "input_ids", o.batch));
   LEMA_ASSIGN_OR_RETURN(mb.labels, int_matrix(j, "labels", o.batch));
   if (mb.labels.sizes() != mb.input_ids.sizes()) return Status::invalid_argument(o.batch + ": labels and input_ids differ in shape");
+  if (j.contains("segment_ids") || j.contains("position_ids")) {  // packed rows (tests/gpu/packing_parity.py)
+    LEMA_ASSIGN_OR_RETURN(mb.segment_ids, int_matrix(j, "segment_ids", o.batch));
+    LEMA_ASSIGN_OR_RETURN(mb.position_ids, int_matrix(j, "position_ids", o.batch));
+    if (mb.segment_ids.sizes() != mb.input_ids.sizes() || mb.position_ids.sizes() != mb.input_ids.sizes())
+      return Status::invalid_argument(o.batch + ": segment_ids and position_ids must have input_ids' shape");
+    if ((mb.position_ids < 0).any().item<bool>() || (mb.position_ids >= mb.input_ids.size(1)).any().item<bool>())
+      return Status::invalid_argument(o.batch + ": position_ids must lie in [0, T)");
+  }
 
   // Logits of the whole batch, no autograd.
   at::Tensor logits;
   {
     at::NoGradGuard no_grad;
-    LayerContext ctx = make_layer_context(config, mb.input_ids.size(1), dtype, device);
+    LayerContext ctx = micro_batch_context(config, mb, dtype, device);
     at::Tensor x = embed_tokens(mb.input_ids.to(device), source->head(), config);
     for (int64_t layer = 0; layer < config.n_layers; ++layer) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source->acquire(layer));

@@ -12,7 +12,8 @@ namespace lema::engine {
 struct DebugStepOptions {
   std::string model;    // HF directory or layer file
   std::string adapter;  // PEFT adapter directory (weights and config); empty: fresh init with the options below
-  std::string batch;    // JSON {"input_ids": [[...]], "labels": [[...]]}, right-padded, rectangular
+  std::string batch;    // JSON {"input_ids": [[...]], "labels": [[...]]}, right-padded, rectangular;
+                        // packed rows add "segment_ids" and "position_ids" (engine/batch.h MicroBatch)
   std::string out;      // safetensors: logits [B,T,V] f32, loss [1] f64, grad.<PEFT key> f32 per LoRA tensor
   std::string dtype = "float32";
   std::string device = "cpu";

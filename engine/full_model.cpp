@@ -103,7 +103,7 @@ Result<StepLoss> full_forward_backward(FullModel& model, const std::vector<Micro
     // Each micro-batch builds and frees its own graph: memory holds one
     // micro-batch's activations, the masters accumulate over all of them.
     const HeadWeights head = model.head(dtype);
-    LayerContext ctx = make_layer_context(config, mb.input_ids.size(1), dtype, device);
+    LayerContext ctx = micro_batch_context(config, mb, dtype, device);
     at::Tensor x = embed_tokens(mb.input_ids.to(device), head, config);  // [B, T, H]
     for (int64_t layer = 0; layer < config.n_layers; ++layer) {
       ctx.layer = layer;

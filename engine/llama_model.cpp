@@ -245,6 +245,40 @@ LayerContext make_layer_context(const ModelConfig& config, int64_t seq_len, at::
   return ctx;
 }
 
+LayerContext micro_batch_context(const ModelConfig& config, const MicroBatch& mb, at::ScalarType dtype,
+                                 at::Device device) {
+  const int64_t b = mb.input_ids.size(0), t = mb.input_ids.size(1);
+  if (!mb.segment_ids.defined()) return make_layer_context(config, t, dtype, device);
+  LEMA_CHECK(mb.position_ids.defined() && mb.segment_ids.sizes() == mb.input_ids.sizes() &&
+             mb.position_ids.sizes() == mb.input_ids.sizes());
+  const at::Tensor positions = mb.position_ids.to(device);  // [B, T]
+  const int64_t longest = positions.max().item<int64_t>() + 1;
+  // Tables over 0..T-1 (every position is below T), gathered per token: a
+  // position takes the value it has in an unpacked forward.
+  LayerContext ctx = make_layer_context(config, t, dtype, device, longest);
+  auto per_token = [&](const at::Tensor& table) {  // [L, rd] -> [B, 1, T, rd]
+    return table.index_select(0, positions.reshape({-1})).view({b, 1, t, table.size(1)});
+  };
+  ctx.cos = per_token(ctx.cos);
+  ctx.sin = per_token(ctx.sin);
+  if (ctx.cos_local.defined()) {
+    ctx.cos_local = per_token(ctx.cos_local);
+    ctx.sin_local = per_token(ctx.sin_local);
+  }
+  // Query i sees key j of its own example at j <= i. Padding (segment 0)
+  // sees earlier padding and itself, never a real token, and no real token
+  // sees it; its outputs are never read (labels -100), but a row of all
+  // -inf would make NaNs. An example's tokens are contiguous, so index
+  // differences are position differences for the sliding window.
+  const at::Tensor segments = mb.segment_ids.to(device);
+  const at::Tensor same = segments.unsqueeze(2) == segments.unsqueeze(1);  // [B, T, T]
+  const at::Tensor qi = at::arange(t, positions.options()).view({t, 1});
+  const at::Tensor kj = at::arange(t, positions.options()).view({1, t});
+  ctx.allowed = (same & (kj <= qi).unsqueeze(0)).unsqueeze(1);  // [B, 1, T, T]
+  if (config.sliding_window > 0) ctx.allowed_local = ctx.allowed & (kj > qi - config.sliding_window).view({1, 1, t, t});
+  return ctx;
+}
+
 at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, const LayerLora& lora,
                                  const LayerContext& ctx) {
   const ModelConfig& c = *ctx.config;
@@ -290,7 +324,10 @@ at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, con
     attn = attention(q, ctx.cache->k.narrow(2, 0, end), ctx.cache->v.narrow(2, 0, end), c.attention_scale(),
                      c.attn_logit_softcapping, sliding ? ctx.allowed_local : ctx.allowed, 0);
   } else {
-    attn = attention(q, k, v, c.attention_scale(), c.attn_logit_softcapping, {}, sliding ? c.sliding_window : 0);
+    // Packed rows bring their mask; plain rows are causal (the window is
+    // applied only where no mask is given).
+    attn = attention(q, k, v, c.attention_scale(), c.attn_logit_softcapping, sliding ? ctx.allowed_local : ctx.allowed,
+                     sliding ? c.sliding_window : 0);
   }
   attn = attn.transpose(1, 2).reshape({b, t, c.n_heads * hd});
   at::Tensor attn_out = proj(attn, LoraTarget::kO);

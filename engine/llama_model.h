@@ -11,7 +11,10 @@
 // Padding: sequences are right-padded. With right padding the causal mask
 // alone gives every real token exactly HF's result (a real token never sees
 // a later position); padded positions produce values that nothing reads,
-// and their labels are -100. So attention takes no padding mask.
+// and their labels are -100. So attention takes no padding mask. Packed
+// rows (several examples in a row, MicroBatch::segment_ids) are the
+// exception: they take a block-diagonal causal mask, built once per
+// micro-batch (micro_batch_context).
 //
 // Thread-safety: the functions are pure; concurrent calls are fine.
 #pragma once
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "common/formats/model_config.h"
+#include "engine/batch.h"
 #include "engine/lora.h"
 
 namespace lema::engine {
@@ -135,6 +139,8 @@ struct LayerContext {
   // Generation: the layer appends its keys/values to *cache at cache_offset
   // and attends over cache[0, cache_offset + T) where `allowed` (global
   // layers) or `allowed_local` (sliding layers) says: [B, 1, T, S] bool.
+  // Without a cache, a defined `allowed` replaces the causal mask
+  // (packed rows: S == T).
   KvCache* cache = nullptr;
   int64_t cache_offset = 0;
   at::Tensor allowed, allowed_local;
@@ -146,6 +152,16 @@ struct LayerContext {
 // transformers would run (the generator builds tables longer than one step).
 LayerContext make_layer_context(const ModelConfig& config, int64_t seq_len, at::ScalarType dtype, at::Device device,
                                 int64_t rope_context_len = 0);
+
+// The context of a training forward over one micro-batch: make_layer_context
+// over its T positions, or for packed rows (segment_ids defined) the RoPE
+// tables gathered at each token's position ([B, 1, T, rd]; LongRoPE picks
+// its list by the longest example, max position + 1, as transformers does
+// with position_ids) and `allowed` = same example and not later
+// ([B, 1, T, T]; `allowed_local` also within the sliding window), so each
+// example computes exactly what it computes alone in a row.
+LayerContext micro_batch_context(const ModelConfig& config, const MicroBatch& mb, at::ScalarType dtype,
+                                 at::Device device);
 
 // One decoder layer: x [B, T, H] -> [B, T, H]. Autograd follows grad mode.
 at::Tensor decoder_layer_forward(const at::Tensor& x, const LayerWeights& w, const LayerLora& lora,

@@ -1,5 +1,5 @@
 // Every option of a training run, named as the job spec names them (seed,
-// steps, epochs, lr, schedule, warmup, batch, micro_batch, seq_len, lora_r,
+// steps, epochs, lr, schedule, warmup, batch, micro_batch, seq_len, packing, lora_r,
 // lora_alpha, lora_dropout, targets, dtype, device, checkpoint_every), so
 // the CLI and the worker fill the same struct. The defaults are the job
 // spec's (common/protocol/job_spec.h): `lema train` with no flag trains as a
@@ -36,6 +36,7 @@ struct TrainOptions {
   int64_t micro_batch = 1;            // sequences per micro-batch; 0: the memory plan's split
                                       // (with budgets), else = batch
   int64_t seq_len = 512;              // longer examples are cut
+  bool packing = false;               // examples packed into rows of seq_len (data_loader.h); batch counts rows
   int64_t lora_r = 16;
   double lora_alpha = 32.0;
   double lora_dropout = 0.05;

@@ -30,7 +30,7 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
     ids[m] = mb.input_ids.to(device);
     result.n_label_tokens += (shift_labels(mb.labels) != -100).sum().item<int64_t>();
     result.n_input_tokens += mb.input_ids.numel();
-    contexts[m] = make_layer_context(config, mb.input_ids.size(1), dtype, device);
+    contexts[m] = micro_batch_context(config, mb, dtype, device);  // packed rows: their mask, built once
   }
   if (result.n_label_tokens == 0) return Status::invalid_argument("the batch has no label tokens (every label is -100)");
 

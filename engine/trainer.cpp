@@ -76,6 +76,7 @@ std::string training_config_hash(const TrainOptions& o, const ModelConfig& model
   j["batch"] = o.batch;
   j["micro_batch"] = o.micro_batch;
   j["seq_len"] = o.seq_len;
+  if (o.packing) j["packing"] = true;  // absent when off: the hashes of unpacked runs stay what they were
   if (o.full) j["full"] = true;
   else j["lora"] = {o.lora_r, o.lora_alpha, o.lora_dropout, o.use_rslora, o.targets};
   j["dtype"] = dtype_name(dtype);
@@ -228,11 +229,19 @@ Status Trainer::load_data(const ModelConfig& model, std::string* data_bytes, std
     }
   }
   n_examples_ = static_cast<int64_t>(examples.size());
-  total_steps_ = o_.steps > 0 ? o_.steps
-                              : static_cast<int64_t>(std::ceil(o_.epochs * static_cast<double>(n_examples_) /
-                                                               static_cast<double>(o_.batch)));
   const int32_t pad_id = model.pad_token_id >= 0 ? static_cast<int32_t>(model.pad_token_id) : 0;
-  data_ = std::make_unique<DataLoader>(std::move(examples), o_.seed, o_.batch, o_.micro_batch, o_.seq_len, pad_id);
+  data_ = std::make_unique<DataLoader>(std::move(examples), o_.seed, o_.batch, o_.micro_batch, o_.seq_len, pad_id,
+                                       o_.packing);
+  if (data_->packed()) {
+    const PackStats& p = data_->pack_stats();
+    *summary += str_printf("; packed into %lld rows of %lld (%.1f%% padding)", static_cast<long long>(p.rows),
+                           static_cast<long long>(o_.seq_len),
+                           100.0 * (1.0 - static_cast<double>(p.tokens) / static_cast<double>(p.rows * o_.seq_len)));
+  }
+  // An epoch is every row once: the examples, or the packed rows.
+  total_steps_ = o_.steps > 0 ? o_.steps
+                              : static_cast<int64_t>(std::ceil(o_.epochs * static_cast<double>(data_->size()) /
+                                                               static_cast<double>(o_.batch)));
   return Status();
 }
 
@@ -282,9 +291,10 @@ void Trainer::log_configuration(const ModelConfig& model, const std::string& dat
            static_cast<long long>(model.n_layers), static_cast<long long>(model.hidden_size),
            static_cast<long long>(model.vocab_size), dtype_name(dtype_), device_.str().c_str());
   log_info("train: data %s: %s", o_.data.c_str(), data_summary.c_str());
-  log_info("train: %lld examples, steps %lld, batch %lld in micro-batches of %lld, seq_len %lld",
+  log_info("train: %lld examples, steps %lld, batch %lld %s in micro-batches of %lld, seq_len %lld",
            static_cast<long long>(n_examples_), static_cast<long long>(total_steps_),
-           static_cast<long long>(o_.batch), static_cast<long long>(o_.micro_batch), static_cast<long long>(o_.seq_len));
+           static_cast<long long>(o_.batch), o_.packing ? "packed rows" : "examples",
+           static_cast<long long>(o_.micro_batch), static_cast<long long>(o_.seq_len));
   if (full_) {
     log_info("train: lr %g %s warmup %lld, full-parameter training (%lld parameters), seed %llu, hash %s", o_.lr,
              o_.schedule.c_str(), static_cast<long long>(o_.warmup), static_cast<long long>(full_->parameter_count()),
@@ -366,6 +376,8 @@ Result<StepReport> Trainer::step() {
   report.loss = loss.loss;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report.tokens_per_s = static_cast<double>(loss.n_input_tokens) / std::max(seconds, 1e-9);
+  report.input_tokens = loss.n_input_tokens;
+  report.step_s = seconds;
   report.memory_bytes = peak_device_memory(device_);
   return report;
 }
@@ -403,7 +415,8 @@ Status Trainer::run() {
       std::fflush(stdout);
     }
     nlohmann::json m = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                        {"tokens_per_s", r.tokens_per_s}, {"memory_bytes", r.memory_bytes}};
+                        {"tokens_per_s", r.tokens_per_s}, {"tokens", r.input_tokens}, {"step_s", r.step_s},
+                        {"memory_bytes", r.memory_bytes}};
     if (o_.attempt > 0) m["attempt"] = o_.attempt;
     if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
     LEMA_RETURN_IF_ERROR(append_line(metrics_path, m.dump()));

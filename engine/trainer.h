@@ -20,6 +20,8 @@ struct StepReport {
   double lr = 0.0;
   double grad_norm = 0.0;
   double tokens_per_s = 0.0;  // input tokens (padding included) per second
+  int64_t input_tokens = 0;   // of this step, padding included (bench/packing_bench.sh)
+  double step_s = 0.0;        // wall time of this step
   uint64_t memory_bytes = 0;  // peak device memory (CUDA) or peak RSS (CPU)
 };
 

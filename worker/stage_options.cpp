@@ -44,6 +44,7 @@ engine::TrainOptions train_options(const JobSpec& spec, const std::string& work_
   o.batch = t.batch;
   o.micro_batch = t.micro_batch;
   o.seq_len = t.seq_len;
+  o.packing = t.packing;
   o.lora_r = t.lora_r;
   o.lora_alpha = t.lora_alpha;
   o.lora_dropout = t.lora_dropout;

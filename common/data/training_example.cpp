@@ -146,6 +146,30 @@ Result<std::vector<TokenizedExample>> tokenize_dataset(const Tokenizer& tok, con
   return out;
 }
 
+std::vector<TokenizedExample> pack_examples(const std::vector<TokenizedExample>& examples, int32_t seq_len,
+                                            PackStats* stats) {
+  std::vector<TokenizedExample> rows;
+  PackStats st;
+  for (const TokenizedExample& e : examples) {
+    const size_t len = e.input_ids.size();
+    LEMA_CHECK(len > 0 && static_cast<int64_t>(len) <= seq_len && e.labels.size() == len);
+    if (rows.empty() || rows.back().input_ids.size() + len > static_cast<size_t>(seq_len)) rows.emplace_back();
+    TokenizedExample& row = rows.back();
+    const int32_t segment = row.segment_ids.empty() ? 1 : row.segment_ids.back() + 1;
+    row.input_ids.insert(row.input_ids.end(), e.input_ids.begin(), e.input_ids.end());
+    row.labels.insert(row.labels.end(), e.labels.begin(), e.labels.end());
+    row.labels[row.labels.size() - len] = kIgnoreLabel;  // see the header: no target across a boundary
+    row.segment_ids.insert(row.segment_ids.end(), len, segment);
+    for (size_t i = 0; i < len; ++i) row.position_ids.push_back(static_cast<int32_t>(i));
+    row.truncated = row.truncated || e.truncated;
+    ++st.examples;
+    st.tokens += static_cast<int64_t>(len);
+  }
+  st.rows = static_cast<int64_t>(rows.size());
+  if (stats) *stats = st;
+  return rows;
+}
+
 Batcher::Batcher(std::vector<TokenizedExample> examples, BatcherOptions options)
     : examples_(std::move(examples)), options_(options) {
   LEMA_CHECK(!examples_.empty());
@@ -179,32 +203,11 @@ size_t Batcher::take() {
 
 Batch Batcher::next() {
   const int32_t B = options_.batch_size;
-  // Rows as lists of example indices.
-  std::vector<std::vector<size_t>> rows(static_cast<size_t>(B));
+  std::vector<size_t> rows(static_cast<size_t>(B));
   int32_t T = 0;
-  if (!options_.pack) {
-    for (auto& row : rows) {
-      row.push_back(take());
-      T = std::max<int32_t>(T, static_cast<int32_t>(examples_[row[0]].input_ids.size()));
-    }
-  } else {
-    T = options_.seq_len;
-    for (auto& row : rows) {
-      int32_t used = 0;
-      for (;;) {
-        // Peek at the next example without consuming it when it does not fit.
-        DataCursor saved = cursor_;
-        size_t idx = take();
-        int32_t len = static_cast<int32_t>(examples_[idx].input_ids.size());
-        if (!row.empty() && used + len > T) {
-          cursor_ = saved;
-          break;
-        }
-        row.push_back(idx);
-        used += len;
-        if (used >= T) break;
-      }
-    }
+  for (size_t& row : rows) {
+    row = take();
+    T = std::max<int32_t>(T, static_cast<int32_t>(examples_[row].input_ids.size()));
   }
   Batch b;
   b.batch_size = B;
@@ -216,21 +219,18 @@ Batch Batcher::next() {
   b.segment_ids.assign(n, 0);
   b.position_ids.assign(n, 0);
   for (size_t r = 0; r < rows.size(); ++r) {
-    size_t pos = r * static_cast<size_t>(T);
-    int32_t segment = 0;
-    for (size_t idx : rows[r]) {
-      const TokenizedExample& e = examples_[idx];
-      ++segment;
-      ++b.examples;
-      for (size_t i = 0; i < e.input_ids.size(); ++i, ++pos) {
-        b.input_ids[pos] = e.input_ids[i];
-        b.labels[pos] = e.labels[i];
-        b.attention_mask[pos] = 1;
-        b.segment_ids[pos] = segment;
-        b.position_ids[pos] = static_cast<int32_t>(i);
-        if (e.labels[i] != kIgnoreLabel) ++b.label_tokens;
-      }
+    const TokenizedExample& e = examples_[rows[r]];
+    const bool packed = !e.segment_ids.empty();
+    const size_t row = r * static_cast<size_t>(T);
+    for (size_t i = 0; i < e.input_ids.size(); ++i) {
+      b.input_ids[row + i] = e.input_ids[i];
+      b.labels[row + i] = e.labels[i];
+      b.attention_mask[row + i] = 1;
+      b.segment_ids[row + i] = packed ? e.segment_ids[i] : 1;
+      b.position_ids[row + i] = packed ? e.position_ids[i] : static_cast<int32_t>(i);
+      if (e.labels[i] != kIgnoreLabel) ++b.label_tokens;
     }
+    b.examples += packed ? e.segment_ids.back() : 1;
   }
   return b;
 }

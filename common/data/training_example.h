@@ -11,8 +11,7 @@
 // BOS/EOS are added only when the tokenizer has them (id >= 0).
 // labels are aligned with input_ids (Hugging Face convention): the loss at
 // position t predicts labels[t + 1] from logits[t], the shift is the
-// trainer's. In a packed row each example starts with BOS or prompt tokens
-// (labels -100), so no loss crosses from one example into the next.
+// trainer's.
 //
 // With the model's chat template (tokenize_dataset with a ChatTemplate),
 // conversations and question examples are rendered by the template
@@ -42,6 +41,9 @@ struct TokenizedExample {
   std::vector<int32_t> input_ids;  // [len]
   std::vector<int32_t> labels;     // [len]; kIgnoreLabel where no loss
   bool truncated = false;          // cut to seq_len on the right
+  // A packed row (pack_examples) only; empty for one example.
+  std::vector<int32_t> segment_ids;   // [len] 1, 2, ...: which of the row's examples each token belongs to
+  std::vector<int32_t> position_ids;  // [len] 0.. within each example
 };
 
 // REQUIRES: seq_len >= 2. Longer sequences are cut to seq_len from the right
@@ -84,6 +86,25 @@ Result<std::vector<TokenizedExample>> tokenize_dataset(const Tokenizer& tok, con
                                                        const std::vector<Example>& examples, int32_t seq_len,
                                                        TokenizeStats* stats);
 
+// Packing (`lema train --packing`): the examples laid back to back into
+// rows of at most seq_len tokens, in the order given, each into the current
+// row when it fits there, else into a new row (an example of seq_len
+// tokens, cut so by tokenization, fills a row alone). Each row carries
+// segment_ids and position_ids (TokenizedExample), from which the engine
+// builds the block-diagonal causal mask and the RoPE positions, so every
+// token sees exactly what it sees in its own unpacked row. The first label
+// of every packed example is kIgnoreLabel: with HF's shift, the last token
+// of one example would otherwise be trained to predict the next example's
+// first token (unpacked, that first label is never a target either).
+// REQUIRES: every example non-empty and at most seq_len long.
+struct PackStats {
+  int64_t examples = 0;
+  int64_t rows = 0;
+  int64_t tokens = 0;  // real tokens over every row (the rest of rows * seq_len is padding)
+};
+std::vector<TokenizedExample> pack_examples(const std::vector<TokenizedExample>& examples, int32_t seq_len,
+                                            PackStats* stats);
+
 // Where the batcher is: the next example is order(epoch)[index]. Store it
 // in a checkpoint to resume the exact data order.
 struct DataCursor {
@@ -94,19 +115,17 @@ struct DataCursor {
 
 struct BatcherOptions {
   int32_t batch_size = 8;  // rows per batch (B)
-  int32_t seq_len = 256;   // T when packing; the cap otherwise
+  int32_t seq_len = 256;   // the longest row allowed
   uint64_t seed = 0;       // shuffle seed; each epoch has its own order
   bool shuffle = true;
-  // Packing: rows are filled with whole examples back to back, T = seq_len;
-  // segment_ids and position_ids (restarting at 0 per example) let the
-  // engine build a block-diagonal causal mask, so no example attends to
-  // another. Without packing: one example per row, T = longest row.
-  bool pack = false;
   int32_t pad_id = 0;  // input id on padding (use the tokenizer's pad, or EOS, or 0)
 };
 
-// One batch, row-major [B, T]. Padding is on the right: ids pad_id,
-// labels kIgnoreLabel, attention_mask 0, segment_ids 0, position_ids 0.
+// One batch, row-major [B, T], T = its longest row. Each row is one
+// example, or one packed row (pack_examples) whose segment_ids and
+// position_ids it keeps; for one example they are 1 and 0, 1, ....
+// Padding is on the right: ids pad_id, labels kIgnoreLabel,
+// attention_mask 0, segment_ids 0, position_ids 0.
 struct Batch {
   int32_t batch_size = 0;                // B
   int32_t seq_len = 0;                   // T
@@ -115,11 +134,12 @@ struct Batch {
   std::vector<int32_t> attention_mask;   // [B, T] 1 = real token
   std::vector<int32_t> segment_ids;      // [B, T] 1.. per example in a row, 0 = pad
   std::vector<int32_t> position_ids;     // [B, T] 0.. within each example
-  int32_t examples = 0;                  // examples in this batch
+  int32_t examples = 0;                  // examples in this batch (a packed row counts each of its)
   int64_t label_tokens = 0;              // labels != kIgnoreLabel
 };
 
-// Endless, deterministic stream of batches over a tokenized set: the order
+// Endless, deterministic stream of batches over a tokenized set (examples
+// or packed rows, each a row of the batch): the order
 // of epoch e is a SplitMix64 shuffle seeded by (seed, e); batches run
 // across epoch ends without a gap. Owns a copy of the examples.
 class Batcher {

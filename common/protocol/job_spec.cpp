@@ -282,6 +282,7 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
   LEMA_RETURN_IF_ERROR(train.get("batch", &t.batch));
   LEMA_RETURN_IF_ERROR(train.get("micro_batch", &t.micro_batch));
   LEMA_RETURN_IF_ERROR(train.get("seq_len", &t.seq_len));
+  LEMA_RETURN_IF_ERROR(train.get("packing", &t.packing));
   LEMA_RETURN_IF_ERROR(train.get("lora_r", &t.lora_r));
   LEMA_RETURN_IF_ERROR(train.get("lora_alpha", &t.lora_alpha));
   LEMA_RETURN_IF_ERROR(train.get("lora_dropout", &t.lora_dropout));
@@ -407,7 +408,8 @@ json JobSpec::to_json() const {
                {"skip_bad", data.skip_bad}};
   j["train"] = {{"seed", train.seed}, {"steps", train.steps}, {"epochs", train.epochs}, {"lr", train.lr},
                 {"schedule", train.schedule}, {"warmup", train.warmup}, {"batch", train.batch},
-                {"micro_batch", train.micro_batch}, {"seq_len", train.seq_len}, {"lora_r", train.lora_r},
+                {"micro_batch", train.micro_batch}, {"seq_len", train.seq_len}, {"packing", train.packing},
+                {"lora_r", train.lora_r},
                 {"lora_alpha", train.lora_alpha}, {"lora_dropout", train.lora_dropout},
                 {"targets", train.targets}, {"dtype", train.dtype}, {"device", train.device},
                 {"checkpoint_every", train.checkpoint_every}, {"vram", train.vram_bytes}, {"ram", train.ram_bytes}};

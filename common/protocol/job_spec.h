@@ -57,6 +57,7 @@ struct JobSpec {
     int64_t batch = 8;
     int64_t micro_batch = 1;  // 0: the memory plan's split (with budgets), else = batch
     int64_t seq_len = 512;
+    bool packing = false;  // short examples packed into rows of seq_len, attention kept within each
     int64_t lora_r = 16;
     double lora_alpha = 32;
     double lora_dropout = 0.05;

@@ -44,29 +44,8 @@ ModelConfig preset(const std::string& name) {
   return config;
 }
 
-// Random weights with every 1-D tensor (norms, biases) non-trivial.
-std::unique_ptr<InMemoryLayerSource> random_source(const ModelConfig& c, uint64_t seed) {
-  TensorMap tensors = make_random_model(c, seed, at::kDouble);
-  at::Generator gen = at::detail::createCPUGenerator(seed + 1);
-  for (auto& [name, t] : tensors) {
-    if (t.dim() != 1) continue;
-    const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    t = bias ? at::empty_like(t).normal_(0, 0.3, gen) : at::empty_like(t).uniform_(0.5, 1.5, gen);
-  }
-  auto src = InMemoryLayerSource::create(c, tensors, at::kDouble, at::kCPU);
-  EXPECT_TRUE(src.ok()) << src.status().to_string();
-  return std::move(src).value();
-}
-
-LoraAdapter random_adapter(const ModelConfig& c) {
-  LoraConfig lc;
-  lc.r = 3;
-  lc.alpha = 5;
-  lc.targets = family_lora_targets(c);
-  LoraAdapter adapter = LoraAdapter::init(c, lc, 1, at::kDouble, at::kCPU);
-  test_models::randomize_lora_b(adapter, lc.r, 0.2, 9);
-  return adapter;
-}
+using test_models::random_adapter;
+using test_models::random_source;
 
 // ---- The reference: Hugging Face's formulas in loops, plain doubles.
 

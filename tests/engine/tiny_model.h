@@ -6,8 +6,11 @@
 
 #include <cstdint>
 
+#include "common/base/status.h"
 #include "common/formats/model_config.h"
+#include "engine/layer_source.h"
 #include "engine/lora.h"
+#include "engine/lora_targets.h"
 #include "engine/train_step.h"
 
 namespace lema::engine::test_models {
@@ -56,6 +59,36 @@ inline void randomize_lora_b(LoraAdapter& adapter, int64_t r, double std, uint64
   for (at::Tensor& p : adapter.parameters()) {
     if (p.size(1) == r) p.normal_(0.0, std, gen);
   }
+}
+
+// Random fp64 weights of `c` with every 1-D tensor (norms, biases)
+// non-trivial, resident on the CPU: the family tests' model.
+inline TensorMap random_family_tensors(const ModelConfig& c, uint64_t seed) {
+  TensorMap tensors = make_random_model(c, seed, at::kDouble);
+  at::Generator gen = at::detail::createCPUGenerator(seed + 1);
+  for (auto& [name, t] : tensors) {
+    if (t.dim() != 1) continue;
+    const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    t = bias ? at::empty_like(t).normal_(0, 0.3, gen) : at::empty_like(t).uniform_(0.5, 1.5, gen);
+  }
+  return tensors;
+}
+
+inline std::unique_ptr<InMemoryLayerSource> random_source(const ModelConfig& c, uint64_t seed) {
+  auto src = InMemoryLayerSource::create(c, random_family_tensors(c, seed), at::kDouble, at::kCPU);
+  LEMA_CHECK_MSG(src.ok(), src.status().to_string());
+  return std::move(src).value();
+}
+
+// r 3 on the family's every projection, B non-zero (fp64 masters).
+inline LoraAdapter random_adapter(const ModelConfig& c) {
+  LoraConfig lc;
+  lc.r = 3;
+  lc.alpha = 5;
+  lc.targets = family_lora_targets(c);
+  LoraAdapter adapter = LoraAdapter::init(c, lc, 1, at::kDouble, at::kCPU);
+  randomize_lora_b(adapter, lc.r, 0.2, 9);
+  return adapter;
 }
 
 }  // namespace lema::engine::test_models

@@ -138,7 +138,7 @@ TEST(TrainStep, MicroBatchesEqualOneBatch) {
   const MicroBatch whole = random_padded_batch(f.config, 4, 10, 3);
   std::vector<MicroBatch> split;
   for (int64_t i = 0; i < 4; i += 2) {
-    split.push_back({whole.input_ids.narrow(0, i, 2).clone(), whole.labels.narrow(0, i, 2).clone()});
+    split.push_back({whole.input_ids.narrow(0, i, 2).clone(), whole.labels.narrow(0, i, 2).clone(), {}, {}});
   }
   f.adapter.zero_grad();
   auto one = layerwise_forward_backward(*f.source, f.adapter, {whole}, 1, StepOptions{});

@@ -395,6 +395,54 @@ TEST_F(TrainCli, AlpacaArrayThroughTheChatTemplate) {
   EXPECT_NE(r.output.find("lema chat: chat template " + tok + "/chat_template.jinja"), std::string::npos) << r.output;
 }
 
+// --packing: the examples (about 176 tokens each) packed three to a row of
+// 544; 12 steps straight equal 6 + a resume in a new process, byte for
+// byte; the packed run's checkpoint does not resume an unpacked run; and
+// the job spec's [train] packing reaches the engine through `lema run`.
+TEST_F(TrainCli, PackingRunsResumesAndIsASpecKey) {
+  const std::string args = "train --model " + dir_ + "/model --data " + data_ +
+                           " --seed 5 --batch 2 --micro-batch 1 --seq-len 544 --lora-r 4 --lora-alpha 8 --threads 1 "
+                           "--quiet --steps 12 --lr 5e-3 --lora-dropout 0.1 --packing ";
+  RunResult straight = run_lema(args + "--out " + dir_ + "/pa --checkpoint-every 6");
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  // 48 examples of 174..178 tokens, three to a row: 16 rows.
+  EXPECT_NE(straight.output.find("packed into 16 rows of 544"), std::string::npos) << straight.output;
+  EXPECT_NE(straight.output.find("batch 2 packed rows"), std::string::npos) << straight.output;
+  RunResult first = run_lema(args + "--out " + dir_ + "/pb --stop-after 6");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  RunResult second = run_lema(args + "--out " + dir_ + "/pb --resume " + dir_ + "/pb");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  for (const char* f : {"/checkpoints/step-12/adapter_model.safetensors", "/checkpoints/step-12/optimizer.safetensors",
+                        "/adapter/adapter_model.safetensors"}) {
+    auto a = read_file(dir_ + "/pa" + f), b = read_file(dir_ + "/pb" + f);
+    ASSERT_TRUE(a.ok() && b.ok()) << f;
+    EXPECT_TRUE(*a == *b) << f << " differs";
+  }
+  const auto l = losses(dir_ + "/pa/metrics.jsonl");
+  ASSERT_EQ(l.size(), 12u);
+  for (double x : l) EXPECT_TRUE(std::isfinite(x) && x > 0);
+  // Packing is part of the run's configuration: the same flags without it
+  // are another run.
+  std::string unpacked = args;
+  unpacked.erase(unpacked.find("--packing"));
+  RunResult refused = run_lema(unpacked + "--out " + dir_ + "/pb --resume " + dir_ + "/pb/checkpoints/step-6");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("another training configuration"), std::string::npos) << refused.output;
+
+  // [train] packing = true in a job spec: the train stage packs.
+  const std::string job_dir = dir_ + "/job";
+  ASSERT_TRUE(make_dirs(job_dir).ok());
+  test::make_model_and_data(job_dir, 24);
+  std::string spec = test::tiny_spec(job_dir, "packed", 2, 0);
+  spec.replace(spec.find("seq_len = 64\n"), 13, "seq_len = 64\npacking = true\n");
+  test::write_text(job_dir + "/packed.toml", spec);
+  RunResult job = run_lema("run " + job_dir + "/packed.toml --cpu --threads 1");
+  const std::string worker_log = test::slurp(job_dir + "/packed/logs/worker-0.log");
+  ASSERT_EQ(job.exit_code, 0) << job.output << worker_log;
+  EXPECT_NE(worker_log.find("pre-tokenized examples (0 cut to seq_len); packed into"), std::string::npos) << worker_log;
+  EXPECT_TRUE(path_exists(job_dir + "/packed/train/adapter/adapter_model.safetensors"));
+}
+
 TEST_F(TrainCli, BadOptionsAreRefused) {
   RunResult r = run_lema(common_args() + "--out " + dir_ + "/x --steps 2 --targets q_proj,foo");
   EXPECT_EQ(r.exit_code, 2) << r.output;

@@ -38,6 +38,7 @@ nlohmann::json fields(const engine::TrainOptions& o) {
           {"batch", o.batch},
           {"micro_batch", o.micro_batch},
           {"seq_len", o.seq_len},
+          {"packing", o.packing},
           {"lora_r", o.lora_r},
           {"lora_alpha", o.lora_alpha},
           {"lora_dropout", o.lora_dropout},
@@ -116,6 +117,7 @@ warmup = 4
 batch = 6
 micro_batch = 3
 seq_len = 96
+packing = true
 lora_r = 5
 lora_alpha = 7.5
 lora_dropout = 0.125
@@ -128,7 +130,7 @@ ram = "5GiB"
 )");
   std::vector<std::string> flags = stage_flags("/models/m", "/w");
   for (const char* f : {"--tokenizer=/models/tok.json", "--seed=13", "--steps=77", "--lr=3e-3", "--schedule=linear",
-                        "--warmup=4", "--batch=6", "--micro-batch=3", "--seq-len=96", "--lora-r=5",
+                        "--warmup=4", "--batch=6", "--micro-batch=3", "--seq-len=96", "--packing", "--lora-r=5",
                         "--lora-alpha=7.5", "--lora-dropout=0.125", "--targets=gate_proj,down_proj", "--dtype=bf16",
                         "--checkpoint-every=9", "--vram=3GiB", "--ram=5GiB"}) {
     flags.push_back(f);

@@ -251,47 +251,113 @@ TEST(Batcher, EpochsArePermutationsAndResumeIsExact) {
   EXPECT_NE(other.next().input_ids, first[0].input_ids);
 }
 
-TEST(Batcher, PackingKeepsExamplesApart) {
+// Examples whose every token has a label (plain text): packing must mask
+// the first label of each, and only it.
+std::vector<TokenizedExample> all_labelled(const std::vector<int>& lengths) {
+  std::vector<TokenizedExample> v;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    TokenizedExample t;
+    for (int k = 0; k < lengths[i]; ++k) {
+      t.input_ids.push_back(1000 * static_cast<int32_t>(i + 1) + k);
+      t.labels.push_back(t.input_ids.back());
+    }
+    v.push_back(t);
+  }
+  return v;
+}
+
+TEST(Packing, RowsKeepOrderBoundariesLabelsAndPositions) {
+  // seq_len 10: [4, 5] fill 9 (the next, 3, does not fit), [3, 6] 9, [10]
+  // alone, then [2]. Next-fit: the 2 at the end does not go back into an
+  // earlier row, so the dataset order is kept.
+  const std::vector<int> lengths = {4, 5, 3, 6, 10, 2};
+  const std::vector<TokenizedExample> examples = all_labelled(lengths);
+  PackStats stats;
+  const std::vector<TokenizedExample> rows = pack_examples(examples, 10, &stats);
+  const std::vector<std::vector<int>> want = {{0, 1}, {2, 3}, {4}, {5}};
+  ASSERT_EQ(rows.size(), want.size());
+  EXPECT_EQ(stats.rows, 4);
+  EXPECT_EQ(stats.examples, 6);
+  EXPECT_EQ(stats.tokens, 30);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const TokenizedExample& row = rows[r];
+    ASSERT_EQ(row.labels.size(), row.input_ids.size());
+    ASSERT_EQ(row.segment_ids.size(), row.input_ids.size());
+    ASSERT_EQ(row.position_ids.size(), row.input_ids.size());
+    size_t i = 0;
+    for (size_t s = 0; s < want[r].size(); ++s) {
+      const int ex = want[r][s];
+      for (int k = 0; k < lengths[static_cast<size_t>(ex)]; ++k, ++i) {
+        EXPECT_EQ(row.input_ids[i], 1000 * (ex + 1) + k) << "row " << r << " token " << i;
+        EXPECT_EQ(row.segment_ids[i], static_cast<int32_t>(s + 1));
+        EXPECT_EQ(row.position_ids[i], k);
+        // The first label of every example is masked; the rest are kept.
+        EXPECT_EQ(row.labels[i], k == 0 ? kIgnoreLabel : row.input_ids[i]) << "row " << r << " token " << i;
+      }
+    }
+    EXPECT_EQ(i, row.input_ids.size());
+    EXPECT_LE(row.input_ids.size(), 10u);
+  }
+}
+
+TEST(Packing, BatcherShufflesRowsAndCarriesSegments) {
+  // 40 examples of 3..7 tokens in rows of 16: every example once per epoch,
+  // in rows that the batcher shuffles whole; resume is exact.
+  const std::vector<TokenizedExample> rows = pack_examples(synthetic(40), 16, nullptr);
+  ASSERT_LT(rows.size(), 40u);
   BatcherOptions o;
   o.batch_size = 2;
   o.seq_len = 16;
   o.seed = 5;
-  o.pack = true;
-  Batcher b(synthetic(20), o);
-  std::multiset<int> used;
-  for (int step = 0; step < 5; ++step) {
+  o.pad_id = 9;
+  Batcher b(rows, o);
+  EXPECT_EQ(b.size(), rows.size());
+  std::multiset<int> seen;
+  std::vector<Batch> batches;
+  const size_t n_batches = rows.size() / 2;
+  for (size_t step = 0; step < n_batches; ++step) {
     Batch batch = b.next();
-    ASSERT_EQ(batch.seq_len, 16);
+    batches.push_back(batch);
+    const int T = batch.seq_len;
+    int examples = 0;
     for (int r = 0; r < 2; ++r) {
-      int prev_seg = 0, prev_ex = -1;
-      for (int t = 0; t < 16; ++t) {
-        size_t i = static_cast<size_t>(r * 16 + t);
-        if (!batch.attention_mask[i]) {
+      int prev_seg = 0;
+      for (int t = 0; t < T; ++t) {
+        const size_t i = static_cast<size_t>(r * T + t);
+        if (!batch.attention_mask[i]) {  // right padding only
           EXPECT_EQ(batch.segment_ids[i], 0);
+          EXPECT_EQ(batch.position_ids[i], 0);
+          EXPECT_EQ(batch.input_ids[i], 9);
           EXPECT_EQ(batch.labels[i], kIgnoreLabel);
           continue;
         }
-        int ex = example_of(batch.input_ids[i]);
+        const int ex = example_of(batch.input_ids[i]);
+        EXPECT_EQ(batch.input_ids[i], 1000 * (ex + 1) + batch.position_ids[i]);
         if (batch.segment_ids[i] != prev_seg) {
-          // A new segment starts a new example at position 0 with a masked label.
           EXPECT_EQ(batch.segment_ids[i], prev_seg + 1);
           EXPECT_EQ(batch.position_ids[i], 0);
-          EXPECT_EQ(batch.labels[i], kIgnoreLabel);
-          EXPECT_NE(ex, prev_ex);
-          used.insert(ex);
+          seen.insert(ex);
           prev_seg = batch.segment_ids[i];
-          prev_ex = ex;
         }
-        EXPECT_EQ(ex, prev_ex);  // one example per segment
-        EXPECT_EQ(batch.input_ids[i], 1000 * (ex + 1) + batch.position_ids[i]);
       }
-      EXPECT_GE(prev_seg, 2);  // rows of 16 hold at least two examples of <= 7 tokens
+      examples += prev_seg;
     }
+    EXPECT_EQ(batch.examples, examples);
   }
-  // 20 examples in epoch 0: none repeats before the epoch ends.
-  int first_epoch_examples = 0;
-  for (int ex = 0; ex < 20; ++ex) first_epoch_examples += used.count(ex) > 0;
-  EXPECT_GT(first_epoch_examples, 10);
+  // The first rows.size() / 2 * 2 rows of epoch 0 are distinct rows: no example twice.
+  for (int ex = 0; ex < 40; ++ex) EXPECT_LE(seen.count(ex), 1u) << ex;
+  // The order is not the packing order.
+  EXPECT_NE(batches[0].input_ids[0], rows[0].input_ids[0]);
+  Batcher resumed(rows, o);
+  Batcher ahead(rows, o);
+  for (int i = 0; i < 3; ++i) ahead.next();
+  resumed.set_cursor(ahead.cursor());
+  for (size_t i = 3; i < n_batches; ++i) {
+    const Batch x = resumed.next();
+    EXPECT_EQ(x.input_ids, batches[i].input_ids) << i;
+    EXPECT_EQ(x.segment_ids, batches[i].segment_ids) << i;
+    EXPECT_EQ(x.position_ids, batches[i].position_ids) << i;
+  }
 }
 
 }  // namespace

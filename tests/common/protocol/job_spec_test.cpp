@@ -62,6 +62,7 @@ warmup = 10
 batch = 8
 micro_batch = 2
 seq_len = 256
+packing = true
 lora_r = 8
 lora_alpha = 16
 lora_dropout = 0.0
@@ -89,6 +90,7 @@ cpu_ok = false
   EXPECT_EQ(j["data"]["builder"], "");
   EXPECT_EQ(j["data"]["jsonl"], "/data/train.jsonl");
   EXPECT_EQ(j["train"]["lr"], 1e-4);
+  EXPECT_EQ(j["train"]["packing"], true);
   EXPECT_EQ(j["train"]["vram"], uint64_t(4) << 30);
   EXPECT_EQ(j["train"]["ram"], uint64_t(8) << 30);
   EXPECT_EQ(j["train"]["targets"].size(), 3u);
@@ -99,7 +101,7 @@ cpu_ok = false
   for (const char* s : {"job", "model", "data", "train", "eval", "merge", "export", "resources", "retry"}) {
     EXPECT_TRUE(j.contains(s)) << s;
   }
-  EXPECT_EQ(j["train"].size(), 18u);
+  EXPECT_EQ(j["train"].size(), 19u);
 }
 
 TEST(JobSpec, ErrorsNameKeyAndLine) {
@@ -122,6 +124,8 @@ TEST(JobSpec, ErrorsNameKeyAndLine) {
   EXPECT_NE(e.find("job.toml:4: [train] schedule"), std::string::npos) << e;
   e = error_of("[model]\npath = \"/m\"\n[train]\nbatch = 8\nmicro_batch = 3\n");
   EXPECT_NE(e.find("micro_batch"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n[train]\npacking = \"yes\"\n");
+  EXPECT_NE(e.find("job.toml:4: [train] packing: expected a boolean"), std::string::npos) << e;
   e = error_of("[model]\npath = \"/m\"\n[train]\nvram = \"lots\"\n");
   EXPECT_NE(e.find("job.toml:4: [train] vram"), std::string::npos) << e;
   e = error_of("[model]\npath = \"/m\"\n[data]\nbuilder = \"lema-reply\"\njsonl = \"/x\"\n");
@@ -222,6 +226,7 @@ JobSpec every_field_changed() {
   t.batch = 6;
   t.micro_batch = 3;
   t.seq_len = 96;
+  t.packing = true;
   t.lora_r = 5;
   t.lora_alpha = 7.5;
   t.lora_dropout = 0.125;
@@ -272,6 +277,7 @@ TEST(JobSpec, FromJsonInvertsToJson) {
   EXPECT_EQ(back->train.targets, changed.train.targets);
   EXPECT_EQ(back->train.vram_bytes, changed.train.vram_bytes);
   EXPECT_EQ(back->train.lora_alpha, 7.5);
+  EXPECT_TRUE(back->train.packing);
   EXPECT_EQ(back->data.builder, "");
   EXPECT_EQ(back->data.jsonl, "/data/x.jsonl");
   // Through text, as the scheduler stores it and ASSIGN carries it.
