@@ -141,10 +141,12 @@ Result<std::string> save_checkpoint(const std::string& checkpoints_dir, const Lo
 }
 
 Result<std::string> save_checkpoint(const std::string& checkpoints_dir, const CheckpointWeights& weights,
-                                    const AdamW& optimizer, const CheckpointState& state) {
+                                    const AdamW& optimizer, const CheckpointState& state, const AttemptFence* fence) {
   LEMA_RETURN_IF_ERROR(make_dirs(checkpoints_dir));
+  const AttemptFence unfenced = AttemptFence::unfenced(checkpoints_dir);
+  if (!fence) fence = &unfenced;
   const std::string final_dir = path_join(checkpoints_dir, "step-" + std::to_string(state.step));
-  const std::string tmp = path_join(checkpoints_dir, ".tmp-step-" + std::to_string(state.step) + "-" + std::to_string(getpid()));
+  const std::string tmp = fence->temp_path(final_dir);
   LEMA_RETURN_IF_ERROR(remove_all(tmp));
   LEMA_RETURN_IF_ERROR(make_dirs(tmp));
 
@@ -172,12 +174,7 @@ Result<std::string> save_checkpoint(const std::string& checkpoints_dir, const Ch
   LEMA_RETURN_IF_ERROR(write_json(path_join(tmp, "trainer_state.json"), st));
   // DONE last: a directory without it is an interrupted write.
   LEMA_RETURN_IF_ERROR(write_file_atomic(path_join(tmp, "DONE"), "step " + std::to_string(state.step) + "\n"));
-  LEMA_RETURN_IF_ERROR(fsync_path(tmp));
-  LEMA_RETURN_IF_ERROR(remove_all(final_dir));
-  if (std::rename(tmp.c_str(), final_dir.c_str()) != 0) {
-    return status_from_errno("renaming " + tmp + " to " + final_dir, errno);
-  }
-  LEMA_RETURN_IF_ERROR(fsync_path(checkpoints_dir));
+  LEMA_RETURN_IF_ERROR(fence->publish_dir(tmp, final_dir));
   return final_dir;
 }
 

@@ -8,7 +8,8 @@
 //     DONE                         written last: the checkpoint is complete
 //
 // A checkpoint is built in a temp directory, every file fsynced, then the
-// directory is renamed into place; only directories holding DONE count.
+// directory is renamed into place (in a job, with an ATTEMPT file, under the
+// attempt's fence); only directories holding DONE count.
 // Plain functions; callers serialise access to one run directory.
 #pragma once
 
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/base/attempt_publish.h"
 #include "common/base/status.h"
 #include "engine/data_loader.h"
 #include "engine/lora.h"
@@ -64,9 +66,13 @@ struct CheckpointWeights {
 };
 CheckpointWeights adapter_checkpoint_weights(LoraAdapter& adapter, const std::string& base_model);
 
-// Writes `checkpoints_dir`/step-N atomically; returns its path.
+// Writes `checkpoints_dir`/step-N atomically; returns its path. The
+// directory is built under `fence`'s temp name (step-N.tmp.a<attempt>.<pid>)
+// and published through it, so a superseded attempt is refused (kCancelled);
+// no fence: the run is not a job's (AttemptFence::unfenced).
 Result<std::string> save_checkpoint(const std::string& checkpoints_dir, const CheckpointWeights& weights,
-                                    const AdamW& optimizer, const CheckpointState& state);
+                                    const AdamW& optimizer, const CheckpointState& state,
+                                    const AttemptFence* fence = nullptr);
 // The same for a LoRA adapter.
 Result<std::string> save_checkpoint(const std::string& checkpoints_dir, const LoraAdapter& adapter, const AdamW& optimizer,
                                     const CheckpointState& state, const std::string& base_model);

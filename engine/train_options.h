@@ -55,7 +55,11 @@ struct TrainOptions {
   uint64_t ram_budget = 0;
   int64_t threads = 0;           // CPU intra-op threads; 0: all cores
   bool quiet = false;            // no per-step lines on stdout
-  int64_t attempt = 0;           // the job attempt writing (each metrics line names it); 0: not a job
+  // The job stage and attempt writing (each metrics line names both; the
+  // run's directory is fenced for the attempt: common/base/attempt_publish.h);
+  // 0: not a job.
+  int64_t attempt = 0;
+  int64_t stage_id = 0;
 };
 
 // Checks ranges and names; errors name the option.

@@ -1,8 +1,5 @@
 #include "engine/trainer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
@@ -10,8 +7,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
+#include "common/base/attempt_publish.h"
 #include "common/base/file_util.h"
 #include "common/formats/hf_model.h"
 #include "common/base/log.h"
@@ -24,6 +23,7 @@
 #include "engine/memory_planner.h"
 #include "engine/model_loader.h"
 #include "engine/optimizer.h"
+#include "engine/run_metrics.h"
 #include "engine/train_step.h"
 #include "engine/torch_types.h"
 
@@ -86,41 +86,6 @@ std::string training_config_hash(const TrainOptions& o, const ModelConfig& model
   return buf;
 }
 
-Status append_line(const std::string& path, const std::string& line) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) return status_from_errno("opening " + path, errno);
-  const std::string data = line + "\n";
-  const ssize_t n = ::write(fd, data.data(), data.size());
-  const int err = errno;
-  ::close(fd);
-  if (n != static_cast<ssize_t>(data.size())) return status_from_errno("appending to " + path, err);
-  return Status();
-}
-
-// metrics.jsonl holds one line per step done. A run resumed from step S
-// drops the lines past S (steps an interrupted run did after its last
-// checkpoint, and a line torn by a kill), so the steps run again are not
-// listed twice; a fresh run (S = 0) starts the file over.
-Status trim_metrics(const std::string& path, int64_t last_step) {
-  if (!path_exists(path)) return Status();
-  LEMA_ASSIGN_OR_RETURN(const std::string text, read_file(path));
-  std::string kept;
-  size_t begin = 0;
-  while (begin < text.size()) {
-    size_t end = text.find('\n', begin);
-    if (end == std::string::npos) break;  // torn last line
-    const std::string line = text.substr(begin, end - begin);
-    begin = end + 1;
-    const nlohmann::json m = nlohmann::json::parse(line, nullptr, false);
-    if (m.is_object() && m.contains("step") && m["step"].is_number_integer() && m["step"].get<int64_t>() <= last_step) {
-      kept += line + "\n";
-    }
-  }
-  if (kept == text) return Status();
-  log_info("metrics: %s: kept the lines of steps 1..%lld", path.c_str(), static_cast<long long>(last_step));
-  return write_file_atomic(path, kept);
-}
-
 class Trainer {
  public:
   Trainer(const TrainOptions& options, TrainObserver* observer) : o_(options), observer_(observer) {}
@@ -137,6 +102,7 @@ class Trainer {
   PlanRequest plan_request(const ModelConfig& config) const;
   Status open_streaming_source(int64_t* micro_batch);
   Result<StepReport> step();
+  Status claim_out();
   Status save(int64_t step, double loss);
   Status write_output();
   // What the optimizer trains: the LoRA masters, or every weight with --full.
@@ -158,6 +124,9 @@ class Trainer {
   LrSchedule schedule_;
   std::string config_hash_;
   int64_t step_ = 0;  // optimizer steps done
+  int64_t resume_attempt_ = 0;  // the ATTEMPT of the checkpoint resumed from (0: none)
+  // Every write into o_.out goes through it (set by claim_out).
+  std::optional<AttemptFence> fence_;
   int64_t total_steps_ = 0;
   int64_t n_examples_ = 0;
 };
@@ -280,6 +249,7 @@ Status Trainer::resume() {
   LEMA_ASSIGN_OR_RETURN(std::string dir, find_latest_checkpoint(o_.resume));
   LEMA_ASSIGN_OR_RETURN(CheckpointState state, load_checkpoint(dir, config_hash_, checkpoint_weights(), *optimizer_));
   step_ = state.step;
+  LEMA_ASSIGN_OR_RETURN(resume_attempt_, published_attempt(dir));
   data_->set_cursor(state.cursor);
   log_info("resumed from %s (step %lld, loss %.4f)", dir.c_str(), static_cast<long long>(step_), state.loss);
   return Status();
@@ -390,18 +360,28 @@ Status Trainer::save(int64_t step, double loss) {
   state.seed = o_.seed;
   state.config_hash = config_hash_;
   state.loss = loss;
-  LEMA_ASSIGN_OR_RETURN(std::string dir,
-                        save_checkpoint(path_join(o_.out, "checkpoints"), checkpoint_weights(), *optimizer_, state));
+  LEMA_ASSIGN_OR_RETURN(std::string dir, save_checkpoint(path_join(o_.out, "checkpoints"), checkpoint_weights(),
+                                                         *optimizer_, state, &*fence_));
   log_info("checkpoint %s", dir.c_str());
   if (observer_) LEMA_RETURN_IF_ERROR(observer_->on_checkpoint(step, dir));
   return Status();
 }
 
+// A job's attempt claims the run directory before its first write: from
+// then on an older attempt of the stage can publish nothing there.
+// (`lema train` by hand, attempt 0, gets an unfenced one.)
+Status Trainer::claim_out() {
+  LEMA_ASSIGN_OR_RETURN(AttemptFence fence, AttemptFence::claim(o_.out, "train", o_.attempt));
+  fence_ = std::move(fence);
+  return Status();
+}
+
 Status Trainer::run() {
   LEMA_RETURN_IF_ERROR(setup());
-  const std::string metrics_path = path_join(o_.out, "metrics.jsonl");
   if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
-  LEMA_RETURN_IF_ERROR(trim_metrics(metrics_path, step_));
+  LEMA_RETURN_IF_ERROR(claim_out());
+  LEMA_ASSIGN_OR_RETURN(const RunMetrics metrics, RunMetrics::open(path_join(o_.out, "metrics.jsonl"), *fence_,
+                                                                    o_.stage_id, step_, resume_attempt_));
   const int64_t last = o_.stop_after > 0 ? std::min(o_.stop_after, total_steps_) : total_steps_;
   double loss = 0.0;
   while (step_ < last) {
@@ -414,12 +394,10 @@ Status Trainer::run() {
                   r.tokens_per_s, format_bytes(r.memory_bytes).c_str());
       std::fflush(stdout);
     }
-    nlohmann::json m = {{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                        {"tokens_per_s", r.tokens_per_s}, {"tokens", r.input_tokens}, {"step_s", r.step_s},
-                        {"memory_bytes", r.memory_bytes}};
-    if (o_.attempt > 0) m["attempt"] = o_.attempt;
     if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
-    LEMA_RETURN_IF_ERROR(append_line(metrics_path, m.dump()));
+    LEMA_RETURN_IF_ERROR(metrics.append({{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
+                                         {"tokens_per_s", r.tokens_per_s}, {"tokens", r.input_tokens}, {"step_s", r.step_s},
+                                         {"memory_bytes", r.memory_bytes}}));
     if (observer_) {
       Status stop = observer_->on_step(r);
       if (!stop.ok()) {
@@ -457,15 +435,22 @@ CheckpointWeights Trainer::checkpoint_weights() {
 // Hugging Face directory in the compute dtype, with the tokenizer files).
 Status Trainer::write_output() {
   if (observer_) LEMA_RETURN_IF_ERROR(observer_->before_write());
+  // Built under the attempt's temp name, then published whole.
   if (!full_) {
     const std::string adapter_dir = path_join(o_.out, "adapter");
-    LEMA_RETURN_IF_ERROR(save_adapter(adapter_dir, *adapter_, o_.model));
+    const std::string tmp = fence_->temp_path(adapter_dir);
+    LEMA_RETURN_IF_ERROR(remove_all(tmp));
+    LEMA_RETURN_IF_ERROR(save_adapter(tmp, *adapter_, o_.model));
+    LEMA_RETURN_IF_ERROR(fence_->publish_dir(tmp, adapter_dir));
     log_info("adapter written to %s", adapter_dir.c_str());
     return Status();
   }
   const std::string model_dir = path_join(o_.out, "model");
-  LEMA_RETURN_IF_ERROR(full_->save_hf(model_dir, dtype_));
-  LEMA_RETURN_IF_ERROR(copy_hf_side_files(tokenizer_path_, model_dir));
+  const std::string tmp = fence_->temp_path(model_dir);
+  LEMA_RETURN_IF_ERROR(remove_all(tmp));
+  LEMA_RETURN_IF_ERROR(full_->save_hf(tmp, dtype_));
+  LEMA_RETURN_IF_ERROR(copy_hf_side_files(tokenizer_path_, tmp));
+  LEMA_RETURN_IF_ERROR(fence_->publish_dir(tmp, model_dir));
   log_info("model written to %s", model_dir.c_str());
   return Status();
 }

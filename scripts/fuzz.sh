@@ -3,33 +3,33 @@
 # Debian, -fsanitize=fuzzer,address,undefined), each for SECONDS (default 60)
 # or RUNS inputs: the safetensors header, the wire protocol decoder, the TOML
 # job spec, dataset JSONL lines and tokenizer.json. The targets are
-# tests/fuzz/*_fuzz.cpp (not in the CMake build); the parsers' sources are
-# compiled into them with coverage (toml++ header-only, so it is fuzzed too).
+# tests/fuzz/*_fuzz.cpp (not in the CMake build); tests/fuzz/fuzz.mk compiles
+# each parser source once with coverage (toml++ header-only, so it is fuzzed
+# too) and links the targets from the shared objects.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]; LEMA_FUZZ_RUNS=N runs N
-# inputs instead. Findings are left as crash-* files in build/fuzz/TARGET/.
+# inputs instead; LEMA_FUZZ_OUT=DIR builds there (default build/fuzz).
+# Findings are left as crash-* files in OUT/TARGET/; exit 1 on any.
+# docs/FUZZING.md has the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors protocol job_spec jsonl tokenizer_json)
-out=build/fuzz
+out="${LEMA_FUZZ_OUT:-build/fuzz}"
 mkdir -p "$out"
-cxx=(clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -I. -DMSGPACK_NO_BOOST -DTOML_HEADER_ONLY=1)
-base=(common/base/status.cpp common/base/log.cpp common/base/file_util.cpp common/base/bounds.cpp
-      common/base/sha256.cpp)
+bins=()
 for t in "${targets[@]}"; do
   case "$t" in
-    safetensors) srcs=(common/formats/safetensors.cpp common/formats/dtype.cpp); libs=() ;;
-    protocol) srcs=(common/protocol/protocol.cpp); libs=() ;;
-    job_spec) srcs=(common/protocol/job_spec.cpp); libs=() ;;
-    jsonl) srcs=(common/data/dataset.cpp common/text/*.cpp); libs=(-lpcre2-8) ;;
-    tokenizer_json) srcs=(common/text/*.cpp); libs=(-lpcre2-8) ;;
+    safetensors|protocol|job_spec|jsonl|tokenizer_json) bins+=("$out/$t/${t}_fuzz") ;;
     *) echo "unknown target $t" >&2; exit 2 ;;
   esac
+done
+echo "fuzz: building ${targets[*]}" >&2
+make -s -f tests/fuzz/fuzz.mk OUT="$out" -j"${LEMA_FUZZ_JOBS:-1}" "${bins[@]}"
+found=0
+for t in "${targets[@]}"; do
   mkdir -p "$out/$t/corpus"
-  echo "fuzz: building $t" >&2
-  "${cxx[@]}" "tests/fuzz/${t}_fuzz.cpp" "${srcs[@]}" "${base[@]}" "${libs[@]}" -o "$out/$t/${t}_fuzz"
   seeds="$out/$t/corpus"
   case "$t" in
     safetensors)
@@ -45,5 +45,13 @@ for t in "${targets[@]}"; do
   else
     limit=(-max_total_time="$secs")
   fi
-  (cd "$out/$t" && "./${t}_fuzz" "${limit[@]}" -max_len=65536 -print_final_stats=1 corpus 2>&1 | tail -15)
+  echo "fuzz: running $t (${limit[*]})" >&2
+  start=$(date +%s)
+  if ! (cd "$out/$t" && "./${t}_fuzz" "${limit[@]}" -max_len=65536 -print_final_stats=1 corpus > run.log 2>&1); then
+    found=1
+    echo "fuzz: $t FOUND something: $out/$t/run.log" >&2
+  fi
+  tail -12 "$out/$t/run.log"
+  echo "fuzz: $t done in $(( $(date +%s) - start )) s" >&2
 done
+exit $found

@@ -7,6 +7,7 @@
 // copied as train.jsonl.
 #include <nlohmann/json.hpp>
 
+#include "common/base/attempt_publish.h"
 #include "common/data/dataset_builder.h"
 #include "common/data/lema_reply/lema_reply.h"
 #include "common/base/file_util.h"
@@ -30,10 +31,16 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
   Result<JobSpec> spec = assignment_spec(a);
   if (!spec.ok()) return {spec.status(), "{}", false};
   const JobSpec::Data& d = spec->data;
-  const std::string out_dir = job_data_dir(work_dir);
+  Result<AttemptFence> fence = AttemptFence::claim(work_dir, a.kind, a.attempt);
+  if (!fence.ok()) return {fence.status(), "{}", false};
+  // Written under the attempt's temp name, published whole at the end.
+  const std::string final_dir = job_data_dir(work_dir);
+  const std::string out_dir = fence->temp_path(final_dir);
+  if (Status s = remove_all(out_dir); !s.ok()) return {s, "{}", true};
+  auto publish = [&]() { return fence->publish_dir(out_dir, final_dir); };
   const std::string& jsonl = d.jsonl;
   reporter.progress(0, 1, "{}");
-  nlohmann::json result = {{"dir", out_dir}};
+  nlohmann::json result = {{"dir", final_dir}};
   if (!jsonl.empty()) {
     Result<std::string> text = read_file(jsonl);
     if (!text.ok()) return {text.status().with_context("data.jsonl"), "{}", false};
@@ -45,6 +52,7 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
       if (examples->empty()) return {no_example(jsonl, "no tokenized line"), "{}", false};
       Status s = make_dirs(out_dir);
       if (s.ok()) s = write_file_atomic(path_join(out_dir, "train.jsonl"), text.value());
+      if (s.ok()) s = publish();
       if (!s.ok()) return {s, "{}", true};
       result["train_examples"] = examples->size();
       result["tokenized"] = true;
@@ -85,6 +93,7 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
     result["train_examples"] = built->train.size();
     result["eval_examples"] = built->eval.size();
   }
+  if (Status s = publish(); !s.ok()) return {s, "{}", true};
   reporter.progress(1, 1, "{}");
   return {Status(), result.dump(), false};
 }

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/data/eval_report.h"
+#include "common/base/attempt_publish.h"
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "engine/evaluator.h"
@@ -114,7 +115,19 @@ StageOutcome run_eval_stage(const StageAssignment& a, const std::string& work_di
                                   static_cast<long long>(o.questions), static_cast<long long>(o.max_new_tokens),
                                   static_cast<long long>(o.seq_len), o.device.c_str(), o.out.c_str()));
   reporter.progress(0, 1000, "{}");
+  Result<AttemptFence> fence = AttemptFence::claim(work_dir, a.kind, a.attempt);
+  if (!fence.ok()) return {fence.status(), "{}", false};
+  // The report is written under the attempt's temp name, published whole.
+  const std::string final_dir = o.out;
+  o.out = fence->temp_path(final_dir);
+  if (Status s = remove_all(o.out); !s.ok()) return {s, "{}", true};
   Result<EvalReport> report = engine::run_eval(o);
+  if (report.ok()) {
+    if (Status s = fence->publish_dir(o.out, final_dir); !s.ok()) return {s, "{}", is_retryable(s)};
+  } else {
+    (void)remove_all(o.out);  // a partial report is no output
+  }
+  o.out = final_dir;
   // An evaluation stopped early has written nothing; run again from the start.
   if (stopped) return {report.status(), "{}", true, true};
   if (cancelled) return {report.status(), "{}", false};

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/base/attempt_publish.h"
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "engine/gguf_export.h"
@@ -66,10 +67,18 @@ StageOutcome run_export_stage(const StageAssignment& a, const std::string& work_
     return Status();
   };
   reporter.log("info", "exporting " + o.model + " -> " + o.out + " (GGUF " + o.type + ")");
+  Result<AttemptFence> fence = AttemptFence::claim(work_dir, a.kind, a.attempt);
+  if (!fence.ok()) return {fence.status(), "{}", false};
+  // Exported under the attempt's temp name, published by a rename.
+  const std::string final_path = o.out;
+  o.out = fence->temp_path(final_path);
+  if (Status s = remove_all(o.out); !s.ok()) return {s, "{}", true};
   Result<engine::GgufExportStats> stats = engine::export_gguf_model(o);
   if (stopped) return {stats.status(), "{}", true, true};
   if (cancelled) return {stats.status(), "{}", false};
   if (!stats.ok()) return {stats.status(), "{}", is_retryable(stats.status())};
+  if (Status s = fence->publish_file(o.out, final_path); !s.ok()) return {s, "{}", is_retryable(s)};
+  o.out = final_path;
   reporter.log("info", str_printf("wrote %s: GGUF %s, %s, %zu tensors, %s", o.out.c_str(), stats->arch.c_str(),
                                   stats->type.c_str(), stats->n_tensors, format_bytes(stats->bytes).c_str()));
   nlohmann::json result = {{"file", o.out}, {"type", stats->type}, {"arch", stats->arch}, {"bytes", stats->bytes}};

@@ -6,6 +6,7 @@
 // or SIGTERM between two tensors.
 #include <nlohmann/json.hpp>
 
+#include "common/base/attempt_publish.h"
 #include "common/base/file_util.h"
 #include "common/base/log.h"
 #include "common/base/path_policy.h"
@@ -60,11 +61,19 @@ StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_d
   };
   reporter.log("info", "merging " + o.adapter + " into " + o.base + " -> " + o.out + " (" + dtype_name + ", shards <= " +
                            format_bytes(o.shard_bytes) + ")");
+  Result<AttemptFence> fence = AttemptFence::claim(work_dir, a.kind, a.attempt);
+  if (!fence.ok()) return {fence.status(), "{}", false};
+  // Merged under the attempt's temp name, published whole.
+  const std::string final_dir = o.out;
+  o.out = fence->temp_path(final_dir);
+  if (Status s = remove_all(o.out); !s.ok()) return {s, "{}", true};
   Result<engine::MergeStats> stats = engine::merge_adapter(o);
   if (stopped) return {stats.status(), "{}", true, true};
   if (cancelled) return {stats.status(), "{}", false};
   if (!stats.ok()) return {stats.status(), "{}", is_retryable(stats.status())};
   if (Status marked = mark_owned(o.out); !marked.ok()) return {marked, "{}", true};
+  if (Status s = fence->publish_dir(o.out, final_dir); !s.ok()) return {s, "{}", is_retryable(s)};
+  o.out = final_dir;
   reporter.log("info", str_printf("merged %lld projections: %d shard(s), %s of tensors",
                                   static_cast<long long>(stats->n_merged), stats->n_shards,
                                   format_bytes(stats->total_bytes).c_str()));

@@ -113,6 +113,7 @@ StageOutcome run_train_stage(const StageAssignment& a, const std::string& work_d
   engine::TrainOptions o = train_options(spec.value(), work_dir, env);
   o.resume = choose_resume(a, reporter);
   o.attempt = a.attempt;
+  o.stage_id = a.stage_id;
   const int64_t total = o.steps > 0 ? o.steps
                                     : static_cast<int64_t>(std::ceil(o.epochs * count_lines(o.data) /
                                                                      std::max<int64_t>(1, o.batch)));

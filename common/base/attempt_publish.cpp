@@ -119,7 +119,9 @@ Status AttemptFence::publish_dir(const std::string& temp_dir, const std::string&
         return status_from_errno("renaming " + final_dir + " aside", errno);
       }
       if (std::rename(temp_dir.c_str(), final_dir.c_str()) != 0) {
-        return status_from_errno("renaming " + temp_dir + " to " + final_dir, errno);
+        const int err = errno;
+        if (had_old) (void)std::rename(old.c_str(), final_dir.c_str());  // put the old one back
+        return status_from_errno("renaming " + temp_dir + " to " + final_dir, err);
       }
       LEMA_RETURN_IF_ERROR(fsync_path(path_dirname(final_dir)));
       return had_old ? remove_all(old) : Status();

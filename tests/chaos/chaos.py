@@ -9,15 +9,22 @@ checked for:
   - the job succeeded;
   - its adapter is byte-identical to an uninterrupted run's;
   - metrics.jsonl holds exactly steps 1..N, once each, and the attempts of
-    the lines never go back (no older attempt wrote after a newer one: no
-    two attempts writing at once);
+    the lines never go back;
+  - no two attempts wrote at once: the ATTEMPT files of the checkpoints
+    (common/base/attempt_publish.h) never go back in step order, and the
+    adapter's is the newest of them (an older attempt publishing after a
+    newer one shows as a step-N of attempt a after a step-M < N of a
+    newer attempt);
   - no finished stage ran again: each stage's "done" line appears once in
     all the worker logs together.
 
 Not in the default ctest run (tests/CMakeLists.txt runs --trials 3 under
 the label "chaos" only when LEMA_CHAOS is set). Usage:
-  tests/chaos/chaos.py --lema build/cli/lema --trials 100 [--seed 1] [--keep]
-Prints one line per trial and a summary; exit 1 when any trial failed.
+  tests/chaos/chaos.py --lema build/cli/lema --trials 100 [--parallel K] [--seed 1] [--keep]
+--parallel K runs K trials at once, each with its own directory and ports
+(each trial's three processes take about one core). Prints one line per
+trial and a summary (lost jobs, re-runs of finished stages, concurrent
+writers, byte-identical adapters); exit 1 when any trial failed.
 """
 import argparse
 import json
@@ -29,7 +36,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 STEPS = 40
 CHECKPOINT_EVERY = 5
@@ -38,10 +47,20 @@ JOB_TIMEOUT_S = 600
 KILL_MARK = "=== chaos: kill -9 ===\n"
 
 
+_ports_lock = threading.Lock()
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # Parallel trials ask at once: never hand out one port twice.
+    with _ports_lock:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _ports_given:
+                _ports_given.add(port)
+                return port
 
 
 class Cluster:
@@ -125,7 +144,8 @@ def submit(cluster, root, name):
     path = os.path.join(root, name + ".toml")
     with open(path, "w") as f:
         f.write(spec(root, name))
-    deadline = time.time() + 60
+    # A loaded machine may take a minute to start the scheduler.
+    deadline = time.time() + 300
     while time.time() < deadline:
         # One request id for every try: a retry after no answer is the same job.
         code, out = cluster.client("submit", path, "--json", "--request-id", name)
@@ -145,16 +165,21 @@ def job_state(cluster, job):
         return None
 
 
-def wait_done(cluster, job, disturb=None):
+def wait_done(cluster, job):
     deadline = time.time() + JOB_TIMEOUT_S
     while time.time() < deadline:
-        if disturb:
-            disturb()
         j = job_state(cluster, job)
         if j and j.get("state") in ("succeeded", "failed", "cancelled"):
             return j
         time.sleep(0.2)
     return None
+
+
+def read_attempt(d):
+    try:
+        return int(open(os.path.join(d, "ATTEMPT")).read())
+    except (OSError, ValueError):
+        return 0
 
 
 def check_trial(root, name, job, final, reference_adapter, logs):
@@ -179,6 +204,22 @@ def check_trial(root, name, job, final, reference_adapter, logs):
         expect += 1
     if expect != STEPS + 1 and not any(p.startswith("metrics") for p in problems):
         problems.append("metrics: %d steps, not %d" % (expect - 1, STEPS))
+    # Concurrent writers: published directories' ATTEMPT files in step order.
+    ckdir = os.path.join(root, name, "train/checkpoints")
+    names = os.listdir(ckdir) if os.path.isdir(ckdir) else []
+    steps = sorted(int(d[5:]) for d in names if d.startswith("step-") and d[5:].isdigit())
+    newest = 0
+    for step in steps:
+        a = read_attempt(os.path.join(ckdir, "step-%d" % step))
+        if a < newest:
+            problems.append("concurrent writers: step-%d of attempt %d after a checkpoint of attempt %d"
+                            % (step, a, newest))
+            break
+        newest = a
+    adapter_attempt = read_attempt(os.path.join(root, name, "train/adapter"))
+    if adapter_attempt < newest:
+        problems.append("concurrent writers: adapter of attempt %d, a checkpoint of attempt %d"
+                        % (adapter_attempt, newest))
     # A worker killed after finishing a stage loses its report: that stage
     # runs again by design. A finished stage of a worker that lived on (it
     # keeps its report across reconnects) must not run again.
@@ -196,12 +237,12 @@ def main():
     ap.add_argument("--lema", default="build/cli/lema")
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--parallel", type=int, default=1, help="trials run at once")
     ap.add_argument("--keep", action="store_true", help="keep the directories of failed trials")
     a = ap.parse_args()
     lema = os.path.abspath(a.lema)
-    rng = random.Random(a.seed)
     base = tempfile.mkdtemp(prefix="lema_chaos_")
-    print("chaos: seed %d, %d trials, in %s" % (a.seed, a.trials, base), flush=True)
+    print("chaos: seed %d, %d trials, %d at once, in %s" % (a.seed, a.trials, a.parallel, base), flush=True)
     make_inputs(lema, base)
 
     # The uninterrupted reference.
@@ -222,60 +263,104 @@ def main():
     print("chaos: reference run %.1f s" % (time.time() - t0), flush=True)
 
     failed = 0
-    summary = {"kill": 0, "stop": 0}
-    for trial in range(a.trials):
-        root = os.path.join(base, "t%03d" % trial)
-        os.makedirs(root)
-        for f in ("model", "tokens.jsonl"):
-            os.symlink(os.path.join(base, f), os.path.join(root, f))
-        cluster = Cluster(lema, root)
-        cluster.start()
-        t0 = time.time()
-        job = submit(cluster, root, "job")
-        events = []
-        state = {"next": time.time() + rng.uniform(0.2, 2.0), "resume": None}
+    counts = {"kill": 0, "stop": 0, "lost": 0, "reruns": 0, "concurrent": 0, "identical": 0}
+    counts_lock = threading.Lock()
 
-        def disturb():
-            now = time.time()
-            if state["resume"] and now >= state["resume"][1]:
-                cluster.cont(state["resume"][0])
-                events.append("cont %s" % state["resume"][0])
-                state["resume"] = None
-            if now < state["next"] or state["resume"] or len(events) >= 8:
-                return
-            victim = rng.choice(["scheduler", "w0", "w1"])
-            if rng.random() < 0.5:
-                cluster.kill9_and_restart(victim)
-                events.append("kill %s" % victim)
-                summary["kill"] += 1
-            else:
-                cluster.stop(victim)
-                state["resume"] = (victim, now + rng.uniform(0.5, 4.0))
-                events.append("stop %s" % victim)
-                summary["stop"] += 1
-            state["next"] = now + rng.uniform(0.5, 3.0)
+    def one(trial):
+        r = run_trial(lema, base, reference, trial, a.seed * 100003 + trial, a.keep)
+        with counts_lock:
+            for k in ("kill", "stop"):
+                counts[k] += r[k]
+            counts["lost"] += any(p.startswith("job not succeeded") for p in r["problems"])
+            counts["reruns"] += any(" finished " in p for p in r["problems"])
+            counts["concurrent"] += any(p.startswith("concurrent writers") for p in r["problems"])
+            counts["identical"] += r["identical"]
+        return r
 
-        final = wait_done(cluster, job, disturb)
-        if state["resume"]:
-            cluster.cont(state["resume"][0])
-        time.sleep(1.0)  # what a woken worker would still write
-        cluster.shutdown()
-        logs = [open(os.path.join(root, w + ".log"), errors="replace").read() for w in ("w0", "w1")]
-        problems = check_trial(root, "job", job, final, reference, logs)
-        took = time.time() - t0
-        print("trial %d: %s in %.1f s [%s]%s" % (trial, "FAIL" if problems else "ok", took, ", ".join(events),
-                                               "".join("\n  - " + p for p in problems)), flush=True)
-        if problems:
-            failed += 1
-            if not a.keep:
-                shutil.rmtree(root, ignore_errors=True)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-    print("chaos: %d/%d trials passed (%d kills, %d stops), seed %d" % (a.trials - failed, a.trials, summary["kill"],
-                                                                         summary["stop"], a.seed))
+    t_all = time.time()
+    with ThreadPoolExecutor(max_workers=max(1, a.parallel)) as pool:
+        for r in pool.map(one, range(a.trials)):
+            failed += 1 if r["problems"] else 0
+    print("chaos: %d/%d trials passed (%d kills, %d stops), seed %d, parallel %d, %.0f s"
+          % (a.trials - failed, a.trials, counts["kill"], counts["stop"], a.seed, a.parallel, time.time() - t_all))
+    print("chaos summary: lost %d, re-runs of finished stages %d, concurrent writers %d, byte-identical %d/%d"
+          % (counts["lost"], counts["reruns"], counts["concurrent"], counts["identical"], a.trials), flush=True)
     if failed == 0 or not a.keep:
         shutil.rmtree(base, ignore_errors=True)
     return 1 if failed else 0
+
+
+def run_trial(lema, base, reference, trial, seed, keep):
+    """One disturbed run in its own directory, with its own ports and RNG."""
+    rng = random.Random(seed)
+    root = os.path.join(base, "t%03d" % trial)
+    os.makedirs(root)
+    for f in ("model", "tokens.jsonl"):
+        os.symlink(os.path.join(base, f), os.path.join(root, f))
+    cluster = Cluster(lema, root)
+    cluster.start()
+    t0 = time.time()
+    result = {"kill": 0, "stop": 0, "problems": [], "identical": False}
+    try:
+        job = submit(cluster, root, "job")
+    except RuntimeError as e:
+        cluster.shutdown()
+        result["problems"] = ["job not succeeded: " + str(e)]
+        print("trial %d: FAIL %s" % (trial, e), flush=True)
+        return result
+    events = []
+    state = {"next": time.time() + rng.uniform(0.2, 2.0), "resume": None}
+
+    def disturb():
+        now = time.time()
+        if state["resume"] and now >= state["resume"][1]:
+            cluster.cont(state["resume"][0])
+            events.append("cont %s" % state["resume"][0])
+            state["resume"] = None
+        if now < state["next"] or state["resume"] or len(events) >= 8:
+            return
+        victim = rng.choice(["scheduler", "w0", "w1"])
+        if rng.random() < 0.5:
+            cluster.kill9_and_restart(victim)
+            events.append("kill %s" % victim)
+            result["kill"] += 1
+        else:
+            cluster.stop(victim)
+            state["resume"] = (victim, now + rng.uniform(0.5, 4.0))
+            events.append("stop %s" % victim)
+            result["stop"] += 1
+        state["next"] = now + rng.uniform(0.5, 3.0)
+
+    # The disturber runs on its own thread: each status poll starts a `lema`
+    # client process, which takes seconds on a loaded machine, and the
+    # disturbances must not wait for it.
+    done = threading.Event()
+
+    def disturber():
+        while not done.is_set():
+            disturb()
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=disturber)
+    thread.start()
+    final = wait_done(cluster, job)
+    done.set()
+    thread.join()
+    if state["resume"]:
+        cluster.cont(state["resume"][0])
+    time.sleep(1.0)  # what a woken worker would still write
+    cluster.shutdown()
+    logs = [open(os.path.join(root, w + ".log"), errors="replace").read() for w in ("w0", "w1")]
+    problems = check_trial(root, "job", job, final, reference, logs)
+    adapter = os.path.join(root, "job/train/adapter/adapter_model.safetensors")
+    result["identical"] = os.path.exists(adapter) and open(adapter, "rb").read() == reference
+    result["problems"] = problems
+    took = time.time() - t0
+    print("trial %d: %s in %.1f s [%s]%s" % (trial, "FAIL" if problems else "ok", took, ", ".join(events),
+                                           "".join("\n  - " + p for p in problems)), flush=True)
+    if not problems or not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+# The libFuzzer targets (clang++, -fsanitize=fuzzer,address,undefined, -O1),
+# built by scripts/fuzz.sh: `make -f tests/fuzz/fuzz.mk OUT=build/fuzz`.
+# Every parser source is compiled once into $(OUT)/obj (with -MMD, so a
+# header change recompiles what includes it) and the objects are shared by
+# the targets that need them: five targets cost one compile of each source,
+# not five.
+OUT ?= build/fuzz
+CXX := clang++
+CXXFLAGS := -std=c++17 -O1 -g -I. -DMSGPACK_NO_BOOST -DTOML_HEADER_ONLY=1 -MMD -MP
+SAN_LIB := -fsanitize=fuzzer-no-link,address,undefined
+SAN_BIN := -fsanitize=fuzzer,address,undefined
+
+BASE := common/base/status.cpp common/base/log.cpp common/base/file_util.cpp common/base/bounds.cpp \
+        common/base/sha256.cpp
+TEXT := $(wildcard common/text/*.cpp)
+
+SRCS_safetensors := common/formats/safetensors.cpp common/formats/dtype.cpp
+SRCS_protocol := common/protocol/protocol.cpp
+SRCS_job_spec := common/protocol/job_spec.cpp
+SRCS_jsonl := common/data/dataset.cpp common/data/dataset_format.cpp common/data/json_fields.cpp $(TEXT)
+SRCS_tokenizer_json := $(TEXT)
+LIBS_jsonl := -lpcre2-8
+LIBS_tokenizer_json := -lpcre2-8
+
+TARGETS := safetensors protocol job_spec jsonl tokenizer_json
+obj = $(patsubst %.cpp,$(OUT)/obj/%.o,$(1))
+
+all: $(foreach t,$(TARGETS),$(OUT)/$(t)/$(t)_fuzz)
+
+$(OUT)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(SAN_LIB) -c $< -o $@
+
+$(OUT)/obj/tests/fuzz/%.o: tests/fuzz/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(SAN_BIN) -c $< -o $@
+
+define target_rule
+$(OUT)/$(1)/$(1)_fuzz: $(call obj,tests/fuzz/$(1)_fuzz.cpp $(SRCS_$(1)) $(BASE))
+	@mkdir -p $$(dir $$@)
+	$(CXX) $(SAN_BIN) $$^ $(LIBS_$(1)) -o $$@
+endef
+$(foreach t,$(TARGETS),$(eval $(call target_rule,$(t))))
+
+-include $(shell find $(OUT)/obj -name '*.d' 2>/dev/null)
