@@ -4,12 +4,13 @@
   python3 bench/streaming_bench.py --lema build-gpu/cli/lema --out $OUT
 
 1. measures pinned and pageable host->device bandwidth;
-2. writes a model of --shape (Llama-2-7B by default, Qwen2.5-7B, Gemma-3-4B)
+2. writes a model of --shape (Llama-2-7B by default, Llama-2-13B, Qwen2.5-7B, Gemma-3-4B)
    with random bf16 weights straight with torch + safetensors (no download),
    converts it with `lema convert`;
 3. trains a few steps with lema (--vram 4GiB 8x2048, 16GiB, no limit, disk
    mode, 1x512) through `lema bench-step` (prints one JSON line of step
-   statistics), then HF PEFT (bf16, r=16 alpha=32 on all 7 projections, sdpa,
+   statistics; "vram4-lorahost" forces the LoRA state into host memory),
+   then HF PEFT (bf16, r=16 alpha=32 on all 7 projections, sdpa,
    with and without gradient checkpointing) on the same shapes;
 4. prints one table (tokens/s, peak VRAM, host RSS, ratio to PEFT, achieved
    copy rate vs pinned bandwidth) and writes $OUT/streaming_bench.json.
@@ -42,6 +43,10 @@ SHAPES = {
                       intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                       num_key_value_heads=32, vocab_size=32000, rms_norm_eps=1e-5, rope_theta=10000.0,
                       max_position_embeddings=4096, tie_word_embeddings=False, hidden_act="silu"),
+    "llama2-13b": dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=5120,
+                       intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+                       num_key_value_heads=40, vocab_size=32000, rms_norm_eps=1e-5, rope_theta=10000.0,
+                       max_position_embeddings=4096, tie_word_embeddings=False, hidden_act="silu"),
     "qwen2.5-7b": dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", hidden_size=3584,
                        intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                        num_key_value_heads=4, vocab_size=152064, rms_norm_eps=1e-6, rope_theta=1000000.0,
@@ -55,6 +60,24 @@ SHAPES = {
                       rope_scaling={"rope_type": "linear", "factor": 8.0}, tie_word_embeddings=True,
                       hidden_activation="gelu_pytorch_tanh"),
 }
+
+def model_bytes(shape):
+    """bf16 bytes of SHAPES[shape]'s weights (the HF directory; the layer file is as large)."""
+    c = SHAPES[shape]
+    h, i, n, v = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
+    hd = c.get("head_dim", h // c["num_attention_heads"])
+    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
+    layer = h * (2 * q + 2 * kv) + 3 * h * i
+    return 2 * (n * layer + v * h * (1 if c["tie_word_embeddings"] else 2))
+
+def check_disk(work, need):
+    """Refuse before writing when the work directory's disk cannot hold `need` more bytes (a 13B
+    shape needs ~52 GB: HF directory + layer file; the GPU machine has 64 GB)."""
+    os.makedirs(work, exist_ok=True)
+    free = __import__("shutil").disk_usage(work).free
+    if free < need:
+        raise RuntimeError(f"{work}: {free / 1e9:.1f} GB free, the model needs {need / 1e9:.1f} GB more "
+                           "(HF directory + layer file); use --work on a larger disk")
 
 def write_model(torch, d, shape):
     """A model of SHAPES[shape], bf16, random (std 0.02), HF names, one file per 4 layers."""
@@ -174,6 +197,8 @@ def main():
     ap.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES), help="the model's shape")
     ap.add_argument("--quant", default="none", choices=["none", "nf4", "nf4-dq", "int8"],
                     help="lema's base converted with --quant (PEFT runs bf16 either way)")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="write and convert the model, then stop (a 13B shape takes most of a 10-minute run)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     import torch
@@ -188,15 +213,22 @@ def main():
     lf = os.path.join(a.work, a.shape + ("" if a.quant == "none" else "." + a.quant) + ".lema.safetensors")
     res["shape"] = a.shape; res["quant"] = a.quant
     try:
-        if not os.path.exists(os.path.join(hf, "model.safetensors.index.json")):
+        have_hf = os.path.exists(os.path.join(hf, "model.safetensors.index.json"))
+        need = (0 if have_hf else model_bytes(a.shape)) + (0 if os.path.exists(lf) else model_bytes(a.shape))
+        check_disk(a.work, int(need * 1.02))
+        if not have_hf:
             write_model(torch, hf, a.shape)
         if not os.path.exists(lf):
-            subprocess.run([a.lema, "convert", hf, "--out", lf, "--quant", a.quant], check=True, timeout=300)
+            subprocess.run([a.lema, "convert", hf, "--out", lf, "--quant", a.quant], check=True, timeout=570)
         log("model ready")
     except Exception as e:
         log(f"model preparation failed: {e}"); traceback.print_exc()
+        if a.prepare_only: sys.exit(1)
+    if a.prepare_only:
+        return
     lema_cfgs = [("vram4 8x2048", 8, 2048, ["--vram", "4GiB"]), ("vram8 8x2048", 8, 2048, ["--vram", "8GiB"]),
                  ("vram16 8x2048", 8, 2048, ["--vram", "16GiB"]),
+                 ("vram4-lorahost 8x2048", 8, 2048, ["--vram", "4GiB", "--lora-host"]),
                  ("nolimit 4x2048", 4, 2048, []), ("disk 1x512", 1, 512, ["--vram", "4GiB", "--ram", "1.5GiB"]),
                  ("vram4 1x512", 1, 512, ["--vram", "4GiB"])]
     peft_cfgs = [("peft-gc 8x2048", 8, 2048, True), ("peft 4x2048", 4, 2048, False), ("peft-gc 1x512", 1, 512, True)]

@@ -30,7 +30,7 @@ struct BenchArgs {
   std::string model, device = "cpu", dtype = "auto";
   uint64_t vram = 0, ram = 0;  // 0: no limit
   int64_t batch = 1, seq_len = 128, steps = 3, micro_batch = 0, lora_r = 16;
-  bool json = false, force_disk = false, recompute_all = false;
+  bool json = false, force_disk = false, recompute_all = false, lora_host = false;
 };
 
 lema::Status run_bench(const BenchArgs& a) {
@@ -52,6 +52,7 @@ lema::Status run_bench(const BenchArgs& a) {
   req.flash_attention = device.is_cuda();
   req.cuda = device.is_cuda();
   req.force_disk = a.force_disk;
+  req.lora_placement = a.lora_host ? LoraPlacement::kHost : LoraPlacement::kAuto;
   req.device_memory = plannable_device_memory(device);
   req.vram_budget = a.vram;
   req.ram_budget = a.ram;
@@ -67,8 +68,9 @@ lema::Status run_bench(const BenchArgs& a) {
     lc.alpha = 2.0 * static_cast<double>(a.lora_r);
     lc.dropout = 0.05;
     lc.targets = lema::engine::family_lora_targets(config);
-    LoraAdapter adapter = LoraAdapter::init(config, lc, 1, at::kFloat, device);
-    AdamW opt(adapter.parameters(), AdamWOptions());
+    LoraAdapter adapter = LoraAdapter::init(config, lc, 1, at::kFloat, device, plan.lora_on_host);
+    AdamW opt = plan.lora_on_host ? AdamW(adapter.parameters(), AdamWOptions(), adapter.host_param_groups(), device)
+                                  : AdamW(adapter.parameters(), AdamWOptions());
     at::Generator gen = at::detail::createCPUGenerator(7);
     StepOptions step_options;
     step_options.activations_on_host = plan.activations_on_host;
@@ -87,7 +89,7 @@ lema::Status run_bench(const BenchArgs& a) {
       const auto t0 = std::chrono::steady_clock::now();
       adapter.zero_grad();
       LEMA_ASSIGN_OR_RETURN(StepLoss loss, layerwise_forward_backward(*store, adapter, mbs, 100 + step, step_options));
-      const double norm = clip_grad_norm(adapter.parameters(), 1.0);  // .item(): waits for the device
+      const double norm = clip_grad_norm(adapter.parameters(), 1.0, adapter.grad_norms());  // .item(): waits for the device
       opt.step(1e-4);
       (void)adapter.parameters()[0].sum().item<double>();
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -117,12 +119,12 @@ lema::Status run_bench(const BenchArgs& a) {
     const double rss = static_cast<double>(peak_rss_bytes()) / (1ull << 30);
     std::printf("%s{\"tokens_per_s\": %.1f, \"peak_vram_gib\": %.3f, \"device_used_gib\": %.3f, \"host_rss_gib\": %.3f, "
                 "\"h2d_gb_s\": %.2f, \"copy_hidden\": %.3f, \"layer_loads\": %lld, \"mode\": \"%s\", \"resident\": %lld, "
-                "\"slots\": %lld, \"micro_batch\": %lld, \"kept_graphs\": %lld, \"vocab_chunk\": %lld}\n",
+                "\"slots\": %lld, \"micro_batch\": %lld, \"kept_graphs\": %lld, \"vocab_chunk\": %lld, \"lora_on_host\": %s}\n",
                 a.json ? "" : "stats: ", tps, peak_vram, used_vram, rss, total.h2d_gb_per_s(), total.hidden_fraction(),
                 static_cast<long long>(total.device_loads), plan_mode_name(plan.mode),
                 static_cast<long long>(plan.resident_layers), static_cast<long long>(plan.device_slots),
                 static_cast<long long>(plan.micro_batch), static_cast<long long>(step_options.kept_graph_layers),
-                static_cast<long long>(plan.vocab_chunk));
+                static_cast<long long>(plan.vocab_chunk), plan.lora_on_host ? "true" : "false");
   } catch (const std::exception& e) {
     return status_from_exception(e, "bench-step");
   }
@@ -143,6 +145,8 @@ void setup_bench_step(CLI::App& app) {
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N");
   cmd->add_flag("--recompute-all", args->recompute_all, "Recompute every layer in the backward (keep no forward graph)");
   cmd->add_option("--dtype", args->dtype, "auto | fp32 | bf16 | fp16");
+  cmd->add_flag("--lora-host", args->lora_host,
+                "LoRA state in pinned host memory even when the device would hold it (the plan says where it lives)");
   cmd->add_flag("--disk", args->force_disk, "Stream from the file every pass even when RAM would hold the model");
   cmd->add_flag("--json", args->json, "Print the statistics as one JSON line");
   cmd->callback([args] { lema::cli::finish(run_bench(*args)); });

@@ -45,6 +45,9 @@ void add_train_flags(CLI::App* cmd, engine::TrainOptions* o) {
   add_bytes_option(cmd, "--vram", o->vram_budget,
                    "device memory budget, e.g. 4GiB: stream the base model (a layer file) within it");
   add_bytes_option(cmd, "--ram", o->ram_budget, "host memory budget for weights and activations, e.g. 8GiB");
+  cmd->add_flag("--lora-host", o->force_lora_on_host,
+                "keep the LoRA state (masters, gradients, AdamW moments) in pinned host memory, each layer's on the "
+                "device with the layer (the plan does so by itself when the device cannot hold it)");
   cmd->add_flag("--quiet", o->quiet, "no per-step lines");
 }
 

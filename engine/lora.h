@@ -4,7 +4,10 @@
 // alpha / sqrt r with rsLoRA).
 //
 // LoraAdapter owns the master weights (fp32, or fp64 when the model computes
-// in fp64) and their gradients. Not thread-safe.
+// in fp64) and their gradients: on the compute device, or (state on the
+// host, issue 20) in host memory, one flat buffer per layer, visiting the
+// device one or two layers at a time (docs/STREAMING.md "LoRA state on the
+// host"). Not thread-safe; copies share the masters.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -12,12 +15,14 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/formats/model_config.h"
 #include "common/base/status.h"
 #include "engine/lora_targets.h"
+#include "engine/optimizer.h"
 
 namespace lema::engine {
 
@@ -61,8 +66,12 @@ class LoraAdapter {
   // seeded with `seed`, layer by layer, target by target (A only; B = 0).
   // master_dtype: kFloat (kDouble for fp64 tests); lives on `device`.
   // REQUIRES: check_lora_targets(model, config.targets) is OK.
+  // state_on_host: the masters and their gradients live in host memory
+  // (pinned when `device` is CUDA), one flat buffer per layer, and layer()
+  // computes on `device` from the device copies stage() makes; the same
+  // draws, so both placements start from the same bits.
   static LoraAdapter init(const ModelConfig& model, const LoraConfig& config, uint64_t seed,
-                          at::ScalarType master_dtype, at::Device device);
+                          at::ScalarType master_dtype, at::Device device, bool state_on_host = false);
 
   const LoraConfig& config() const { return config_; }
   int64_t n_layers() const { return n_layers_; }
@@ -77,11 +86,36 @@ class LoraAdapter {
   int64_t parameter_count() const;
 
   // Compute-dtype copies of layer `layer`'s pairs. When grad mode is on the
-  // copies stay in the autograd graph, so gradients reach the masters.
+  // copies stay in the autograd graph, so gradients reach the masters
+  // (state on the host: the staged device masters, see unstage()).
   // dropout: false for evaluation.
   LayerLora layer(int64_t layer, at::ScalarType dtype, bool dropout) const;
 
+  // Drops every gradient (and, state on the host, every staged layer).
   void zero_grad();
+
+  // State on the host; the calls below do nothing when it is not.
+  bool state_on_host() const { return host_ != nullptr; }
+  // Starts copying layer `layer`'s masters to the device (on a side stream:
+  // the copy overlaps the compute queued after this call); layer() waits
+  // for it. Staging a staged layer does nothing.
+  void stage(int64_t layer) const;
+  // Drops the staged device masters of `layer`; keep_grad: first queues
+  // the gradient they accumulated (starting from the parameters' own, when
+  // they had one) to the host gradient buffer, which the parameters'
+  // .grad() then view.
+  // The host gradients are readable after finish_grads().
+  void unstage(int64_t layer, bool keep_grad) const;
+  void finish_grads() const;
+  // Each parameter's gradient norm (parameters() order; 0-dim, on the
+  // device), taken by unstage() before the gradient left the device, so
+  // clipping sees the bits the state on the device gives; empty when the
+  // state is not on the host.
+  std::vector<at::Tensor> grad_norms() const;
+  // The layers' flat host buffers, for an optimizer that updates them on
+  // the device (AdamW with host groups): parameters() of layer i are
+  // consecutive views of group i's master and (after unstage) grad.
+  std::vector<HostParamGroup> host_param_groups() const;
 
  private:
   LoraConfig config_;
@@ -89,6 +123,8 @@ class LoraAdapter {
   // [layer][target] -> A, B masters (undefined where no adapter)
   std::vector<std::array<at::Tensor, kNumLoraTargets>> a_;
   std::vector<std::array<at::Tensor, kNumLoraTargets>> b_;
+  struct HostState;
+  std::shared_ptr<HostState> host_;  // null: the masters live on the compute device
 };
 
 // Mixes integers into a dropout seed (splitmix64): one seed per

@@ -4,6 +4,7 @@
 #include "common/formats/quant.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "common/base/file_util.h"
 #include "common/base/log.h"
@@ -77,6 +78,28 @@ void fill_device(MemoryPlan& p, int64_t n_layers, uint64_t left) {
   p.device_slots = resident == n_layers ? 0 : slots;
   p.prefetch_depth = resident == n_layers ? 0 : slots - 1;
 }
+// Where the parts that need not stay on the device go, in the order the
+// planner tries them: everything on the device; the head streamed; the
+// LoRA state on the host; both. kHost: the last two; kDevice: the first two.
+struct Placement {
+  bool stream_head = false;
+  bool lora_on_host = false;
+};
+std::vector<Placement> placements(LoraPlacement lora) {
+  std::vector<Placement> out;
+  for (bool lora_on_host : {false, true}) {
+    if ((lora == LoraPlacement::kHost && !lora_on_host) || (lora == LoraPlacement::kDevice && lora_on_host)) continue;
+    for (bool stream_head : {false, true}) out.push_back({stream_head, lora_on_host});
+  }
+  return out;
+}
+
+// The LoRA state's device bytes: all of it, or, kept on the host, two
+// layers' worth (the layer computing and the next one's copy in flight;
+// the optimizer's current and next group of master, grad and moments).
+uint64_t lora_device_bytes(uint64_t lora_bytes, int64_t n_layers, bool on_host) {
+  return on_host ? 2 * lora_bytes / u(n_layers) : lora_bytes;
+}
 }  // namespace
 
 const char* plan_mode_name(PlanMode mode) {
@@ -137,9 +160,9 @@ std::string MemoryPlan::to_string() const {
   }
   s += "  layer " + format_bytes(layer_bytes);
   if (!quant.empty()) s += " (" + quant + " as stored; dequantized on the device into a work buffer of " + format_bytes(dequant_bytes) + ")";
-  s += ", head " + format_bytes(head_bytes) + ", LoRA state " +
-       format_bytes(lora_bytes) + ", activations " + format_bytes(activation_bytes) + ", working " +
-       format_bytes(working_bytes) + "\n";
+  s += ", head " + format_bytes(head_bytes) + ", LoRA state " + format_bytes(lora_bytes);
+  if (lora_on_host) s += " in pinned host memory (" + format_bytes(lora_device_bytes) + " of it on the device: two layers')";
+  s += ", activations " + format_bytes(activation_bytes) + ", working " + format_bytes(working_bytes) + "\n";
   s += "  planned device peak " + format_bytes(device_bytes) + ", host " + format_bytes(host_bytes);
   return s;
 }
@@ -215,10 +238,12 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     const uint64_t boundary = u(r.batch) * t * h * e;    // one layer's input, every micro-batch
     const uint64_t all_acts = (n + 1) * boundary + boundary;  // every boundary + the incoming gradient
     const uint64_t host_acts_device = 3 * boundary;           // in, out, gradient in flight
-    for (bool stream_head : {false, true}) {
+    for (const Placement placement : placements(r.lora_placement)) {
+      const bool stream_head = placement.stream_head;
       const uint64_t work = std::max(layer_work, stream_head ? streamed_work : head_work);
       const uint64_t head_device = stream_head ? h * e + 2 * u(vocab_chunk) * h * e : p.head_bytes;
-      const uint64_t fixed = head_device + p.lora_bytes + p.dequant_bytes;
+      const uint64_t lora_device = lora_device_bytes(p.lora_bytes, c.n_layers, placement.lora_on_host);
+      const uint64_t fixed = head_device + lora_device + p.dequant_bytes;
       // 1. Everything resident.
       if (fixed + n * p.layer_bytes + all_acts + work <= usable) {
         p.mode = PlanMode::kResident;
@@ -228,6 +253,8 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
         p.working_bytes = work;
         p.micro_batch = mb;
         p.vocab_chunk = stream_head ? vocab_chunk : 0;
+        p.lora_on_host = placement.lora_on_host;
+        p.lora_device_bytes = lora_device;
         p.device_bytes = fixed + n * p.layer_bytes + all_acts + work;
         break;
       }
@@ -252,7 +279,8 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
       if (!found) {
         why = "micro-batch " + std::to_string(mb) + " needs " + format_bytes(min_stream + host_acts_device) +
               " on the device (head " + (stream_head ? "streamed " : "") + format_bytes(head_device) +
-              ", LoRA state " + format_bytes(p.lora_bytes) + ", 2 layer slots " + format_bytes(2 * p.layer_bytes) +
+              ", LoRA state " + (placement.lora_on_host ? "on the host, two layers' " : "") +
+              format_bytes(lora_device) + ", 2 layer slots " + format_bytes(2 * p.layer_bytes) +
               (p.dequant_bytes > 0 ? ", dequantization " + format_bytes(p.dequant_bytes) : std::string()) +
               ", working " + format_bytes(work) + ")";
         continue;
@@ -267,6 +295,8 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
       p.working_bytes = work;
       p.micro_batch = mb;
       p.vocab_chunk = stream_head ? vocab_chunk : 0;
+      p.lora_on_host = placement.lora_on_host;
+      p.lora_device_bytes = lora_device;
       p.device_bytes = fixed + work + acts_dev + u(p.device_slots + p.resident_layers) * p.layer_bytes;
       break;
     }
@@ -290,11 +320,12 @@ Result<MemoryPlan> plan_memory(const PlanRequest& r) {
     p.device_bytes += u(p.kept_graph_layers) * p.graph_bytes;
   }
 
-  // Host memory beside the layers: boundary activations moved there, and a
-  // streamed head's tables.
-  const uint64_t host_extra = (p.activations_on_host ? p.activation_bytes : 0) + (p.vocab_chunk > 0 ? p.head_bytes : 0);
+  // Host memory beside the layers: boundary activations moved there, a
+  // streamed head's tables and LoRA state kept there.
+  const uint64_t host_extra = (p.activations_on_host ? p.activation_bytes : 0) + (p.vocab_chunk > 0 ? p.head_bytes : 0) +
+                              (p.lora_on_host ? p.lora_bytes : 0);
   LEMA_RETURN_IF_ERROR(plan_host_tier(p, c.n_layers, r.ram_budget, r.force_disk, host_extra));
-  if (p.mode == PlanMode::kResident && p.vocab_chunk > 0) p.host_bytes = host_extra;
+  if (p.mode == PlanMode::kResident) p.host_bytes = host_extra;
   // On the CPU the "device" tier is host memory too: with --ram alone it
   // bounds both, or the run would plan everything resident and ignore --ram.
   // (--vram with --ram on the CPU lays out the tiers as on a GPU: tests.)

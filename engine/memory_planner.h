@@ -15,6 +15,8 @@
 
 namespace lema::engine {
 
+enum class LoraPlacement { kAuto, kDevice, kHost };
+
 struct PlanRequest {
   ModelConfig config;
   int64_t batch = 1;          // sequences per optimizer step
@@ -29,6 +31,10 @@ struct PlanRequest {
   bool cuda = true;             // false: the "device" is host memory (no CUDA context or allocator slack)
   int64_t loss_chunk_tokens = 1024;
   bool force_disk = false;    // stream from disk even when RAM would hold the model
+  // Where the LoRA state (masters, grads, AdamW moments) may live: kAuto
+  // puts it in pinned host memory only when keeping it on the device leaves
+  // no plan; kHost always (--lora-host: tests, measurements); kDevice never.
+  LoraPlacement lora_placement = LoraPlacement::kAuto;
   // A quantized base (set_stored_layers, layer_store.h): one layer's bytes
   // as stored, which host memory and device slots hold; each acquired layer
   // is dequantized into one work buffer in the compute dtype. 0: layers
@@ -60,12 +66,18 @@ struct MemoryPlan {
   // lm_head in pinned host memory, lm_head on the device this many rows at
   // a time. Chosen only when the resident head leaves no plan.
   int64_t vocab_chunk = 0;
+  // The LoRA state (lora_bytes) lives in pinned host memory; each layer's
+  // comes to the device with the layer (lora_device_bytes: two layers' at a
+  // time). Chosen when it on the device leaves no plan, after the streamed
+  // head, or when forced.
+  bool lora_on_host = false;
   // Estimates, bytes.
   uint64_t layer_bytes = 0;      // one layer as host memory and slots hold it (stored bytes when quantized)
   std::string quant;             // "" or the base's quantization
   uint64_t dequant_bytes = 0;    // quantized base: the work buffer + dequantization temporaries (device)
   uint64_t head_bytes = 0;
   uint64_t lora_bytes = 0;       // fp32 masters, grads, AdamW moments
+  uint64_t lora_device_bytes = 0;  // of them on the device: all, or two layers' with lora_on_host
   uint64_t activation_bytes = 0; // every boundary of the step
   uint64_t working_bytes = 0;    // one layer's recompute + backward, or the loss head
   uint64_t graph_bytes = 0;      // one layer's kept graph, every micro-batch

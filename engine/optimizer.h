@@ -31,6 +31,16 @@ struct LrSchedule {
   double lr_at(int64_t step_index) const;
 };
 
+// Parameters that live in host memory and are updated on a device (LoRA
+// state on the host, issue 20): params[begin, end) are consecutive views of
+// the flat `master`, their gradients consecutive views of the flat `grad`.
+struct HostParamGroup {
+  int64_t begin = 0;
+  int64_t end = 0;
+  at::Tensor master;  // [n] host (pinned when the update device is CUDA)
+  at::Tensor grad;    // [n] host
+};
+
 struct AdamWOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
@@ -41,6 +51,12 @@ struct AdamWOptions {
 class AdamW {
  public:
   AdamW(std::vector<at::Tensor> params, AdamWOptions options);
+  // Host groups: every parameter in one group, in order; the moments are
+  // flat host buffers per group too, and step() brings each group (master,
+  // gradient, moments) to `update_device`, updates it there with the same
+  // operations, and copies master and moments back.
+  AdamW(std::vector<at::Tensor> params, AdamWOptions options, std::vector<HostParamGroup> host_groups,
+        at::Device update_device);
   // One update with learning rate `lr` from each parameter's .grad()
   // (a parameter without grad is skipped, as torch does).
   void step(double lr);
@@ -57,11 +73,19 @@ class AdamW {
   int64_t step_count_ = 0;
   std::vector<at::Tensor> exp_avg_;     // same shapes as params_
   std::vector<at::Tensor> exp_avg_sq_;
+  std::vector<HostParamGroup> host_groups_;  // empty: parameters updated where they live
+  std::vector<at::Tensor> host_exp_avg_, host_exp_avg_sq_;  // [group] -> [n] flat host moments
+  at::Device update_device_ = at::kCPU;
+  void step_host_groups(double lr);
 };
 
 // Scales every gradient by max_norm / (total_norm + 1e-6) when the global L2
 // norm exceeds max_norm (torch.nn.utils.clip_grad_norm_); max_norm <= 0
 // disables clipping. Returns the norm before clipping.
-double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+// grad_norms: each gradient's norm already taken (grad_norms[i] of
+// params[i]; LoraAdapter::grad_norms() with the state on the host); empty:
+// taken here.
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm,
+                      const std::vector<at::Tensor>& grad_norms = {});
 
 }  // namespace lema::engine

@@ -53,6 +53,10 @@ struct TrainOptions {
   // printed and a run that cannot fit is refused before it starts.
   uint64_t vram_budget = 0;
   uint64_t ram_budget = 0;
+  // The LoRA state (masters, grads, AdamW moments) in pinned host memory,
+  // each layer's visiting the device with the layer, even when the plan
+  // would keep it on the device (--lora-host). Same results either way.
+  bool force_lora_on_host = false;
   int64_t threads = 0;           // CPU intra-op threads; 0: all cores
   bool quiet = false;            // no per-step lines on stdout
   // The job stage and attempt writing (each metrics line names both; the

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/base/log.h"
+#include "engine/device_copy.h"
 
 namespace lema::engine {
 
@@ -40,13 +41,7 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
   // the copies are queued on the compute stream (non_blocking), so each
   // is ordered after the kernel that wrote it and before the one that
   // reads it back, and the device buffer returns to the allocator at once.
-  const bool to_host = options.activations_on_host && device.is_cuda();
-  auto offload = [&](const at::Tensor& t) {
-    if (!to_host) return t;
-    at::Tensor host = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(true));
-    host.copy_(t, /*non_blocking=*/true);
-    return host;
-  };
+  auto offload = [&](const at::Tensor& t) { return options.activations_on_host ? offload_to_host(t) : t; };
   auto bring_back = [&](const at::Tensor& t) { return t.device() == device ? t : t.to(device, /*non_blocking=*/true); };
   std::vector<std::vector<at::Tensor>> boundary(n_layers + 1, std::vector<at::Tensor>(n_micro));
 
@@ -67,9 +62,17 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
         if (!kept[0]) boundary[0][m] = offload(current[m]);
       }
     }
+    // LoRA state on the host: each layer's masters come to the device with
+    // the layer (staged one layer ahead, the copy overlapping this layer's
+    // compute) and leave after it; a layer that keeps its graph keeps them
+    // until its backward.
+    adapter.stage(0);
     for (int64_t layer = 0; layer < n_layers; ++layer) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
-      if (layer + 1 < n_layers) source.prefetch(layer + 1);
+      if (layer + 1 < n_layers) {
+        source.prefetch(layer + 1);
+        adapter.stage(layer + 1);
+      }
       at::AutoGradMode grad_mode(kept[layer]);
       if (kept[layer]) {
         kept_in[layer].resize(n_micro);
@@ -97,7 +100,10 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
         }
       }
       // The last layer stays: backward starts with it.
-      if (layer + 1 < n_layers) source.release(layer);
+      if (layer + 1 < n_layers) {
+        source.release(layer);
+        if (!kept[layer]) adapter.unstage(layer, /*keep_grad=*/false);
+      }
     }
   }
 
@@ -136,7 +142,10 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
     at::AutoGradMode grad_on(true);
     for (int64_t layer = n_layers - 1; layer >= 0; --layer) {
       LEMA_ASSIGN_OR_RETURN(LayerWeights w, source.acquire(layer));
-      if (layer > 0) source.prefetch(layer - 1);
+      if (layer > 0) {
+        source.prefetch(layer - 1);
+        adapter.stage(layer - 1);
+      }
       for (int64_t m = 0; m < n_micro; ++m) {
         if (kept[layer]) {
           kept_out[layer][m].backward(grad[m]);
@@ -157,8 +166,12 @@ Result<StepLoss> layerwise_forward_backward(LayerSource& source, LoraAdapter& ad
         boundary[layer][m].reset();
       }
       source.release(layer);
+      // LoRA state on the host: the layer's gradient (every micro-batch's)
+      // goes back to host memory; its device masters are dropped.
+      adapter.unstage(layer, /*keep_grad=*/true);
     }
   }
+  adapter.finish_grads();
   return result;
 }
 

@@ -119,6 +119,7 @@ class Trainer {
   std::unique_ptr<FullModel> full_;       // --full
   std::string tokenizer_path_;
   bool activations_on_host_ = false;  // the memory plan's choices
+  bool lora_on_host_ = false;
   int64_t kept_graph_layers_ = 0;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
@@ -138,6 +139,9 @@ Status Trainer::setup() {
   LEMA_RETURN_IF_ERROR(validate_train_options(o_));
   if ((o_.vram_budget > 0 || o_.ram_budget > 0) && o_.full) {
     return Status::invalid_argument("--full trains the whole model in memory; --vram/--ram apply to LoRA training");
+  }
+  if (o_.force_lora_on_host && o_.full) {
+    return Status::invalid_argument("--lora-host places LoRA state; --full trains every weight in memory");
   }
   LEMA_RETURN_IF_ERROR(choose_device());
   LEMA_RETURN_IF_ERROR(open_model());
@@ -175,6 +179,8 @@ Status Trainer::open_model() {
     LEMA_ASSIGN_OR_RETURN(source_, open_model_source(o_.model, dtype_, device_));
     LEMA_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(plan_request(source_->config())));
     kept_graph_layers_ = plan.kept_graph_layers;
+    lora_on_host_ = plan.lora_on_host;
+    if (lora_on_host_) log_info("train: LoRA state in host memory, each layer's on the device with the layer");
   }
   if (o_.micro_batch == 0) o_.micro_batch = planned_micro_batch > 0 ? planned_micro_batch : o_.batch;
   return Status();
@@ -233,11 +239,12 @@ Status Trainer::make_trainable(const ModelConfig& model) {
     lora.dropout = o_.lora_dropout;
     lora.use_rslora = o_.use_rslora;
     LEMA_ASSIGN_OR_RETURN(lora.targets, parse_lora_targets(o_.targets, model));
-    adapter_ = std::make_unique<LoraAdapter>(LoraAdapter::init(model, lora, o_.seed, master, device_));
+    adapter_ = std::make_unique<LoraAdapter>(LoraAdapter::init(model, lora, o_.seed, master, device_, lora_on_host_));
   }
   AdamWOptions adamw;
   adamw.weight_decay = o_.weight_decay;
-  optimizer_ = std::make_unique<AdamW>(trained_parameters(), adamw);
+  optimizer_ = lora_on_host_ ? std::make_unique<AdamW>(trained_parameters(), adamw, adapter_->host_param_groups(), device_)
+                             : std::make_unique<AdamW>(trained_parameters(), adamw);
   LEMA_ASSIGN_OR_RETURN(schedule_.kind, parse_lr_schedule(o_.schedule));
   schedule_.lr = o_.lr;
   schedule_.warmup_steps = o_.warmup;
@@ -293,6 +300,7 @@ PlanRequest Trainer::plan_request(const ModelConfig& config) const {
   req.loss_chunk_tokens = o_.loss_chunk_tokens;
   req.vram_budget = o_.vram_budget;
   req.ram_budget = o_.ram_budget;
+  req.lora_placement = o_.force_lora_on_host ? LoraPlacement::kHost : LoraPlacement::kAuto;
   req.device_memory = plannable_device_memory(device_);
   return req;
 }
@@ -313,6 +321,7 @@ Status Trainer::open_streaming_source(int64_t* micro_batch) {
   log_info("%s", plan.to_string().c_str());
   activations_on_host_ = plan.activations_on_host;
   kept_graph_layers_ = plan.kept_graph_layers;
+  lora_on_host_ = plan.lora_on_host;
   LEMA_ASSIGN_OR_RETURN(std::unique_ptr<LayerStore> store, open_planned_store(file, plan, dtype_, device_));
   source_ = std::move(store);
   *micro_batch = plan.micro_batch;
@@ -338,7 +347,8 @@ Result<StepReport> Trainer::step() {
                                                            mix_seed(o_.seed, static_cast<uint64_t>(step_)), options));
   }
   StepReport report;
-  report.grad_norm = clip_grad_norm(trained_parameters(), o_.max_grad_norm);
+  report.grad_norm = clip_grad_norm(trained_parameters(), o_.max_grad_norm,
+                                    adapter_ ? adapter_->grad_norms() : std::vector<at::Tensor>{});
   report.lr = schedule_.lr_at(step_);
   optimizer_->step(report.lr);
   ++step_;

@@ -93,6 +93,55 @@ TEST(MemoryPlanner, FourGiBStreamsWithinBudget) {
   EXPECT_FALSE(m.to_string().empty());
 }
 
+// Issue 20: a Llama-2-13B shape at --vram 4GiB, 8 x 2048, was refused
+// ("head 625 MiB, LoRA state 955 MiB, 2 layer slots 1.2 GiB, working 724
+// MiB"); with the LoRA state in pinned host memory it plans, the state's
+// device share is two layers', and the host tier carries the rest.
+TEST(MemoryPlanner, Llama13bAtFourGiBKeepsTheLoraStateOnTheHost) {
+  PlanRequest r = request_7b(8, 2048, 4 * kGiB);
+  r.config.hidden_size = 5120;
+  r.config.intermediate_size = 13824;
+  r.config.n_layers = 40;
+  r.config.n_heads = 40;
+  r.config.n_kv_heads = 40;
+  r.lora_targets = 7;
+  const uint64_t lora_bytes = lora_parameter_count(r.config, 16, 7) * 16;
+  EXPECT_EQ(lora_bytes >> 20, 955u);  // the figure of the refusal
+
+  PlanRequest device_only = r;
+  device_only.lora_placement = LoraPlacement::kDevice;
+  Result<MemoryPlan> refused = plan_memory(device_only);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().to_string().find("LoRA state 955.0 MiB"), std::string::npos) << refused.status().to_string();
+
+  Result<MemoryPlan> p = plan_memory(r);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  const MemoryPlan& m = p.value();
+  EXPECT_TRUE(m.lora_on_host);
+  EXPECT_EQ(m.lora_bytes, lora_bytes);
+  EXPECT_EQ(m.lora_device_bytes, 2 * lora_bytes / 40);
+  EXPECT_LE(m.device_bytes, 4 * kGiB);
+  EXPECT_EQ(m.mode, PlanMode::kRam);
+  EXPECT_GE(m.host_bytes, lora_bytes + 40 * m.layer_bytes - m.resident_layers * m.layer_bytes);
+  EXPECT_NE(m.to_string().find("LoRA state 955.0 MiB in pinned host memory"), std::string::npos) << m.to_string();
+
+  // Where the device holds it, the plan keeps it there unless told.
+  PlanRequest roomy = r;
+  roomy.vram_budget = 16 * kGiB;
+  EXPECT_FALSE(plan_memory(roomy).value().lora_on_host);
+  roomy.lora_placement = LoraPlacement::kHost;
+  const MemoryPlan forced = plan_memory(roomy).value();
+  EXPECT_TRUE(forced.lora_on_host);
+  EXPECT_GE(forced.resident_layers, plan_memory(PlanRequest(r)).value().resident_layers);
+  // Without any budget the forced state still goes to the host.
+  PlanRequest unlimited = request_7b(1, 512, 0);
+  unlimited.lora_placement = LoraPlacement::kHost;
+  const MemoryPlan resident = plan_memory(unlimited).value();
+  EXPECT_EQ(resident.mode, PlanMode::kResident);
+  EXPECT_TRUE(resident.lora_on_host);
+  EXPECT_EQ(resident.host_bytes, resident.lora_bytes);
+}
+
 TEST(MemoryPlanner, MoreVramNeverFewerResidentLayers) {
   // At a fixed micro-batch (more VRAM may otherwise buy a larger
   // micro-batch first, which is a trade, not a regression).

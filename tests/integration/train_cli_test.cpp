@@ -268,6 +268,54 @@ TEST_F(TrainCli, BudgetsStreamTheModelWithIdenticalResults) {
   EXPECT_NE(dir_model.output.find("lema convert"), std::string::npos) << dir_model.output;
 }
 
+// --lora-host (issue 20): the LoRA state in host memory, each layer's
+// staged on the "device" with its layer, gives the bytes of the run that
+// keeps it on the device (adapter and optimizer state), resident or
+// streamed within a budget; a run stopped and resumed with it ends on the
+// same bytes; and its adapter merges.
+TEST_F(TrainCli, LoraStateOnTheHostGivesTheSameAdapterResumesAndMerges) {
+  ASSERT_EQ(run_lema("model init --preset small --vocab 512 --out " + dir_ + "/small").exit_code, 0);
+  const std::string file = dir_ + "/small.lema.safetensors";
+  ASSERT_EQ(run_lema("convert " + dir_ + "/small --out " + file).exit_code, 0);
+  const std::string args = "train --model " + file + " --data " + data_ +
+                           " --seed 5 --batch 4 --micro-batch 2 --seq-len 128 --lora-r 4 --lora-dropout 0.1 --threads 1"
+                           " --quiet --steps 4 --checkpoint-every 2 --device cpu ";
+  ASSERT_EQ(run_lema(args + "--out " + dir_ + "/dev").exit_code, 0);
+  RunResult host = run_lema(args + "--out " + dir_ + "/host --lora-host");
+  ASSERT_EQ(host.exit_code, 0) << host.output;
+  EXPECT_NE(host.output.find("LoRA state in host memory"), std::string::npos) << host.output;
+  RunResult streamed = run_lema(args + "--out " + dir_ + "/streamed --lora-host --vram 24MiB");
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.output;
+  EXPECT_NE(streamed.output.find("memory plan: mode ram"), std::string::npos) << streamed.output;
+  EXPECT_NE(streamed.output.find("in pinned host memory ("), std::string::npos) << streamed.output;
+  RunResult first = run_lema(args + "--out " + dir_ + "/resumed --lora-host --stop-after 2");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  RunResult second = run_lema(args + "--out " + dir_ + "/resumed --lora-host --resume " + dir_ + "/resumed");
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  for (const char* f : {"/adapter/adapter_model.safetensors", "/checkpoints/step-4/optimizer.safetensors",
+                        "/checkpoints/step-2/adapter_model.safetensors"}) {
+    const auto dev = read_file(dir_ + "/dev" + f);
+    ASSERT_TRUE(dev.ok()) << f;
+    for (const char* run : {"/host", "/streamed", "/resumed"}) {
+      const auto other = read_file(dir_ + run + f);
+      ASSERT_TRUE(other.ok()) << run << f;
+      EXPECT_TRUE(*other == *dev) << run << f << " differs";
+    }
+  }
+  EXPECT_FALSE(*read_file(dir_ + "/dev/checkpoints/step-2/adapter_model.safetensors") ==
+               *read_file(dir_ + "/dev/adapter/adapter_model.safetensors"));  // training moved it
+  for (const char* run : {"dev", "host"}) {
+    RunResult merged = run_lema("merge --base " + dir_ + "/small --adapter " + dir_ + "/" + run + "/adapter --out " + dir_ +
+                                "/merged-" + run);
+    ASSERT_EQ(merged.exit_code, 0) << merged.output;
+  }
+  EXPECT_TRUE(*read_file(dir_ + "/merged-host/model.safetensors") == *read_file(dir_ + "/merged-dev/model.safetensors"));
+  RunResult full = run_lema("train --full --model " + dir_ + "/small --data " + data_ + " --out " + dir_ +
+                            "/full --steps 1 --lora-host --quiet --device cpu");
+  EXPECT_NE(full.exit_code, 0);
+  EXPECT_NE(full.output.find("--lora-host"), std::string::npos) << full.output;
+}
+
 // A budget that the head (embedding + lm_head of a 32,000-word vocabulary,
 // 62.5 MiB in fp32) does not fit beside the working memory: the plan
 // streams the head from host memory, says so, and trains to the adapter of

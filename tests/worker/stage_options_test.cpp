@@ -52,6 +52,7 @@ nlohmann::json fields(const engine::TrainOptions& o) {
           {"loss_chunk_tokens", o.loss_chunk_tokens},
           {"vram_budget", o.vram_budget},
           {"ram_budget", o.ram_budget},
+          {"force_lora_on_host", o.force_lora_on_host},
           {"threads", o.threads},
           {"quiet", o.quiet}};
 }
