@@ -39,6 +39,8 @@ struct WorkerSession::Impl {
   Clock::time_point last_heard;             // guarded by mu: the last message from the scheduler
   bool fenced = false;                      // guarded by mu: writes wait for WELCOME's lease
   Clock::time_point next_heartbeat;         // I/O thread only
+  Clock::time_point last_tick;              // I/O thread only: its loop's last turn
+  bool stalled = false;                     // guarded by mu: frozen past the fence time, no WELCOME since
   std::atomic<bool> cancel{false};
   std::atomic<bool> stopping{false};
   std::thread io_thread;
@@ -51,6 +53,9 @@ struct WorkerSession::Impl {
   // Fences the running stage when the scheduler has been silent past the
   // fence time (lease time less one interval). REQUIRES: mu held.
   void fence_if_silent();
+  std::chrono::milliseconds fence_time() const {
+    return std::chrono::milliseconds(options.heartbeat_interval_ms * (options.heartbeat_liveness - 1));
+  }
 };
 
 namespace {
@@ -154,6 +159,7 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
       hello_needed = false;
       ++connections;
       ready_sent = false;
+      stalled = false;
       // After a reconnect the scheduler hears again how the stage ended.
       if (final_report) send(socket, *final_report);
       if (current && !final_report) {
@@ -181,7 +187,11 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
     case MessageType::kAssign: {
       final_report.reset();
       cancel = false;
-      fenced = false;
+      // An ASSIGN read after this process was frozen may have been queued
+      // before: its lease may be another worker's by now (chaos, issue 19:
+      // a stale ASSIGN trained to the end). Its stage writes nothing until
+      // WELCOME confirms the lease (the HELLO is on its way: stalled).
+      fenced = stalled;
       last_heard = Clock::now();
       current = assignment_from(m);
       assigned = current;
@@ -254,8 +264,26 @@ void WorkerSession::Impl::io_loop() {
     }
     int liveness = options.heartbeat_liveness;
     next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
+    last_tick = Clock::now();
     bool lost = false;
     while (!stopping.load() && !lost) {
+      {
+        // This thread's own clock: a turn of the loop later than the fence
+        // time means the process was frozen (SIGSTOP, a paused VM). What
+        // was queued meanwhile says nothing of now, so the stage (or the
+        // one an ASSIGN read next brings) writes nothing until WELCOME
+        // confirms its lease.
+        const Clock::time_point now = Clock::now();
+        if (now - last_tick > fence_time()) {
+          std::lock_guard<std::mutex> lock(mu);
+          stalled = true;
+          hello_needed = true;
+          if (current && !final_report) fenced = true;
+          log_warn("worker: this process was frozen for %lld ms: asking the scheduler about the lease",
+                   static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_tick).count()));
+        }
+        last_tick = now;
+      }
       zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0}};
       try {
         zmq::poll(items, 1, std::chrono::milliseconds(20));
@@ -448,7 +476,7 @@ bool WorkerSession::flush(int timeout_ms) {
 bool WorkerSession::cancel_requested() const { return impl_->cancel.load(); }
 
 void WorkerSession::Impl::fence_if_silent() {
-  const auto fence_after = std::chrono::milliseconds(options.heartbeat_interval_ms * (options.heartbeat_liveness - 1));
+  const auto fence_after = fence_time();
   if (fenced || !current || final_report || Clock::now() - last_heard <= fence_after) return;
   fenced = true;
   hello_needed = true;  // the I/O thread asks the scheduler about the lease
