@@ -76,8 +76,12 @@ class ChildReporter : public StageReporter {
     post({{"type", "lease"}});
     lock.lock();
     // The worker answers at once or after asking the scheduler; CANCEL,
-    // SIGTERM or the worker's end (PR_SET_PDEATHSIG) end the wait too.
-    while (!lease_answer_ && !g_cancel.load() && !(stop && stop->load()) && !channel_closed_) {
+    // SIGTERM or the worker's end (PR_SET_PDEATHSIG) end the wait too. The
+    // stop frame does not: it asks for a checkpoint first, and that write
+    // needs this answer (the worker answers while it stops, refusing only
+    // a lease it cannot show).
+    (void)stop;
+    while (!lease_answer_ && !g_cancel.load() && !channel_closed_) {
       lease_cv_.wait_for(lock, std::chrono::milliseconds(100));
     }
     if (lease_answer_) return *lease_answer_;

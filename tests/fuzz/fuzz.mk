@@ -23,8 +23,10 @@ SRCS_protocol := common/protocol/protocol.cpp
 SRCS_job_spec := common/protocol/job_spec.cpp
 SRCS_jsonl := common/data/dataset.cpp common/data/dataset_format.cpp common/data/json_fields.cpp $(TEXT)
 SRCS_tokenizer_json := $(TEXT)
-LIBS_jsonl := -lpcre2-8
-LIBS_tokenizer_json := -lpcre2-8
+# The text library's normalizers are ICU's (common/text/unicode_normalizer.cpp).
+ICU_LIBS := $(shell pkg-config --libs icu-uc)
+LIBS_jsonl := -lpcre2-8 $(ICU_LIBS)
+LIBS_tokenizer_json := -lpcre2-8 $(ICU_LIBS)
 
 TARGETS := safetensors protocol job_spec jsonl tokenizer_json
 obj = $(patsubst %.cpp,$(OUT)/obj/%.o,$(1))
