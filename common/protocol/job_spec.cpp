@@ -14,6 +14,7 @@
 #include "common/base/bounds.h"
 #include "common/base/file_util.h"
 #include "common/base/log.h"
+#include "common/protocol/tomlpp_shield.h"
 
 namespace lema {
 namespace {
@@ -195,6 +196,17 @@ bool array_from_json(const json& array, toml::array* out) {
   return true;
 }
 
+// The inverse of shield_from_tomlpp on every string value of the table.
+void unshield_strings(toml::node* n) {
+  if (toml::value<std::string>* str = n->as_string()) {
+    str->get() = unshield(str->get());
+  } else if (toml::table* table = n->as_table()) {
+    for (auto&& [key, value] : *table) unshield_strings(&value);
+  } else if (toml::array* array = n->as_array()) {
+    for (toml::node& value : *array) unshield_strings(&value);
+  }
+}
+
 // Every section, key and range check of a spec, on a parsed TOML table
 // (from TOML text, or from JSON through toml_from_json).
 Result<JobSpec> spec_from_table(const toml::table& root, const std::string& source) {
@@ -370,14 +382,22 @@ Result<JobSpec> spec_from_table(const toml::table& root, const std::string& sour
 }  // namespace
 
 Result<JobSpec> JobSpec::parse(const std::string& toml_text, const std::string& source) {
+  // toml++ never sees the characters its whitespace table mis-handles
+  // (common/protocol/tomlpp_shield.h); what it gives back is moved back.
+  LEMA_ASSIGN_OR_RETURN(std::string shielded, shield_from_tomlpp(toml_text, source));
   toml::table root;
   try {
-    root = toml::parse(toml_text, source);
+    root = toml::parse(shielded, source);
   } catch (const toml::parse_error& e) {
     return Status::invalid_argument(str_printf("%s:%u: %s", source.c_str(), e.source().begin.line,
-                                               std::string(e.description()).c_str()));
+                                               unshield(std::string(e.description())).c_str()));
   }
-  return spec_from_table(root, source);
+  unshield_strings(&root);
+  Result<JobSpec> spec = spec_from_table(root, source);
+  if (!spec.ok() && spec.status().code() == Status::Code::kInvalidArgument) {
+    return Status::invalid_argument(unshield(spec.status().message()));  // keys named in errors
+  }
+  return spec;
 }
 
 Result<JobSpec> JobSpec::from_json(const json& j, const std::string& source) {

@@ -20,7 +20,7 @@ TEXT := $(wildcard common/text/*.cpp)
 
 SRCS_safetensors := common/formats/safetensors.cpp common/formats/dtype.cpp
 SRCS_protocol := common/protocol/protocol.cpp
-SRCS_job_spec := common/protocol/job_spec.cpp
+SRCS_job_spec := common/protocol/job_spec.cpp common/protocol/tomlpp_shield.cpp
 SRCS_jsonl := common/data/dataset.cpp common/data/dataset_format.cpp common/data/json_fields.cpp $(TEXT)
 SRCS_tokenizer_json := $(TEXT)
 # The text library's normalizers are ICU's (common/text/unicode_normalizer.cpp).

@@ -1,4 +1,5 @@
 #include "common/protocol/job_spec.h"
+#include "common/protocol/tomlpp_shield.h"
 
 #include <gtest/gtest.h>
 
@@ -136,6 +137,62 @@ TEST(JobSpec, ErrorsNameKeyAndLine) {
   EXPECT_NE(e.find("job.toml:1"), std::string::npos) << e;
   e = error_of("model = 3\n");
   EXPECT_NE(e.find("must be a table"), std::string::npos) << e;
+}
+
+// toml++ 3.3.0 reaches __builtin_unreachable() when it asks whether one of
+// these characters is whitespace (tests/fuzz/findings/
+// job_spec_toml_unreachable*.toml): the text toml++ parses never holds one
+// (common/protocol/tomlpp_shield.h), and values, keys and errors give them
+// back as written.
+TEST(JobSpec, TomlPlusPlusNeverSeesItsWhitespaceHole) {
+  EXPECT_FALSE(in_tomlpp_whitespace_hole(0xA0));
+  EXPECT_TRUE(in_tomlpp_whitespace_hole(0xA1));
+  EXPECT_TRUE(in_tomlpp_whitespace_hole(0x499));
+  EXPECT_FALSE(in_tomlpp_whitespace_hole(0x49A));
+  EXPECT_FALSE(in_tomlpp_whitespace_hole(0x2C5D));
+  EXPECT_TRUE(in_tomlpp_whitespace_hole(0x2C5E));
+  EXPECT_FALSE(in_tomlpp_whitespace_hole(0x3000));
+  EXPECT_TRUE(in_tomlpp_whitespace_hole(0x3057));
+  EXPECT_FALSE(in_tomlpp_whitespace_hole(0x3058));
+  EXPECT_FALSE(in_tomlpp_whitespace_hole(0xFB25));
+  EXPECT_TRUE(in_tomlpp_whitespace_hole(0xFB26));
+  EXPECT_TRUE(in_tomlpp_whitespace_hole(0xFEFE));
+  EXPECT_FALSE(in_tomlpp_whitespace_hole(0xFEFF));
+
+  // The fuzzer's inputs parse to toml++'s own errors, with the character
+  // named as written.
+  std::string e = error_of("r\xcf\x8eT");
+  EXPECT_NE(e.find("job.toml:1"), std::string::npos) << e;
+  e = error_of("#0 Th% ril\nlr =-reed'eeeeeema\xcf\xa0");
+  EXPECT_NE(e.find("job.toml:2"), std::string::npos) << e;
+  EXPECT_EQ(e.find("\xf3\xb0"), std::string::npos) << e;  // no plane-15 character leaks into an error
+  e = error_of("[model]\npath = \"/m\"\n[tr\xc3\xa9in]\n");
+  EXPECT_EQ(e.find("\xf3\xb0"), std::string::npos) << e;
+  e = error_of("[model]\npath = \"/m\"\n\"tr\xc3\xa9in\" = 1\n");
+  EXPECT_NE(e.find("tr\xc3\xa9in"), std::string::npos) << e;  // a key named as written
+  e = error_of("[model]\npath = \"/m\"\n# \xf3\xb0\x8f\x8e\n");  // U+F03CE: the shield's own range
+  EXPECT_NE(e.find("job.toml:3: private-use character U+F03CE"), std::string::npos) << e;
+
+  // Strings of every kind, quoted keys and comments keep these characters,
+  // a line-ending backslash before one included.
+  const std::string ok_text =
+      "# mod\xc3\xa8le \xcf\x8e\n"
+      "[model]\n"
+      "path = \"/m/\xcf\x8e \\\" \xc3\xa9\" # \xe3\x80\x80\n"
+      "[job]\n"
+      "name = 'n\xc3\xa9'\n"
+      "work_dir = \"\"\"/w/\xcf\x8e\\\n  x\\\"\xc3\xa9\"\"\"\"\"\n";
+  auto ok = JobSpec::parse(ok_text, "job.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->model.path, "/m/\xcf\x8e \" \xc3\xa9");
+  EXPECT_EQ(ok->job.name, "n\xc3\xa9");
+  EXPECT_EQ(ok->job.work_dir, "/w/\xcf\x8ex\"\xc3\xa9\"\"");
+  ok = JobSpec::parse("[model]\npath = \"\"\"a \\\n  \xc3\xa9\"\"\"\ntargets = ['\xcf\x8e']\n", "job.toml");
+  ASSERT_FALSE(ok.ok());  // targets live in [train]; the error names the key as written
+  EXPECT_NE(ok.status().message().find("targets"), std::string::npos) << ok.status().message();
+  ok = JobSpec::parse("[model]\npath = \"\"\"a \\\n  \xc3\xa9\"\"\"\n", "job.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->model.path, "a \xc3\xa9");
 }
 
 // Issue 19 C1/C2: numbers that would overflow a shape or an int32 (and
