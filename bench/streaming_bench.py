@@ -4,7 +4,8 @@
   python3 bench/streaming_bench.py --lema build-gpu/cli/lema --out $OUT
 
 1. measures pinned and pageable host->device bandwidth;
-2. writes a model of --shape (Llama-2-7B by default, Llama-2-13B, Qwen2.5-7B, Gemma-3-4B)
+2. writes a model of --shape (Llama-2-7B by default, Llama-2-13B, Qwen2.5-7B, Gemma-3-4B; Llama-2-70B only
+   quantized, straight from `lema model init --preset llama2-70b --quant Q`, with no PEFT run)
    with random bf16 weights straight with torch + safetensors (no download),
    converts it with `lema convert`;
 3. trains a few steps with lema (--vram 4GiB 8x2048, 16GiB, no limit, disk
@@ -59,7 +60,14 @@ SHAPES = {
                       sliding_window=1024, sliding_window_pattern=6, max_position_embeddings=131072,
                       rope_scaling={"rope_type": "linear", "factor": 8.0}, tie_word_embeddings=True,
                       hidden_activation="gelu_pytorch_tanh"),
+    # Written only as a quantized layer file (`lema model init --preset llama2-70b --quant ...`):
+    # 138 GB in bf16 fits neither the GPU machine's disk (64 GB) nor its RAM; no PEFT run.
+    "llama2-70b": dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=8192,
+                       intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
+                       num_key_value_heads=8, vocab_size=32000, rms_norm_eps=1e-5, rope_theta=10000.0,
+                       max_position_embeddings=4096, tie_word_embeddings=False, hidden_act="silu"),
 }
+QUANT_ONLY = {"llama2-70b"}  # shapes lema's own generator writes straight into a quantized layer file
 
 def model_bytes(shape):
     """bf16 bytes of SHAPES[shape]'s weights (the HF directory; the layer file is as large)."""
@@ -197,6 +205,9 @@ def main():
     ap.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES), help="the model's shape")
     ap.add_argument("--quant", default="none", choices=["none", "nf4", "nf4-dq", "int8"],
                     help="lema's base converted with --quant (PEFT runs bf16 either way)")
+    ap.add_argument("--lema-timeout", type=int, default=150, help="seconds for one lema configuration")
+    ap.add_argument("--lema-time", type=int, default=290,
+                    help="start no lema configuration later than this many seconds after the model is ready")
     ap.add_argument("--prepare-only", action="store_true",
                     help="write and convert the model, then stop (a 13B shape takes most of a 10-minute run)")
     a = ap.parse_args()
@@ -212,15 +223,30 @@ def main():
     hf = os.path.join(a.work, a.shape)
     lf = os.path.join(a.work, a.shape + ("" if a.quant == "none" else "." + a.quant) + ".lema.safetensors")
     res["shape"] = a.shape; res["quant"] = a.quant
+    quant_only = a.shape in QUANT_ONLY
+    if quant_only and a.quant == "none":
+        sys.exit(f"--shape {a.shape} is written only as a quantized layer file: add --quant nf4|nf4-dq|int8")
     try:
-        have_hf = os.path.exists(os.path.join(hf, "model.safetensors.index.json"))
-        need = (0 if have_hf else model_bytes(a.shape)) + (0 if os.path.exists(lf) else model_bytes(a.shape))
-        check_disk(a.work, int(need * 1.02))
-        if not have_hf:
-            write_model(torch, hf, a.shape)
-        if not os.path.exists(lf):
-            subprocess.run([a.lema, "convert", hf, "--out", lf, "--quant", a.quant], check=True, timeout=570)
-        log("model ready")
+        if quant_only:
+            if not os.path.exists(lf):
+                check_disk(a.work, int(model_bytes(a.shape) * 0.3))  # NF4: ~0.27 of bf16
+                subprocess.run([a.lema, "model", "init", "--preset", a.shape, "--quant", a.quant, "--out", lf],
+                               check=True, timeout=570)
+            log("model ready")
+            have_hf = True
+    except Exception as e:
+        log(f"model preparation failed: {e}"); traceback.print_exc()
+        sys.exit(1)
+    try:
+        have_hf = quant_only or os.path.exists(os.path.join(hf, "model.safetensors.index.json"))
+        if not quant_only:
+            need = (0 if have_hf else model_bytes(a.shape)) + (0 if os.path.exists(lf) else model_bytes(a.shape))
+            check_disk(a.work, int(need * 1.02))
+            if not have_hf:
+                write_model(torch, hf, a.shape)
+            if not os.path.exists(lf):
+                subprocess.run([a.lema, "convert", hf, "--out", lf, "--quant", a.quant], check=True, timeout=570)
+            log("model ready")
     except Exception as e:
         log(f"model preparation failed: {e}"); traceback.print_exc()
         if a.prepare_only: sys.exit(1)
@@ -236,16 +262,20 @@ def main():
         keep = set(a.only.split(","))
         lema_cfgs = [c for c in lema_cfgs if c[0] in keep]
         peft_cfgs = [c for c in peft_cfgs if c[0] in keep]
+    if quant_only:
+        if peft_cfgs: log(f"no PEFT run: --shape {a.shape} has no bf16 model here")
+        peft_cfgs = []
+    t_ready = time.time()  # the time limits below count from here: writing a model takes what it takes
     for name, b, s, extra in lema_cfgs:
-        if time.time() - T0 > 330: log(f"skip {name}: time"); continue
+        if time.time() - t_ready > a.lema_time: log(f"skip {name}: time"); continue
         try:
-            res["configs"][name] = run_lema(a.lema, lf, name, b, s, a.steps, extra, timeout=150)
+            res["configs"][name] = run_lema(a.lema, lf, name, b, s, a.steps, extra, timeout=a.lema_timeout)
             log(f"{name}: {res['configs'][name]}")
         except Exception as e:
             res["configs"][name] = {"error": str(e)[-500:]}; log(f"{name} FAILED: {e}")
         save()
     for name, b, s, gc_on in peft_cfgs:
-        if time.time() - T0 > 450: log(f"skip {name}: time"); continue
+        if time.time() - t_ready > a.lema_time + 120: log(f"skip {name}: time"); continue
         try:
             res["configs"][name] = run_peft_isolated(hf, b, s, a.steps, gc_on); log(f"{name}: {res['configs'][name]}")
         except Exception as e:

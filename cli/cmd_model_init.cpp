@@ -1,4 +1,4 @@
-// `lema model init --preset tiny|mini|compact|small|tiny-<family> --out DIR
+// `lema model init --preset tiny|mini|compact|small|tiny-<family>|llama2-70b --out DIR
 // [--seed N] [--vocab N | --tokenizer FILE|DIR] [--init-std X]`: writes a
 // randomly initialised Hugging Face directory; with --tokenizer the model's
 // vocabulary and special ids are the tokenizer's, and its files (with the
@@ -11,6 +11,7 @@
 
 #include "cli/command.h"
 #include "common/base/file_util.h"
+#include "common/base/progress.h"
 #include "common/formats/hf_model.h"
 #include "common/formats/model_presets.h"
 #include "common/text/tokenizer.h"
@@ -50,13 +51,23 @@ lema::Status run_init(const InitArgs& a) {
     LEMA_ASSIGN_OR_RETURN(DType dtype, parse_dtype_alias(a.dtype.empty() ? "bf16" : a.dtype));
     if (!a.force && path_exists(a.out)) return Status::invalid_argument(a.out + ": already exists (use --force to overwrite)");
     if (is_directory(a.out)) return Status::invalid_argument(a.out + ": is a directory; with --quant, --out is the layer file");
-    LEMA_RETURN_IF_ERROR(write_random_layer_file(c, a.out, a.seed, quant, dtype));
+    std::unique_ptr<Progress> bar;
+    LEMA_RETURN_IF_ERROR(write_random_layer_file(c, a.out, a.seed, quant, dtype, [&](uint64_t done, uint64_t total) {
+      if (!bar) bar = std::make_unique<Progress>("model init", total >> 20, "MiB");
+      bar->update(done >> 20);
+    }));
+    if (bar) bar->finish();
     std::printf("wrote %s: preset %s, %lld layers, %s projections, other tensors %s, seed %llu\n", a.out.c_str(),
                 a.preset.c_str(), static_cast<long long>(c.n_layers), quant_name(quant), dtype_name(dtype),
                 static_cast<unsigned long long>(a.seed));
     return Status();
   }
   if (!a.dtype.empty()) return Status::invalid_argument("--dtype needs --quant (the HF directory is written in fp32)");
+  if (model_preset_is_large(a.preset)) {
+    return Status::invalid_argument("--preset " + a.preset +
+                                    " is written only as a quantized layer file: add --quant nf4|nf4-dq|int8 "
+                                    "(in fp32 it would take hundreds of GB)");
+  }
   if (!a.force && path_exists(path_join(a.out, "model.safetensors"))) {
     return Status::invalid_argument(a.out + ": already holds a model.safetensors (use --force to overwrite)");
   }
@@ -80,9 +91,10 @@ void setup_model_init(CLI::App& app) {
   auto args = std::make_shared<InitArgs>();
   CLI::App* model = lema::cli::group(app, "model", "Create and train small models");
   CLI::App* cmd = model->add_subcommand("init", "Write a random Hugging Face Llama model of a preset size");
-  cmd->add_option("--preset", args->preset, "tiny, mini, compact, small, or tiny-<family> (tiny-qwen3, ...)")
+  cmd->add_option("--preset", args->preset,
+                  "tiny, mini, compact, small, tiny-<family> (tiny-qwen3, ...), or llama2-70b (with --quant)")
       ->required()
-      ->check(CLI::IsMember(lema::model_preset_names()));
+      ->check(CLI::IsMember(lema::model_preset_names(true)));
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->add_option("--seed", args->seed, "Seed of the weights (default 0)");
   cmd->add_option("--vocab", args->vocab, "Vocabulary size (default: the preset's)")

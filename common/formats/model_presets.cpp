@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base/file_util.h"
+#include "common/base/parallel_for.h"
 #include "common/formats/model_family.h"
 #include "common/formats/layer_file_writer.h"
 #include "common/formats/model_layout.h"
@@ -138,21 +139,33 @@ Result<ModelConfig> model_preset(const std::string& name) {
     c.intermediate_size = 688;
     c.vocab_size = 2000;
     c.max_position_embeddings = 1024;
+  } else if (name == "llama2-70b") {
+    c.hidden_size = 8192;
+    c.n_layers = 80;
+    c.n_heads = 64;
+    c.n_kv_heads = 8;
+    c.intermediate_size = 28672;
+    c.vocab_size = 32000;
+    c.max_position_embeddings = 4096;
   } else if (name.rfind("tiny-", 0) == 0) {
     return tiny_family_preset(name);
   } else {
     std::string known;
-    for (const std::string& n : model_preset_names()) known += (known.empty() ? "" : ", ") + n;
+    for (const std::string& n : model_preset_names(true)) known += (known.empty() ? "" : ", ") + n;
     return Status::invalid_argument("unknown model preset '" + name + "' (known: " + known + ")");
   }
   c.head_dim = c.hidden_size / c.n_heads;
   return c;
 }
 
-std::vector<std::string> model_preset_names() {
-  return {"tiny", "mini", "compact", "small", "tiny-mistral", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
-          "tiny-phi3"};
+std::vector<std::string> model_preset_names(bool with_large) {
+  std::vector<std::string> names = {"tiny",       "mini",        "compact",     "small",       "tiny-mistral",
+                                    "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"};
+  if (with_large) names.push_back("llama2-70b");
+  return names;
 }
+
+bool model_preset_is_large(const std::string& name) { return name == "llama2-70b"; }
 
 namespace {
 uint64_t splitmix64(uint64_t* state) {
@@ -171,16 +184,22 @@ uint64_t hash_name(const std::string& s) {
 }  // namespace
 
 void random_normal_for_tensor(const std::string& name, uint64_t seed, double std, float* out, size_t n) {
-  uint64_t state = seed ^ hash_name(name);
+  const uint64_t start = seed ^ hash_name(name);
   const double kTwoPi = 6.283185307179586;
-  for (size_t i = 0; i < n; i += 2) {
-    // Uniforms in (0, 1]: 53 random bits.
-    double u1 = (static_cast<double>(splitmix64(&state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
-    double u2 = static_cast<double>(splitmix64(&state) >> 11) * (1.0 / 9007199254740992.0);
-    double r = std::sqrt(-2.0 * std::log(u1));
-    out[i] = static_cast<float>(std * r * std::cos(kTwoPi * u2));
-    if (i + 1 < n) out[i + 1] = static_cast<float>(std * r * std::sin(kTwoPi * u2));
-  }
+  // splitmix64 is a counter: the state before element i's pair (i even) is
+  // start + i * gamma, so threads take disjoint even-aligned ranges and the
+  // values do not depend on the split.
+  parallel_for(static_cast<int64_t>(n), 1 << 20, [&](int64_t begin, int64_t end) {
+    uint64_t state = start + static_cast<uint64_t>(begin) * 0x9E3779B97F4A7C15ull;
+    for (size_t i = static_cast<size_t>(begin); i < static_cast<size_t>(end); i += 2) {
+      // Uniforms in (0, 1]: 53 random bits.
+      double u1 = (static_cast<double>(splitmix64(&state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+      double u2 = static_cast<double>(splitmix64(&state) >> 11) * (1.0 / 9007199254740992.0);
+      double r = std::sqrt(-2.0 * std::log(u1));
+      out[i] = static_cast<float>(std * r * std::cos(kTwoPi * u2));
+      if (i + 1 < n) out[i + 1] = static_cast<float>(std * r * std::sin(kTwoPi * u2));
+    }
+  });
 }
 
 namespace {
@@ -198,7 +217,7 @@ void random_tensor_values(const TensorSpec& s, uint64_t seed, double std_dev, st
 }  // namespace
 
 Status write_random_layer_file(const ModelConfig& config, const std::string& path, uint64_t seed, QuantType quant,
-                               DType dtype) {
+                               DType dtype, const std::function<void(uint64_t done, uint64_t total)>& progress) {
   const std::vector<TensorSpec> specs = model_tensor_specs(config);
   LayerFileWriter w;
   LEMA_RETURN_IF_ERROR(w.open(path, config, std::vector<DType>(specs.size(), dtype), quant));
@@ -211,11 +230,12 @@ Status write_random_layer_file(const ModelConfig& config, const std::string& pat
         std::memcpy(dst, buf.data() + offset, static_cast<size_t>(n) * sizeof(float));
         return Status();
       }));
-      continue;
+    } else {
+      cast.resize(buf.size() * dtype_size(dtype));
+      LEMA_RETURN_IF_ERROR(convert_dtype(DType::kF32, buf.data(), dtype, cast.data(), buf.size()));
+      LEMA_RETURN_IF_ERROR(w.write_raw(specs[i].name, cast.data(), cast.size()));
     }
-    cast.resize(buf.size() * dtype_size(dtype));
-    LEMA_RETURN_IF_ERROR(convert_dtype(DType::kF32, buf.data(), dtype, cast.data(), buf.size()));
-    LEMA_RETURN_IF_ERROR(w.write_raw(specs[i].name, cast.data(), cast.size()));
+    if (progress) progress(w.written_bytes(), w.total_bytes());
   }
   return w.commit();
 }

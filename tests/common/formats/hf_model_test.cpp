@@ -51,6 +51,37 @@ void expect_open_error(const std::string& dir, Status::Code code, std::vector<st
   }
 }
 
+// The generator runs on every core (parallel_for over even-aligned ranges,
+// each jumping the splitmix64 counter to its start): a value must not depend
+// on how the range was split. Lengths that split differently (and an odd
+// one) give the same prefix, and one thread's own loop, written here from
+// the published splitmix64 and Box-Muller, gives the same values.
+TEST(HfModel, RandomValuesDoNotDependOnTheSplit) {
+  const size_t big = (5u << 20) + 3, small = 3u << 20;
+  std::vector<float> a(big), b(small), one(1);
+  random_normal_for_tensor("t", 9, 0.02, a.data(), a.size());
+  random_normal_for_tensor("t", 9, 0.02, b.data(), b.size());
+  random_normal_for_tensor("t", 9, 0.02, one.data(), one.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), small * 4), 0);
+  EXPECT_EQ(a[0], one[0]);
+  uint64_t h = 1469598103934665603ull;
+  h = (h ^ static_cast<unsigned char>('t')) * 1099511628211ull;
+  uint64_t state = 9 ^ h;
+  auto next = [&state] {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  for (size_t i = 0; i < big; i += 2) {
+    const double u1 = (static_cast<double>(next() >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    const double u2 = static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0);
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    ASSERT_EQ(a[i], static_cast<float>(0.02 * r * std::cos(6.283185307179586 * u2))) << i;
+    if (i + 1 < big) ASSERT_EQ(a[i + 1], static_cast<float>(0.02 * r * std::sin(6.283185307179586 * u2))) << i;
+  }
+}
+
 TEST(HfModel, SingleFileFromModelInit) {
   std::string dir = temp_dir();
   ModelConfig c = tiny();
