@@ -6,6 +6,7 @@
 #include "engine/memory_planner.h"
 
 #include "common/formats/model_config.h"
+#include "common/formats/model_presets.h"
 
 #include <gtest/gtest.h>
 
@@ -440,6 +441,34 @@ TEST(MemoryPlannerQuant, Nf4LayersAreCountedAsStored) {
   EXPECT_EQ(inf->layer_bytes, stored);
   EXPECT_GT(inf->dequant_bytes, 0u);
   EXPECT_LE(inf->device_bytes, 4 * kGiB);
+}
+
+// Issue 20's moonshot: Llama-2-70B's shape with an NF4 base, LoRA r=16 on all
+// seven projections (207M parameters: 3.3 GB of fp32 state, more than the
+// budget's share), trains at 8 x 2048 within --vram 8GiB: the state lives in
+// pinned host memory, the plan fits and says so.
+TEST(MemoryPlannerQuant, Llama70bNf4FitsEightGiB) {
+  auto c = model_preset("llama2-70b");
+  ASSERT_TRUE(c.ok());
+  // Projections 2 x 8192^2 + 2 x 8192 x 1024 + 3 x 8192 x 28672 = 855,638,016
+  // weights: codes half a byte, an fp32 absmax per 64; two bf16 norms.
+  const uint64_t weights = 855638016ull;
+  EXPECT_EQ(layer_weight_bytes(*c, 2), 2 * (weights + 2 * 8192));
+  EXPECT_EQ(lora_parameter_count(*c, 16, 7), 207093760ull);
+  PlanRequest r;
+  r.config = *c;
+  r.batch = 8;
+  r.seq_len = 2048;
+  r.vram_budget = 8 * kGiB;
+  r.device_memory = 139 * kGiB;
+  r.stored_layer_bytes = weights / 2 + weights / 64 * 4 + 2 * 8192 * 2;
+  r.quant = "nf4";
+  auto p = plan_memory(r);
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_LE(p->device_bytes, 8 * kGiB);
+  EXPECT_TRUE(p->lora_on_host) << p->to_string();
+  EXPECT_NE(p->to_string().find("nf4 as stored"), std::string::npos) << p->to_string();
+  std::printf("llama2-70b nf4 at --vram 8GiB, 8 x 2048:\n%s\n", p->to_string().c_str());
 }
 
 }  // namespace
