@@ -203,7 +203,7 @@ def main():
     ap.add_argument("--work", default="/tmp/lema_bench"); ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated configuration names (default: all)")
     ap.add_argument("--shape", default="llama2-7b", choices=sorted(SHAPES), help="the model's shape")
-    ap.add_argument("--quant", default="none", choices=["none", "nf4", "nf4-dq", "int8"],
+    ap.add_argument("--quant", default="none", choices=["none", "nf4", "nf4-dq", "int8", "fp8"],
                     help="lema's base converted with --quant (PEFT runs bf16 either way)")
     ap.add_argument("--lema-timeout", type=int, default=150, help="seconds for one lema configuration")
     ap.add_argument("--lema-time", type=int, default=290,
@@ -225,7 +225,7 @@ def main():
     res["shape"] = a.shape; res["quant"] = a.quant
     quant_only = a.shape in QUANT_ONLY
     if quant_only and a.quant == "none":
-        sys.exit(f"--shape {a.shape} is written only as a quantized layer file: add --quant nf4|nf4-dq|int8")
+        sys.exit(f"--shape {a.shape} is written only as a quantized layer file: add --quant nf4|nf4-dq|int8|fp8")
     try:
         if quant_only:
             if not os.path.exists(lf):

@@ -1,4 +1,4 @@
-// `lema convert HF_DIR -o OUT.lema.safetensors [--dtype bf16|fp16|fp32] [--quant nf4|nf4-dq|int8]`:
+// `lema convert HF_DIR -o OUT.lema.safetensors [--dtype bf16|fp16|fp32] [--quant nf4|nf4-dq|int8|fp8]`:
 // streams a Hugging Face model into a layer file (docs/FORMATS.md) and
 // prints the peak RSS it reached.
 #include <cstdio>
@@ -70,9 +70,9 @@ void setup_convert(CLI::App& app) {
   cmd->add_option("--dtype", args->dtype, "fp32 | bf16 | fp16: cast the weights (default: keep)")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32", "keep"}));
   cmd->add_option("--quant", args->quant,
-                  "nf4 | nf4-dq | int8: store the seven projection weights quantized (docs/FORMATS.md); "
+                  "nf4 | nf4-dq | int8 | fp8: store the seven projection weights quantized (docs/FORMATS.md); "
                   "norms, embedding and head keep --dtype (default: none)")
-      ->check(CLI::IsMember({"none", "nf4", "nf4-dq", "int8"}));
+      ->check(CLI::IsMember({"none", "nf4", "nf4-dq", "int8", "fp8"}));
   cmd->callback([args] { lema::cli::finish(run_convert(*args)); });
 }
 

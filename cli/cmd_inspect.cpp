@@ -124,6 +124,9 @@ std::string quant_description(const std::string& quant) {
            "(fp32 scale per block, fp32 mean offset)";
   }
   if (quant == "int8") return "int8: the seven projections as int8 per output row, fp32 scale (absmax / 127) per row";
+  if (quant == "fp8") {
+    return "fp8: the seven projections as FP8 E4M3 per output row, fp32 scale (absmax / 448) per row";
+  }
   return quant + " (every tensor as stored)";
 }
 

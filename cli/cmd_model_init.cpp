@@ -4,7 +4,7 @@
 // vocabulary and special ids are the tokenizer's, and its files (with the
 // chat template) are copied beside the weights, so that a tiny model trains
 // and chats through a real model's tokenizer and template; with
-// `--quant nf4|nf4-dq|int8 [--dtype bf16|fp16|fp32]` it writes the same model
+// `--quant nf4|nf4-dq|int8|fp8 [--dtype bf16|fp16|fp32]` it writes the same model
 // straight into a quantized layer file at --out, one tensor at a time.
 #include <cstdio>
 #include <memory>
@@ -65,7 +65,7 @@ lema::Status run_init(const InitArgs& a) {
   if (!a.dtype.empty()) return Status::invalid_argument("--dtype needs --quant (the HF directory is written in fp32)");
   if (model_preset_is_large(a.preset)) {
     return Status::invalid_argument("--preset " + a.preset +
-                                    " is written only as a quantized layer file: add --quant nf4|nf4-dq|int8 "
+                                    " is written only as a quantized layer file: add --quant nf4|nf4-dq|int8|fp8 "
                                     "(in fp32 it would take hundreds of GB)");
   }
   if (!a.force && path_exists(path_join(a.out, "model.safetensors"))) {
@@ -106,8 +106,8 @@ void setup_model_init(CLI::App& app) {
       ->check(CLI::Range(1e-6, 10.0));
   cmd->add_flag("--force", args->force, "Overwrite an existing model in --out");
   cmd->add_option("--quant", args->quant,
-                  "nf4 | nf4-dq | int8: write a quantized layer file (--out is its path) instead of an HF directory")
-      ->check(CLI::IsMember({"none", "nf4", "nf4-dq", "int8"}));
+                  "nf4 | nf4-dq | int8 | fp8: write a quantized layer file (--out is its path) instead of an HF directory")
+      ->check(CLI::IsMember({"none", "nf4", "nf4-dq", "int8", "fp8"}));
   cmd->add_option("--dtype", args->dtype, "With --quant: bf16 | fp16 | fp32 for norms, embedding and head (default bf16)")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
   cmd->callback([args] { lema::cli::finish(run_init(*args)); });

@@ -159,6 +159,27 @@ void dequantize_int8(const at::Tensor& q, const at::Tensor& scale, at::Tensor ou
   }
 }
 
+void dequantize_fp8(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& values, at::Tensor out) {
+  const int64_t rows = q.size(0), cols = q.size(1);
+#ifdef LEMA_WITH_CUDA
+  cuda::OutType type;
+  if (kernel_output(out, &type) && kernel_input(q, out, at::kByte) && kernel_input(scale, out, at::kFloat) &&
+      kernel_input(values, out, at::kFloat) && values.numel() == 256 && out.numel() == rows * cols &&
+      scale.numel() >= rows) {
+    cuda::dequantize_fp8(q.data_ptr<uint8_t>(), scale.data_ptr<float>(), values.data_ptr<float>(), out.data_ptr(),
+                         type, rows, cols, current_stream(out));
+    check_launch("dequantize_fp8");
+    return;
+  }
+#endif
+  const int64_t chunk_rows = std::max<int64_t>(1, kDequantChunkElements / std::max<int64_t>(cols, 1));
+  for (int64_t r = 0; r < rows; r += chunk_rows) {
+    const int64_t nr = std::min(chunk_rows, rows - r);
+    const at::Tensor v = values.index_select(0, q.narrow(0, r, nr).reshape({-1}).to(at::kLong)).view({nr, cols});
+    out.narrow(0, r, nr).copy_(v * scale.narrow(0, r, nr).view({nr, 1}));
+  }
+}
+
 Result<LayerWeights> dequantize_layer(const ModelConfig& config, const QuantLayerFormat& format,
                                       const at::Tensor& bytes, at::Tensor& work) {
   if (bytes.scalar_type() != at::kByte || bytes.numel() != format.stored_bytes) {
@@ -182,6 +203,10 @@ Result<LayerWeights> dequantize_layer(const ModelConfig& config, const QuantLaye
     } else if (format.quant == QuantType::kInt8) {
       dequantize_int8(typed(bytes, st[k], at::kChar).view(shapes[i]), typed(bytes, st[k + 1], at::kFloat),
                       dst.view(shapes[i]));
+      k += 2;
+    } else if (format.quant == QuantType::kFp8) {
+      dequantize_fp8(typed(bytes, st[k], at::kByte).view(shapes[i]), typed(bytes, st[k + 1], at::kFloat),
+                     format.fp8_values, dst.view(shapes[i]));
       k += 2;
     } else if (format.quant == QuantType::kNf4) {
       dequantize_nf4(typed(bytes, st[k], at::kByte), typed(bytes, st[k + 1], at::kFloat), format.nf4_code, dst);

@@ -27,6 +27,7 @@ struct QuantLayerFormat {
   std::vector<LayerTensor> stored;  // offsets relative to the layer's first byte
   int64_t stored_bytes = 0;         // one layer's byte range
   at::Tensor nf4_code;              // [16] fp32 on the compute device (set by the store)
+  at::Tensor fp8_values;            // [256] fp32 E4M3 values on the compute device (set by the store)
 };
 
 // REQUIRES: file.quant() != kNone. Checks every layer has layer 0's layout.
@@ -41,6 +42,9 @@ void dequantize_nf4(const at::Tensor& packed, const at::Tensor& absmax, const at
 at::Tensor nf4_absmax_from_double_quant(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& offset);
 // out [rows, cols] = fp32(q * scale[row]) rounded once. q: [rows, cols] int8, scale: [rows] fp32.
 void dequantize_int8(const at::Tensor& q, const at::Tensor& scale, at::Tensor out);
+// out [rows, cols] = fp32(values[q] * scale[row]) rounded once. q: [rows, cols]
+// uint8 E4M3 bytes, scale: [rows] fp32, values: [256] fp32 (fp8_e4m3_values()).
+void dequantize_fp8(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& values, at::Tensor out);
 
 // A layer's weights from its stored bytes: bytes [stored_bytes] uint8 on
 // the device -> work [layer_numel] (compute dtype, same device, the layer's

@@ -113,7 +113,9 @@ Status LayerStore::init() {
   buffer_type_ = quant_ ? at::kByte : dtype_;
   buffer_numel_ = quant_ ? quant_->stored_bytes : layer_numel_;
   if (quant_) {
-    quant_->nf4_code = at::from_blob(const_cast<float*>(nf4_code()), {16}, at::TensorOptions().dtype(at::kFloat)).to(device_);
+    const auto f32 = at::TensorOptions().dtype(at::kFloat);
+    quant_->nf4_code = at::from_blob(const_cast<float*>(nf4_code()), {16}, f32).to(device_);
+    quant_->fp8_values = at::from_blob(const_cast<float*>(fp8_e4m3_values()), {256}, f32).to(device_);
     work_ = at::empty({layer_numel_}, at::TensorOptions().dtype(dtype_).device(device_));
   }
   const auto dev_opts = at::TensorOptions().dtype(buffer_type_).device(device_);

@@ -35,7 +35,7 @@ constexpr const char* kLayerFileMetaNLayers = "lema.n_layers";
 constexpr const char* kLayerFileMetaLayerRanges = "lema.layer_ranges";
 constexpr const char* kLayerFileMetaTied = "lema.tied";
 constexpr const char* kLayerFileMetaDType = "lema.dtype";
-constexpr const char* kLayerFileMetaQuant = "lema.quant";  // version 2: nf4, nf4-dq or int8
+constexpr const char* kLayerFileMetaQuant = "lema.quant";  // version 2: nf4, nf4-dq, int8 or fp8
 // Data section start alignment (tensor data starts here; each layer start is
 // aligned too when all tensor sizes are multiples of it, as in real models).
 constexpr uint64_t kLayerFileAlignment = 64;

@@ -94,10 +94,11 @@ Status LayerFileWriter::write_quantized(size_t i, const FillF32Fn& fill) {
   for (int64_t d : spec.shape) n *= d;
   std::vector<float> x;
   auto put = [&](const std::string& name, const void* p, uint64_t nbytes) { return write_raw(name, p, nbytes); };
-  if (quant_ == QuantType::kInt8) {
+  if (quant_ == QuantType::kInt8 || quant_ == QuantType::kFp8) {
+    // One byte per value and an fp32 scale per output row.
     const int64_t rows = spec.shape[0], cols = spec.shape[1];
     const int64_t chunk_rows = std::max<int64_t>(1, kQuantChunkElements / std::max<int64_t>(cols, 1));
-    std::vector<int8_t> q;
+    std::vector<uint8_t> q;
     std::vector<float> scale(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; r += chunk_rows) {
       const int64_t nr = std::min(chunk_rows, rows - r);
@@ -105,7 +106,14 @@ Status LayerFileWriter::write_quantized(size_t i, const FillF32Fn& fill) {
       q.resize(x.size());
       LEMA_RETURN_IF_ERROR(fill(r * cols, nr * cols, x.data()));
       parallel_for(nr, 64, [&](int64_t r0, int64_t r1) {
-        int8_quantize_rows(x.data() + r0 * cols, r1 - r0, cols, q.data() + r0 * cols, scale.data() + r + r0);
+        const float* xr = x.data() + r0 * cols;
+        uint8_t* qr = q.data() + r0 * cols;
+        float* sr = scale.data() + r + r0;
+        if (quant_ == QuantType::kInt8) {
+          int8_quantize_rows(xr, r1 - r0, cols, reinterpret_cast<int8_t*>(qr), sr);
+        } else {
+          fp8_quantize_rows(xr, r1 - r0, cols, qr, sr);
+        }
       });
       LEMA_RETURN_IF_ERROR(put(spec.name, q.data(), q.size()));
     }

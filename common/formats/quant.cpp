@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 namespace lema {
 
@@ -68,16 +70,17 @@ const char* quant_name(QuantType quant) {
     case QuantType::kNf4: return "nf4";
     case QuantType::kNf4Dq: return "nf4-dq";
     case QuantType::kInt8: return "int8";
+    case QuantType::kFp8: return "fp8";
   }
   return "?";
 }
 
 Result<QuantType> parse_quant(const std::string& name, const std::string& where) {
-  for (QuantType q : {QuantType::kNone, QuantType::kNf4, QuantType::kNf4Dq, QuantType::kInt8}) {
+  for (QuantType q : {QuantType::kNone, QuantType::kNf4, QuantType::kNf4Dq, QuantType::kInt8, QuantType::kFp8}) {
     if (name == quant_name(q)) return q;
   }
   return Status::unsupported(where + ": unknown quantization type '" + name +
-                             "' (this lema knows none, nf4, nf4-dq, int8)");
+                             "' (this lema knows none, nf4, nf4-dq, int8, fp8)");
 }
 
 const float* nf4_code() { return nf4_tables().code; }
@@ -103,6 +106,9 @@ std::vector<StoredTensorSpec> quant_stored_tensors(QuantType quant, const std::s
     case QuantType::kInt8:
       LEMA_CHECK_MSG(shape.size() == 2, "int8 quantization needs a matrix: " + name);
       return {{name, DType::kI8, shape}, {name + ".scale", DType::kF32, {shape[0]}}};
+    case QuantType::kFp8:
+      LEMA_CHECK_MSG(shape.size() == 2, "fp8 quantization needs a matrix: " + name);
+      return {{name, DType::kU8, shape}, {name + ".scale", DType::kF32, {shape[0]}}};
     case QuantType::kNone: break;
   }
   LEMA_CHECK_MSG(false, "quant_stored_tensors: no quantization for " + name);
@@ -149,6 +155,53 @@ void int8_quantize_rows(const float* x, int64_t rows, int64_t cols, int8_t* q, f
     const float s = m / static_cast<float>(kInt8Max);
     scale[r] = s;
     for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = s > 0.0f ? round_int8(row[c] / s) : 0;
+  }
+}
+
+const float* fp8_e4m3_values() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(256);
+    for (int code = 0; code < 256; ++code) {
+      const int exponent = (code >> 3) & 15, mantissa = code & 7;
+      float magnitude;
+      if (exponent == 15 && mantissa == 7) {
+        magnitude = std::numeric_limits<float>::quiet_NaN();
+      } else if (exponent == 0) {
+        magnitude = std::ldexp(static_cast<float>(mantissa), -9);  // subnormal: m/8 * 2^-6
+      } else {
+        magnitude = std::ldexp(static_cast<float>(8 + mantissa), exponent - 10);  // (1 + m/8) * 2^(e-7)
+      }
+      t[static_cast<size_t>(code)] = code & 0x80 ? -magnitude : magnitude;
+    }
+    return t;
+  }();
+  return table.data();
+}
+
+uint8_t fp8_e4m3_encode(float v) {
+  if (std::isnan(v)) return 0x7F;
+  const uint8_t sign = std::signbit(v) ? 0x80 : 0;
+  const float a = std::fabs(v);
+  if (a >= kFp8E4m3Max) return sign | 0x7E;
+  // Bytes 0x00..0x7E are the non-negative values in increasing order: the
+  // last one <= a, or the next if nearer; on a tie the even byte (mantissa
+  // ending in 0), as round-to-nearest-even does.
+  const float* t = fp8_e4m3_values();
+  const float* last = std::upper_bound(t, t + 0x7F, a) - 1;
+  uint8_t code = static_cast<uint8_t>(last - t);
+  const float below = t[code] , above = t[code + 1];
+  if (a - below > above - a || (a - below == above - a && (code & 1))) ++code;
+  return sign | code;
+}
+
+void fp8_quantize_rows(const float* x, int64_t rows, int64_t cols, uint8_t* q, float* scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * cols;
+    float m = 0.0f;
+    for (int64_t c = 0; c < cols; ++c) m = std::fmax(m, std::fabs(row[c]));
+    const float s = m / kFp8E4m3Max;
+    scale[r] = s;
+    for (int64_t c = 0; c < cols; ++c) q[r * cols + c] = s > 0.0f ? fp8_e4m3_encode(row[c] / s) : 0;
   }
 }
 

@@ -10,7 +10,10 @@
 // quantization (nf4-dq) stores the absmax vector as int8 in blocks of 256:
 // the mean of all absmax is subtracted (the offset), each block keeps one
 // fp32 scale (max |centered| / 127). int8: per output row, scale = absmax /
-// 127, q = round-half-even(x / scale).
+// 127, q = round-half-even(x / scale). fp8: per output row, scale = absmax /
+// 448, q = x / scale as an OCP FP8 E4M3 byte (bias 7, no infinities,
+// S.1111.111 the only NaN, largest finite 448), nearest with ties to even,
+// beyond 448 saturated to +-448.
 //
 // Plain functions; thread-safe.
 #pragma once
@@ -24,9 +27,9 @@
 
 namespace lema {
 
-enum class QuantType { kNone, kNf4, kNf4Dq, kInt8 };
+enum class QuantType { kNone, kNf4, kNf4Dq, kInt8, kFp8 };
 
-// "none", "nf4", "nf4-dq", "int8"
+// "none", "nf4", "nf4-dq", "int8", "fp8"
 const char* quant_name(QuantType quant);
 // The inverse; anything else is refused naming it and `where`.
 Result<QuantType> parse_quant(const std::string& name, const std::string& where);
@@ -34,6 +37,7 @@ Result<QuantType> parse_quant(const std::string& name, const std::string& where)
 constexpr int64_t kNf4BlockSize = 64;     // weights per absmax
 constexpr int64_t kNf4DqBlockSize = 256;  // absmax values per fp32 scale (double quantization)
 constexpr int64_t kInt8Max = 127;
+constexpr float kFp8E4m3Max = 448.0f;
 // The engine dequantizes a projection this many weights at a time, so its
 // temporaries (codes as int64 indices, fp32 values and products: about
 // kDequantTempBytesPerWeight each) stay small next to the work buffer.
@@ -60,7 +64,8 @@ struct StoredTensorSpec {
 //   nf4-dq: name U8 [ceil(n/2)], name.absmax I8 [ceil(n/64)],
 //           name.absmax_scale F32 [ceil(n/64/256)], name.absmax_offset F32 [1]
 //   int8:   name I8 [rows, cols], name.scale F32 [rows]
-// REQUIRES: quant != kNone; int8 needs a 2-D shape.
+//   fp8:    name U8 [rows, cols] (E4M3 bytes), name.scale F32 [rows]
+// REQUIRES: quant != kNone; int8 and fp8 need a 2-D shape.
 std::vector<StoredTensorSpec> quant_stored_tensors(QuantType quant, const std::string& name,
                                                    const std::vector<int64_t>& shape);
 
@@ -73,5 +78,12 @@ void nf4_quantize(const float* x, int64_t n, uint8_t* packed, float* absmax);
 void nf4_double_quantize(const float* absmax, int64_t nb, int8_t* q, float* scale, float* offset);
 // int8 per row of x [rows, cols]: q [rows * cols], scale [rows].
 void int8_quantize_rows(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scale);
+// fp8 (E4M3) per row of x [rows, cols]: q [rows * cols], scale [rows].
+void fp8_quantize_rows(const float* x, int64_t rows, int64_t cols, uint8_t* q, float* scale);
+// The 256 E4M3 values by byte (NaN for 0x7F and 0xFF), as fp32.
+const float* fp8_e4m3_values();
+// The E4M3 byte nearest to v (ties to the even byte), +-448 beyond it, the
+// NaN byte for NaN.
+uint8_t fp8_e4m3_encode(float v);
 
 }  // namespace lema

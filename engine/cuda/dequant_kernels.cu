@@ -61,6 +61,19 @@ __global__ void int8_kernel(const int8_t* __restrict__ q, const float* __restric
   }
 }
 
+template <typename T>
+__global__ void fp8_kernel(const uint8_t* __restrict__ q, const float* __restrict__ scale,
+                           const float* __restrict__ values, T* __restrict__ out, int64_t rows, int64_t cols) {
+  __shared__ float table[256];
+  table[threadIdx.x] = values[threadIdx.x];  // kThreads == 256: one entry per thread
+  __syncthreads();
+  const int64_t n = rows * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = from_float<T>(__fmul_rn(table[q[i]], scale[i / cols]));
+  }
+}
+
 }  // namespace
 
 void dequantize_nf4(const uint8_t* packed, const float* absmax, const float* code, void* out, OutType type,
@@ -91,6 +104,25 @@ void dequantize_int8(const int8_t* q, const float* scale, void* out, OutType typ
     case OutType::kF16: int8_kernel<__half><<<grid, kThreads, 0, stream>>>(q, scale, static_cast<__half*>(out), rows, cols); break;
     case OutType::kBF16:
       int8_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(q, scale, static_cast<__nv_bfloat16*>(out), rows, cols);
+      break;
+  }
+}
+
+void dequantize_fp8(const uint8_t* q, const float* scale, const float* values, void* out, OutType type, int64_t rows,
+                    int64_t cols, cudaStream_t stream) {
+  static_assert(kThreads == 256, "fp8_kernel loads its 256-entry table with one thread per entry");
+  if (rows <= 0 || cols <= 0) return;
+  const int grid = blocks_for(rows * cols);
+  switch (type) {
+    case OutType::kF32:
+      fp8_kernel<float><<<grid, kThreads, 0, stream>>>(q, scale, values, static_cast<float*>(out), rows, cols);
+      break;
+    case OutType::kF16:
+      fp8_kernel<__half><<<grid, kThreads, 0, stream>>>(q, scale, values, static_cast<__half*>(out), rows, cols);
+      break;
+    case OutType::kBF16:
+      fp8_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(q, scale, values, static_cast<__nv_bfloat16*>(out), rows,
+                                                                cols);
       break;
   }
 }

@@ -30,6 +30,11 @@ void nf4_absmax_from_double_quant(const int8_t* q, const float* scale, const flo
 void dequantize_int8(const int8_t* q, const float* scale, void* out, OutType type, int64_t rows, int64_t cols,
                      cudaStream_t stream);
 
+// out[r, c] = values[q[r, c]] * scale[r] (fp8 E4M3 bytes per row; values:
+// the 256 E4M3 values as fp32).
+void dequantize_fp8(const uint8_t* q, const float* scale, const float* values, void* out, OutType type, int64_t rows,
+                    int64_t cols, cudaStream_t stream);
+
 // The last launch error as text, or nullptr.
 const char* last_error();
 

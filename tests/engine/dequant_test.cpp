@@ -172,6 +172,50 @@ TEST(Dequant, Int8MatchesTheReference) {
   expect_dequantized(out32.view({-1}), out16.view({-1}), ref);
 }
 
+// fp8 (E4M3) per row: the random rows, a zero row, a row holding every E4M3
+// value of one binade and the midpoints between neighbours (ties to the
+// even byte), subnormals, the largest value and -0.
+TEST(Dequant, Fp8MatchesTheReference) {
+  const int64_t rows = 9, cols = 301;
+  std::vector<float> x = test_values(50, 7);
+  x.resize(static_cast<size_t>(rows * cols));
+  std::fill(x.begin() + 2 * cols, x.begin() + 3 * cols, 0.0f);  // a zero row: scale 0
+  // Row 4 scaled by absmax 448 -> scale 1: its values are E4M3 values and
+  // the midpoints between them, as they are.
+  float* r4 = x.data() + 4 * cols;
+  const float* v = fp8_e4m3_values();
+  int64_t c = 0;
+  r4[c++] = 448.0f;
+  for (int code = 1; code < 0x7E && c + 2 < cols; code += 1) {
+    r4[c++] = v[code];
+    r4[c++] = (v[code] + v[code + 1]) / 2.0f;  // exact in fp32: a tie
+    if (code % 5 == 0) r4[c++] = -v[code];
+  }
+  r4[c++] = -0.0f;
+  while (c < cols) r4[c++] = 0.001f * static_cast<float>(c % 17);
+  std::vector<uint8_t> q(x.size());
+  std::vector<float> scale(static_cast<size_t>(rows));
+  fp8_quantize_rows(x.data(), rows, cols, q.data(), scale.data());
+  EXPECT_EQ(scale[4], 1.0f);
+  EXPECT_EQ(fp8_e4m3_encode(448.0f), 0x7E);
+  EXPECT_EQ(fp8_e4m3_encode(-1000.0f), 0xFE);
+  EXPECT_EQ(fp8_e4m3_encode(1.0f), 0x38);
+  EXPECT_EQ(fp8_e4m3_encode(1.0625f), 0x38);  // halfway between 1 and 1.125: the even byte
+  EXPECT_EQ(fp8_e4m3_encode(1.1875f), 0x3A);  // halfway between 1.125 and 1.25: the even byte
+  EXPECT_EQ(fp8_e4m3_values()[1], 0.001953125f);  // 2^-9, the smallest subnormal
+  const nlohmann::json ref = python_reference("fp8", x, std::to_string(rows) + " " + std::to_string(cols));
+  EXPECT_EQ(std::vector<int>(q.begin(), q.end()), ref["q"].get<std::vector<int>>());
+  std::vector<uint32_t> scale_bits;
+  for (float s : scale) scale_bits.push_back(bits_of(s));
+  EXPECT_EQ(scale_bits, ref["scale_bits"].get<std::vector<uint32_t>>());
+  const at::Tensor qt = at::from_blob(q.data(), {rows, cols}, at::kByte).clone();
+  const at::Tensor values = at::from_blob(const_cast<float*>(fp8_e4m3_values()), {256}, at::kFloat);
+  at::Tensor out32 = at::empty({rows, cols}, at::kFloat), out16 = at::empty({rows, cols}, at::kBFloat16);
+  dequantize_fp8(qt, cpu_f32(scale), values, out32);
+  dequantize_fp8(qt, cpu_f32(scale), values, out16);
+  expect_dequantized(out32.view({-1}), out16.view({-1}), ref);
+}
+
 // lema's CUDA kernels (engine/cuda/dequant_kernels.cu) against the LibTorch
 // path above, bit for bit, in fp32, bf16 and fp16: the test values (ties,
 // zero block, odd tail) and a tensor larger than one grid of threads (the
@@ -227,6 +271,17 @@ TEST(Dequant, CudaKernelsEqualTheLibTorchPath) {
       dequantize_int8(qt.to(cuda), cpu_f32(scale).to(cuda), got);
       EXPECT_TRUE(same_bits(want, got.cpu())) << "int8 " << at::toString(type) << ", " << rows << "x" << cols;
     }
+    std::vector<uint8_t> f8(x.size());
+    fp8_quantize_rows(x.data(), rows, cols, f8.data(), scale.data());
+    const at::Tensor ft = at::from_blob(f8.data(), {rows, cols}, at::kByte).clone();
+    const at::Tensor values = at::from_blob(const_cast<float*>(fp8_e4m3_values()), {256}, at::kFloat).clone();
+    for (at::ScalarType type : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      at::Tensor want = at::empty({rows, cols}, type);
+      at::Tensor got = at::empty({rows, cols}, at::TensorOptions().dtype(type).device(cuda));
+      dequantize_fp8(ft, cpu_f32(scale), values, want);
+      dequantize_fp8(ft.to(cuda), cpu_f32(scale).to(cuda), values.to(cuda), got);
+      EXPECT_TRUE(same_bits(want, got.cpu())) << "fp8 " << at::toString(type) << ", " << rows << "x" << cols;
+    }
   }
 }
 
@@ -238,7 +293,7 @@ TEST(Dequant, QuantizedLayerFilesReadThroughTheStore) {
   const std::string dir = temp_dir();
   ModelConfig c = model_preset("tiny").value();
   c.n_layers = 3;
-  for (QuantType quant : {QuantType::kNf4, QuantType::kNf4Dq, QuantType::kInt8}) {
+  for (QuantType quant : {QuantType::kNf4, QuantType::kNf4Dq, QuantType::kInt8, QuantType::kFp8}) {
     SCOPED_TRACE(quant_name(quant));
     const std::string path = dir + "/m.lema.safetensors";
     ASSERT_TRUE(write_random_layer_file(c, path, 5, quant, DType::kBF16).ok());
@@ -266,6 +321,12 @@ TEST(Dequant, QuantizedLayerFilesReadThroughTheStore) {
         std::vector<float> scale(static_cast<size_t>(rows));
         int8_quantize_rows(x.data(), rows, cols, q.data(), scale.data());
         dequantize_int8(at::from_blob(q.data(), {rows, cols}, at::kChar), cpu_f32(scale), want);
+      } else if (quant == QuantType::kFp8) {
+        std::vector<uint8_t> q(x.size());
+        std::vector<float> scale(static_cast<size_t>(rows));
+        fp8_quantize_rows(x.data(), rows, cols, q.data(), scale.data());
+        dequantize_fp8(at::from_blob(q.data(), {rows, cols}, at::kByte), cpu_f32(scale),
+                       at::from_blob(const_cast<float*>(fp8_e4m3_values()), {256}, at::kFloat), want);
       } else {
         std::vector<uint8_t> packed(static_cast<size_t>(n / 2));
         std::vector<float> absmax(static_cast<size_t>(n / 64));

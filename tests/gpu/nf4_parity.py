@@ -7,7 +7,7 @@ optional, reported when missing; nothing is downloaded):
 
   python3 tests/gpu/nf4_parity.py --lema build-gpu/cli/lema [--device cuda] [--keep DIR]
 
-For nf4, nf4-dq and int8: a small random LlamaForCausalLM (fp32) is saved,
+For nf4, nf4-dq, int8 and fp8: a small random LlamaForCausalLM (fp32) is saved,
 converted with `lema convert --quant Q`, and
 
   * the reference model: the same HF model whose seven projection weights
@@ -18,7 +18,9 @@ converted with `lema convert --quant Q`, and
     reference's, on the real tokens: fp32 max abs diff <= 1e-4;
   * nf4 only, with bitsandbytes: quantize_4bit(W, blocksize=64,
     quant_type="nf4", compress_statistics=False) on the GPU: packed bytes and
-    absmax equal to the file's (mismatches counted; exit 1 when any).
+    absmax equal to the file's (mismatches counted; exit 1 when any);
+  * fp8: the file's E4M3 bytes equal torch's own conversion
+    ((W / scale).to(torch.float8_e4m3fn), scale = absmax / 448 per row).
 
 Exit status 0 only when every check passes.
 """
@@ -56,6 +58,8 @@ def dequantize(t, name, quant, shape):
     n = shape[0] * shape[1]
     if quant == "int8":
         return t[name].float() * t[name + ".scale"].float()[:, None]
+    if quant == "fp8":  # torch's own E4M3 type reads the bytes
+        return t[name].view(torch.float8_e4m3fn).float() * t[name + ".scale"].float()[:, None]
     if quant == "nf4":
         absmax = t[name + ".absmax"].float()
     else:
@@ -97,7 +101,7 @@ def main():
     except Exception as e:  # not installed on every GPU machine
         have_bnb = False
         print(f"bitsandbytes not available ({e}): the bitsandbytes byte comparison is skipped")
-    for quant in ("nf4", "nf4-dq", "int8"):
+    for quant in ("nf4", "nf4-dq", "int8", "fp8"):
         lf = os.path.join(work, f"m.{quant}.lema.safetensors")
         run([args.lema, "convert", hf, "--out", lf, "--quant", quant])
         stored = load_file(lf)
@@ -110,12 +114,22 @@ def main():
                     name = f"model.layers.{i}.{p}.weight"
                     w = sd[name]
                     sd[name].copy_(dequantize(stored, name, quant, list(w.shape)))
+                    if quant == "fp8":
+                        orig = load_file(os.path.join(hf, "model.safetensors"))[name].float()
+                        scale = orig.abs().amax(1) / 448.0
+                        want = (orig / scale[:, None]).to(torch.float8_e4m3fn).view(torch.uint8)
+                        mismatch_bytes += int((want != stored[name]).sum())
+                        mismatch_absmax += int((scale != stored[name + ".scale"]).sum())
                     if quant == "nf4" and have_bnb:
                         import bitsandbytes.functional as F
                         orig = load_file(os.path.join(hf, "model.safetensors"))[name].to("cuda")
                         packed, state = F.quantize_4bit(orig, blocksize=64, quant_type="nf4", compress_statistics=False)
                         mismatch_bytes += int((packed.view(-1).cpu() != stored[name]).sum())
                         mismatch_absmax += int((state.absmax.float().cpu() != stored[name + ".absmax"]).sum())
+        if quant == "fp8":
+            print(f"fp8 vs torch.float8_e4m3fn: {mismatch_bytes} bytes and {mismatch_absmax} scales differ")
+            if mismatch_bytes or mismatch_absmax:
+                failures.append("fp8 bytes differ from torch's E4M3 conversion")
         if quant == "nf4" and have_bnb:
             print(f"nf4 vs bitsandbytes: {mismatch_bytes} packed bytes and {mismatch_absmax} absmax values differ")
             if mismatch_bytes or mismatch_absmax:

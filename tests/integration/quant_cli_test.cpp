@@ -54,6 +54,11 @@ TEST(QuantCli, InitInspectAndRefusals) {
   test::RunResult i8 = run_lema("convert " + dir + "/hf -o " + dir + "/c.lema.safetensors --quant int8 --dtype bf16");
   ASSERT_EQ(i8.exit_code, 0) << i8.output;
   EXPECT_NE(i8.output.find("quantization int8"), std::string::npos) << i8.output;
+  test::RunResult f8 = run_lema("convert " + dir + "/hf -o " + dir + "/f.lema.safetensors --quant fp8 --dtype bf16");
+  ASSERT_EQ(f8.exit_code, 0) << f8.output;
+  EXPECT_NE(f8.output.find("quantization fp8"), std::string::npos) << f8.output;
+  test::RunResult fi = run_lema("inspect " + dir + "/f.lema.safetensors");
+  EXPECT_NE(fi.output.find("FP8 E4M3 per output row"), std::string::npos) << fi.output;
   EXPECT_TRUE(remove_all(dir).ok());
 }
 

@@ -20,7 +20,14 @@ restored absmax = fp32(fp32(q * scale) + offset).
 int8 per output row: scale = fp32(max |row| / 127); q = round-half-even(
 fp32(x / scale)) clamped to [-127, 127]; dequantized fp32(q * scale).
 
-Usage: nf4_reference.py nf4|nf4-dq|int8 IN.f32 OUT.json [ROWS COLS]
+fp8 per output row (OCP 8-bit Floating Point Specification, E4M3: sign,
+4 exponent bits with bias 7, 3 mantissa bits; exponent 0 subnormal
+(m/8 * 2^-6); no infinities; S.1111.111 is NaN, so the largest value is
+1.75 * 2^8 = 448): scale = fp32(max |row| / 448); q = the E4M3 byte of
+fp32(x / scale) rounded to nearest with ties to even (by the spacing of its
+binade), saturated to +-448; dequantized fp32(value(q) * scale).
+
+Usage: nf4_reference.py nf4|nf4-dq|int8|fp8 IN.f32 OUT.json [ROWS COLS]
 IN.f32 holds little-endian fp32 values; OUT.json gets the stored bytes and
 the dequantized values as integers (fp32 and bf16 bit patterns).
 """
@@ -118,6 +125,43 @@ def int8_quantize(xs, rows, cols):
     return q, scales, deq
 
 
+def e4m3_value(code):
+    e, m = (code >> 3) & 15, code & 7
+    if e == 15 and m == 7:
+        return math.nan
+    v = m / 8.0 * 2.0 ** -6 if e == 0 else (1.0 + m / 8.0) * 2.0 ** (e - 7)
+    return -v if code & 0x80 else v
+
+
+E4M3_CODE_OF = {e4m3_value(c): c for c in range(0x7F)}  # non-negative finite values -> byte
+
+
+def e4m3_encode(v):
+    sign = 0x80 if math.copysign(1.0, v) < 0 else 0
+    a = abs(v)
+    if a >= 448.0:
+        return sign | 0x7E
+    if a < 2.0 ** -6:
+        spacing = 2.0 ** -9  # subnormals: eight steps below the smallest normal
+    else:
+        exponent = math.frexp(a)[1] - 1  # a = 1.f * 2^exponent, exactly
+        spacing = 2.0 ** (exponent - 3)
+    steps = round(a / spacing)  # Python's round: ties to even; a / spacing is exact
+    return sign | E4M3_CODE_OF[steps * spacing]
+
+
+def fp8_quantize(xs, rows, cols):
+    q, scales, deq = [], [], []
+    for r in range(rows):
+        row = xs[r * cols:(r + 1) * cols]
+        s = f32(max(abs(v) for v in row) / 448.0)
+        scales.append(s)
+        qs = [e4m3_encode(f32(v / s)) if s > 0 else 0 for v in row]
+        q.extend(qs)
+        deq.extend(f32(e4m3_value(c) * s) for c in qs)
+    return q, scales, deq
+
+
 def main():
     mode, in_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
     with open(in_path, "rb") as f:
@@ -140,6 +184,11 @@ def main():
     elif mode == "int8":
         rows, cols = int(sys.argv[4]), int(sys.argv[5])
         q, scales, deq = int8_quantize(xs, rows, cols)
+        out["q"] = q
+        out["scale_bits"] = [f32_bits(s) for s in scales]
+    elif mode == "fp8":
+        rows, cols = int(sys.argv[4]), int(sys.argv[5])
+        q, scales, deq = fp8_quantize(xs, rows, cols)
         out["q"] = q
         out["scale_bits"] = [f32_bits(s) for s in scales]
     else:

@@ -67,6 +67,14 @@ TEST_F(LayerFileQuantTest, StoresTheProjectionsQuantizedAndTheRestAsIs) {
   EXPECT_EQ((*i8)->layer_tensors(0)[1].shape, (std::vector<int64_t>{config_.q_dim(), config_.hidden_size}));
   EXPECT_EQ((*i8)->layer_tensors(0)[2].suffix, "self_attn.q_proj.weight.scale");
 
+  ASSERT_TRUE(write_random_layer_file(config_, dir_ + "/f8.lema.safetensors", 4, QuantType::kFp8, DType::kF32).ok());
+  auto f8 = LayerFile::open(dir_ + "/f8.lema.safetensors", false);
+  ASSERT_TRUE(f8.ok()) << f8.status().to_string();
+  EXPECT_EQ((*f8)->quant(), QuantType::kFp8);
+  EXPECT_EQ((*f8)->layer_tensors(0)[1].shape, (std::vector<int64_t>{config_.q_dim(), config_.hidden_size}));
+  EXPECT_EQ((*f8)->layer_tensors(0)[1].dtype, DType::kU8);
+  EXPECT_EQ((*f8)->layer_tensors(0)[2].suffix, "self_attn.q_proj.weight.scale");
+
   // Unquantized, the writer still makes a version 1 file older lema reads.
   ASSERT_TRUE(write_random_layer_file(config_, dir_ + "/p.lema.safetensors", 4, QuantType::kNone, DType::kF32).ok());
   auto plain = LayerFile::open(dir_ + "/p.lema.safetensors", false);
@@ -77,7 +85,7 @@ TEST_F(LayerFileQuantTest, StoresTheProjectionsQuantizedAndTheRestAsIs) {
 
 TEST_F(LayerFileQuantTest, ModelInitEqualsConvertOfTheHfModel) {
   ASSERT_TRUE(write_random_hf_model(config_, dir_ + "/hf", 6).ok());
-  for (QuantType quant : {QuantType::kNone, QuantType::kNf4, QuantType::kNf4Dq, QuantType::kInt8}) {
+  for (QuantType quant : {QuantType::kNone, QuantType::kNf4, QuantType::kNf4Dq, QuantType::kInt8, QuantType::kFp8}) {
     SCOPED_TRACE(quant_name(quant));
     ConvertOptions opt;
     opt.target = DType::kBF16;
