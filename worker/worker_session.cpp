@@ -41,6 +41,7 @@ struct WorkerSession::Impl {
   Clock::time_point next_heartbeat;         // I/O thread only
   Clock::time_point last_tick;              // I/O thread only: its loop's last turn
   bool stalled = false;                     // guarded by mu: frozen past the fence time, no WELCOME since
+  int64_t hello_seq = 0;                    // guarded by mu: the number of the newest HELLO sent
   std::atomic<bool> cancel{false};
   std::atomic<bool> stopping{false};
   std::thread io_thread;
@@ -49,6 +50,12 @@ struct WorkerSession::Impl {
   std::unique_ptr<zmq::socket_t> open_socket();
   void send(zmq::socket_t& socket, const Message& m);
   void handle(zmq::socket_t& socket, const Message& m);
+  // The I/O thread's own clock, read before anything it received is
+  // handled: a gap longer than the fence time since its last reading means
+  // the process was frozen, and what it reads next (an ASSIGN, a WELCOME)
+  // was queued before and says nothing of the lease now. I/O thread only;
+  // takes mu.
+  void notice_freeze();
   Message stage_message(MessageType type) const;  // REQUIRES: mu held
   // Fences the running stage when the scheduler has been silent past the
   // fence time (lease time less one interval). REQUIRES: mu held.
@@ -150,6 +157,15 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
   if (!fenced) last_heard = Clock::now();
   switch (m.type) {
     case MessageType::kWelcome: {
+      if (hello_needed || (m.has("hello_seq") && m.i64("hello_seq") != hello_seq)) {
+        // The answer to an earlier HELLO, read late (this process was
+        // frozen with it queued, or a HELLO is about to go out): its lease
+        // says nothing of now, and the answer to the newest HELLO follows.
+        log_info("worker: WELCOME to an earlier HELLO (%lld; newest %lld%s) dropped",
+                 static_cast<long long>(m.i64("hello_seq", -1)), static_cast<long long>(hello_seq),
+                 hello_needed ? ", another to be sent" : "");
+        break;
+      }
       worker_id = m.str("worker_id");
       if (m.i64("heartbeat_interval_ms") > 0) options.heartbeat_interval_ms = m.i64("heartbeat_interval_ms");
       if (m.i64("liveness") > 0) options.heartbeat_liveness = static_cast<int>(m.i64("liveness"));
@@ -244,6 +260,7 @@ void WorkerSession::Impl::io_loop() {
     }
     auto say_hello = [&] {
       Message hello = hello_message(options);
+      hello.fields["hello_seq"] = ++hello_seq;
       // A finished stage is named too, until the next ASSIGN: its DONE or
       // FAILED may not have reached the scheduler (it restarted, or the
       // connection dropped), and a scheduler that heard nothing of the
@@ -267,23 +284,7 @@ void WorkerSession::Impl::io_loop() {
     last_tick = Clock::now();
     bool lost = false;
     while (!stopping.load() && !lost) {
-      {
-        // This thread's own clock: a turn of the loop later than the fence
-        // time means the process was frozen (SIGSTOP, a paused VM). What
-        // was queued meanwhile says nothing of now, so the stage (or the
-        // one an ASSIGN read next brings) writes nothing until WELCOME
-        // confirms its lease.
-        const Clock::time_point now = Clock::now();
-        if (now - last_tick > fence_time()) {
-          std::lock_guard<std::mutex> lock(mu);
-          stalled = true;
-          hello_needed = true;
-          if (current && !final_report) fenced = true;
-          log_warn("worker: this process was frozen for %lld ms: asking the scheduler about the lease",
-                   static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_tick).count()));
-        }
-        last_tick = now;
-      }
+      notice_freeze();
       zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0}};
       try {
         zmq::poll(items, 1, std::chrono::milliseconds(20));
@@ -293,6 +294,12 @@ void WorkerSession::Impl::io_loop() {
             zmq::recv_result_t r = zmq::recv_multipart(*socket, std::back_inserter(frames),
                                                        zmq::recv_flags::dontwait);
             if (!r) break;
+            // Most freezes happen inside poll (where this thread spends its
+            // time): checked again here, before the message is handled, so
+            // that an ASSIGN queued during the freeze is fenced from the
+            // start (chaos, issue 19: one read just after SIGCONT ran its
+            // dataset stage to the end before the next turn's check).
+            notice_freeze();
             liveness = options.heartbeat_liveness;
             backoff_ms = options.reconnect_initial_ms;
             if (frames.empty()) continue;
@@ -474,6 +481,22 @@ bool WorkerSession::flush(int timeout_ms) {
 }
 
 bool WorkerSession::cancel_requested() const { return impl_->cancel.load(); }
+
+void WorkerSession::Impl::notice_freeze() {
+  const Clock::time_point now = Clock::now();
+  const Clock::duration gap = now - last_tick;
+  last_tick = now;
+  if (gap <= fence_time()) return;
+  std::lock_guard<std::mutex> lock(mu);
+  // The stage (or the one an ASSIGN read next brings: stalled) writes
+  // nothing until WELCOME, the answer to the HELLO this sends, confirms
+  // its lease.
+  stalled = true;
+  hello_needed = true;
+  if (current && !final_report) fenced = true;
+  log_warn("worker: this process was frozen for %lld ms: asking the scheduler about the lease",
+           static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(gap).count()));
+}
 
 void WorkerSession::Impl::fence_if_silent() {
   const auto fence_after = fence_time();

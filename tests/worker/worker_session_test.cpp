@@ -312,6 +312,70 @@ TEST(WorkerSession, SilenceFencesWritesUntilTheLeaseIsConfirmed) {
   EXPECT_TRUE((*session)->cancel_requested());
 }
 
+// Issue 19: only the answer to the newest HELLO speaks of the lease. A
+// WELCOME to an earlier one (queued while this process was frozen, read
+// after SIGCONT) must not let a fenced stage write again: HELLO carries a
+// number that WELCOME echoes.
+TEST(WorkerSession, AWelcomeToAnEarlierHelloConfirmsNothing) {
+  zmq::context_t ctx;
+  const std::string ep = "tcp://127.0.0.1:47616";
+  ScriptedBroker broker(ctx, ep);
+  auto session = WorkerSession::start(options_for(ep));
+  ASSERT_TRUE(session.ok());
+  auto first = broker.recv(3s);
+  ASSERT_TRUE(first && first->type == MessageType::kHello);
+  EXPECT_TRUE(first->has("hello_seq"));
+  broker.reply(welcome());
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    auto ready = broker.recv(3s, kSkipHeartbeats);
+    ASSERT_TRUE(ready);
+    broker.reply(assign(3));
+  });
+  auto a = (*session)->wait_for_assignment(stop, 5000);
+  t.join();
+  ASSERT_TRUE(a.ok() && a->has_value());
+  // Silent past the fence time: the next write waits, and the session asks.
+  std::this_thread::sleep_for(350ms);
+  Status waited;
+  std::atomic<bool> returned{false};
+  std::thread writer([&] {
+    waited = (*session)->wait_for_lease(&stop);
+    returned = true;
+  });
+  // Reads for `ms`, answering heartbeats, and keeps the newest HELLO (the
+  // session may reconnect and say HELLO again at any time).
+  std::optional<Message> hello;
+  auto pump = [&](std::chrono::milliseconds ms) {
+    const auto until = std::chrono::steady_clock::now() + ms;
+    while (std::chrono::steady_clock::now() < until) {
+      auto m = broker.recv(20ms, kSkipHeartbeats);
+      if (m && m->type == MessageType::kHello) hello = m;
+    }
+  };
+  for (int i = 0; i < 50 && !hello; ++i) pump(100ms);
+  ASSERT_TRUE(hello);
+  // The answer to the HELLO before it, saying the lease is held.
+  Message stale = welcome();
+  stale.fields["lease"] = {{"stage_id", 12}, {"attempt", 3}, {"held", true}};
+  stale.fields["hello_seq"] = hello->i64("hello_seq") - 1;
+  broker.reply(stale);
+  pump(200ms);
+  EXPECT_FALSE(returned.load()) << "a WELCOME to an earlier HELLO let a fenced stage write";
+  // The answer to the newest HELLO: the lease is gone.
+  for (int i = 0; i < 100 && !returned.load(); ++i) {
+    Message w = welcome();
+    w.fields["lease"] = {{"stage_id", 12}, {"attempt", 3}, {"held", false}};
+    w.fields["hello_seq"] = hello->i64("hello_seq");
+    broker.reply(w);
+    pump(50ms);
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(waited.code(), Status::Code::kCancelled) << waited.to_string();
+  EXPECT_TRUE((*session)->cancel_requested());
+}
+
 TEST(WorkerSession, SaysHelloAgainWhenTheSchedulerForgotIt) {
   zmq::context_t ctx;
   const std::string ep = "tcp://127.0.0.1:47614";
