@@ -299,7 +299,8 @@ void Broker::Impl::handle_hello(const std::string& rid, const std::string& key, 
   if (keep) {
     const int64_t attempt = m.fields["running"].value("attempt", int64_t(0));
     Result<JobStore::LeaseCheck> held = store->check_lease(keep, attempt, info.id);
-    lease = {{"stage_id", keep}, {"attempt", attempt}, {"held", held.ok() && held->held}};
+    lease = {{"stage_id", keep}, {"attempt", attempt}, {"held", held.ok() && held->held},
+             {"done", held.ok() && held->succeeded}};
   }
   log_info("broker: worker %s connected (host %s, %lld GPU, %s VRAM%s%s%s)", printable(info.id).c_str(),
            printable(info.host).c_str(),

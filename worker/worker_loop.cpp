@@ -172,14 +172,25 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
     // asks the scheduler first (WorkerSession::wait_for_lease; at once when
     // the scheduler was heard lately). A stop ends the wait: the DONE goes
     // out, and the scheduler's fencing decides.
+    // And the DONE counts only if it arrives while the lease holds: a
+    // freeze from here until it has left this process is asked about too
+    // (WorkerSession::confirm_report), so "done" is said only of a DONE the
+    // scheduler took or will take.
+    const int64_t freezes = session->freezes();
     Status lease = out.status.ok() ? session->wait_for_lease(&stop) : Status();
     if (out.status.ok() && !lease.ok() && !stop.load()) {
       log_warn("stage %s of job %lld finished, but its result is dropped: %s", a->kind.c_str(),
                static_cast<long long>(a->job_id), lease.to_string().c_str());
       session->send_failed(lease.to_string(), true);
     } else if (out.status.ok()) {
-      log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
       session->send_done(out.result_json);
+      Status counts = session->confirm_report(freezes, &stop, 3000);
+      if (counts.ok()) {
+        log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
+      } else {
+        log_warn("stage %s of job %lld finished, but its report does not count: %s", a->kind.c_str(),
+                 static_cast<long long>(a->job_id), counts.to_string().c_str());
+      }
     } else {
       log_warn("stage %s of job %lld: %s", a->kind.c_str(), static_cast<long long>(a->job_id),
                out.status.to_string().c_str());

@@ -42,6 +42,10 @@ struct WorkerSession::Impl {
   Clock::time_point last_tick;              // I/O thread only: its loop's last turn
   bool stalled = false;                     // guarded by mu: frozen past the fence time, no WELCOME since
   int64_t hello_seq = 0;                    // guarded by mu: the number of the newest HELLO sent
+  int64_t freezes = 0;                      // guarded by mu: freezes noticed (notice_freeze)
+  int64_t io_turns = 0;                     // guarded by mu: I/O loop turns, each after a freeze check
+  bool confirming = false;                  // guarded by mu: asking whether the final report counts
+  std::optional<bool> report_counts;        // guarded by mu: WELCOME's answer to that
   std::atomic<bool> cancel{false};
   std::atomic<bool> stopping{false};
   std::thread io_thread;
@@ -176,6 +180,16 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
       ++connections;
       ready_sent = false;
       stalled = false;
+      if (current && final_report && confirming) {
+        // Asked after a freeze: did the DONE count? Yes when the attempt
+        // succeeded (the DONE was taken) or still holds its lease (the DONE
+        // sent again below is taken).
+        const nlohmann::json lease = m.has("lease") ? m.fields.at("lease") : nlohmann::json();
+        const bool same = lease.is_object() && lease.value("stage_id", int64_t(0)) == current->stage_id &&
+                          lease.value("attempt", int64_t(0)) == current->attempt;
+        report_counts = !lease.is_object() || (same && (lease.value("held", false) || lease.value("done", false)));
+        confirming = false;
+      }
       // After a reconnect the scheduler hears again how the stage ended.
       if (final_report) send(socket, *final_report);
       if (current && !final_report) {
@@ -311,8 +325,12 @@ void WorkerSession::Impl::io_loop() {
             handle(*socket, m.value());
           }
         }
+        // A freeze since the last check shows before anything leaves: a
+        // DONE sent after one may be late (confirm_report).
+        notice_freeze();
         {
           std::lock_guard<std::mutex> lock(mu);
+          ++io_turns;
           if (hello_needed) say_hello();
           if (connected) {
             while (!outbox.empty()) {
@@ -493,6 +511,7 @@ void WorkerSession::Impl::notice_freeze() {
   // its lease.
   stalled = true;
   hello_needed = true;
+  ++freezes;
   if (current && !final_report) fenced = true;
   log_warn("worker: this process was frozen for %lld ms: asking the scheduler about the lease",
            static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(gap).count()));
@@ -518,6 +537,45 @@ Status WorkerSession::wait_for_lease(const std::atomic<bool>* stop) {
   }
   if (d.cancel.load()) return Status::cancelled("fenced: the stage's lease was lost");
   return Status();
+}
+
+int64_t WorkerSession::freezes() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->freezes;
+}
+
+Status WorkerSession::confirm_report(int64_t freezes_before, const std::atomic<bool>* stop, int flush_timeout_ms) {
+  Impl& d = *impl_;
+  std::unique_lock<std::mutex> lock(d.mu);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(flush_timeout_ms);
+  auto stopping = [&] { return stop && stop->load(); };
+  while (!(d.outbox.empty() && d.connected) && !stopping() && Clock::now() < deadline) {
+    d.cv.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  if (d.outbox.empty() && d.connected) {
+    // One more turn: a freeze just after the send shows in its check.
+    const int64_t turn = d.io_turns;
+    while (d.io_turns <= turn && !stopping() && Clock::now() < deadline) {
+      d.cv.wait_for(lock, std::chrono::milliseconds(20));
+    }
+  }
+  if (d.freezes == freezes_before || !d.final_report || !d.current) return Status();
+  log_warn("worker: frozen as stage %lld ended: asking the scheduler whether its report counts",
+           static_cast<long long>(d.current->stage_id));
+  d.confirming = true;
+  d.report_counts.reset();
+  d.hello_needed = true;
+  while (!d.report_counts) {
+    if (stopping()) {
+      d.confirming = false;
+      return Status::cancelled("worker stopping before the scheduler said whether the stage's report counts");
+    }
+    d.cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  if (*d.report_counts) return Status();
+  return Status::cancelled(str_printf("attempt %lld of stage %lld lost its lease before its report arrived",
+                                      static_cast<long long>(d.current->attempt),
+                                      static_cast<long long>(d.current->stage_id)));
 }
 
 std::string WorkerSession::last_error() const {

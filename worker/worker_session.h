@@ -124,6 +124,19 @@ class WorkerSession {
   // or until `stop` (kCancelled). Measured on this worker's own clock, so a
   // worker frozen by SIGSTOP fences itself when it wakes.
   Status wait_for_lease(const std::atomic<bool>* stop);
+  // How many times the I/O thread has noticed that this process was frozen
+  // (a turn of its loop later than the fence time).
+  int64_t freezes() const;
+  // Whether the DONE just queued (send_done) counts (issue 19). Waits until
+  // it has left this process and the I/O thread has made one more turn (at
+  // most flush_timeout_ms: with the scheduler away it is sent again after
+  // the reconnect, and HELLO keeps its lease). OK at once when this process
+  // was not frozen since `freezes_before` (freezes() read before the stage's
+  // last lease answer). Otherwise the DONE may have left after the lease
+  // lapsed: the session asks (HELLO naming the finished stage) and returns
+  // OK only when WELCOME says the attempt succeeded or still holds its
+  // lease; kCancelled when it lost it, or on `stop`.
+  Status confirm_report(int64_t freezes_before, const std::atomic<bool>* stop, int flush_timeout_ms);
   // The last ERROR the scheduler sent ("code: text"), for diagnostics.
   std::string last_error() const;
   // True while the scheduler answers heartbeats.

@@ -226,6 +226,17 @@ TEST(Broker, PausedSchedulerJudgesNoLeaseBeforeHearingTheWorkers) {
   EXPECT_EQ((*show)["stages"][0]["state"], "succeeded");
   EXPECT_EQ((*show)["stages"][0]["attempt"], 1);
   EXPECT_EQ(broker->stats().stale, 0u);
+  // A holder that asks about its finished stage (as a worker frozen as it
+  // sent its DONE does) hears that the DONE counted.
+  a.send(Message(MessageType::kHello, {{"worker_id", "a"}, {"gpus", 1}, {"vram_bytes", 1 << 30},
+                                       {"running", {{"stage_id", stage}, {"attempt", 1}, {"finished", true}}},
+                                       {"hello_seq", 7}}));
+  auto w = a.recv();
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(w->type, MessageType::kWelcome);
+  EXPECT_EQ(w->fields["lease"]["held"], false);
+  EXPECT_EQ(w->fields["lease"]["done"], true);
+  EXPECT_EQ(w->i64("hello_seq"), 7);
   // Liveness stays: b now holds train and says nothing more. Time passes in
   // steps shorter than a heartbeat interval (not a pause), and its lease
   // lapses once the grace is over.
