@@ -177,6 +177,7 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
     // (WorkerSession::confirm_report), so "done" is said only of a DONE the
     // scheduler took or will take.
     const int64_t freezes = session->freezes();
+    const int64_t connections = session->connections();
     Status lease = out.status.ok() ? session->wait_for_lease(&stop) : Status();
     if (out.status.ok() && !lease.ok() && !stop.load()) {
       log_warn("stage %s of job %lld finished, but its result is dropped: %s", a->kind.c_str(),
@@ -184,7 +185,7 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
       session->send_failed(lease.to_string(), true);
     } else if (out.status.ok()) {
       session->send_done(out.result_json);
-      Status counts = session->confirm_report(freezes, &stop, 3000);
+      Status counts = session->confirm_report(freezes, connections, &stop);
       if (counts.ok()) {
         log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
       } else {

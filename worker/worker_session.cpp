@@ -60,6 +60,8 @@ struct WorkerSession::Impl {
   // was queued before and says nothing of the lease now. I/O thread only;
   // takes mu.
   void notice_freeze();
+  // Marks a freeze of `gap` (the stage is fenced, HELLO asks). Takes mu.
+  void note_freeze(Clock::duration gap);
   Message stage_message(MessageType type) const;  // REQUIRES: mu held
   // Fences the running stage when the scheduler has been silent past the
   // fence time (lease time less one interval). REQUIRES: mu held.
@@ -70,12 +72,20 @@ struct WorkerSession::Impl {
 };
 
 namespace {
-// Sleeps up to `ms`, waking early when the session stops.
-void interruptible_sleep(const std::atomic<bool>& stopping, int64_t ms) {
-  auto until = Clock::now() + std::chrono::milliseconds(ms);
-  while (!stopping.load() && Clock::now() < until) {
+// Sleeps up to `ms`, waking early when the session stops. Returns the
+// longest time between two of its readings of the clock: far more than
+// its 20 ms steps means the process was frozen meanwhile.
+Clock::duration interruptible_sleep(const std::atomic<bool>& stopping, int64_t ms) {
+  auto last = Clock::now();
+  const auto until = last + std::chrono::milliseconds(ms);
+  Clock::duration longest{0};
+  while (!stopping.load() && last < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ms, 20)));
+    const auto now = Clock::now();
+    longest = std::max(longest, now - last);
+    last = now;
   }
+  return longest;
 }
 Message hello_message(const SessionOptions& o) {
   const WorkerCapabilities& caps = o.capabilities;
@@ -268,7 +278,7 @@ void WorkerSession::Impl::io_loop() {
       socket = open_socket();
     } catch (const zmq::error_t& e) {
       log_error("worker: cannot connect to %s: %s", options.endpoint.c_str(), e.what());
-      interruptible_sleep(stopping, backoff_ms);
+      if (Clock::duration gap = interruptible_sleep(stopping, backoff_ms); gap > fence_time()) note_freeze(gap);
       backoff_ms = std::min(backoff_ms * 2, options.reconnect_max_ms);
       continue;
     }
@@ -368,7 +378,9 @@ void WorkerSession::Impl::io_loop() {
     if (stopping.load()) break;
     log_warn("worker: scheduler at %s silent, reconnecting in %lld ms", options.endpoint.c_str(),
              static_cast<long long>(backoff_ms));
-    interruptible_sleep(stopping, backoff_ms);
+    // A freeze during the backoff counts as one anywhere else (the clock
+    // is read anew when the next socket opens).
+    if (Clock::duration gap = interruptible_sleep(stopping, backoff_ms); gap > fence_time()) note_freeze(gap);
     backoff_ms = std::min(backoff_ms * 2, options.reconnect_max_ms);
   }
 }
@@ -504,7 +516,10 @@ void WorkerSession::Impl::notice_freeze() {
   const Clock::time_point now = Clock::now();
   const Clock::duration gap = now - last_tick;
   last_tick = now;
-  if (gap <= fence_time()) return;
+  if (gap > fence_time()) note_freeze(gap);
+}
+
+void WorkerSession::Impl::note_freeze(Clock::duration gap) {
   std::lock_guard<std::mutex> lock(mu);
   // The stage (or the one an ASSIGN read next brings: stalled) writes
   // nothing until WELCOME, the answer to the HELLO this sends, confirms
@@ -544,24 +559,25 @@ int64_t WorkerSession::freezes() const {
   return impl_->freezes;
 }
 
-Status WorkerSession::confirm_report(int64_t freezes_before, const std::atomic<bool>* stop, int flush_timeout_ms) {
+Status WorkerSession::confirm_report(int64_t freezes_before, int64_t connections_before,
+                                     const std::atomic<bool>* stop) {
   Impl& d = *impl_;
   std::unique_lock<std::mutex> lock(d.mu);
-  const auto deadline = Clock::now() + std::chrono::milliseconds(flush_timeout_ms);
   auto stopping = [&] { return stop && stop->load(); };
-  while (!(d.outbox.empty() && d.connected) && !stopping() && Clock::now() < deadline) {
-    d.cv.wait_for(lock, std::chrono::milliseconds(20));
-  }
+  // Until the DONE has gone out on a connection the scheduler answered
+  // (with the scheduler away, after the reconnect).
+  while (!(d.outbox.empty() && d.connected) && !stopping()) d.cv.wait_for(lock, std::chrono::milliseconds(20));
   if (d.outbox.empty() && d.connected) {
     // One more turn: a freeze just after the send shows in its check.
     const int64_t turn = d.io_turns;
-    while (d.io_turns <= turn && !stopping() && Clock::now() < deadline) {
-      d.cv.wait_for(lock, std::chrono::milliseconds(20));
-    }
+    while (d.io_turns <= turn && !stopping()) d.cv.wait_for(lock, std::chrono::milliseconds(20));
   }
-  if (d.freezes == freezes_before || !d.final_report || !d.current) return Status();
-  log_warn("worker: frozen as stage %lld ended: asking the scheduler whether its report counts",
-           static_cast<long long>(d.current->stage_id));
+  // A freeze, or a new connection (whose DONE may have waited out the
+  // lease), since the last lease answer: the DONE may have come late.
+  const bool doubt = d.freezes != freezes_before || d.connections != connections_before;
+  if (!doubt || !d.final_report || !d.current) return Status();
+  log_warn("worker: %s as stage %lld ended: asking the scheduler whether its report counts",
+           d.freezes != freezes_before ? "frozen" : "reconnected", static_cast<long long>(d.current->stage_id));
   d.confirming = true;
   d.report_counts.reset();
   d.hello_needed = true;

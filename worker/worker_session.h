@@ -128,15 +128,16 @@ class WorkerSession {
   // (a turn of its loop later than the fence time).
   int64_t freezes() const;
   // Whether the DONE just queued (send_done) counts (issue 19). Waits until
-  // it has left this process and the I/O thread has made one more turn (at
-  // most flush_timeout_ms: with the scheduler away it is sent again after
-  // the reconnect, and HELLO keeps its lease). OK at once when this process
-  // was not frozen since `freezes_before` (freezes() read before the stage's
-  // last lease answer). Otherwise the DONE may have left after the lease
-  // lapsed: the session asks (HELLO naming the finished stage) and returns
-  // OK only when WELCOME says the attempt succeeded or still holds its
-  // lease; kCancelled when it lost it, or on `stop`.
-  Status confirm_report(int64_t freezes_before, const std::atomic<bool>* stop, int flush_timeout_ms);
+  // it has left this process on a connection the scheduler answered (with
+  // the scheduler away: after the reconnect) and the I/O thread has made
+  // one more turn. OK then when this process was neither frozen nor
+  // reconnected since `freezes_before` and `connections_before` (freezes()
+  // and connections() read before the stage's last lease answer).
+  // Otherwise the DONE may have arrived after the lease lapsed: the session
+  // asks (HELLO naming the finished stage) and returns OK only when WELCOME
+  // says the attempt succeeded or still holds its lease; kCancelled when it
+  // lost it. `stop` ends the waits: OK unless a doubt was seen.
+  Status confirm_report(int64_t freezes_before, int64_t connections_before, const std::atomic<bool>* stop);
   // The last ERROR the scheduler sent ("code: text"), for diagnostics.
   std::string last_error() const;
   // True while the scheduler answers heartbeats.

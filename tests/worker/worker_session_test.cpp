@@ -407,11 +407,12 @@ int run_worker_child_if_asked() {
   auto a = (*session)->wait_for_assignment(stop, 10000);
   if (!a.ok() || !a->has_value()) _exit(4);
   const int64_t freezes = (*session)->freezes();
+  const int64_t connections = (*session)->connections();
   if (write(1, "F", 1) != 1) _exit(5);
   char byte = 0;
   if (read(0, &byte, 1) != 1) _exit(6);
   (*session)->send_done("{}");
-  Status counts = (*session)->confirm_report(freezes, &stop, 3000);
+  Status counts = (*session)->confirm_report(freezes, connections, &stop);
   if (write(1, counts.ok() ? "C" : "N", 1) != 1) _exit(7);
   _exit(0);
 }
