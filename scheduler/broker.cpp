@@ -674,7 +674,9 @@ void Broker::Impl::resumed(int64_t t, int64_t gap_ms) {
   // to the other worker, which ran it a second time). A gap longer than a
   // lease is a restart as far as the workers can tell (they gave up the
   // connection and may be in their reconnect backoff): the grace of a
-  // restart (Broker::create).
+  // restart (Broker::create). (A broker late by more than an interval at
+  // every sweep would never let a lease lapse; it then hears nobody in
+  // time either, and says so here at every sweep.)
   const int64_t grace = gap_ms > lease_ms() ? restart_grace_ms() : lease_ms();
   log_warn("broker: this process did not run for %lld ms: every lease and worker gets %lld ms to be heard "
            "before any is judged silent",
