@@ -174,7 +174,7 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
     // out, and the scheduler's fencing decides.
     // And the DONE counts only if it arrives while the lease holds: a
     // freeze from here until it has left this process is asked about too
-    // (WorkerSession::confirm_report), so "done" is said only of a DONE the
+    // (WorkerSession::send_done_counted), so "done" is said only of a DONE the
     // scheduler took or will take.
     const int64_t freezes = session->freezes();
     const int64_t connections = session->connections();
@@ -184,11 +184,12 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
                static_cast<long long>(a->job_id), lease.to_string().c_str());
       session->send_failed(lease.to_string(), true);
     } else if (out.status.ok()) {
-      session->send_done(out.result_json);
-      Status counts = session->confirm_report(freezes, connections, &stop);
-      if (counts.ok()) {
-        log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
-      } else {
+      // The session says "done" when the DONE counts (send_done_counted).
+      session->send_done_counted(out.result_json, freezes, connections,
+                                 str_printf("stage %s of job %lld done", a->kind.c_str(),
+                                            static_cast<long long>(a->job_id)));
+      Status counts = session->confirm_report(&stop);
+      if (!counts.ok()) {
         log_warn("stage %s of job %lld finished, but its report does not count: %s", a->kind.c_str(),
                  static_cast<long long>(a->job_id), counts.to_string().c_str());
       }

@@ -43,9 +43,16 @@ struct WorkerSession::Impl {
   bool stalled = false;                     // guarded by mu: frozen past the fence time, no WELCOME since
   int64_t hello_seq = 0;                    // guarded by mu: the number of the newest HELLO sent
   int64_t freezes = 0;                      // guarded by mu: freezes noticed (notice_freeze)
-  int64_t io_turns = 0;                     // guarded by mu: I/O loop turns, each after a freeze check
+  // A DONE to be said done once it counts (send_done_counted): the
+  // stage's last lease answer came at these counts.
+  struct ReportWatch {
+    int64_t freezes = 0;
+    int64_t connections = 0;
+    std::string done_line;
+  };
+  std::optional<ReportWatch> report_watch;  // guarded by mu
   bool confirming = false;                  // guarded by mu: asking whether the final report counts
-  std::optional<bool> report_counts;        // guarded by mu: WELCOME's answer to that
+  std::optional<bool> report_counts;        // guarded by mu: whether it counts, once known
   std::atomic<bool> cancel{false};
   std::atomic<bool> stopping{false};
   std::thread io_thread;
@@ -62,6 +69,10 @@ struct WorkerSession::Impl {
   void notice_freeze();
   // Marks a freeze of `gap` (the stage is fenced, HELLO asks). Takes mu.
   void note_freeze(Clock::duration gap);
+  // The watched DONE has just been handed to the socket: says it done, or
+  // asks first when the process was frozen or reconnected since the
+  // stage's last lease answer. REQUIRES: mu held, report_watch, current.
+  void settle_report();
   Message stage_message(MessageType type) const;  // REQUIRES: mu held
   // Fences the running stage when the scheduler has been silent past the
   // fence time (lease time less one interval). REQUIRES: mu held.
@@ -199,6 +210,13 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
                           lease.value("attempt", int64_t(0)) == current->attempt;
         report_counts = !lease.is_object() || (same && (lease.value("held", false) || lease.value("done", false)));
         confirming = false;
+        if (*report_counts && report_watch) {
+          log_info("%s", report_watch->done_line.c_str());
+        } else {
+          log_warn("worker: the lease of stage %lld attempt %lld lapsed before its report arrived: the report "
+                   "does not count", static_cast<long long>(current->stage_id),
+                   static_cast<long long>(current->attempt));
+        }
       }
       // After a reconnect the scheduler hears again how the stage ended.
       if (final_report) send(socket, *final_report);
@@ -226,6 +244,9 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
       break;
     case MessageType::kAssign: {
       final_report.reset();
+      report_watch.reset();
+      report_counts.reset();
+      confirming = false;
       cancel = false;
       // An ASSIGN read after this process was frozen may have been queued
       // before: its lease may be another worker's by now (chaos, issue 19:
@@ -340,13 +361,18 @@ void WorkerSession::Impl::io_loop() {
         notice_freeze();
         {
           std::lock_guard<std::mutex> lock(mu);
-          ++io_turns;
           if (hello_needed) say_hello();
           if (connected) {
             while (!outbox.empty()) {
               send(*socket, outbox.front());
+              if (outbox.front().type == MessageType::kDone && report_watch && current && !report_counts &&
+                  !confirming) {
+                settle_report();
+              }
               outbox.pop_front();
             }
+            // The question settle_report may ask goes right after the DONE.
+            if (hello_needed) say_hello();
             if (want_ready && !ready_sent) {
               send(*socket, Message(MessageType::kReady));
               ready_sent = true;
@@ -484,6 +510,15 @@ void WorkerSession::send_checkpoint(int64_t step, const std::string& path, const
   impl_->outbox.push_back(std::move(m));
 }
 
+void WorkerSession::send_done_counted(const std::string& result_json, int64_t freezes_before,
+                                      int64_t connections_before, std::string done_line) {
+  send_done(result_json);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->report_watch = Impl::ReportWatch{freezes_before, connections_before, std::move(done_line)};
+  impl_->report_counts.reset();
+  impl_->confirming = false;
+}
+
 void WorkerSession::send_done(const std::string& result_json) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Message m = impl_->stage_message(MessageType::kDone);
@@ -559,39 +594,35 @@ int64_t WorkerSession::freezes() const {
   return impl_->freezes;
 }
 
-Status WorkerSession::confirm_report(int64_t freezes_before, int64_t connections_before,
-                                     const std::atomic<bool>* stop) {
+Status WorkerSession::confirm_report(const std::atomic<bool>* stop) {
   Impl& d = *impl_;
   std::unique_lock<std::mutex> lock(d.mu);
-  auto stopping = [&] { return stop && stop->load(); };
-  // Until the DONE has gone out on a connection the scheduler answered
-  // (with the scheduler away, after the reconnect).
-  while (!(d.outbox.empty() && d.connected) && !stopping()) d.cv.wait_for(lock, std::chrono::milliseconds(20));
-  if (d.outbox.empty() && d.connected) {
-    // One more turn: a freeze just after the send shows in its check.
-    const int64_t turn = d.io_turns;
-    while (d.io_turns <= turn && !stopping()) d.cv.wait_for(lock, std::chrono::milliseconds(20));
-  }
-  // A freeze, or a new connection (whose DONE may have waited out the
-  // lease), since the last lease answer: the DONE may have come late.
-  const bool doubt = d.freezes != freezes_before || d.connections != connections_before;
-  if (!doubt || !d.final_report || !d.current) return Status();
-  log_warn("worker: %s as stage %lld ended: asking the scheduler whether its report counts",
-           d.freezes != freezes_before ? "frozen" : "reconnected", static_cast<long long>(d.current->stage_id));
-  d.confirming = true;
-  d.report_counts.reset();
-  d.hello_needed = true;
+  if (!d.report_watch) return Status();
   while (!d.report_counts) {
-    if (stopping()) {
-      d.confirming = false;
-      return Status::cancelled("worker stopping before the scheduler said whether the stage's report counts");
-    }
-    d.cv.wait_for(lock, std::chrono::milliseconds(50));
+    // Stopping: the DONE still goes out with the last flush, and is said
+    // done then if it counts.
+    if (stop && stop->load()) return Status();
+    d.cv.wait_for(lock, std::chrono::milliseconds(20));
   }
   if (*d.report_counts) return Status();
   return Status::cancelled(str_printf("attempt %lld of stage %lld lost its lease before its report arrived",
-                                      static_cast<long long>(d.current->attempt),
-                                      static_cast<long long>(d.current->stage_id)));
+                                      static_cast<long long>(d.current ? d.current->attempt : 0),
+                                      static_cast<long long>(d.current ? d.current->stage_id : 0)));
+}
+
+void WorkerSession::Impl::settle_report() {
+  const ReportWatch& w = *report_watch;
+  if (freezes == w.freezes && connections == w.connections) {
+    // Out with no freeze or reconnect since the stage's last lease answer:
+    // the lease held when it left, and the scheduler takes it.
+    log_info("%s", w.done_line.c_str());
+    report_counts = true;
+    return;
+  }
+  log_warn("worker: %s as stage %lld ended: asking the scheduler whether its report counts",
+           freezes != w.freezes ? "frozen" : "reconnected", static_cast<long long>(current->stage_id));
+  confirming = true;
+  hello_needed = true;
 }
 
 std::string WorkerSession::last_error() const {

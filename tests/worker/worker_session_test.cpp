@@ -411,8 +411,8 @@ int run_worker_child_if_asked() {
   if (write(1, "F", 1) != 1) _exit(5);
   char byte = 0;
   if (read(0, &byte, 1) != 1) _exit(6);
-  (*session)->send_done("{}");
-  Status counts = (*session)->confirm_report(freezes, connections, &stop);
+  (*session)->send_done_counted("{}", freezes, connections, "stage train of job 7 done");
+  Status counts = (*session)->confirm_report(&stop);
   if (write(1, counts.ok() ? "C" : "N", 1) != 1) _exit(7);
   _exit(0);
 }
