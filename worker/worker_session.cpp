@@ -177,8 +177,10 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
   std::unique_lock<std::mutex> lock(mu);
   // A message after a silence longer than the fence time (this process was
   // frozen, or the scheduler was) says nothing of the lease now: fence and
-  // ask. Only WELCOME confirms (below).
-  fence_if_silent();
+  // ask. Only WELCOME confirms (below), so a WELCOME is not itself fenced:
+  // it is the answer (one read late, after this process was frozen, is
+  // dropped there; notice_freeze saw the freeze first).
+  if (m.type != MessageType::kWelcome) fence_if_silent();
   if (!fenced) last_heard = Clock::now();
   switch (m.type) {
     case MessageType::kWelcome: {
