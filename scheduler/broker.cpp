@@ -137,6 +137,10 @@ struct Broker::Impl {
 
   int64_t now() const { return clock->now_ms(); }
   int64_t lease_ms() const { return options.heartbeat_interval_ms * options.heartbeat_liveness; }
+  // How long a worker may take to be heard after the broker was away: one
+  // silent lease time for it to give up its connection, its longest
+  // reconnect backoff, and a lease time for the new HELLO.
+  int64_t restart_grace_ms() const { return 2 * lease_ms() + protocol::kReconnectBackoffMaxMs; }
 
   // --- sending
   // Replies wait in the outbox while a batch is open: a peer must never see
@@ -183,6 +187,11 @@ struct Broker::Impl {
   void assign_idle();
   void send_cancels();
   void purge();
+  // Called by purge when the time since the last purge shows this process
+  // was not running (gap_ms): leases and connections get a grace period
+  // instead of being judged by a silence that was the broker's own.
+  void resumed(int64_t t, int64_t gap_ms);
+  int64_t last_purge_ms = 0;
   void heartbeat();
 
   // --- clients
@@ -290,7 +299,8 @@ void Broker::Impl::handle_hello(const std::string& rid, const std::string& key, 
   if (keep) {
     const int64_t attempt = m.fields["running"].value("attempt", int64_t(0));
     Result<JobStore::LeaseCheck> held = store->check_lease(keep, attempt, info.id);
-    lease = {{"stage_id", keep}, {"attempt", attempt}, {"held", held.ok() && held->held}};
+    lease = {{"stage_id", keep}, {"attempt", attempt}, {"held", held.ok() && held->held},
+             {"done", held.ok() && held->succeeded}};
   }
   log_info("broker: worker %s connected (host %s, %lld GPU, %s VRAM%s%s%s)", printable(info.id).c_str(),
            printable(info.host).c_str(),
@@ -300,6 +310,10 @@ void Broker::Impl::handle_hello(const std::string& rid, const std::string& key, 
                                          {"heartbeat_interval_ms", options.heartbeat_interval_ms},
                                          {"liveness", options.heartbeat_liveness}});
   if (keep) welcome.fields["lease"] = std::move(lease);
+  // Echoed so that the worker tells this answer from one to an earlier
+  // HELLO that it reads late (after a freeze): only the answer to its
+  // newest HELLO speaks of the lease now.
+  if (m.has("hello_seq")) welcome.fields["hello_seq"] = m.i64("hello_seq");
   send_worker(rid, welcome);
 }
 
@@ -610,7 +624,12 @@ Status Broker::Impl::reload_keys() {
 }
 
 void Broker::Impl::purge() {
-  auto lapsed = store->expire_leases(now());
+  // One time for the whole judgement: a freeze after this line is seen by
+  // the next purge, never half-applied to this one.
+  const int64_t t = now();
+  if (last_purge_ms > 0 && t - last_purge_ms > options.heartbeat_interval_ms) resumed(t, t - last_purge_ms);
+  last_purge_ms = t;
+  auto lapsed = store->expire_leases(t);
   if (!lapsed.ok()) {
     log_error("broker: expiring leases: %s", lapsed.status().to_string().c_str());
   } else {
@@ -620,7 +639,7 @@ void Broker::Impl::purge() {
       work_may_exist = true;
     }
   }
-  int64_t cutoff = now() - lease_ms();
+  int64_t cutoff = t - lease_ms();
   for (auto it = conns.begin(); it != conns.end();) {
     if (it->second.last_seen_ms < cutoff) {
       log_warn("broker: worker %s silent for %lld ms; dropped", it->second.info.id.c_str(),
@@ -642,6 +661,30 @@ void Broker::Impl::purge() {
     if (gone.ok() && *gone > 0) log_info("broker: %lld rows of lost workers expired", (long long)*gone);
   }
   send_cancels();
+}
+
+void Broker::Impl::resumed(int64_t t, int64_t gap_ms) {
+  // This process did not run for gap_ms (SIGSTOP, a paused VM, a machine
+  // swapping; or the clock jumped): whatever the workers sent meanwhile
+  // waits unread in the sockets, and libzmq's own threads, frozen too, may
+  // not even have moved it off the network yet. Their silence is ours, so
+  // no lease is judged by it: every lease and connection gets a full lease
+  // time from now to be heard again (issue 19: a DONE queued during the
+  // freeze arrived after its lease had been expired and its stage handed
+  // to the other worker, which ran it a second time). A gap longer than a
+  // lease is a restart as far as the workers can tell (they gave up the
+  // connection and may be in their reconnect backoff): the grace of a
+  // restart (Broker::create). (A broker late by more than an interval at
+  // every sweep would never let a lease lapse; it then hears nobody in
+  // time either, and says so here at every sweep.)
+  const int64_t grace = gap_ms > lease_ms() ? restart_grace_ms() : lease_ms();
+  log_warn("broker: this process did not run for %lld ms: every lease and worker gets %lld ms to be heard "
+           "before any is judged silent",
+           (long long)gap_ms, (long long)grace);
+  Status s = store->extend_all_leases(t + grace);
+  if (!s.ok()) log_error("broker: extending leases after a pause: %s", s.to_string().c_str());
+  // A connection's silence counts from now, less a lease, plus the grace.
+  for (auto& [rid, conn] : conns) conn.last_seen_ms = std::max(conn.last_seen_ms, t - lease_ms() + grace);
 }
 
 void Broker::Impl::heartbeat() {
@@ -720,8 +763,7 @@ Result<std::unique_ptr<Broker>> Broker::create(const BrokerOptions& options) {
   // the worker to give up its old connection, its longest reconnect backoff,
   // and a lease time for the new HELLO. A lease lapsing first would run a
   // stage (even a finished one, its DONE in flight) a second time (issue 19 F1).
-  LEMA_RETURN_IF_ERROR(impl->store->extend_all_leases(impl->now() + 2 * impl->lease_ms() +
-                                                      protocol::kReconnectBackoffMaxMs));
+  LEMA_RETURN_IF_ERROR(impl->store->extend_all_leases(impl->now() + impl->restart_grace_ms()));
   return std::unique_ptr<Broker>(new Broker(std::move(impl)));
 }
 

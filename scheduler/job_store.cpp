@@ -821,6 +821,15 @@ Result<JobStore::LeaseCheck> JobStore::check_lease(int64_t stage_id, int64_t att
   LeaseCheck lease;
   LEMA_RETURN_IF_ERROR(impl_->guard("check lease", [&] {
     lease = impl_->lease_of(stage_id, attempt, worker_id);
+    if (!lease.held) {
+      auto& st = impl_->stmt("SELECT 1 FROM attempts WHERE stage_id = ? AND attempt = ? AND worker_id = ? "
+                             "AND state = 'succeeded'");
+      st.bind(1, stage_id);
+      st.bind(2, attempt);
+      st.bind(3, worker_id);
+      lease.succeeded = st.executeStep();
+      st.reset();
+    }
     return Status();
   }));
   return lease;

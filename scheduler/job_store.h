@@ -143,6 +143,10 @@ class JobStore {
   struct LeaseCheck {
     bool held = false;
     std::string why;  // when not held: "stage 5 is leased as attempt 2 to 'w2', not attempt 1 to 'w1'"
+    // When not held: this very attempt of this worker succeeded (its DONE
+    // was taken; the lease went with it). A worker that asks after a
+    // freeze whether its DONE counted is told so (WELCOME's lease.done).
+    bool succeeded = false;
   };
   Result<LeaseCheck> check_lease(int64_t stage_id, int64_t attempt, const std::string& worker_id);
   Status record_progress(int64_t stage_id, int64_t attempt, const std::string& worker_id, int64_t step,

@@ -26,7 +26,7 @@ Status no_example(const std::string& jsonl, const std::string& why) {
 }
 }  // namespace
 
-StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& /*env*/,
+StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work_dir, const StageEnv& env,
                                StageReporter& reporter) {
   Result<JobSpec> spec = assignment_spec(a);
   if (!spec.ok()) return {spec.status(), "{}", false};
@@ -37,7 +37,12 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
   const std::string final_dir = job_data_dir(work_dir);
   const std::string out_dir = fence->temp_path(final_dir);
   if (Status s = remove_all(out_dir); !s.ok()) return {s, "{}", true};
-  auto publish = [&]() { return fence->publish_dir(out_dir, final_dir); };
+  // The output goes into place only while the lease can be shown.
+  std::optional<StageOutcome> fenced;
+  auto publish = [&]() {
+    if ((fenced = fenced_outcome(reporter, env))) return fenced->status;
+    return fence->publish_dir(out_dir, final_dir);
+  };
   const std::string& jsonl = d.jsonl;
   reporter.progress(0, 1, "{}");
   nlohmann::json result = {{"dir", final_dir}};
@@ -53,6 +58,7 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
       Status s = make_dirs(out_dir);
       if (s.ok()) s = write_file_atomic(path_join(out_dir, "train.jsonl"), text.value());
       if (s.ok()) s = publish();
+      if (fenced) return *fenced;
       if (!s.ok()) return {s, "{}", true};
       result["train_examples"] = examples->size();
       result["tokenized"] = true;
@@ -93,7 +99,7 @@ StageOutcome run_dataset_stage(const StageAssignment& a, const std::string& work
     result["train_examples"] = built->train.size();
     result["eval_examples"] = built->eval.size();
   }
-  if (Status s = publish(); !s.ok()) return {s, "{}", true};
+  if (Status s = publish(); !s.ok()) return fenced ? *fenced : StageOutcome{s, "{}", true};
   reporter.progress(1, 1, "{}");
   return {Status(), result.dump(), false};
 }

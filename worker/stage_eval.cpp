@@ -123,6 +123,10 @@ StageOutcome run_eval_stage(const StageAssignment& a, const std::string& work_di
   if (Status s = remove_all(o.out); !s.ok()) return {s, "{}", true};
   Result<EvalReport> report = engine::run_eval(o);
   if (report.ok()) {
+    if (std::optional<StageOutcome> fenced = fenced_outcome(reporter, env)) {
+      (void)remove_all(o.out);
+      return *fenced;
+    }
     if (Status s = fence->publish_dir(o.out, final_dir); !s.ok()) return {s, "{}", is_retryable(s)};
   } else {
     (void)remove_all(o.out);  // a partial report is no output

@@ -77,6 +77,10 @@ StageOutcome run_export_stage(const StageAssignment& a, const std::string& work_
   if (stopped) return {stats.status(), "{}", true, true};
   if (cancelled) return {stats.status(), "{}", false};
   if (!stats.ok()) return {stats.status(), "{}", is_retryable(stats.status())};
+  if (std::optional<StageOutcome> fenced = fenced_outcome(reporter, env)) {
+    (void)remove_all(o.out);
+    return *fenced;
+  }
   if (Status s = fence->publish_file(o.out, final_path); !s.ok()) return {s, "{}", is_retryable(s)};
   o.out = final_path;
   reporter.log("info", str_printf("wrote %s: GGUF %s, %s, %zu tensors, %s", o.out.c_str(), stats->arch.c_str(),

@@ -72,6 +72,10 @@ StageOutcome run_merge_stage(const StageAssignment& a, const std::string& work_d
   if (cancelled) return {stats.status(), "{}", false};
   if (!stats.ok()) return {stats.status(), "{}", is_retryable(stats.status())};
   if (Status marked = mark_owned(o.out); !marked.ok()) return {marked, "{}", true};
+  if (std::optional<StageOutcome> fenced = fenced_outcome(reporter, env)) {
+    (void)remove_all(o.out);
+    return *fenced;
+  }
   if (Status s = fence->publish_dir(o.out, final_dir); !s.ok()) return {s, "{}", is_retryable(s)};
   o.out = final_dir;
   reporter.log("info", str_printf("merged %lld projections: %d shard(s), %s of tensors",

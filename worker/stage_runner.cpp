@@ -68,6 +68,13 @@ Result<StageAssignment> confine_assignment(const StageAssignment& a, const Stage
   return out;
 }
 
+std::optional<StageOutcome> fenced_outcome(StageReporter& reporter, const StageEnv& env) {
+  Status s = reporter.wait_for_lease(env.stop);
+  if (s.ok()) return std::nullopt;
+  const bool stopped = env.stop && env.stop->load();
+  return StageOutcome{s, "{}", stopped, stopped};
+}
+
 StageOutcome run_stage(const StageAssignment& a, const StageEnv& env, StageReporter& reporter) {
   const std::string work_dir = resolve_work_dir(a.work_dir, env.base_dir);
   if (work_dir.empty()) {
@@ -80,6 +87,9 @@ StageOutcome run_stage(const StageAssignment& a, const StageEnv& env, StageRepor
   reporter.log("info", str_printf("stage %s (job %lld, attempt %lld) on %s in %s", a.kind.c_str(),
                                   static_cast<long long>(a.job_id), static_cast<long long>(a.attempt),
                                   env.device.c_str(), work_dir.c_str()));
+  // Nothing starts from an ASSIGN whose lease cannot be shown (one read
+  // after this worker was frozen waits here for WELCOME's answer).
+  if (std::optional<StageOutcome> fenced = fenced_outcome(reporter, env)) return *fenced;
   for (const auto& [kind, runner] : kRunners) {
     if (a.kind == kind) return runner(a, work_dir, env, reporter);
   }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,15 @@ std::string stage_device(const std::string& spec_device, const StageEnv& env);
 // (kInvalidArgument, kUnsupported, kCorruption) fails again anywhere; I/O,
 // device errors and files not visible on this worker may not.
 bool is_retryable(const Status& status);
+
+// Self-fencing before a stage's first write and before it publishes its
+// output (issue 19): asks reporter.wait_for_lease and returns the outcome
+// to end the stage with when the lease cannot be shown (kCancelled; with
+// `stopped` when env.stop ended the wait), or nullopt to go on. A stage
+// that published while its lease was gone would end "done" a second time
+// after the attempt that took over (chaos: a dataset stage read from a
+// stale ASSIGN after SIGCONT did).
+std::optional<StageOutcome> fenced_outcome(StageReporter& reporter, const StageEnv& env);
 
 // Per-kind runners (stage_<kind>.cpp), all of this type; run_stage picks one
 // by kind from its table. `work_dir` is resolved and exists.

@@ -166,9 +166,33 @@ Status run_worker(const WorkerOptions& options, const std::atomic<bool>& stop) {
     start_next_child();
     StageOutcome out = child ? run_stage_in_child(*confined, env, reporter, std::move(child))
                              : run_stage_in_child(*confined, env, reporter, options.stage_command);
-    if (out.status.ok()) {
-      log_info("stage %s of job %lld done", a->kind.c_str(), static_cast<long long>(a->job_id));
-      session->send_done(out.result_json);
+    // A result counts only while the lease can be shown: this process may
+    // have been frozen as its stage ended (the stage's process runs on
+    // meanwhile), and the stage handed to another worker; the session then
+    // asks the scheduler first (WorkerSession::wait_for_lease; at once when
+    // the scheduler was heard lately). A stop ends the wait: the DONE goes
+    // out, and the scheduler's fencing decides.
+    // And the DONE counts only if it arrives while the lease holds: a
+    // freeze from here until it has left this process is asked about too
+    // (WorkerSession::send_done_counted), so "done" is said only of a DONE the
+    // scheduler took or will take.
+    const int64_t freezes = session->freezes();
+    const int64_t connections = session->connections();
+    Status lease = out.status.ok() ? session->wait_for_lease(&stop) : Status();
+    if (out.status.ok() && !lease.ok() && !stop.load()) {
+      log_warn("stage %s of job %lld finished, but its result is dropped: %s", a->kind.c_str(),
+               static_cast<long long>(a->job_id), lease.to_string().c_str());
+      session->send_failed(lease.to_string(), true);
+    } else if (out.status.ok()) {
+      // The session says "done" when the DONE counts (send_done_counted).
+      session->send_done_counted(out.result_json, freezes, connections,
+                                 str_printf("stage %s of job %lld done", a->kind.c_str(),
+                                            static_cast<long long>(a->job_id)));
+      Status counts = session->confirm_report(&stop);
+      if (!counts.ok()) {
+        log_warn("stage %s of job %lld finished, but its report does not count: %s", a->kind.c_str(),
+                 static_cast<long long>(a->job_id), counts.to_string().c_str());
+      }
     } else {
       log_warn("stage %s of job %lld: %s", a->kind.c_str(), static_cast<long long>(a->job_id),
                out.status.to_string().c_str());

@@ -41,6 +41,18 @@ struct WorkerSession::Impl {
   Clock::time_point next_heartbeat;         // I/O thread only
   Clock::time_point last_tick;              // I/O thread only: its loop's last turn
   bool stalled = false;                     // guarded by mu: frozen past the fence time, no WELCOME since
+  int64_t hello_seq = 0;                    // guarded by mu: the number of the newest HELLO sent
+  int64_t freezes = 0;                      // guarded by mu: freezes noticed (notice_freeze)
+  // A DONE to be said done once it counts (send_done_counted): the
+  // stage's last lease answer came at these counts.
+  struct ReportWatch {
+    int64_t freezes = 0;
+    int64_t connections = 0;
+    std::string done_line;
+  };
+  std::optional<ReportWatch> report_watch;  // guarded by mu
+  bool confirming = false;                  // guarded by mu: asking whether the final report counts
+  std::optional<bool> report_counts;        // guarded by mu: whether it counts, once known
   std::atomic<bool> cancel{false};
   std::atomic<bool> stopping{false};
   std::thread io_thread;
@@ -49,6 +61,18 @@ struct WorkerSession::Impl {
   std::unique_ptr<zmq::socket_t> open_socket();
   void send(zmq::socket_t& socket, const Message& m);
   void handle(zmq::socket_t& socket, const Message& m);
+  // The I/O thread's own clock, read before anything it received is
+  // handled: a gap longer than the fence time since its last reading means
+  // the process was frozen, and what it reads next (an ASSIGN, a WELCOME)
+  // was queued before and says nothing of the lease now. I/O thread only;
+  // takes mu.
+  void notice_freeze();
+  // Marks a freeze of `gap` (the stage is fenced, HELLO asks). Takes mu.
+  void note_freeze(Clock::duration gap);
+  // The watched DONE has just been handed to the socket: says it done, or
+  // asks first when the process was frozen or reconnected since the
+  // stage's last lease answer. REQUIRES: mu held, report_watch, current.
+  void settle_report();
   Message stage_message(MessageType type) const;  // REQUIRES: mu held
   // Fences the running stage when the scheduler has been silent past the
   // fence time (lease time less one interval). REQUIRES: mu held.
@@ -59,12 +83,20 @@ struct WorkerSession::Impl {
 };
 
 namespace {
-// Sleeps up to `ms`, waking early when the session stops.
-void interruptible_sleep(const std::atomic<bool>& stopping, int64_t ms) {
-  auto until = Clock::now() + std::chrono::milliseconds(ms);
-  while (!stopping.load() && Clock::now() < until) {
+// Sleeps up to `ms`, waking early when the session stops. Returns the
+// longest time between two of its readings of the clock: far more than
+// its 20 ms steps means the process was frozen meanwhile.
+Clock::duration interruptible_sleep(const std::atomic<bool>& stopping, int64_t ms) {
+  auto last = Clock::now();
+  const auto until = last + std::chrono::milliseconds(ms);
+  Clock::duration longest{0};
+  while (!stopping.load() && last < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ms, 20)));
+    const auto now = Clock::now();
+    longest = std::max(longest, now - last);
+    last = now;
   }
+  return longest;
 }
 Message hello_message(const SessionOptions& o) {
   const WorkerCapabilities& caps = o.capabilities;
@@ -145,11 +177,22 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
   std::unique_lock<std::mutex> lock(mu);
   // A message after a silence longer than the fence time (this process was
   // frozen, or the scheduler was) says nothing of the lease now: fence and
-  // ask. Only WELCOME confirms (below).
-  fence_if_silent();
+  // ask. Only WELCOME confirms (below), so a WELCOME is not itself fenced:
+  // it is the answer (one read late, after this process was frozen, is
+  // dropped there; notice_freeze saw the freeze first).
+  if (m.type != MessageType::kWelcome) fence_if_silent();
   if (!fenced) last_heard = Clock::now();
   switch (m.type) {
     case MessageType::kWelcome: {
+      if (hello_needed || (m.has("hello_seq") && m.i64("hello_seq") != hello_seq)) {
+        // The answer to an earlier HELLO, read late (this process was
+        // frozen with it queued, or a HELLO is about to go out): its lease
+        // says nothing of now, and the answer to the newest HELLO follows.
+        log_info("worker: WELCOME to an earlier HELLO (%lld; newest %lld%s) dropped",
+                 static_cast<long long>(m.i64("hello_seq", -1)), static_cast<long long>(hello_seq),
+                 hello_needed ? ", another to be sent" : "");
+        break;
+      }
       worker_id = m.str("worker_id");
       if (m.i64("heartbeat_interval_ms") > 0) options.heartbeat_interval_ms = m.i64("heartbeat_interval_ms");
       if (m.i64("liveness") > 0) options.heartbeat_liveness = static_cast<int>(m.i64("liveness"));
@@ -160,6 +203,23 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
       ++connections;
       ready_sent = false;
       stalled = false;
+      if (current && final_report && confirming) {
+        // Asked after a freeze: did the DONE count? Yes when the attempt
+        // succeeded (the DONE was taken) or still holds its lease (the DONE
+        // sent again below is taken).
+        const nlohmann::json lease = m.has("lease") ? m.fields.at("lease") : nlohmann::json();
+        const bool same = lease.is_object() && lease.value("stage_id", int64_t(0)) == current->stage_id &&
+                          lease.value("attempt", int64_t(0)) == current->attempt;
+        report_counts = !lease.is_object() || (same && (lease.value("held", false) || lease.value("done", false)));
+        confirming = false;
+        if (*report_counts && report_watch) {
+          log_info("%s", report_watch->done_line.c_str());
+        } else {
+          log_warn("worker: the lease of stage %lld attempt %lld lapsed before its report arrived: the report "
+                   "does not count", static_cast<long long>(current->stage_id),
+                   static_cast<long long>(current->attempt));
+        }
+      }
       // After a reconnect the scheduler hears again how the stage ended.
       if (final_report) send(socket, *final_report);
       if (current && !final_report) {
@@ -186,6 +246,9 @@ void WorkerSession::Impl::handle(zmq::socket_t& socket, const Message& m) {
       break;
     case MessageType::kAssign: {
       final_report.reset();
+      report_watch.reset();
+      report_counts.reset();
+      confirming = false;
       cancel = false;
       // An ASSIGN read after this process was frozen may have been queued
       // before: its lease may be another worker's by now (chaos, issue 19:
@@ -238,12 +301,13 @@ void WorkerSession::Impl::io_loop() {
       socket = open_socket();
     } catch (const zmq::error_t& e) {
       log_error("worker: cannot connect to %s: %s", options.endpoint.c_str(), e.what());
-      interruptible_sleep(stopping, backoff_ms);
+      if (Clock::duration gap = interruptible_sleep(stopping, backoff_ms); gap > fence_time()) note_freeze(gap);
       backoff_ms = std::min(backoff_ms * 2, options.reconnect_max_ms);
       continue;
     }
     auto say_hello = [&] {
       Message hello = hello_message(options);
+      hello.fields["hello_seq"] = ++hello_seq;
       // A finished stage is named too, until the next ASSIGN: its DONE or
       // FAILED may not have reached the scheduler (it restarted, or the
       // connection dropped), and a scheduler that heard nothing of the
@@ -267,23 +331,7 @@ void WorkerSession::Impl::io_loop() {
     last_tick = Clock::now();
     bool lost = false;
     while (!stopping.load() && !lost) {
-      {
-        // This thread's own clock: a turn of the loop later than the fence
-        // time means the process was frozen (SIGSTOP, a paused VM). What
-        // was queued meanwhile says nothing of now, so the stage (or the
-        // one an ASSIGN read next brings) writes nothing until WELCOME
-        // confirms its lease.
-        const Clock::time_point now = Clock::now();
-        if (now - last_tick > fence_time()) {
-          std::lock_guard<std::mutex> lock(mu);
-          stalled = true;
-          hello_needed = true;
-          if (current && !final_report) fenced = true;
-          log_warn("worker: this process was frozen for %lld ms: asking the scheduler about the lease",
-                   static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_tick).count()));
-        }
-        last_tick = now;
-      }
+      notice_freeze();
       zmq::pollitem_t items[] = {{socket->handle(), 0, ZMQ_POLLIN, 0}};
       try {
         zmq::poll(items, 1, std::chrono::milliseconds(20));
@@ -293,6 +341,12 @@ void WorkerSession::Impl::io_loop() {
             zmq::recv_result_t r = zmq::recv_multipart(*socket, std::back_inserter(frames),
                                                        zmq::recv_flags::dontwait);
             if (!r) break;
+            // Most freezes happen inside poll (where this thread spends its
+            // time): checked again here, before the message is handled, so
+            // that an ASSIGN queued during the freeze is fenced from the
+            // start (chaos, issue 19: one read just after SIGCONT ran its
+            // dataset stage to the end before the next turn's check).
+            notice_freeze();
             liveness = options.heartbeat_liveness;
             backoff_ms = options.reconnect_initial_ms;
             if (frames.empty()) continue;
@@ -304,14 +358,23 @@ void WorkerSession::Impl::io_loop() {
             handle(*socket, m.value());
           }
         }
+        // A freeze since the last check shows before anything leaves: a
+        // DONE sent after one may be late (confirm_report).
+        notice_freeze();
         {
           std::lock_guard<std::mutex> lock(mu);
           if (hello_needed) say_hello();
           if (connected) {
             while (!outbox.empty()) {
               send(*socket, outbox.front());
+              if (outbox.front().type == MessageType::kDone && report_watch && current && !report_counts &&
+                  !confirming) {
+                settle_report();
+              }
               outbox.pop_front();
             }
+            // The question settle_report may ask goes right after the DONE.
+            if (hello_needed) say_hello();
             if (want_ready && !ready_sent) {
               send(*socket, Message(MessageType::kReady));
               ready_sent = true;
@@ -343,7 +406,9 @@ void WorkerSession::Impl::io_loop() {
     if (stopping.load()) break;
     log_warn("worker: scheduler at %s silent, reconnecting in %lld ms", options.endpoint.c_str(),
              static_cast<long long>(backoff_ms));
-    interruptible_sleep(stopping, backoff_ms);
+    // A freeze during the backoff counts as one anywhere else (the clock
+    // is read anew when the next socket opens).
+    if (Clock::duration gap = interruptible_sleep(stopping, backoff_ms); gap > fence_time()) note_freeze(gap);
     backoff_ms = std::min(backoff_ms * 2, options.reconnect_max_ms);
   }
 }
@@ -447,6 +512,15 @@ void WorkerSession::send_checkpoint(int64_t step, const std::string& path, const
   impl_->outbox.push_back(std::move(m));
 }
 
+void WorkerSession::send_done_counted(const std::string& result_json, int64_t freezes_before,
+                                      int64_t connections_before, std::string done_line) {
+  send_done(result_json);
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->report_watch = Impl::ReportWatch{freezes_before, connections_before, std::move(done_line)};
+  impl_->report_counts.reset();
+  impl_->confirming = false;
+}
+
 void WorkerSession::send_done(const std::string& result_json) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   Message m = impl_->stage_message(MessageType::kDone);
@@ -475,6 +549,26 @@ bool WorkerSession::flush(int timeout_ms) {
 
 bool WorkerSession::cancel_requested() const { return impl_->cancel.load(); }
 
+void WorkerSession::Impl::notice_freeze() {
+  const Clock::time_point now = Clock::now();
+  const Clock::duration gap = now - last_tick;
+  last_tick = now;
+  if (gap > fence_time()) note_freeze(gap);
+}
+
+void WorkerSession::Impl::note_freeze(Clock::duration gap) {
+  std::lock_guard<std::mutex> lock(mu);
+  // The stage (or the one an ASSIGN read next brings: stalled) writes
+  // nothing until WELCOME, the answer to the HELLO this sends, confirms
+  // its lease.
+  stalled = true;
+  hello_needed = true;
+  ++freezes;
+  if (current && !final_report) fenced = true;
+  log_warn("worker: this process was frozen for %lld ms: asking the scheduler about the lease",
+           static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(gap).count()));
+}
+
 void WorkerSession::Impl::fence_if_silent() {
   const auto fence_after = fence_time();
   if (fenced || !current || final_report || Clock::now() - last_heard <= fence_after) return;
@@ -495,6 +589,42 @@ Status WorkerSession::wait_for_lease(const std::atomic<bool>* stop) {
   }
   if (d.cancel.load()) return Status::cancelled("fenced: the stage's lease was lost");
   return Status();
+}
+
+int64_t WorkerSession::freezes() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->freezes;
+}
+
+Status WorkerSession::confirm_report(const std::atomic<bool>* stop) {
+  Impl& d = *impl_;
+  std::unique_lock<std::mutex> lock(d.mu);
+  if (!d.report_watch) return Status();
+  while (!d.report_counts) {
+    // Stopping: the DONE still goes out with the last flush, and is said
+    // done then if it counts.
+    if (stop && stop->load()) return Status();
+    d.cv.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  if (*d.report_counts) return Status();
+  return Status::cancelled(str_printf("attempt %lld of stage %lld lost its lease before its report arrived",
+                                      static_cast<long long>(d.current ? d.current->attempt : 0),
+                                      static_cast<long long>(d.current ? d.current->stage_id : 0)));
+}
+
+void WorkerSession::Impl::settle_report() {
+  const ReportWatch& w = *report_watch;
+  if (freezes == w.freezes && connections == w.connections) {
+    // Out with no freeze or reconnect since the stage's last lease answer:
+    // the lease held when it left, and the scheduler takes it.
+    log_info("%s", w.done_line.c_str());
+    report_counts = true;
+    return;
+  }
+  log_warn("worker: %s as stage %lld ended: asking the scheduler whether its report counts",
+           freezes != w.freezes ? "frozen" : "reconnected", static_cast<long long>(current->stage_id));
+  confirming = true;
+  hello_needed = true;
 }
 
 std::string WorkerSession::last_error() const {

@@ -105,6 +105,17 @@ class WorkerSession {
   void send_checkpoint(int64_t step, const std::string& path, const std::string& sha256);
   // Ends the current stage.
   void send_done(const std::string& result_json);
+  // The same, for a stage whose last lease answer (wait_for_lease) came
+  // when freezes() and connections() were `freezes_before` and
+  // `connections_before`, and logs `done_line` once the DONE counts (issue
+  // 19): at the moment it leaves this process when the process was neither
+  // frozen nor reconnected since (the lease held; the scheduler takes it),
+  // else only when the scheduler, asked (HELLO naming the finished stage),
+  // says the attempt succeeded or still holds its lease. Said as it leaves,
+  // a worker killed just after still has the line; said after a freeze only
+  // on the scheduler's word, a late DONE is never called done.
+  void send_done_counted(const std::string& result_json, int64_t freezes_before, int64_t connections_before,
+                         std::string done_line);
   // `crashed`: the stage's process died (stage_process.h); the scheduler
   // counts it against [retry] max_crashes.
   void send_failed(const std::string& error, bool retryable, bool crashed = false);
@@ -124,6 +135,13 @@ class WorkerSession {
   // or until `stop` (kCancelled). Measured on this worker's own clock, so a
   // worker frozen by SIGSTOP fences itself when it wakes.
   Status wait_for_lease(const std::atomic<bool>* stop);
+  // How many times the I/O thread has noticed that this process was frozen
+  // (a turn of its loop later than the fence time).
+  int64_t freezes() const;
+  // Waits until the DONE of send_done_counted is known to count (OK) or
+  // not (kCancelled: the attempt lost its lease before it arrived). `stop`
+  // ends the wait (OK: the DONE goes out with the last flush).
+  Status confirm_report(const std::atomic<bool>* stop);
   // The last ERROR the scheduler sent ("code: text"), for diagnostics.
   std::string last_error() const;
   // True while the scheduler answers heartbeats.

@@ -177,6 +177,82 @@ TEST(Broker, VanishedWorkerStageIsReassignedAndLateMessagesRefused) {
   remove_all(dir).ok();
 }
 
+// Issue 19 (chaos: SIGSTOP of the scheduler): a broker that did not run for
+// a while (here its clock jumps, as it does for a process SIGSTOPped and
+// continued) must not judge leases by the silence it caused: what the
+// workers sent meanwhile is still unread. The lease holder's DONE, read
+// after the pause, is accepted, and the idle worker is not handed the
+// stage a second time. A worker silent past the grace still loses its
+// lease.
+TEST(Broker, PausedSchedulerJudgesNoLeaseBeforeHearingTheWorkers) {
+  std::string dir = make_temp_dir("brokerpause");
+  ManualClock clock;
+  BrokerOptions options = test_broker_options(dir);  // lease 300 ms
+  options.clock = &clock;
+  BrokerThread broker(options);
+  auto client = connect_client(broker->clients_endpoint());
+  ASSERT_TRUE(client->submit(small_spec("p")).ok());
+  zmq::context_t ctx(1);
+  RawPeer a(ctx, broker->workers_endpoint());
+  a.send(Message(MessageType::kHello, {{"worker_id", "a"}, {"gpus", 1}, {"vram_bytes", 1 << 30}}));
+  ASSERT_EQ(a.recv()->type, MessageType::kWelcome);
+  a.send(Message(MessageType::kReady));
+  auto assign = a.recv();
+  ASSERT_TRUE(assign.ok());
+  ASSERT_EQ(assign->type, MessageType::kAssign);
+  const int64_t stage = assign->i64("stage_id");
+  ASSERT_EQ(assign->i64("attempt"), 1);
+  RawPeer b(ctx, broker->workers_endpoint());
+  b.send(Message(MessageType::kHello, {{"worker_id", "b"}, {"gpus", 1}, {"vram_bytes", 1 << 30}}));
+  ASSERT_EQ(b.recv()->type, MessageType::kWelcome);
+  b.send(Message(MessageType::kReady));
+  EXPECT_FALSE(b.recv(300).ok()) << "nothing runnable yet";
+  // The pause: 2 s, longer than a lease, passes at once. Each broker turn
+  // takes some real time; the broker sees the jump at its next purge.
+  clock.advance_ms(2000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto during = b.recv(300);
+  EXPECT_FALSE(during.ok() && during->type == MessageType::kAssign && during->i64("stage_id") == stage)
+      << "the stage went to the idle worker: its lease was judged before its holder could be heard";
+  // The DONE sent "during the pause", read now: accepted.
+  a.send(Message(MessageType::kDone, {{"stage_id", stage}, {"attempt", 1}, {"result", {{"ok", true}}}}));
+  auto next = b.recv(3000);  // the next stage (train) goes to the idle worker
+  ASSERT_TRUE(next.ok()) << next.status().to_string();
+  ASSERT_EQ(next->type, MessageType::kAssign) << next->str("code") << ": " << next->str("error");
+  EXPECT_NE(next->i64("stage_id"), stage);
+  EXPECT_EQ(next->i64("attempt"), 1);
+  auto show = client->show(1);
+  ASSERT_TRUE(show.ok());
+  EXPECT_EQ((*show)["stages"][0]["state"], "succeeded");
+  EXPECT_EQ((*show)["stages"][0]["attempt"], 1);
+  EXPECT_EQ(broker->stats().stale, 0u);
+  // A holder that asks about its finished stage (as a worker frozen as it
+  // sent its DONE does) hears that the DONE counted.
+  a.send(Message(MessageType::kHello, {{"worker_id", "a"}, {"gpus", 1}, {"vram_bytes", 1 << 30},
+                                       {"running", {{"stage_id", stage}, {"attempt", 1}, {"finished", true}}},
+                                       {"hello_seq", 7}}));
+  auto w = a.recv();
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(w->type, MessageType::kWelcome);
+  EXPECT_EQ(w->fields["lease"]["held"], false);
+  EXPECT_EQ(w->fields["lease"]["done"], true);
+  EXPECT_EQ(w->i64("hello_seq"), 7);
+  // Liveness stays: b now holds train and says nothing more. Time passes in
+  // steps shorter than a heartbeat interval (not a pause), and its lease
+  // lapses once the grace is over.
+  const int64_t train = next->i64("stage_id");
+  bool lapsed = false;
+  for (int i = 0; i < 1000 && !lapsed; ++i) {
+    clock.advance_ms(25);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto s = client->show(1);
+    lapsed = s.ok() && (*s)["stages"][1]["attempt"] == 1 && (*s)["stages"][1]["state"] == "retrying";
+    if (s.ok() && (*s)["stages"][1]["id"] != train) break;
+  }
+  EXPECT_TRUE(lapsed) << client->show(1)->dump();
+  remove_all(dir).ok();
+}
+
 TEST(Broker, TokenIsRequiredWhenSet) {
   std::string dir = make_temp_dir("brokertoken");
   BrokerOptions o = test_broker_options(dir);

@@ -232,6 +232,12 @@ TEST_F(StoreFixture, CheckLeaseSaysWhoHoldsTheStage) {
   ASSERT_TRUE(done.ok());
   EXPECT_FALSE(done->held);
   EXPECT_NE(done->why.find("holds no lease"), std::string::npos) << done->why;
+  // That attempt succeeded (a worker that asks after a freeze is told its
+  // DONE counted); no other attempt or worker did.
+  EXPECT_TRUE(done->succeeded);
+  EXPECT_FALSE(held->succeeded);
+  EXPECT_FALSE(store->check_lease(d.stage_id, d.attempt, "w2")->succeeded);
+  EXPECT_FALSE(store->check_lease(d.stage_id, d.attempt + 1, "w1")->succeeded);
 }
 
 TEST_F(StoreFixture, LapsedLeaseRequeuesWithCheckpointAndFencesOldAttempt) {

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <utility>
+
 #include <nlohmann/json.hpp>
 
 #include "common/base/file_util.h"
@@ -116,6 +118,68 @@ TEST(DatasetStage, TheUsersFileIsValidatedSplitAndCounted) {
   worker::StageOutcome none = run_dataset(dir + "/job3", "path = \"" + dir + "/bad.jsonl\"\nskip_bad = true\n");
   ASSERT_FALSE(none.status.ok());
   EXPECT_NE(none.status.message().find(dir + "/bad.jsonl: no usable example"), std::string::npos) << none.status.to_string();
+  (void)remove_all(dir);
+}
+
+// Self-fencing (issue 19; chaos: a dataset stage read from a stale ASSIGN
+// after SIGCONT ran to the end and said "done" a second time): the stage
+// publishes data/ only while its lease can be shown. Refused from the
+// start, or lost while the data was built, it ends kCancelled and writes
+// nothing in place.
+class LeaseReporter : public RecordingReporter {
+ public:
+  explicit LeaseReporter(int granted) : granted_(granted) {}
+  Status wait_for_lease(const std::atomic<bool>*) override {
+    ++asked;
+    return asked <= granted_ ? Status() : Status::cancelled("fenced: the stage's lease was lost");
+  }
+  int asked = 0;
+
+ private:
+  int granted_;
+};
+
+TEST(DatasetStage, PublishesNothingWhileTheLeaseCannotBeShown) {
+  std::string dir = "/tmp/lema_stage_dataset_lease_XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  std::string tokens;
+  for (int i = 0; i < 4; ++i) tokens += R"({"input_ids": [3, 4, 5, 6, 7, 8]})" "\n";
+  ASSERT_TRUE(write_file_atomic(dir + "/tok.jsonl", tokens).ok());
+  auto run = [&](const std::string& job, const std::string& data_toml, int granted, int* asked) {
+    auto spec = JobSpec::parse("[job]\nwork_dir = \"" + dir + "/" + job + "\"\n[model]\npath = \"/nonexistent/model\"\n[data]\n" +
+                               data_toml);
+    EXPECT_TRUE(spec.ok()) << spec.status().to_string();
+    worker::StageAssignment a;
+    a.job_id = 1;
+    a.stage_id = 1;
+    a.kind = "dataset";
+    a.attempt = 1;
+    a.work_dir = dir + "/" + job;
+    a.spec_json = spec->to_json().dump();
+    LeaseReporter reporter(granted);
+    worker::StageOutcome out = worker::run_stage(a, worker::StageEnv(), reporter);
+    *asked = reporter.asked;
+    return out;
+  };
+  const std::string tokenized = "path = \"" + dir + "/tok.jsonl\"\n";
+  const std::string built = "builder = \"lema-reply\"\nexamples = 20\n";
+  int asked = 0;
+  // The lease shown throughout: asked before the start and before publishing.
+  worker::StageOutcome ok = run("ok", tokenized, 100, &asked);
+  ASSERT_TRUE(ok.status.ok()) << ok.status.to_string();
+  EXPECT_GE(asked, 2);
+  EXPECT_TRUE(path_exists(dir + "/ok/data/train.jsonl"));
+  for (const auto& [job, data] : {std::pair<std::string, std::string>{"tok", tokenized}, {"built", built}}) {
+    // Not shown at the start (a stale ASSIGN): nothing runs.
+    worker::StageOutcome refused = run(job + "0", data, 0, &asked);
+    EXPECT_EQ(refused.status.code(), Status::Code::kCancelled) << refused.status.to_string();
+    EXPECT_FALSE(path_exists(dir + "/" + job + "0/data")) << job;
+    // Lost while the data was built: built, never published.
+    worker::StageOutcome lost = run(job + "1", data, 1, &asked);
+    EXPECT_EQ(lost.status.code(), Status::Code::kCancelled) << lost.status.to_string();
+    EXPECT_EQ(asked, 2) << job;
+    EXPECT_FALSE(path_exists(dir + "/" + job + "1/data/train.jsonl")) << job;
+  }
   (void)remove_all(dir);
 }
 

@@ -3,14 +3,24 @@
 // DONE resent until ACK, and reconnection after the broker goes away.
 #include "worker/worker_session.h"
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
 #include "common/protocol/protocol.h"
+
+extern char** environ;
 
 namespace lema::worker {
 namespace {
@@ -310,6 +320,210 @@ TEST(WorkerSession, SilenceFencesWritesUntilTheLeaseIsConfirmed) {
   writer2.join();
   EXPECT_EQ(waited.code(), Status::Code::kCancelled) << waited.to_string();
   EXPECT_TRUE((*session)->cancel_requested());
+}
+
+// Issue 19: only the answer to the newest HELLO speaks of the lease. A
+// WELCOME to an earlier one (queued while this process was frozen, read
+// after SIGCONT) must not let a fenced stage write again: HELLO carries a
+// number that WELCOME echoes.
+TEST(WorkerSession, AWelcomeToAnEarlierHelloConfirmsNothing) {
+  zmq::context_t ctx;
+  const std::string ep = "tcp://127.0.0.1:47616";
+  ScriptedBroker broker(ctx, ep);
+  auto session = WorkerSession::start(options_for(ep));
+  ASSERT_TRUE(session.ok());
+  auto first = broker.recv(3s);
+  ASSERT_TRUE(first && first->type == MessageType::kHello);
+  EXPECT_TRUE(first->has("hello_seq"));
+  broker.reply(welcome());
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    auto ready = broker.recv(3s, kSkipHeartbeats);
+    ASSERT_TRUE(ready);
+    broker.reply(assign(3));
+  });
+  auto a = (*session)->wait_for_assignment(stop, 5000);
+  t.join();
+  ASSERT_TRUE(a.ok() && a->has_value());
+  // Silent past the fence time: the next write waits, and the session asks.
+  std::this_thread::sleep_for(350ms);
+  Status waited;
+  std::atomic<bool> returned{false};
+  std::thread writer([&] {
+    waited = (*session)->wait_for_lease(&stop);
+    returned = true;
+  });
+  // Reads for `ms`, answering heartbeats, and keeps the newest HELLO (the
+  // session may reconnect and say HELLO again at any time).
+  std::optional<Message> hello;
+  auto pump = [&](std::chrono::milliseconds ms) {
+    const auto until = std::chrono::steady_clock::now() + ms;
+    while (std::chrono::steady_clock::now() < until) {
+      auto m = broker.recv(20ms, kSkipHeartbeats);
+      if (m && m->type == MessageType::kHello) hello = m;
+    }
+  };
+  for (int i = 0; i < 50 && !hello; ++i) pump(100ms);
+  ASSERT_TRUE(hello);
+  // The answer to the HELLO before it, saying the lease is held.
+  Message stale = welcome();
+  stale.fields["lease"] = {{"stage_id", 12}, {"attempt", 3}, {"held", true}};
+  stale.fields["hello_seq"] = hello->i64("hello_seq") - 1;
+  broker.reply(stale);
+  pump(200ms);
+  EXPECT_FALSE(returned.load()) << "a WELCOME to an earlier HELLO let a fenced stage write";
+  // The answer to the newest HELLO: the lease is gone.
+  for (int i = 0; i < 100 && !returned.load(); ++i) {
+    Message w = welcome();
+    w.fields["lease"] = {{"stage_id", 12}, {"attempt", 3}, {"held", false}};
+    w.fields["hello_seq"] = hello->i64("hello_seq");
+    broker.reply(w);
+    pump(50ms);
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(waited.code(), Status::Code::kCancelled) << waited.to_string();
+  EXPECT_TRUE((*session)->cancel_requested());
+}
+
+// The worker process of the freeze test (the test binary re-executed with
+// LEMA_TEST_WORKER_EP set): takes one ASSIGN, reads freezes(), says "F" on
+// stdout, waits for a byte on stdin (the test stops it there), then sends
+// DONE and says on stdout whether confirm_report counted it: "C" or "N".
+int run_worker_child_if_asked() {
+  const char* ep = std::getenv("LEMA_TEST_WORKER_EP");
+  if (!ep) return 0;
+  SessionOptions o;
+  o.endpoint = ep;
+  o.worker_id = "frozen";
+  o.capabilities.host = "testhost";
+  o.heartbeat_interval_ms = 100;
+  o.heartbeat_liveness = 3;
+  o.reconnect_initial_ms = 50;
+  o.reconnect_max_ms = 200;
+  auto session = WorkerSession::start(o);
+  if (!session.ok()) _exit(3);
+  std::atomic<bool> stop{false};
+  auto a = (*session)->wait_for_assignment(stop, 10000);
+  if (!a.ok() || !a->has_value()) _exit(4);
+  const int64_t freezes = (*session)->freezes();
+  const int64_t connections = (*session)->connections();
+  if (write(1, "F", 1) != 1) _exit(5);
+  char byte = 0;
+  if (read(0, &byte, 1) != 1) _exit(6);
+  (*session)->send_done_counted("{}", freezes, connections, "stage train of job 7 done");
+  Status counts = (*session)->confirm_report(&stop);
+  if (write(1, counts.ok() ? "C" : "N", 1) != 1) _exit(7);
+  // The session stays (the DONE may still be on its way out) until the
+  // test kills this process.
+  for (;;) pause();
+}
+const int kWorkerChildMarker = run_worker_child_if_asked();
+
+// A worker process with pipes on its stdin and stdout.
+struct WorkerChild {
+  pid_t pid = -1;
+  int to_child = -1, from_child = -1;
+  explicit WorkerChild(const std::string& ep) {
+    int in[2], out[2];
+    EXPECT_EQ(pipe(in), 0);
+    EXPECT_EQ(pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e; ++e) env_strings.push_back(*e);
+    env_strings.push_back("LEMA_TEST_WORKER_EP=" + ep);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    char arg0[] = "worker-child";
+    char* argv[] = {arg0, nullptr};
+    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv, envp.data());
+    EXPECT_EQ(rc, 0) << std::strerror(rc);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    to_child = in[1];
+    from_child = out[0];
+  }
+  // The next byte the child writes, or 0 after timeout_ms.
+  char read_byte(int timeout_ms) {
+    pollfd p = {from_child, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) != 1) return 0;
+    char c = 0;
+    return ::read(from_child, &c, 1) == 1 ? c : 0;
+  }
+  ~WorkerChild() {
+    if (pid > 0) {
+      kill(pid, SIGCONT);
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    close(to_child);
+    close(from_child);
+  }
+};
+
+// Issue 19 (chaos: a worker frozen as its stage ended said "done" for a
+// DONE that arrived after its lease had lapsed, and the stage ran again on
+// the other worker). The DONE of a worker process frozen (SIGSTOP) between
+// its last lease answer and the DONE leaving counts only once the
+// scheduler says so: the session asks (HELLO naming the finished stage)
+// and believes the answer. Without a freeze nothing is asked.
+TEST(WorkerSession, ADoneSentAfterAFreezeCountsOnlyWhenTheSchedulerSaysSo) {
+  (void)kWorkerChildMarker;
+  int port = 47617;
+  for (const char* answer : {"none", "lost", "done"}) {
+    SCOPED_TRACE(answer);
+    zmq::context_t ctx;
+    const std::string ep = "tcp://127.0.0.1:" + std::to_string(port++);
+    ScriptedBroker broker(ctx, ep);
+    WorkerChild child(ep);
+    auto hello = broker.recv(5s);
+    ASSERT_TRUE(hello && hello->type == MessageType::kHello);
+    broker.reply(welcome());
+    ASSERT_TRUE(broker.recv(5s, kSkipHeartbeats));  // READY
+    broker.reply(assign(3));
+    ASSERT_EQ(child.read_byte(5000), 'F');
+    const bool freeze = std::string(answer) != "none";
+    if (freeze) kill(child.pid, SIGSTOP);
+    ASSERT_EQ(::write(child.to_child, "x", 1), 1);
+    if (freeze) {
+      std::this_thread::sleep_for(700ms);  // past the fence time (200 ms) and the lease
+      kill(child.pid, SIGCONT);
+    }
+    // Answer heartbeats; a HELLO gets the answer under test.
+    char verdict = 0;
+    int hellos = 0;
+    bool done_seen = false, finished_named = false;
+    // The verdict may come before this reads the DONE (said as it leaves).
+    for (int i = 0; i < 200 && !(verdict && done_seen); ++i) {
+      auto m = broker.recv(20ms, kSkipHeartbeats);
+      if (m && m->type == MessageType::kDone) done_seen = true;
+      if (m && m->type == MessageType::kHello) {
+        ++hellos;
+        // The first may leave before the DONE is queued (it says
+        // finished: false, and its answer stops nothing: the stage ended).
+        finished_named = finished_named || m->fields["running"]["finished"] == true;
+        Message w = welcome();
+        w.fields["lease"] = {{"stage_id", 12}, {"attempt", 3}, {"held", false},
+                             {"done", std::string(answer) == "done"}};
+        w.fields["hello_seq"] = m->i64("hello_seq");
+        broker.reply(w);
+      }
+      if (!verdict) verdict = child.read_byte(0);
+    }
+    EXPECT_TRUE(done_seen);
+    if (!freeze) {
+      EXPECT_EQ(verdict, 'C');
+      EXPECT_EQ(hellos, 0) << "asked without a freeze";
+    } else {
+      EXPECT_TRUE(finished_named);
+      EXPECT_EQ(verdict, std::string(answer) == "done" ? 'C' : 'N');
+    }
+  }
 }
 
 TEST(WorkerSession, SaysHelloAgainWhenTheSchedulerForgotIt) {
