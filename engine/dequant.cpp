@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -43,6 +44,18 @@ bool is_scale_suffix(const std::string& s) {
     if (s.size() > n && s.compare(s.size() - n, n, tail) == 0) return true;
   }
   return false;
+}
+
+// The LibTorch path of the per-row formats (int8, fp8): out[r, c] =
+// fp32(code_value(r, c) * scale[r]), rows in chunks of about
+// kDequantChunkElements; row_values(r, nr) gives rows [r, r + nr) as fp32.
+void dequantize_rows(int64_t rows, int64_t cols, const at::Tensor& scale, at::Tensor& out,
+                     const std::function<at::Tensor(int64_t r, int64_t nr)>& row_values) {
+  const int64_t chunk_rows = std::max<int64_t>(1, kDequantChunkElements / std::max<int64_t>(cols, 1));
+  for (int64_t r = 0; r < rows; r += chunk_rows) {
+    const int64_t nr = std::min(chunk_rows, rows - r);
+    out.narrow(0, r, nr).copy_(row_values(r, nr) * scale.narrow(0, r, nr).view({nr, 1}));
+  }
 }
 
 #ifdef LEMA_WITH_CUDA
@@ -152,11 +165,7 @@ void dequantize_int8(const at::Tensor& q, const at::Tensor& scale, at::Tensor ou
     return;
   }
 #endif
-  const int64_t chunk_rows = std::max<int64_t>(1, kDequantChunkElements / std::max<int64_t>(cols, 1));
-  for (int64_t r = 0; r < rows; r += chunk_rows) {
-    const int64_t nr = std::min(chunk_rows, rows - r);
-    out.narrow(0, r, nr).copy_(q.narrow(0, r, nr).to(at::kFloat) * scale.narrow(0, r, nr).view({nr, 1}));
-  }
+  dequantize_rows(rows, cols, scale, out, [&](int64_t r, int64_t nr) { return q.narrow(0, r, nr).to(at::kFloat); });
 }
 
 void dequantize_fp8(const at::Tensor& q, const at::Tensor& scale, const at::Tensor& values, at::Tensor out) {
@@ -172,12 +181,9 @@ void dequantize_fp8(const at::Tensor& q, const at::Tensor& scale, const at::Tens
     return;
   }
 #endif
-  const int64_t chunk_rows = std::max<int64_t>(1, kDequantChunkElements / std::max<int64_t>(cols, 1));
-  for (int64_t r = 0; r < rows; r += chunk_rows) {
-    const int64_t nr = std::min(chunk_rows, rows - r);
-    const at::Tensor v = values.index_select(0, q.narrow(0, r, nr).reshape({-1}).to(at::kLong)).view({nr, cols});
-    out.narrow(0, r, nr).copy_(v * scale.narrow(0, r, nr).view({nr, 1}));
-  }
+  dequantize_rows(rows, cols, scale, out, [&](int64_t r, int64_t nr) {
+    return values.index_select(0, q.narrow(0, r, nr).reshape({-1}).to(at::kLong)).view({nr, cols});
+  });
 }
 
 Result<LayerWeights> dequantize_layer(const ModelConfig& config, const QuantLayerFormat& format,

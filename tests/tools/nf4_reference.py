@@ -113,15 +113,17 @@ def double_quantize(absmax):
     return q, scales, offset, restored
 
 
-def int8_quantize(xs, rows, cols):
+def per_row_quantize(xs, rows, cols, qmax, encode, value):
+    """Per output row: scale = fp32(max |row| / qmax); q = encode(fp32(x / scale))
+    (0 for a zero row); dequantized fp32(value(q) * scale)."""
     q, scales, deq = [], [], []
     for r in range(rows):
         row = xs[r * cols:(r + 1) * cols]
-        s = f32(max(abs(v) for v in row) / 127.0)
+        s = f32(max(abs(v) for v in row) / qmax)
         scales.append(s)
-        qs = [round_half_even_clamped(f32(v / s)) if s > 0 else 0 for v in row]
+        qs = [encode(f32(v / s)) if s > 0 else 0 for v in row]
         q.extend(qs)
-        deq.extend(f32(v * s) for v in qs)
+        deq.extend(f32(value(c) * s) for c in qs)
     return q, scales, deq
 
 
@@ -150,17 +152,6 @@ def e4m3_encode(v):
     return sign | E4M3_CODE_OF[steps * spacing]
 
 
-def fp8_quantize(xs, rows, cols):
-    q, scales, deq = [], [], []
-    for r in range(rows):
-        row = xs[r * cols:(r + 1) * cols]
-        s = f32(max(abs(v) for v in row) / 448.0)
-        scales.append(s)
-        qs = [e4m3_encode(f32(v / s)) if s > 0 else 0 for v in row]
-        q.extend(qs)
-        deq.extend(f32(e4m3_value(c) * s) for c in qs)
-    return q, scales, deq
-
 
 def main():
     mode, in_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -181,14 +172,12 @@ def main():
             out["absmax_restored_bits"] = [f32_bits(a) for a in restored]
             scale_of_block = restored
         deq = [f32(CODE32[i] * scale_of_block[k // BLOCK]) for k, i in enumerate(idx[:len(xs)])]
-    elif mode == "int8":
+    elif mode in ("int8", "fp8"):
         rows, cols = int(sys.argv[4]), int(sys.argv[5])
-        q, scales, deq = int8_quantize(xs, rows, cols)
-        out["q"] = q
-        out["scale_bits"] = [f32_bits(s) for s in scales]
-    elif mode == "fp8":
-        rows, cols = int(sys.argv[4]), int(sys.argv[5])
-        q, scales, deq = fp8_quantize(xs, rows, cols)
+        if mode == "int8":
+            q, scales, deq = per_row_quantize(xs, rows, cols, 127.0, round_half_even_clamped, float)
+        else:
+            q, scales, deq = per_row_quantize(xs, rows, cols, 448.0, e4m3_encode, e4m3_value)
         out["q"] = q
         out["scale_bits"] = [f32_bits(s) for s in scales]
     else:
